@@ -1,0 +1,5 @@
+/**
+ * @packageDocumentation
+ * Snapshot policy, chunked snapshot transfer and snapshot tooling. Its first code comes with the log-compaction issue.
+ */
+export {};

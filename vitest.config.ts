@@ -1,0 +1,40 @@
+import { defineConfig, type ViteUserConfig } from 'vitest/config';
+
+/** Resolve workspace siblings to their TypeScript sources, not their built `dist/`. */
+const sourceConditions = ['@tsraft/source'];
+
+const unitProject = (name: string) => ({
+  extends: true as const,
+  test: {
+    name,
+    root: `packages/${name}`,
+    include: ['src/**/*.test.ts'],
+  },
+});
+
+const config: ViteUserConfig = defineConfig({
+  resolve: { conditions: sourceConditions },
+  ssr: { resolve: { conditions: sourceConditions } },
+  test: {
+    projects: [
+      unitProject('core'),
+      unitProject('trpc-transport'),
+      unitProject('pg-storage'),
+      unitProject('log-compaction'),
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          root: 'integration',
+          include: ['src/**/*.test.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+          globalSetup: ['src/postgres/global-setup.ts'],
+        },
+      },
+    ],
+    passWithNoTests: false,
+  },
+});
+
+export default config;
