@@ -1,0 +1,1045 @@
+import { type ClusterConfig, isVoter, members } from '../configuration.ts';
+import { InvariantViolationError } from '../errors.ts';
+import type { HardState } from '../hard-state.ts';
+import { entrySize, type LogEntry, type NodeId } from '../log-entry.ts';
+import type { LogWrite } from '../log-store.ts';
+import { type Logger, noopLogger } from '../logger.ts';
+import type {
+  AppendEntries,
+  AppendEntriesResponse,
+  Heartbeat,
+  HeartbeatResponse,
+  InstallSnapshot,
+  InstallSnapshotResponse,
+  Message,
+  ReadIndexRequest,
+  ReadIndexResponse,
+  RequestVote,
+  RequestVoteResponse,
+  SnapshotMeta,
+} from '../message.ts';
+import type { RandomSource } from '../random.ts';
+import { DEFAULT_ENGINE_TUNING, type EngineOptions, type EngineTuning } from './engine-options.ts';
+import { Inflights } from './inflights.ts';
+import { Progress, type ProgressState } from './progress.ts';
+import { quorumIndex, voteResult } from './quorum.ts';
+import { RaftLog } from './raft-log.ts';
+import { ReadIndexTracker } from './read-index.ts';
+import type { ReadResult, Ready, Role, SoftState } from './ready.ts';
+
+/** Outcome of a proposal: the index and term of its first entry, or why it was refused. */
+export type ProposeResult =
+  | { readonly ok: true; readonly index: number; readonly term: number }
+  | { readonly ok: false; readonly reason: 'not-leader'; readonly leaderHint: NodeId | null }
+  | { readonly ok: false; readonly reason: 'backpressure' };
+
+/** A snapshot of the engine's state, for status reports and tests. */
+export interface EngineStatus {
+  readonly id: NodeId;
+  readonly role: Role;
+  readonly term: number;
+  readonly votedFor: NodeId | null;
+  readonly leaderId: NodeId | null;
+  readonly commitIndex: number;
+  readonly lastIndex: number;
+  readonly lastTerm: number;
+  readonly persistedIndex: number;
+  readonly firstIndex: number;
+  readonly config: ClusterConfig;
+  /** The leader's view of each follower; empty when not leader. */
+  readonly progress: Readonly<
+    Record<NodeId, { match: number; next: number; state: ProgressState }>
+  >;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * The Raft consensus algorithm as a deterministic state machine (Raft paper, extended version;
+ * Ongaro's thesis for PreVote, CheckQuorum and ReadIndex).
+ *
+ * It performs no I/O and reads no clock: time arrives through {@link tick}, messages through
+ * {@link step}, requests through {@link propose} and {@link readIndex}. The work it asks for
+ * accumulates until the driver collects it with {@link ready}, carries it out in the order the
+ * {@link Ready} contract gives, and acknowledges it with {@link advance}. The same inputs in the
+ * same order always give the same outputs.
+ *
+ * Methods throw {@link InvariantViolationError} only for states Raft forbids (a bug, or storage
+ * that lost acknowledged data); the driver must then stop the node.
+ */
+export class RaftEngine {
+  readonly id: NodeId;
+  readonly #tuning: EngineTuning;
+  readonly #random: RandomSource;
+  readonly #logger: Logger;
+  readonly #log: RaftLog;
+  #config: ClusterConfig;
+  /** Metadata of the snapshot the log starts after: what a lagging follower is sent. */
+  #snapshotMeta: SnapshotMeta;
+
+  #term: number;
+  #votedFor: NodeId | null;
+  #commitIndex: number;
+  #role: Role = 'follower';
+  #leaderId: NodeId | null = null;
+
+  #electionElapsed = 0;
+  #heartbeatElapsed = 0;
+  #randomizedElectionTimeout = 0;
+  #votes = new Map<NodeId, boolean>();
+  #progress = new Map<NodeId, Progress>();
+  #uncommittedBytes = 0;
+  /** Leader: entries were appended that followers have not been sent yet. */
+  #replicationPending = false;
+
+  #reads = new ReadIndexTracker();
+  /** Leader: reads that wait for the first commit of this term (thesis 6.4, step 1). */
+  #readsAwaitingCommit: { id: string; origin: NodeId }[] = [];
+  /** Follower: reads forwarded to the leader, awaiting its read index. */
+  #forwardedReads = new Set<string>();
+
+  /** Highest index durable in the local store and still part of the log. */
+  #persistedIndex: number;
+  /** Highest index handed out to be applied. */
+  #appliedHandedOut: number;
+  /** A write handed out and not yet advanced: its last index, and any later truncation. */
+  #inflightWrite: { lastIndex: number; cutAt: number } | undefined;
+  #readyOutstanding = false;
+
+  #messages: Message[] = [];
+  #readResults: ReadResult[] = [];
+  #snapshotToInstall: SnapshotMeta | undefined;
+  #hardStateChanged = false;
+  #commitChanged = false;
+  #reportedSoftState: SoftState | undefined;
+
+  constructor(options: EngineOptions) {
+    this.id = options.id;
+    this.#tuning = { ...DEFAULT_ENGINE_TUNING, ...options.tuning };
+    if (this.#tuning.heartbeatTicks >= this.#tuning.electionTicks) {
+      throw new TypeError('heartbeatTicks must be less than electionTicks');
+    }
+    this.#random = options.random;
+    this.#logger = options.logger ?? noopLogger;
+    this.#config = options.config;
+    this.#log = new RaftLog(options.snapshot, options.entries);
+    this.#snapshotMeta = { ...options.snapshot, config: options.config };
+    this.#term = options.hardState.term;
+    this.#votedFor = options.hardState.votedFor;
+    const lastIndex = this.#log.lastIndex;
+    this.#commitIndex = Math.min(
+      Math.max(options.hardState.commitIndex, options.snapshot.index),
+      lastIndex,
+    );
+    this.#persistedIndex = lastIndex;
+    this.#appliedHandedOut = Math.max(options.applied, options.snapshot.index);
+    if (this.#appliedHandedOut > lastIndex) {
+      throw new InvariantViolationError(
+        `the state machine applied index ${options.applied} beyond the last log index ${lastIndex}`,
+      );
+    }
+    this.#commitIndex = Math.max(this.#commitIndex, this.#appliedHandedOut);
+    this.#resetElectionTimeout();
+    this.#reportedSoftState = this.#softState();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Inputs
+
+  /** Advances logical time by one tick: election timeouts, heartbeats, CheckQuorum. */
+  tick(): void {
+    if (this.#role === 'leader') {
+      this.#tickLeader();
+    } else {
+      this.#electionElapsed++;
+      if (this.#electionElapsed >= this.#randomizedElectionTimeout && this.#promotable()) {
+        this.#electionElapsed = 0;
+        this.#campaign();
+      }
+    }
+  }
+
+  /** Handles one message from a peer. Messages for another node or from a stranger are dropped. */
+  step(m: Message): void {
+    if (m.to !== this.id || m.from === this.id || !members(this.#config).includes(m.from)) {
+      this.#logger.debug({ message: describe(m) }, 'dropped a message not meant for this node');
+      return;
+    }
+    if (m.term > this.#term) {
+      if (m.type === 'vote' && this.#inLease()) {
+        // Thesis 4.2.3: while a leader is known to be alive, a disruptive candidate is ignored.
+        this.#logger.debug(
+          { from: m.from, term: m.term },
+          'ignored a vote request within the lease',
+        );
+        return;
+      }
+      const futureTermPrevote =
+        (m.type === 'vote' && m.prevote) || (m.type === 'vote-response' && m.prevote && m.granted);
+      if (!futureTermPrevote) {
+        const leader =
+          m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot' ? m.from : null;
+        this.#becomeFollower(m.term, leader);
+      }
+    } else if (m.term < this.#term) {
+      this.#answerStaleTerm(m);
+      return;
+    }
+
+    switch (m.type) {
+      case 'vote':
+        this.#handleVote(m);
+        return;
+      case 'vote-response':
+        this.#handleVoteResponse(m);
+        return;
+      case 'append':
+      case 'heartbeat':
+      case 'snapshot':
+        this.#handleFromLeader(m);
+        return;
+      case 'append-response':
+      case 'heartbeat-response':
+      case 'snapshot-response':
+        this.#handleFromFollower(m);
+        return;
+      case 'read-index':
+        this.#handleReadIndexRequest(m);
+        return;
+      case 'read-index-response':
+        this.#handleReadIndexResponse(m);
+        return;
+    }
+  }
+
+  /**
+   * Appends commands to the leader's log. Refused on a non-leader (with the leader it knows) and,
+   * with backpressure, when uncommitted entries already exceed `maxUncommittedBytes`.
+   */
+  propose(payloads: readonly Uint8Array[]): ProposeResult {
+    if (this.#role !== 'leader') {
+      return { ok: false, reason: 'not-leader', leaderHint: this.#leaderId };
+    }
+    let bytes = 0;
+    for (const data of payloads) bytes += data.byteLength + 24;
+    if (
+      this.#uncommittedBytes > 0 &&
+      this.#uncommittedBytes + bytes > this.#tuning.maxUncommittedBytes
+    ) {
+      return { ok: false, reason: 'backpressure' };
+    }
+    const first = this.#log.lastIndex + 1;
+    this.#log.append(
+      payloads.map((data, i) => ({ index: first + i, term: this.#term, type: 'command', data })),
+    );
+    this.#uncommittedBytes += bytes;
+    this.#afterLeaderAppend();
+    return { ok: true, index: first, term: this.#term };
+  }
+
+  /**
+   * Requests a linearizable read (ReadIndex, thesis 6.4). The answer arrives in a later
+   * {@link Ready}'s `reads` under the same `id`: a read index (serve the read once the state
+   * machine has applied that far) or an error (retry, perhaps on another node).
+   */
+  readIndex(id: string): void {
+    if (this.#role === 'leader') {
+      this.#leaderRead(id, this.id);
+    } else if (this.#leaderId !== null && this.#role === 'follower') {
+      this.#forwardedReads.add(id);
+      this.#send({ type: 'read-index', from: this.id, to: this.#leaderId, term: this.#term, id });
+    } else {
+      this.#readResults.push({ id, error: 'not-leader' });
+    }
+  }
+
+  /**
+   * The driver saved a snapshot covering the log up to `meta.index` (at most the applied index):
+   * entries up to there leave memory, and followers that need them will be sent the snapshot.
+   */
+  compact(meta: SnapshotMeta): void {
+    if (meta.index > this.#appliedHandedOut || meta.index > this.#persistedIndex) {
+      throw new InvariantViolationError(
+        `cannot compact to ${meta.index}: beyond the applied (${this.#appliedHandedOut}) or persisted (${this.#persistedIndex}) index`,
+      );
+    }
+    if (meta.index <= this.#log.snapshot.index) return;
+    if (this.#log.term(meta.index) !== meta.term) {
+      throw new InvariantViolationError(
+        `snapshot at ${meta.index} has term ${meta.term}, the log has ${this.#log.term(meta.index)}`,
+      );
+    }
+    this.#log.compact(meta.index);
+    this.#snapshotMeta = meta;
+  }
+
+  /** The transport could not reach `peer`: stop pipelining to it until it answers again. */
+  reportUnreachable(peer: NodeId): void {
+    const pr = this.#progress.get(peer);
+    if (pr?.state === 'replicate') pr.becomeProbe();
+  }
+
+  /** A snapshot transfer to `peer` failed: fall back to probing, which retries it. */
+  reportSnapshotFailed(peer: NodeId): void {
+    const pr = this.#progress.get(peer);
+    if (pr?.state === 'snapshot') {
+      pr.pendingSnapshot = 0;
+      pr.becomeProbe();
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Output
+
+  /** Whether {@link ready} has anything to hand out. */
+  hasReady(): boolean {
+    if (this.#readyOutstanding) return false;
+    return (
+      this.#messages.length > 0 ||
+      this.#readResults.length > 0 ||
+      this.#snapshotToInstall !== undefined ||
+      this.#log.hasUnstable ||
+      this.#hardStateChanged ||
+      this.#replicationPending ||
+      this.#reads.size > 0 ||
+      this.#applicableIndex() > this.#appliedHandedOut ||
+      !sameSoftState(this.#reportedSoftState, this.#softState())
+    );
+  }
+
+  /**
+   * Collects the work accumulated since the last call (see {@link Ready} for what the driver
+   * must do with it). At most one Ready is outstanding: call {@link advance} before the next.
+   */
+  ready(): Ready {
+    if (this.#readyOutstanding) {
+      throw new InvariantViolationError('ready() called again before advance()');
+    }
+    if (this.#role === 'leader') this.#flushLeader();
+
+    const softState = this.#softState();
+    const softChanged = !sameSoftState(this.#reportedSoftState, softState);
+    this.#reportedSoftState = softState;
+
+    const snapshot = this.#snapshotToInstall;
+    this.#snapshotToInstall = undefined;
+    const { truncateFrom, entries } = this.#log.takeUnstable();
+    const hardState = this.#hardState();
+    const writeHardState = this.#hardStateChanged || (this.#commitChanged && entries.length > 0);
+    let write: LogWrite | undefined;
+    if (
+      snapshot !== undefined ||
+      truncateFrom !== undefined ||
+      entries.length > 0 ||
+      writeHardState
+    ) {
+      write = {
+        ...(snapshot === undefined
+          ? {}
+          : { snapshot: { index: snapshot.index, term: snapshot.term } }),
+        ...(truncateFrom === undefined ? {} : { truncateFrom }),
+        ...(entries.length === 0 ? {} : { entries }),
+        ...(writeHardState ? { hardState } : {}),
+      };
+      if (writeHardState) {
+        this.#hardStateChanged = false;
+        this.#commitChanged = false;
+      }
+    }
+    const last = entries.at(-1);
+    this.#inflightWrite =
+      last === undefined ? undefined : { lastIndex: last.index, cutAt: Number.POSITIVE_INFINITY };
+
+    const committed = this.#takeCommitted();
+    const messages = this.#messages;
+    this.#messages = [];
+    const reads = this.#readResults;
+    this.#readResults = [];
+    this.#readyOutstanding = true;
+    return {
+      softState: softChanged ? softState : undefined,
+      snapshot,
+      write,
+      messages,
+      committed,
+      reads,
+      hardState,
+    };
+  }
+
+  /** The driver has carried out `ready`: its write is durable and its messages are sent. */
+  advance(ready: Ready): void {
+    if (!this.#readyOutstanding) throw new InvariantViolationError('advance() without ready()');
+    this.#readyOutstanding = false;
+    const written = this.#inflightWrite;
+    this.#inflightWrite = undefined;
+    if (ready.snapshot !== undefined) {
+      this.#persistedIndex = Math.max(this.#persistedIndex, ready.snapshot.index);
+    }
+    if (written !== undefined) {
+      const durable = Math.min(written.lastIndex, written.cutAt - 1, this.#log.lastIndex);
+      this.#persistedIndex = Math.max(this.#persistedIndex, durable);
+    }
+    if (this.#role === 'leader' && this.#maybeCommit()) this.#broadcastAppend();
+  }
+
+  status(): EngineStatus {
+    const progress: Record<NodeId, { match: number; next: number; state: ProgressState }> = {};
+    for (const [id, pr] of this.#progress) {
+      progress[id] = { match: pr.match, next: pr.next, state: pr.state };
+    }
+    return {
+      id: this.id,
+      role: this.#role,
+      term: this.#term,
+      votedFor: this.#votedFor,
+      leaderId: this.#leaderId,
+      commitIndex: this.#commitIndex,
+      lastIndex: this.#log.lastIndex,
+      lastTerm: this.#log.lastTerm,
+      persistedIndex: this.#persistedIndex,
+      firstIndex: this.#log.firstIndex,
+      config: this.#config,
+      progress,
+    };
+  }
+
+  /** The entry at `index` if the engine still holds it in memory (tests and invariant checks). */
+  entry(index: number): LogEntry | undefined {
+    return this.#log.entry(index);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Elections
+
+  #promotable(): boolean {
+    return isVoter(this.#config, this.id);
+  }
+
+  #inLease(): boolean {
+    return (
+      this.#tuning.checkQuorum &&
+      this.#leaderId !== null &&
+      this.#electionElapsed < this.#tuning.electionTicks
+    );
+  }
+
+  #resetElectionTimeout(): void {
+    const base = this.#tuning.electionTicks;
+    this.#randomizedElectionTimeout = base + Math.floor(this.#random.next() * base);
+  }
+
+  #campaign(): void {
+    if (this.#tuning.preVote) this.#becomePreCandidate();
+    else this.#becomeCandidate();
+  }
+
+  #becomePreCandidate(): void {
+    // A pre-vote changes neither term nor vote (thesis 9.6): a partitioned node cannot inflate
+    // its term and disrupt the cluster when it returns.
+    this.#role = 'pre-candidate';
+    this.#leaderId = null;
+    this.#votes = new Map([[this.id, true]]);
+    this.#logger.info({ term: this.#term }, 'starting a pre-vote');
+    this.#requestVotes(true);
+  }
+
+  #becomeCandidate(): void {
+    this.#resetState(this.#term + 1);
+    this.#role = 'candidate';
+    this.#votedFor = this.id;
+    this.#hardStateChanged = true;
+    this.#votes = new Map([[this.id, true]]);
+    this.#logger.info({ term: this.#term }, 'starting an election');
+    this.#requestVotes(false);
+  }
+
+  #requestVotes(prevote: boolean): void {
+    if (voteResult(this.#config, this.#votes) === 'won') {
+      this.#electionWon(prevote);
+      return;
+    }
+    const term = prevote ? this.#term + 1 : this.#term;
+    for (const to of voters(this.#config)) {
+      if (to === this.id) continue;
+      this.#send({
+        type: 'vote',
+        from: this.id,
+        to,
+        term,
+        prevote,
+        lastIndex: this.#log.lastIndex,
+        lastTerm: this.#log.lastTerm,
+      });
+    }
+  }
+
+  #electionWon(prevote: boolean): void {
+    if (prevote) this.#becomeCandidate();
+    else this.#becomeLeader();
+  }
+
+  #handleVote(m: RequestVote): void {
+    // Raft paper 5.2 and 5.4.1: at most one vote per term, and only for a log at least as up to
+    // date as ours. A pre-vote for a later term is granted on the log comparison alone.
+    const canVote =
+      this.#votedFor === m.from ||
+      (this.#votedFor === null && this.#leaderId === null) ||
+      (m.prevote && m.term > this.#term);
+    const granted = canVote && this.#log.isUpToDate(m.lastIndex, m.lastTerm);
+    if (granted && !m.prevote) {
+      this.#votedFor = m.from;
+      this.#hardStateChanged = true;
+      this.#electionElapsed = 0;
+    }
+    this.#send({
+      type: 'vote-response',
+      from: this.id,
+      to: m.from,
+      term: m.prevote && granted ? m.term : this.#term,
+      prevote: m.prevote,
+      granted,
+    });
+  }
+
+  #handleVoteResponse(m: RequestVoteResponse): void {
+    const expected =
+      this.#role === 'pre-candidate' ? true : this.#role === 'candidate' ? false : null;
+    if (expected === null || m.prevote !== expected) return;
+    if (this.#votes.has(m.from)) return;
+    this.#votes.set(m.from, m.granted);
+    const result = voteResult(this.#config, this.#votes);
+    if (result === 'won') this.#electionWon(m.prevote);
+    else if (result === 'lost') this.#becomeFollower(this.#term, null);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Role changes
+
+  #resetState(term: number): void {
+    if (term !== this.#term) {
+      this.#term = term;
+      this.#votedFor = null;
+      this.#hardStateChanged = true;
+    }
+    this.#leaderId = null;
+    this.#electionElapsed = 0;
+    this.#heartbeatElapsed = 0;
+    this.#resetElectionTimeout();
+    this.#votes = new Map();
+    this.#progress = new Map();
+    this.#uncommittedBytes = 0;
+    this.#replicationPending = false;
+    this.#failLeaderReads();
+    this.#failForwardedReads();
+  }
+
+  #becomeFollower(term: number, leaderId: NodeId | null): void {
+    const wasLeader = this.#role === 'leader';
+    this.#resetState(term);
+    this.#role = 'follower';
+    this.#leaderId = leaderId;
+    if (wasLeader) this.#logger.info({ term }, 'stepped down');
+  }
+
+  #becomeLeader(): void {
+    this.#resetState(this.#term);
+    this.#role = 'leader';
+    this.#leaderId = this.id;
+    for (const peer of members(this.#config)) {
+      if (peer === this.id) continue;
+      const pr = new Progress(
+        this.#log.lastIndex + 1,
+        new Inflights(this.#tuning.maxInflightMessages, this.#tuning.maxInflightBytes),
+      );
+      this.#progress.set(peer, pr);
+    }
+    // Raft paper 8: a no-op of the new term lets earlier entries commit and ReadIndex proceed.
+    this.#log.append([
+      { index: this.#log.lastIndex + 1, term: this.#term, type: 'noop', data: EMPTY },
+    ]);
+    this.#afterLeaderAppend();
+    this.#logger.info({ term: this.#term }, 'became leader');
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Leader
+
+  #tickLeader(): void {
+    this.#heartbeatElapsed++;
+    this.#electionElapsed++;
+    if (this.#electionElapsed >= this.#tuning.electionTicks) {
+      this.#electionElapsed = 0;
+      if (this.#tuning.checkQuorum) {
+        // Thesis 6.2: a leader that cannot hear from a quorum steps down, so that clients look
+        // for the real leader and its reads stop.
+        const active = new Map<NodeId, boolean>([[this.id, true]]);
+        for (const [id, pr] of this.#progress) {
+          active.set(id, pr.recentActive);
+          pr.recentActive = false;
+        }
+        if (voteResult(this.#config, active) !== 'won') {
+          this.#logger.info({ term: this.#term }, 'no quorum heard within an election timeout');
+          this.#becomeFollower(this.#term, null);
+          return;
+        }
+      }
+    }
+    if (this.#heartbeatElapsed >= this.#tuning.heartbeatTicks) {
+      this.#heartbeatElapsed = 0;
+      this.#broadcastHeartbeat(this.#reads.takeRoundToSend() ?? 0);
+    }
+  }
+
+  #afterLeaderAppend(): void {
+    this.#replicationPending = true;
+    // A single voter commits as soon as its own write is durable (see advance()).
+  }
+
+  /** Sends what proposals and reads accumulated since the last Ready, batched. */
+  #flushLeader(): void {
+    if (this.#replicationPending) {
+      this.#replicationPending = false;
+      this.#broadcastAppend();
+    }
+    const round = this.#reads.takeRoundToSend();
+    if (round !== undefined) this.#broadcastHeartbeat(round);
+  }
+
+  #broadcastAppend(): void {
+    for (const peer of this.#progress.keys()) {
+      while (this.#sendAppend(peer, false)) {
+        // Keep the pipeline full while the window has room and entries remain.
+      }
+    }
+  }
+
+  #broadcastHeartbeat(round: number): void {
+    for (const [to, pr] of this.#progress) {
+      const heartbeat: Heartbeat = {
+        type: 'heartbeat',
+        from: this.id,
+        to,
+        term: this.#term,
+        commit: Math.min(pr.match, this.#commitIndex),
+        round,
+      };
+      this.#send(heartbeat);
+    }
+  }
+
+  /**
+   * Sends `to` the entries it needs next, or a snapshot when they are compacted away. Returns
+   * whether something was sent.
+   */
+  #sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
+    const pr = this.#progress.get(to);
+    if (pr === undefined || pr.paused) return false;
+    const prevIndex = pr.next - 1;
+    const prevTerm = this.#log.term(prevIndex);
+    const entries = this.#log.slice(
+      pr.next,
+      this.#log.lastIndex + 1,
+      this.#tuning.maxBytesPerMessage,
+      this.#tuning.maxEntriesPerMessage,
+    );
+    if (prevTerm === undefined || entries === undefined) {
+      pr.becomeSnapshot(this.#snapshotMeta.index);
+      const message: InstallSnapshot = {
+        type: 'snapshot',
+        from: this.id,
+        to,
+        term: this.#term,
+        snapshot: this.#snapshotMeta,
+      };
+      this.#send(message);
+      this.#logger.info({ to, index: this.#snapshotMeta.index }, 'sending a snapshot');
+      return true;
+    }
+    if (entries.length === 0 && !sendIfEmpty) return false;
+    let bytes = 0;
+    for (const entry of entries) bytes += entrySize(entry);
+    const message: AppendEntries = {
+      type: 'append',
+      from: this.id,
+      to,
+      term: this.#term,
+      prevIndex,
+      prevTerm,
+      entries,
+      commit: this.#commitIndex,
+    };
+    this.#send(message);
+    pr.sent(prevIndex + entries.length, entries.length, bytes);
+    return entries.length > 0;
+  }
+
+  #handleFromFollower(
+    m: AppendEntriesResponse | HeartbeatResponse | InstallSnapshotResponse,
+  ): void {
+    if (this.#role !== 'leader') return;
+    const pr = this.#progress.get(m.from);
+    if (pr === undefined) return;
+    pr.recentActive = true;
+    switch (m.type) {
+      case 'append-response':
+        this.#handleAppendResponse(m, pr);
+        return;
+      case 'heartbeat-response':
+        pr.probeSent = false;
+        if (pr.state === 'replicate' && pr.inflights.full) pr.inflights.freeFirst();
+        if (m.round > 0) {
+          this.#reads.acknowledge(m.from, m.round);
+          this.#releaseConfirmedReads();
+        }
+        if (pr.match < this.#log.lastIndex) this.#sendAppend(m.from, true);
+        return;
+      case 'snapshot-response':
+        if (pr.state !== 'snapshot') return;
+        pr.acknowledge(m.index);
+        pr.becomeProbe();
+        this.#sendAppend(m.from, true);
+        return;
+    }
+  }
+
+  #handleAppendResponse(m: AppendEntriesResponse, pr: Progress): void {
+    if (!m.success) {
+      // Fast back-tracking: jump past the follower's whole conflicting term in one step.
+      const probeLimit =
+        m.hint === undefined
+          ? m.index - 1
+          : this.#log.findConflictByTerm(m.hint.index, m.hint.term).index;
+      if (pr.reject(m.index, probeLimit)) {
+        if (pr.state === 'replicate') pr.becomeProbe();
+        this.#sendAppend(m.from, true);
+      }
+      return;
+    }
+    if (m.index > this.#log.lastIndex) {
+      throw new InvariantViolationError(
+        `${m.from} acknowledged index ${m.index} beyond the leader's last index ${this.#log.lastIndex}`,
+      );
+    }
+    if (!pr.acknowledge(m.index)) return;
+    switch (pr.state) {
+      case 'probe':
+        pr.becomeReplicate();
+        break;
+      case 'snapshot':
+        if (pr.match >= pr.pendingSnapshot) pr.becomeProbe();
+        break;
+      case 'replicate':
+        pr.inflights.freeTo(m.index);
+        break;
+    }
+    if (this.#maybeCommit()) {
+      this.#broadcastAppend();
+    } else {
+      while (this.#sendAppend(m.from, false)) {
+        // Refill the window that the acknowledgement opened.
+      }
+    }
+  }
+
+  /**
+   * Advances the commit index to the highest index a quorum holds, but only through an entry
+   * of the current term (Raft paper 5.4.2, Figure 8): older entries commit indirectly.
+   */
+  #maybeCommit(): boolean {
+    const index = quorumIndex(this.#config, (id) =>
+      id === this.id ? this.#persistedIndex : (this.#progress.get(id)?.match ?? 0),
+    );
+    if (index <= this.#commitIndex || this.#log.term(index) !== this.#term) return false;
+    this.#commitTo(index);
+    return true;
+  }
+
+  #commitTo(index: number): void {
+    if (index <= this.#commitIndex) return;
+    if (index > this.#log.lastIndex) {
+      throw new InvariantViolationError(
+        `commit index ${index} beyond the last log index ${this.#log.lastIndex}`,
+      );
+    }
+    if (this.#role === 'leader') {
+      for (let i = this.#commitIndex + 1; i <= index; i++) {
+        const entry = this.#log.entry(i);
+        if (entry?.type === 'command') this.#uncommittedBytes -= entry.data.byteLength + 24;
+      }
+      this.#uncommittedBytes = Math.max(0, this.#uncommittedBytes);
+    }
+    this.#commitIndex = index;
+    this.#commitChanged = true;
+    if (this.#role === 'leader' && this.#log.term(index) === this.#term) {
+      const waiting = this.#readsAwaitingCommit;
+      this.#readsAwaitingCommit = [];
+      for (const read of waiting) this.#leaderRead(read.id, read.origin);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Follower
+
+  #handleFromLeader(m: AppendEntries | Heartbeat | InstallSnapshot): void {
+    if (this.#role === 'leader') {
+      throw new InvariantViolationError(
+        `two leaders in term ${this.#term}: ${this.id} and ${m.from} (Election Safety)`,
+      );
+    }
+    if (this.#role !== 'follower') this.#becomeFollower(this.#term, m.from);
+    if (this.#leaderId !== m.from) {
+      this.#failForwardedReads();
+      this.#leaderId = m.from;
+    }
+    this.#electionElapsed = 0;
+    switch (m.type) {
+      case 'append':
+        this.#handleAppend(m);
+        return;
+      case 'heartbeat':
+        this.#commitTo(Math.min(m.commit, this.#log.lastIndex));
+        this.#send({
+          type: 'heartbeat-response',
+          from: this.id,
+          to: m.from,
+          term: this.#term,
+          round: m.round,
+          lastIndex: this.#log.lastIndex,
+        });
+        return;
+      case 'snapshot':
+        this.#handleSnapshot(m);
+        return;
+    }
+  }
+
+  /** Raft paper, Figure 2, AppendEntries RPC, receiver implementation. */
+  #handleAppend(m: AppendEntries): void {
+    const reply = (response: {
+      success: boolean;
+      index: number;
+      hint?: { index: number; term: number };
+    }) =>
+      this.#send({
+        type: 'append-response',
+        from: this.id,
+        to: m.from,
+        term: this.#term,
+        ...response,
+      });
+
+    if (m.prevIndex < this.#commitIndex) {
+      // Everything up to our commit index already matches the leader (Log Matching).
+      reply({ success: true, index: this.#commitIndex });
+      return;
+    }
+    if (!this.#log.matchTerm(m.prevIndex, m.prevTerm)) {
+      // Step 2: reply false, with a hint that skips the conflicting term.
+      const hint = this.#log.findConflictByTerm(
+        Math.min(m.prevIndex, this.#log.lastIndex),
+        m.prevTerm,
+      );
+      reply({ success: false, index: m.prevIndex, hint });
+      return;
+    }
+    // Steps 3-4: delete a conflicting suffix, append what is new, never touch what matches.
+    const conflict = this.#log.findConflict(m.entries);
+    if (conflict !== undefined) {
+      if (conflict.index <= this.#commitIndex) {
+        throw new InvariantViolationError(
+          `entry ${conflict.index} conflicts with the committed log (commit index ${this.#commitIndex})`,
+        );
+      }
+      if (conflict.index <= this.#log.lastIndex) this.#truncated(conflict.index);
+      this.#log.truncateAndAppend(m.entries.slice(conflict.index - (m.prevIndex + 1)));
+    }
+    const lastNew = m.prevIndex + m.entries.length;
+    // Step 5: commit index = min(leaderCommit, index of last new entry).
+    this.#commitTo(Math.min(m.commit, lastNew));
+    reply({ success: true, index: lastNew });
+  }
+
+  /** Records that the log was cut at `index`, so nothing from there on counts as persisted. */
+  #truncated(index: number): void {
+    this.#persistedIndex = Math.min(this.#persistedIndex, index - 1);
+    if (this.#inflightWrite !== undefined) {
+      this.#inflightWrite.cutAt = Math.min(this.#inflightWrite.cutAt, index);
+    }
+  }
+
+  /** Raft paper 7, InstallSnapshot RPC, receiver implementation (metadata part). */
+  #handleSnapshot(m: InstallSnapshot): void {
+    const s = m.snapshot;
+    const respond = (index: number) => {
+      const response: InstallSnapshotResponse = {
+        type: 'snapshot-response',
+        from: this.id,
+        to: m.from,
+        term: this.#term,
+        index,
+      };
+      this.#send(response);
+    };
+    if (s.index <= this.#commitIndex) {
+      respond(this.#commitIndex);
+      return;
+    }
+    if (this.#log.matchTerm(s.index, s.term)) {
+      // The log already holds the snapshot's last entry: keep the log, just commit through it.
+      this.#commitTo(s.index);
+      respond(s.index);
+      return;
+    }
+    this.#logger.info({ index: s.index, term: s.term }, 'installing a snapshot from the leader');
+    this.#truncated(this.#log.firstIndex);
+    this.#log.restore({ index: s.index, term: s.term });
+    this.#config = s.config;
+    this.#snapshotMeta = s;
+    this.#commitIndex = s.index;
+    this.#commitChanged = true;
+    this.#appliedHandedOut = s.index;
+    this.#persistedIndex = s.index;
+    this.#snapshotToInstall = s;
+    respond(s.index);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Reads
+
+  #leaderRead(id: string, origin: NodeId): void {
+    if (this.#log.term(this.#commitIndex) !== this.#term) {
+      // Thesis 6.4 step 1: until an entry of this term commits, the commit index may lag.
+      this.#readsAwaitingCommit.push({ id, origin });
+      return;
+    }
+    this.#reads.add(id, origin, this.#commitIndex);
+    this.#releaseConfirmedReads();
+  }
+
+  #releaseConfirmedReads(): void {
+    for (const read of this.#reads.takeConfirmed(this.#config, this.id)) {
+      if (read.origin === this.id) {
+        this.#readResults.push({ id: read.id, index: read.index });
+      } else {
+        this.#sendReadIndexResponse(read.origin, read.id, read.index);
+      }
+    }
+  }
+
+  #sendReadIndexResponse(to: NodeId, id: string, index: number | null): void {
+    const response: ReadIndexResponse = {
+      type: 'read-index-response',
+      from: this.id,
+      to,
+      term: this.#term,
+      id,
+      index,
+    };
+    this.#send(response);
+  }
+
+  #handleReadIndexRequest(m: ReadIndexRequest): void {
+    if (this.#role === 'leader') this.#leaderRead(m.id, m.from);
+    else this.#sendReadIndexResponse(m.from, m.id, null);
+  }
+
+  #handleReadIndexResponse(m: ReadIndexResponse): void {
+    if (!this.#forwardedReads.delete(m.id)) return;
+    this.#readResults.push(
+      m.index === null ? { id: m.id, error: 'not-leader' } : { id: m.id, index: m.index },
+    );
+  }
+
+  #failLeaderReads(): void {
+    const pending = [
+      ...this.#readsAwaitingCommit,
+      ...this.#reads.takeAll().map(({ id, origin }) => ({ id, origin })),
+    ];
+    this.#readsAwaitingCommit = [];
+    for (const { id, origin } of pending) {
+      if (origin === this.id) this.#readResults.push({ id, error: 'leadership-lost' });
+      else this.#sendReadIndexResponse(origin, id, null);
+    }
+  }
+
+  #failForwardedReads(): void {
+    for (const id of this.#forwardedReads) this.#readResults.push({ id, error: 'leadership-lost' });
+    this.#forwardedReads.clear();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Helpers
+
+  /**
+   * A message of an older term. Its sender must learn of the newer term: a stale leader steps
+   * down on the response, and a pre-candidate stops (etcd's answer to the same situation).
+   */
+  #answerStaleTerm(m: Message): void {
+    if (m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot') {
+      this.#send({
+        type: 'append-response',
+        from: this.id,
+        to: m.from,
+        term: this.#term,
+        success: false,
+        index: 0,
+      });
+    } else if (m.type === 'vote' && m.prevote) {
+      this.#send({
+        type: 'vote-response',
+        from: this.id,
+        to: m.from,
+        term: this.#term,
+        prevote: true,
+        granted: false,
+      });
+    } else if (m.type === 'read-index') {
+      this.#sendReadIndexResponse(m.from, m.id, null);
+    }
+  }
+
+  /** Committed entries may be applied once they are durable here too. */
+  #applicableIndex(): number {
+    return Math.min(this.#commitIndex, this.#persistedIndex);
+  }
+
+  #takeCommitted(): LogEntry[] {
+    const to = this.#applicableIndex();
+    if (to <= this.#appliedHandedOut) return [];
+    const entries =
+      this.#log.slice(
+        this.#appliedHandedOut + 1,
+        to + 1,
+        this.#tuning.maxApplyBytes,
+        Number.POSITIVE_INFINITY,
+      ) ?? [];
+    const last = entries.at(-1);
+    if (last !== undefined) this.#appliedHandedOut = last.index;
+    return entries;
+  }
+
+  #send(m: Message): void {
+    this.#messages.push(m);
+  }
+
+  #hardState(): HardState {
+    return { term: this.#term, votedFor: this.#votedFor, commitIndex: this.#commitIndex };
+  }
+
+  #softState(): SoftState {
+    return { role: this.#role, term: this.#term, leaderId: this.#leaderId };
+  }
+}
+
+function voters(config: ClusterConfig): NodeId[] {
+  return [...new Set([...config.voters, ...(config.outgoingVoters ?? [])])];
+}
+
+function sameSoftState(a: SoftState | undefined, b: SoftState): boolean {
+  return a !== undefined && a.role === b.role && a.term === b.term && a.leaderId === b.leaderId;
+}
+
+function describe(m: Message): string {
+  return `${m.type} ${m.from}->${m.to} term ${m.term}`;
+}

@@ -1,0 +1,70 @@
+import type { ClusterConfig } from '../configuration.ts';
+import type { NodeId } from '../log-entry.ts';
+import { hasQuorum } from './quorum.ts';
+
+/** A linearizable read waiting on the leader for its heartbeat round to be confirmed. */
+export interface PendingRead {
+  readonly id: string;
+  /** Node that asked: the leader itself, or a follower that forwarded the read. */
+  readonly origin: NodeId;
+  /** The leader's commit index when the read arrived: the read index (thesis 6.4). */
+  readonly index: number;
+  readonly round: number;
+}
+
+/**
+ * ReadIndex bookkeeping on a leader (thesis 6.4). Reads are grouped into heartbeat rounds: every
+ * read that arrives before the next heartbeat broadcast joins the same round. A round is
+ * confirmed once a quorum has answered a heartbeat of that round or a later one, which proves
+ * that no other leader could have committed anything at the time the read arrived.
+ */
+export class ReadIndexTracker {
+  #sentRound = 0;
+  #reads: PendingRead[] = [];
+  readonly #acked = new Map<NodeId, number>();
+
+  /** Queues a read; it waits for the next round to be broadcast. */
+  add(id: string, origin: NodeId, index: number): void {
+    this.#reads.push({ id, origin, index, round: this.#sentRound + 1 });
+  }
+
+  /** The round to broadcast now, if reads wait for one; marks it sent. */
+  takeRoundToSend(): number | undefined {
+    const last = this.#reads.at(-1);
+    if (last === undefined || last.round <= this.#sentRound) return undefined;
+    this.#sentRound = last.round;
+    return this.#sentRound;
+  }
+
+  /** Records that `from` answered a heartbeat of `round` in the current term. */
+  acknowledge(from: NodeId, round: number): void {
+    if (round > (this.#acked.get(from) ?? 0)) this.#acked.set(from, round);
+  }
+
+  /** Removes and returns the reads whose round a quorum (with `self`) has confirmed, in order. */
+  takeConfirmed(config: ClusterConfig, self: NodeId): PendingRead[] {
+    let n = 0;
+    while (n < this.#reads.length) {
+      const round = this.#reads[n]?.round ?? 0;
+      const confirmed = hasQuorum(
+        config,
+        (id) => id === self || (this.#acked.get(id) ?? 0) >= round,
+      );
+      if (!confirmed) break;
+      n++;
+    }
+    return this.#reads.splice(0, n);
+  }
+
+  /** Removes every pending read (leadership lost): the caller must fail them. */
+  takeAll(): PendingRead[] {
+    const reads = this.#reads;
+    this.#reads = [];
+    this.#acked.clear();
+    return reads;
+  }
+
+  get size(): number {
+    return this.#reads.length;
+  }
+}

@@ -1,0 +1,93 @@
+import type { NodeId } from './log-entry.ts';
+
+/**
+ * Base of the errors tsraft's API raises. `retryable` says whether the same call may succeed if
+ * repeated (possibly on another node); `cause` keeps the underlying error.
+ */
+export class RaftError extends Error {
+  override name = 'RaftError';
+  readonly retryable: boolean;
+  constructor(message: string, options: { retryable: boolean; cause?: unknown }) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.retryable = options.retryable;
+  }
+}
+
+/** This node is not the leader. `leaderHint` is the leader it knows of, if any. */
+export class NotLeaderError extends RaftError {
+  override name = 'NotLeaderError';
+  readonly leaderHint: NodeId | null;
+  constructor(leaderHint: NodeId | null, options?: { cause?: unknown }) {
+    super(
+      leaderHint === null
+        ? 'this node is not the leader and knows of no leader yet; retry shortly'
+        : `this node is not the leader; the leader is ${leaderHint}`,
+      { retryable: true, cause: options?.cause },
+    );
+    this.leaderHint = leaderHint;
+  }
+}
+
+/** The leader holds too many uncommitted bytes; slow down and retry. */
+export class BackpressureError extends RaftError {
+  override name = 'BackpressureError';
+  constructor(message = 'too many uncommitted proposals; retry after a pause') {
+    super(message, { retryable: true });
+  }
+}
+
+/**
+ * The proposal's entry was overwritten by a new leader, or the node lost leadership before the
+ * entry was known to commit. The command did not take effect under this proposal; a retry with
+ * the same client session is safe.
+ */
+export class ProposalDroppedError extends RaftError {
+  override name = 'ProposalDroppedError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, { retryable: true, cause: options?.cause });
+  }
+}
+
+/** A read could not be confirmed linearizable (no leader, or leadership lost); retry. */
+export class ReadUnavailableError extends RaftError {
+  override name = 'ReadUnavailableError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, { retryable: true, cause: options?.cause });
+  }
+}
+
+/** The node was closed, or stopped after a fatal error (see `cause`). */
+export class NodeClosedError extends RaftError {
+  override name = 'NodeClosedError';
+  constructor(message = 'the Raft node is closed', options?: { cause?: unknown }) {
+    super(message, { retryable: false, cause: options?.cause });
+  }
+}
+
+/** A storage call failed. Fatal to the node that saw it: it stops instead of guessing. */
+export class StorageError extends RaftError {
+  override name = 'StorageError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, { retryable: false, cause: options?.cause });
+  }
+}
+
+/** A command's handler rejected it on purpose; the same outcome was recorded on every node. */
+export class CommandError extends RaftError {
+  override name = 'CommandError';
+  readonly code: string | undefined;
+  readonly errorName: string;
+  constructor(error: { name: string; message: string; code?: string }) {
+    super(error.message, { retryable: false });
+    this.errorName = error.name;
+    this.code = error.code;
+  }
+}
+
+/** The engine detected a broken Raft invariant (a bug, or storage that lost data). Fatal. */
+export class InvariantViolationError extends RaftError {
+  override name = 'InvariantViolationError';
+  constructor(message: string) {
+    super(message, { retryable: false });
+  }
+}
