@@ -1,0 +1,15 @@
+import { describe, it } from 'vitest';
+import { EmbeddedProvider } from './embedded-provider.ts';
+import { expectCommittedDataSurvivesKill, expectIndependentServers } from './smoke-checks.ts';
+
+describe('embedded Postgres provider', () => {
+  const provider = new EmbeddedProvider();
+
+  it('starts independent servers', async () => {
+    await expectIndependentServers(provider);
+  });
+
+  it('keeps committed data across kill and restart', async () => {
+    await expectCommittedDataSurvivesKill(provider);
+  });
+});

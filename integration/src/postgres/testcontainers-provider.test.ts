@@ -1,0 +1,26 @@
+import { describe, it } from 'vitest';
+import { probeDockerEngine } from './docker-engine.ts';
+import { forcedProviderName } from './select-provider.ts';
+import { expectCommittedDataSurvivesKill, expectIndependentServers } from './smoke-checks.ts';
+import { TestcontainersProvider } from './testcontainers-provider.ts';
+
+// Runs when testcontainers is the chosen provider (then a missing engine is a failure, not a skip)
+// or whenever a Docker engine answers.
+const forced = forcedProviderName() === 'testcontainers';
+const docker = forced ? undefined : await probeDockerEngine();
+const skipReason = docker?.available === false ? docker.reason : undefined;
+if (skipReason !== undefined) {
+  console.info(`[postgres] skipping the testcontainers smoke test: ${skipReason}`);
+}
+
+describe.skipIf(skipReason !== undefined)('testcontainers Postgres provider', () => {
+  const provider = new TestcontainersProvider();
+
+  it('starts independent servers', async () => {
+    await expectIndependentServers(provider);
+  });
+
+  it('keeps committed data across kill and restart', async () => {
+    await expectCommittedDataSurvivesKill(provider);
+  });
+});
