@@ -301,7 +301,7 @@ export class RaftEngine {
       this.#log.hasUnstable ||
       this.#hardStateChanged ||
       this.#replicationPending ||
-      this.#reads.size > 0 ||
+      this.#reads.hasRoundToSend ||
       this.#applicableIndex() > this.#appliedHandedOut ||
       !sameSoftState(this.#reportedSoftState, this.#softState())
     );
@@ -686,6 +686,10 @@ export class RaftEngine {
         this.#handleAppendResponse(m, pr);
         return;
       case 'heartbeat-response':
+        if (pr.state === 'snapshot' && m.lastIndex >= pr.pendingSnapshot) {
+          // The follower installed the snapshot but its acknowledgement was lost.
+          pr.becomeProbe();
+        }
         pr.probeSent = false;
         if (pr.state === 'replicate' && pr.inflights.full) pr.inflights.freeFirst();
         if (m.round > 0) {

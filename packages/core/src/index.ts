@@ -1,0 +1,51 @@
+/**
+ * @packageDocumentation
+ * The consensus core of tsraft: the pure Raft engine, the node runtime that drives it, and the
+ * contracts that storage, transport and state machine plug-ins fulfil. No runtime dependencies.
+ * The test kit lives in `@tsraft/core/testing`.
+ */
+export {
+  ClientSessions,
+  type ClientSessionsJson,
+  type ClientSessionsOptions,
+  type SessionCheck,
+} from './client-sessions.ts';
+export { type ClusterConfig, isVoter, members, validateConfig } from './configuration.ts';
+export {
+  DEFAULT_ENGINE_TUNING,
+  type EngineOptions,
+  type EngineTuning,
+} from './engine/engine-options.ts';
+export { type EngineStatus, type ProposeResult, RaftEngine } from './engine/raft-engine.ts';
+export type { ReadResult, Ready, Role, SoftState } from './engine/ready.ts';
+export {
+  BackpressureError,
+  CommandError,
+  InvariantViolationError,
+  NodeClosedError,
+  NotLeaderError,
+  ProposalDroppedError,
+  RaftError,
+  ReadUnavailableError,
+  StorageError,
+} from './errors.ts';
+export { type HardState, INITIAL_HARD_STATE } from './hard-state.ts';
+export {
+  type EntryType,
+  entrySize,
+  type LogEntry,
+  type LogPosition,
+  type NodeId,
+} from './log-entry.ts';
+export type { LogStore, LogStoreState, LogWrite } from './log-store.ts';
+export { type LogFn, type Logger, noopLogger } from './logger.ts';
+export type * from './message.ts';
+export { type RandomSource, randomInt, seededRandom } from './random.ts';
+export type { SnapshotStore, StoredSnapshot } from './snapshot-store.ts';
+export type {
+  AppliedEntry,
+  ClientSession,
+  CommandResult,
+  StateMachine,
+} from './state-machine.ts';
+export type { PeerHandler, PeerRequest, PeerResponse, Transport } from './transport.ts';
