@@ -28,6 +28,12 @@ export class ReadIndexTracker {
     this.#reads.push({ id, origin, index, round: this.#sentRound + 1 });
   }
 
+  /** Whether reads wait for a round that has not been broadcast yet. */
+  get hasRoundToSend(): boolean {
+    const last = this.#reads.at(-1);
+    return last !== undefined && last.round > this.#sentRound;
+  }
+
   /** The round to broadcast now, if reads wait for one; marks it sent. */
   takeRoundToSend(): number | undefined {
     const last = this.#reads.at(-1);
@@ -62,9 +68,5 @@ export class ReadIndexTracker {
     this.#reads = [];
     this.#acked.clear();
     return reads;
-  }
-
-  get size(): number {
-    return this.#reads.length;
   }
 }
