@@ -481,11 +481,15 @@ export class RaftEngine {
 
   #handleVote(m: RequestVote): void {
     // Raft paper 5.2 and 5.4.1: at most one vote per term, and only for a log at least as up to
-    // date as ours. A pre-vote for a later term is granted on the log comparison alone.
+    // date as ours. Thesis 9.6: a pre-vote for a later term is granted only by a server that has
+    // not heard from a leader within an election timeout, so a returning server cannot depose
+    // a working leader even without CheckQuorum.
+    const heardFromLeader =
+      this.#leaderId !== null && this.#electionElapsed < this.#tuning.electionTicks;
     const canVote =
       this.#votedFor === m.from ||
       (this.#votedFor === null && this.#leaderId === null) ||
-      (m.prevote && m.term > this.#term);
+      (m.prevote && m.term > this.#term && !heardFromLeader);
     const granted = canVote && this.#log.isUpToDate(m.lastIndex, m.lastTerm);
     if (granted && !m.prevote) {
       this.#votedFor = m.from;
@@ -989,13 +993,15 @@ export class RaftEngine {
         success: false,
         index: 0,
       });
-    } else if (m.type === 'vote' && m.prevote) {
+    } else if (m.type === 'vote') {
+      // Figure 2, RequestVote step 1: reply false with the current term, for the candidate to
+      // update itself.
       this.#send({
         type: 'vote-response',
         from: this.id,
         to: m.from,
         term: this.#term,
-        prevote: true,
+        prevote: m.prevote,
         granted: false,
       });
     } else if (m.type === 'read-index') {
