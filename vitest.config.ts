@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig, type ViteUserConfig } from 'vitest/config';
 
 /** Resolve workspace siblings to their TypeScript sources, not their built `dist/`. */
@@ -29,7 +30,9 @@ const config: ViteUserConfig = defineConfig({
           include: ['src/**/*.test.ts'],
           testTimeout: 120_000,
           hookTimeout: 180_000,
-          globalSetup: ['src/postgres/global-setup.ts'],
+          globalSetup: [
+            fileURLToPath(new URL('./integration/src/postgres/global-setup.ts', import.meta.url)),
+          ],
         },
       },
     ],

@@ -41,6 +41,7 @@ export type { LogStore, LogStoreState, LogWrite } from './log-store.ts';
 export { type LogFn, type Logger, noopLogger } from './logger.ts';
 export type * from './message.ts';
 export { type RandomSource, randomInt, seededRandom } from './random.ts';
+export * from './runtime/index.ts';
 export type { SnapshotStore, StoredSnapshot } from './snapshot-store.ts';
 export type {
   AppliedEntry,

@@ -2,6 +2,13 @@
  * The test kit of tsraft: in-memory implementations of the core's interfaces for simulations and
  * tests, and the storage conformance suites every store runs.
  */
+
+export {
+  InProcessNetwork,
+  type InProcessNetworkOptions,
+  InProcessTransport,
+  UnreachableError,
+} from './in-process-transport.ts';
 export {
   type KvCommand,
   type KvResult,

@@ -1,0 +1,167 @@
+/**
+ * Benchmark of the core: an in-process 3-node cluster (RaftNode, in-memory log store, KV state
+ * machine, in-process transport), 256-byte proposals.
+ *
+ *   pnpm --filter @tsraft/core bench [--seconds 3]
+ *
+ * Prints committed proposals/s, commit latency (p50/p99, measured from propose() to its result on
+ * the leader) and CPU time per proposal (all three nodes run in this process, so it is the
+ * cluster's CPU), for 1, 64 and 256 proposals in flight; then linearizable reads/s (ReadIndex)
+ * with 64 in flight on the leader and on a follower.
+ */
+import { parseArgs } from 'node:util';
+import { RaftNode } from '../src/runtime/raft-node.ts';
+import { InProcessNetwork } from '../src/testing/in-process-transport.ts';
+import { type KvCommand, type KvResult, KvStateMachine } from '../src/testing/kv-state-machine.ts';
+import { MemoryLogStore } from '../src/testing/memory-log-store.ts';
+
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' } } });
+const seconds = Number(values.seconds);
+if (!(seconds > 0 && seconds <= 600)) {
+  console.error('--seconds must be a number in (0, 600]');
+  process.exit(2);
+}
+
+type KvNode = RaftNode<KvCommand, KvResult>;
+
+async function startCluster(): Promise<{ nodes: KvNode[]; machines: KvStateMachine[] }> {
+  const network = new InProcessNetwork();
+  const ids = ['n1', 'n2', 'n3'];
+  const machines = ids.map(() => new KvStateMachine());
+  const nodes = await Promise.all(
+    ids.map((id, i) =>
+      RaftNode.start<KvCommand, KvResult>({
+        id,
+        config: { voters: ids },
+        logStore: new MemoryLogStore(),
+        stateMachine: machines[i]!,
+        transport: network.transport(id),
+      }),
+    ),
+  );
+  return { nodes, machines };
+}
+
+async function waitForLeader(nodes: readonly KvNode[]): Promise<KvNode> {
+  for (let i = 0; i < 500; i++) {
+    const leader = nodes.find((n) => n.status().role === 'leader');
+    if (leader !== undefined) return leader;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error('no leader elected within 5 s');
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+interface Row {
+  workload: string;
+  inFlight: number;
+  ops: number;
+  perSecond: number;
+  p50: number;
+  p99: number;
+  cpuUs: number;
+}
+
+/** Runs `op` from `inFlight` concurrent loops for `seconds`. */
+async function measure(
+  workload: string,
+  inFlight: number,
+  op: (i: number) => Promise<unknown>,
+): Promise<Row> {
+  const latencies: number[] = [];
+  const cpuStart = process.cpuUsage();
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  let counter = 0;
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (performance.now() < end) {
+        const t = performance.now();
+        await op(counter++);
+        latencies.push(performance.now() - t);
+      }
+    }),
+  );
+  const elapsed = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpuStart);
+  latencies.sort((a, b) => a - b);
+  return {
+    workload,
+    inFlight,
+    ops: latencies.length,
+    perSecond: latencies.length / elapsed,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    cpuUs: (cpu.user + cpu.system) / latencies.length,
+  };
+}
+
+const { nodes, machines } = await startCluster();
+try {
+  const leader = await waitForLeader(nodes);
+  const follower = nodes.find((n) => n !== leader)!;
+  const followerMachine = machines[nodes.indexOf(follower)]!;
+  const leaderMachine = machines[nodes.indexOf(leader)]!;
+  const value = 'v'.repeat(256);
+  const write = (i: number) => leader.propose({ op: 'put', key: `k${i % 1024}`, value });
+  console.error(`[bench] leader ${leader.status().id}; warming up`);
+  await measure('warm-up', 64, write);
+
+  const rows: Row[] = [];
+  for (const inFlight of [1, 64, 256]) {
+    console.error(`[bench] writes, ${inFlight} in flight, ${seconds} s`);
+    rows.push(await measure('write 256 B', inFlight, write));
+  }
+  console.error(`[bench] linearizable reads on the leader, 64 in flight, ${seconds} s`);
+  rows.push(
+    await measure('read (leader)', 64, (i) =>
+      leader.read(() => leaderMachine.get(`k${i % 1024}`), { consistency: 'linearizable' }),
+    ),
+  );
+  console.error(`[bench] linearizable reads on a follower, 64 in flight, ${seconds} s`);
+  rows.push(
+    await measure('read (follower)', 64, (i) =>
+      follower.read(() => followerMachine.get(`k${i % 1024}`), { consistency: 'linearizable' }),
+    ),
+  );
+
+  const targets: Record<string, string> = {
+    'write 256 B/1': '>= 20,000/s',
+    'write 256 B/256': '>= 150,000/s',
+    'read (leader)/64': '>= 3x writes@64',
+    'read (follower)/64': '>= 3x writes@64',
+  };
+  const header = [
+    'workload',
+    'in flight',
+    'ops',
+    'ops/s',
+    'p50 ms',
+    'p99 ms',
+    'CPU µs/op',
+    'target',
+  ];
+  const lines = rows.map((r) => [
+    r.workload,
+    String(r.inFlight),
+    String(r.ops),
+    Math.round(r.perSecond).toLocaleString('en-US'),
+    r.p50.toFixed(3),
+    r.p99.toFixed(3),
+    r.cpuUs.toFixed(1),
+    targets[`${r.workload}/${r.inFlight}`] ?? '',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const format = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+  console.log(format(header));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const line of lines) console.log(format(line));
+  console.log(
+    '\nReference (not measured here): openraft reports about 33,000 sequential writes/s in a comparable in-memory Rust setup.',
+  );
+} finally {
+  await Promise.all(nodes.map((n) => n.close()));
+}

@@ -1,0 +1,62 @@
+import type { ClusterConfig } from '../configuration.ts';
+import type { EngineTuning } from '../engine/engine-options.ts';
+import type { NodeId } from '../log-entry.ts';
+import type { LogStore } from '../log-store.ts';
+import type { Logger } from '../logger.ts';
+import type { RandomSource } from '../random.ts';
+import type { SnapshotStore } from '../snapshot-store.ts';
+import type { StateMachine } from '../state-machine.ts';
+import type { Transport } from '../transport.ts';
+import type { CommandCodec } from './command-codec.ts';
+
+/** Options of {@link RaftNode.start}. */
+export interface RaftNodeOptions<Command, Result> {
+  /** This node's identity; stable across restarts. */
+  readonly id: NodeId;
+  /**
+   * The bootstrap configuration of a new cluster. A node that restarts from a snapshot takes
+   * the configuration recorded with the snapshot instead.
+   */
+  readonly config: ClusterConfig;
+  /** Durable Raft log and hard state. */
+  readonly logStore: LogStore;
+  /** The application's replicated state. */
+  readonly stateMachine: StateMachine<Command, Result>;
+  /**
+   * Durable snapshots. Needed to take snapshots, to send them to lagging followers and to
+   * receive them crash-safely. Default: none (a received snapshot is restored into the state
+   * machine only, and a node that compacted nothing never needs one).
+   */
+  readonly snapshotStore?: SnapshotStore;
+  /**
+   * Moves requests between nodes. The node installs its handler with `listen` and, on
+   * `close()`, calls the transport's `close()`: once started, the node owns the transport.
+   */
+  readonly transport: Transport;
+  /** Encodes command envelopes and results. Default: {@link jsonCodec}. */
+  readonly codec?: CommandCodec<Command, Result>;
+  /** Milliseconds per engine tick. Default 15 (election timeout 150-300 ms with default tuning). */
+  readonly tickMs?: number;
+  /** Engine tunables; see {@link EngineTuning} for each default. */
+  readonly tuning?: Partial<EngineTuning>;
+  /** Where the node logs. Default: discards everything. */
+  readonly logger?: Logger;
+  /**
+   * A follower forwards proposals to the leader it knows and returns the leader's answer.
+   * When false, a follower rejects proposals with `NotLeaderError`. Default true.
+   */
+  readonly forwardProposals?: boolean;
+  /** Randomness for election timeouts. Default: a generator seeded from `crypto`. */
+  readonly random?: RandomSource;
+  /** Deadline of one request carrying Raft messages to a peer. Default 1,000 ms. */
+  readonly requestTimeoutMs?: number;
+  /** Deadline of one whole-snapshot transfer to a peer. Default 30,000 ms. */
+  readonly snapshotTimeoutMs?: number;
+  /**
+   * How long a linearizable read waits for its read index before failing with
+   * `ReadUnavailableError` (a forwarded read index request may be lost). Default 5,000 ms.
+   */
+  readonly readTimeoutMs?: number;
+  /** Aborts start-up (loading the stores). It does not stop a node once started. */
+  readonly signal?: AbortSignal;
+}

@@ -1,0 +1,350 @@
+import { describe, expect, it } from 'vitest';
+import {
+  CommandError,
+  NodeClosedError,
+  NotLeaderError,
+  ProposalDroppedError,
+  ReadUnavailableError,
+  StorageError,
+} from '../errors.ts';
+import { InProcessNetwork } from '../testing/in-process-transport.ts';
+import { type KvCommand, KvStateMachine } from '../testing/kv-state-machine.ts';
+import { MemoryLogStore } from '../testing/memory-log-store.ts';
+import { RaftNode } from './raft-node.ts';
+import { sleep, TestCluster, waitFor } from './test-cluster.test-helpers.ts';
+
+const put = (key: string, value: string): KvCommand => ({ op: 'put', key, value });
+
+describe('RaftNode', () => {
+  it('elects a leader and applies proposals on every node (Raft paper 5.2, 5.3)', async () => {
+    await using cluster = await TestCluster.start();
+    const leader = await cluster.waitForLeader();
+    const results = await Promise.all([
+      leader.propose(put('a', '1')),
+      leader.propose(put('b', '2')),
+      leader.propose({ op: 'append', key: 'a', value: '+' }),
+    ]);
+    expect(results).toEqual([
+      { op: 'put', value: '1' },
+      { op: 'put', value: '2' },
+      { op: 'append', value: '1+' },
+    ]);
+    await cluster.waitForApplied(leader.status().commitIndex);
+    for (const id of cluster.ids) {
+      expect(cluster.disk(id).stateMachine.get('a')).toBe('1+');
+      expect(cluster.disk(id).stateMachine.get('b')).toBe('2');
+    }
+  });
+
+  it('runs a single-node cluster: its own durable write commits', async () => {
+    await using cluster = await TestCluster.start({ size: 1 });
+    const leader = await cluster.waitForLeader();
+    await expect(leader.propose(put('k', 'v'))).resolves.toEqual({ op: 'put', value: 'v' });
+    await expect(leader.read(() => cluster.disk('n1').stateMachine.get('k'))).resolves.toBe('v');
+  });
+
+  it('forwards a proposal from a follower to the leader and returns its result', async () => {
+    await using cluster = await TestCluster.start();
+    const leader = await cluster.waitForLeader();
+    const follower = cluster.followers(leader)[0]!;
+    await expect(follower.propose(put('f', 'x'))).resolves.toEqual({ op: 'put', value: 'x' });
+    expect(cluster.disk(leader.id).stateMachine.get('f')).toBe('x');
+  });
+
+  it('rejects a proposal on a follower with NotLeaderError when forwarding is off', async () => {
+    await using cluster = await TestCluster.start({ node: { forwardProposals: false } });
+    const leader = await cluster.waitForLeader();
+    const follower = cluster.followers(leader)[0]!;
+    const error = await follower.propose(put('f', 'x')).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(NotLeaderError);
+    expect((error as NotLeaderError).leaderHint).toBe(leader.id);
+    expect((error as NotLeaderError).retryable).toBe(true);
+  });
+
+  it('rejects a command the state machine refuses with CommandError', async () => {
+    await using cluster = await TestCluster.start();
+    const leader = await cluster.waitForLeader();
+    const bogus = { op: 'bogus', key: 'k' } as unknown as KvCommand;
+    const local = await leader.propose(bogus).catch((e: unknown) => e);
+    expect(local).toBeInstanceOf(CommandError);
+    expect((local as CommandError).errorName).toBe('UnknownCommandError');
+    const forwarded = await cluster
+      .followers(leader)[0]!
+      .propose(bogus)
+      .catch((e: unknown) => e);
+    expect(forwarded).toBeInstanceOf(CommandError);
+  });
+
+  it('keeps its leader while the state machine is slow: apply runs off the consensus loop', async () => {
+    // Each apply batch takes longer than the longest election timeout (10 ticks of 10 ms, x2).
+    await using cluster = await TestCluster.start({ tickMs: 10, applyDelayMs: 250 });
+    const leader = await cluster.waitForLeader();
+    const term = leader.status().term;
+    const changes: string[] = [];
+    for (const node of cluster.nodes.values()) {
+      // A follower may learn of this same leader only now; any other leader is a change.
+      node.on('leader-change', (event) => {
+        if (event.leaderId !== leader.id) changes.push(`${node.id}:${event.leaderId}`);
+      });
+    }
+    const writes: Promise<unknown>[] = [];
+    for (let i = 0; i < 4; i++) {
+      // Settled at once, so that a failure shows in the assertion, not as an unhandled rejection.
+      writes.push(leader.propose(put(`k${i}`, `${i}`)).catch((error: unknown) => error));
+      await sleep(60);
+    }
+    expect(await Promise.all(writes)).toEqual(
+      [0, 1, 2, 3].map((i) => ({ op: 'put', value: `${i}` })),
+    );
+    expect(changes).toEqual([]);
+    expect(leader.status()).toMatchObject({ role: 'leader', term });
+  });
+
+  it('elects a new leader when the leader is closed, and writes continue', async () => {
+    await using cluster = await TestCluster.start();
+    const first = await cluster.waitForLeader();
+    await first.propose(put('before', '1'));
+    await cluster.stopNode(first.id);
+    const second = await cluster.waitForLeader();
+    expect(second.id).not.toBe(first.id);
+    await expect(second.propose(put('after', '2'))).resolves.toEqual({ op: 'put', value: '2' });
+    // Leader Completeness (Raft paper 5.4): the committed write survived the change.
+    await expect(
+      second.read(() => cluster.disk(second.id).stateMachine.get('before')),
+    ).resolves.toBe('1');
+  });
+
+  it('elects a new leader when the leader is partitioned; the old one steps down (CheckQuorum)', async () => {
+    await using cluster = await TestCluster.start();
+    const first = await cluster.waitForLeader();
+    cluster.network.partition(first.id);
+    const others = cluster.ids.filter((id) => id !== first.id);
+    const second = await cluster.waitForLeader({ among: others });
+    expect(second.id).not.toBe(first.id);
+    await expect(second.propose(put('p', '1'))).resolves.toEqual({ op: 'put', value: '1' });
+    await waitFor(() => first.status().role !== 'leader', { what: 'the old leader to step down' });
+    cluster.network.heal();
+    await waitFor(
+      () =>
+        first.status().leaderId === second.id &&
+        first.status().appliedIndex >= second.status().commitIndex,
+      {
+        what: 'the old leader to follow and catch up',
+      },
+    );
+    expect(cluster.disk(first.id).stateMachine.get('p')).toBe('1');
+  });
+
+  it('rejects a proposal whose entry a new leader overwrote with ProposalDroppedError (Raft paper 5.3)', async () => {
+    await using cluster = await TestCluster.start();
+    const old = await cluster.waitForLeader();
+    cluster.network.partition(old.id);
+    const lost = old.propose(put('lost', 'yes')).catch((error: unknown) => error);
+    const others = cluster.ids.filter((id) => id !== old.id);
+    const next = await cluster.waitForLeader({ among: others });
+    await next.propose(put('won', 'yes'));
+    await next.propose(put('won', 'again'));
+    cluster.network.heal();
+    expect(await lost).toBeInstanceOf(ProposalDroppedError);
+    await waitFor(() => old.status().appliedIndex >= next.status().commitIndex, {
+      what: 'the old leader to catch up',
+    });
+    for (const id of cluster.ids) {
+      expect(cluster.disk(id).stateMachine.get('lost')).toBeNull();
+      expect(cluster.disk(id).stateMachine.get('won')).toBe('again');
+    }
+  });
+
+  it('restarts a node from its stores alone; it rejoins and catches up', async () => {
+    await using cluster = await TestCluster.start();
+    const leader = await cluster.waitForLeader();
+    await leader.propose(put('x', '1'));
+    const follower = cluster.followers(leader)[0]!;
+    const before = follower.status();
+    await cluster.waitForApplied(leader.status().commitIndex);
+    await cluster.stopNode(follower.id);
+    await leader.propose(put('x', '2'));
+    await leader.propose(put('y', '3'));
+    const restarted = await cluster.startNode(follower.id);
+    expect(restarted.status().term).toBeGreaterThanOrEqual(before.term);
+    await waitFor(() => restarted.status().appliedIndex >= leader.status().commitIndex, {
+      what: 'the restarted node to catch up',
+    });
+    expect(cluster.disk(follower.id).stateMachine.get('x')).toBe('2');
+    expect(cluster.disk(follower.id).stateMachine.get('y')).toBe('3');
+    expect(leader.status().role).toBe('leader');
+  });
+
+  it('restarts the whole cluster from its stores; committed writes survive', async () => {
+    await using cluster = await TestCluster.start();
+    const leader = await cluster.waitForLeader();
+    await leader.propose(put('durable', 'yes'));
+    for (const id of cluster.ids) await cluster.stopNode(id);
+    for (const id of cluster.ids) cluster.disk(id).stateMachine = new KvStateMachine();
+    for (const id of cluster.ids) await cluster.startNode(id);
+    const next = await cluster.waitForLeader();
+    // The fresh state machines re-apply the whole log.
+    await expect(next.read(() => cluster.disk(next.id).stateMachine.get('durable'))).resolves.toBe(
+      'yes',
+    );
+  });
+
+  it('applies a command with the same client session exactly once (thesis 6.3)', async () => {
+    await using cluster = await TestCluster.start();
+    const leader = await cluster.waitForLeader();
+    const session = { clientId: 'client-1', seq: 1 };
+    const append: KvCommand = { op: 'append', key: 'log', value: 'a' };
+    const first = await leader.propose(append, { session });
+    const follower = cluster.followers(leader)[0]!;
+    const retry = await follower.propose(append, { session });
+    expect(first).toEqual({ op: 'append', value: 'a' });
+    expect(retry).toEqual(first);
+    await cluster.waitForApplied(leader.status().commitIndex);
+    for (const id of cluster.ids) expect(cluster.disk(id).stateMachine.get('log')).toBe('a');
+  });
+
+  it('serves a linearizable read on the leader and on a follower after a write (thesis 6.4)', async () => {
+    await using cluster = await TestCluster.start({ applyDelayMs: 20 });
+    const leader = await cluster.waitForLeader();
+    const follower = cluster.followers(leader)[0]!;
+    await leader.propose(put('r', '1'));
+    await expect(leader.read(() => cluster.disk(leader.id).stateMachine.get('r'))).resolves.toBe(
+      '1',
+    );
+    await follower.propose(put('r', '2'));
+    const other = cluster.followers(leader)[1]!;
+    await expect(other.read(() => cluster.disk(other.id).stateMachine.get('r'))).resolves.toBe('2');
+    await expect(
+      follower.read(() => cluster.disk(follower.id).stateMachine.get('r'), {
+        consistency: 'local',
+      }),
+    ).resolves.not.toBeUndefined();
+  });
+
+  it('fails a linearizable read on a node cut off from the leader with ReadUnavailableError', async () => {
+    await using cluster = await TestCluster.start({ node: { readTimeoutMs: 200 } });
+    const leader = await cluster.waitForLeader();
+    cluster.network.partition(leader.id);
+    const error = await leader.read(() => 1).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ReadUnavailableError);
+  });
+
+  it('rejects a pending proposal when its signal aborts', async () => {
+    await using cluster = await TestCluster.start();
+    const leader = await cluster.waitForLeader();
+    cluster.network.partition(leader.id); // the entry cannot commit
+    const controller = new AbortController();
+    const pending = leader.propose(put('k', 'v'), { signal: controller.signal });
+    setTimeout(() => controller.abort(new Error('caller gave up')), 20);
+    await expect(pending).rejects.toThrow('caller gave up');
+    const forwarded = cluster.followers(leader)[0]!;
+    const aborted = AbortSignal.abort(new Error('already aborted'));
+    await expect(forwarded.propose(put('k', 'v'), { signal: aborted })).rejects.toThrow(
+      'already aborted',
+    );
+  });
+
+  it('close() fails pending calls with NodeClosedError and refuses new ones', async () => {
+    await using cluster = await TestCluster.start({ node: { readTimeoutMs: 10_000 } });
+    const leader = await cluster.waitForLeader();
+    cluster.network.partition(leader.id);
+    const proposal = leader.propose(put('k', 'v')).catch((error: unknown) => error);
+    const read = leader.read(() => 1).catch((error: unknown) => error);
+    await sleep(10);
+    await cluster.stopNode(leader.id);
+    expect(await proposal).toBeInstanceOf(NodeClosedError);
+    expect(await read).toBeInstanceOf(NodeClosedError);
+    await expect(leader.propose(put('k', 'v'))).rejects.toBeInstanceOf(NodeClosedError);
+    expect(leader.status().closed).toBe(true);
+    await leader.close(); // idempotent
+  });
+
+  it('stops once, loudly, on a storage failure (fatal)', async () => {
+    const errors: string[] = [];
+    const logger = {
+      debug: () => {},
+      info: () => {},
+      warn: () => {},
+      error: (_context: object | string, message?: string) => errors.push(message ?? ''),
+    };
+    await using cluster = await TestCluster.start({ node: { logger } });
+    const leader = await cluster.waitForLeader();
+    const fatal: Error[] = [];
+    leader.on('fatal', ({ error }) => fatal.push(error));
+    cluster.disk(leader.id).logStore!.failNextPersist(new Error('disk on fire'));
+    const error = await leader.propose(put('k', 'v')).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(NodeClosedError);
+    const cause = (error as NodeClosedError).cause;
+    expect(cause).toBeInstanceOf(StorageError);
+    expect((cause as StorageError).cause).toEqual(new Error('disk on fire'));
+    expect(fatal).toHaveLength(1);
+    expect(errors).toHaveLength(1);
+    expect(leader.status().closed).toBe(true);
+    await expect(leader.read(() => 1)).rejects.toBeInstanceOf(NodeClosedError);
+    // The others carry on.
+    const others = cluster.ids.filter((id) => id !== leader.id);
+    await cluster.stopNode(leader.id);
+    const next = await cluster.waitForLeader({ among: others });
+    await expect(next.propose(put('k', 'w'))).resolves.toEqual({ op: 'put', value: 'w' });
+  });
+
+  it('compacts its log with takeSnapshot and sends the snapshot to a lagging follower (Raft paper 7)', async () => {
+    await using cluster = await TestCluster.start();
+    const leader = await cluster.waitForLeader();
+    const lagging = cluster.followers(leader)[0]!.id;
+    await cluster.stopNode(lagging);
+    for (let i = 0; i < 5; i++) await leader.propose(put(`s${i}`, `${i}`));
+    const snapshot = await leader.takeSnapshot();
+    expect(snapshot?.index).toBe(leader.status().appliedIndex);
+    expect(leader.status().firstIndex).toBe(snapshot!.index + 1);
+    expect(cluster.disk(leader.id).log!.snapshot.index).toBe(snapshot!.index);
+    await leader.propose(put('after', 'snap'));
+
+    const restarted = await cluster.startNode(lagging);
+    await waitFor(() => restarted.status().appliedIndex >= leader.status().commitIndex, {
+      what: 'the lagging follower to install the snapshot and catch up',
+    });
+    const kv = cluster.disk(lagging).stateMachine;
+    expect(kv.get('s4')).toBe('4');
+    expect(kv.get('after')).toBe('snap');
+    expect(cluster.disk(lagging).snapshots!.latest?.snapshot.index).toBe(snapshot!.index);
+
+    // A node restarted on a compacted log starts from its snapshot.
+    await cluster.stopNode(lagging);
+    cluster.disk(lagging).stateMachine = new KvStateMachine();
+    const again = await cluster.startNode(lagging);
+    expect(again.status().appliedIndex).toBeGreaterThanOrEqual(snapshot!.index);
+    await waitFor(() => cluster.disk(lagging).stateMachine.get('after') === 'snap', {
+      what: 'the restored node to re-apply the log after its snapshot',
+    });
+  });
+
+  it('emits role, leader, commit and apply events', async () => {
+    await using cluster = await TestCluster.start({ size: 1 });
+    const events: string[] = [];
+    const node = cluster.node('n1');
+    node.on('role-change', (e) => events.push(`role:${e.role}`));
+    node.on('leader-change', (e) => events.push(`leader:${e.leaderId}`));
+    node.once('commit', () => events.push('commit'));
+    node.once('apply', () => events.push('apply'));
+    await cluster.waitForLeader();
+    await node.propose(put('e', '1'));
+    expect(events).toContain('role:leader');
+    expect(events).toContain('leader:n1');
+    expect(events).toContain('commit');
+    expect(events).toContain('apply');
+  });
+
+  it('refuses to start when the start signal is already aborted', async () => {
+    await expect(
+      RaftNode.start({
+        id: 'n1',
+        config: { voters: ['n1'] },
+        logStore: new MemoryLogStore(),
+        stateMachine: new KvStateMachine(),
+        transport: new InProcessNetwork().transport('n1'),
+        signal: AbortSignal.abort(new Error('no')),
+      }),
+    ).rejects.toThrow('no');
+  });
+});
