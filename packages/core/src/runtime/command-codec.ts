@@ -1,4 +1,5 @@
-import type { ClientSession, CommandResult } from '../state-machine.ts';
+import type { LogEntry } from '../log-entry.ts';
+import type { AppliedEntry, ClientSession, CommandResult } from '../state-machine.ts';
 
 /**
  * What a `command` log entry carries: the application's command, the client session that makes
@@ -50,5 +51,22 @@ export function jsonCodec<Command, Result>(): CommandCodec<Command, Result> {
       }
       return value;
     },
+  };
+}
+
+/** A committed log entry as a state machine sees it: a decoded command, or an internal entry. */
+export function toAppliedEntry<Command, Result>(
+  codec: CommandCodec<Command, Result>,
+  entry: LogEntry,
+): AppliedEntry<Command> {
+  if (entry.type !== 'command') return { kind: 'internal', index: entry.index, term: entry.term };
+  const envelope = codec.decode(entry.data);
+  return {
+    kind: 'command',
+    index: entry.index,
+    term: entry.term,
+    timestamp: envelope.timestamp,
+    command: envelope.command,
+    ...(envelope.session === undefined ? {} : { session: envelope.session }),
   };
 }

@@ -22,7 +22,12 @@ import type { AppliedEntry, ClientSession, CommandResult, StateMachine } from '.
 import type { PeerHandler, PeerRequest, PeerResponse, Transport } from '../transport.ts';
 import { abortable, linkedSignal } from './abortable.ts';
 import { AppliedIndexWaiters } from './applied-index-waiters.ts';
-import { type CommandCodec, type CommandEnvelope, jsonCodec } from './command-codec.ts';
+import {
+  type CommandCodec,
+  type CommandEnvelope,
+  jsonCodec,
+  toAppliedEntry,
+} from './command-codec.ts';
 import { ProposalTracker } from './proposal-tracker.ts';
 import type { RaftNodeEventName, RaftNodeEvents } from './raft-node-events.ts';
 import type { RaftNodeOptions } from './raft-node-options.ts';
@@ -572,7 +577,7 @@ export class RaftNode<Command, Result> {
     try {
       while (this.#applyQueue.length > 0 && this.#stopped === undefined) {
         const batch = this.#applyQueue.splice(0, MAX_APPLY_BATCH);
-        const entries = batch.map((entry) => this.#decodeEntry(entry));
+        const entries = batch.map((entry) => toAppliedEntry(this.#codec, entry));
         const results = await storage('apply committed entries to the state machine', () =>
           this.#stateMachine.apply(entries),
         );
@@ -591,19 +596,6 @@ export class RaftNode<Command, Result> {
     } catch (error) {
       this.#fail(error);
     }
-  }
-
-  #decodeEntry(entry: LogEntry): AppliedEntry<Command> {
-    if (entry.type !== 'command') return { kind: 'internal', index: entry.index, term: entry.term };
-    const envelope = this.#codec.decode(entry.data);
-    return {
-      kind: 'command',
-      index: entry.index,
-      term: entry.term,
-      timestamp: envelope.timestamp,
-      command: envelope.command,
-      ...(envelope.session === undefined ? {} : { session: envelope.session }),
-    };
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -5,37 +5,14 @@ import type { Ready } from '../../engine/ready.ts';
 import type { LogEntry, NodeId } from '../../log-entry.ts';
 import type { SnapshotMeta } from '../../message.ts';
 import type { RandomSource } from '../../random.ts';
-import type { AppliedEntry, ClientSession, CommandResult } from '../../state-machine.ts';
+import { type CommandCodec, jsonCodec, toAppliedEntry } from '../../runtime/command-codec.ts';
+import type { CommandResult } from '../../state-machine.ts';
 import { type KvCommand, type KvResult, KvStateMachine } from '../kv-state-machine.ts';
 import { type MemoryLogDurableState, MemoryLogStore } from '../memory-log-store.ts';
 import { MemorySnapshotStore } from '../memory-snapshot-store.ts';
 
-/** What a simulated client puts in a log entry: the command, its session, the leader's time. */
-export interface SimEnvelope {
-  readonly command: KvCommand;
-  readonly session?: ClientSession;
-  readonly timestamp: number;
-}
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-export function encodeEnvelope(envelope: SimEnvelope): Uint8Array {
-  return encoder.encode(JSON.stringify(envelope));
-}
-
-function toApplied(entry: LogEntry): AppliedEntry<KvCommand> {
-  if (entry.type !== 'command') return { kind: 'internal', index: entry.index, term: entry.term };
-  const envelope = JSON.parse(decoder.decode(entry.data)) as SimEnvelope;
-  return {
-    kind: 'command',
-    index: entry.index,
-    term: entry.term,
-    timestamp: envelope.timestamp,
-    command: envelope.command,
-    ...(envelope.session === undefined ? {} : { session: envelope.session }),
-  };
-}
+/** How simulated clients encode commands: the runtime's default codec. */
+export const simCodec: CommandCodec<KvCommand, KvResult> = jsonCodec();
 
 async function* chunksOf(data: Uint8Array): AsyncIterable<Uint8Array> {
   yield data;
@@ -149,7 +126,9 @@ export class SimNode {
   /** Applies committed entries (Ready step 4) and returns one result per entry. */
   async apply(entries: readonly LogEntry[]): Promise<(CommandResult<KvResult> | undefined)[]> {
     if (entries.length === 0) return [];
-    const results = await this.stateMachine.apply(entries.map(toApplied));
+    const results = await this.stateMachine.apply(
+      entries.map((entry) => toAppliedEntry(simCodec, entry)),
+    );
     this.appliedIndex = entries.at(-1)?.index ?? this.appliedIndex;
     return results;
   }

@@ -11,7 +11,7 @@ import { type Operation, UNKNOWN_OUTCOME } from '../linearizability/operation.ts
 import { EventQueue } from './event-queue.ts';
 import { InvariantChecker } from './invariant-checker.ts';
 import { CALM_NETWORK, type NetworkFaults, SimNetwork } from './sim-network.ts';
-import { encodeEnvelope, SimNode } from './sim-node.ts';
+import { SimNode, simCodec } from './sim-node.ts';
 
 /** What to simulate. Everything random is drawn from `seed`. */
 export interface SimulationOptions {
@@ -498,7 +498,7 @@ class Simulation {
       engine.readIndex(id);
       this.#maybeReady(node);
     } else {
-      const data = encodeEnvelope({
+      const data = simCodec.encode({
         command: op.command,
         ...(op.session === undefined ? {} : { session: op.session }),
         timestamp: this.now,
