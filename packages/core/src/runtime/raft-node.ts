@@ -35,6 +35,7 @@ import type { RaftNodeStatus } from './raft-node-status.ts';
 import { ReadRequests } from './read-requests.ts';
 import { recoverNodeState, storage } from './recover-node-state.ts';
 import { SerialQueue } from './serial-queue.ts';
+import { SharedDeadline } from './shared-deadline.ts';
 
 /** Options of {@link RaftNode.propose}. */
 export interface ProposeOptions {
@@ -103,6 +104,8 @@ export class RaftNode<Command, Result> {
   readonly #events = new EventEmitter<RaftNodeEvents>();
   /** Aborted when the node stops: cuts outgoing requests short. */
   readonly #lifetime = new AbortController();
+  readonly #raftDeadline: SharedDeadline;
+  readonly #readDeadline: SharedDeadline;
   /** `persist` and `purge` are issued one at a time (LogStore contract). */
   readonly #logWrites = new SerialQueue();
   /** Snapshot store and state machine restore/export work, one at a time. */
@@ -140,8 +143,10 @@ export class RaftNode<Command, Result> {
     this.#tickMs = options.tickMs ?? 15;
     this.#forwardProposals = options.forwardProposals ?? true;
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 1000;
+    this.#raftDeadline = new SharedDeadline(this.#lifetime.signal, this.#requestTimeoutMs);
     this.#snapshotTimeoutMs = options.snapshotTimeoutMs ?? 30_000;
     this.#readTimeoutMs = options.readTimeoutMs ?? 5000;
+    this.#readDeadline = new SharedDeadline(this.#lifetime.signal, this.#readTimeoutMs);
     this.#appliedWaiters = new AppliedIndexWaiters(init.applied);
     const status = init.engine.status();
     this.#commitIndex = status.commitIndex;
@@ -255,17 +260,22 @@ export class RaftNode<Command, Result> {
     const { signal } = options;
     signal?.throwIfAborted();
     if ((options.consistency ?? 'linearizable') === 'local') return await fn();
-    using wait = linkedSignal({ parents: [signal], timeoutMs: this.#readTimeoutMs });
+    // Without a caller's signal, reads share deadline timers (the common, hot case).
+    using linked =
+      signal === undefined
+        ? undefined
+        : linkedSignal({ parents: [signal], timeoutMs: this.#readTimeoutMs });
+    const waitSignal = linked?.signal ?? this.#readDeadline.signal();
     const id = `${this.#readIdPrefix}:${++this.#readSeq}`;
     try {
-      const readIndex = this.#reads.add(id, wait.signal);
+      const readIndex = this.#reads.add(id, waitSignal);
       this.#engine.readIndex(id);
       this.#kick();
       const index = await readIndex;
-      await this.#appliedWaiters.wait(index, wait.signal);
+      await this.#appliedWaiters.wait(index, waitSignal);
     } catch (error) {
       signal?.throwIfAborted();
-      if (wait.timedOut) {
+      if (isTimeout(waitSignal)) {
         throw new ReadUnavailableError(
           `the read could not be confirmed and applied within ${this.#readTimeoutMs} ms`,
           { cause: error },
@@ -396,7 +406,7 @@ export class RaftNode<Command, Result> {
 
   async #drive(): Promise<void> {
     // Let inputs that arrived in the same turn of the event loop join this Ready.
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await new Promise<void>((resolve) => queueMicrotask(resolve));
     try {
       while (this.#stopped === undefined && this.#engine.hasReady()) {
         const ready = this.#engine.ready();
@@ -504,15 +514,11 @@ export class RaftNode<Command, Result> {
   }
 
   async #sendRaft(peer: NodeId, messages: Message[]): Promise<void> {
-    using deadline = linkedSignal({
-      parents: [this.#lifetime.signal],
-      timeoutMs: this.#requestTimeoutMs,
-    });
     try {
       const response = await this.#transport.request(
         peer,
         { type: 'raft', messages },
-        { signal: deadline.signal },
+        { signal: this.#raftDeadline.signal() },
       );
       if (response.type !== 'ack') throw new Error(`${peer} answered ${describe(response)}`);
     } catch (error) {
@@ -883,4 +889,11 @@ function rejectionResponse(error: unknown, signal: AbortSignal): PeerResponse {
 function cryptoSeededRandom(): RandomSource {
   const seed = globalThis.crypto.getRandomValues(new Uint32Array(1))[0] ?? 0;
   return seededRandom(seed);
+}
+
+/** Whether `signal` aborted because its deadline passed. */
+function isTimeout(signal: AbortSignal): boolean {
+  return (
+    signal.aborted && signal.reason instanceof DOMException && signal.reason.name === 'TimeoutError'
+  );
 }
