@@ -4,9 +4,15 @@
  *   pnpm --filter @tsraft/core sim --seeds 200 [--nodes 5] [--from 1]
  *   pnpm --filter @tsraft/core sim --seed 17          (replays one seed)
  *   --small-batches: one or two entries per AppendEntries and a tiny window (more interleavings)
+ *   --options JSON: any other SimulationOptions (a failure prints the exact replay command)
  */
 import { parseArgs } from 'node:util';
-import { runSimulation, SimulationFailure, SMALL_BATCHES } from '../src/testing/sim/simulator.ts';
+import {
+  runSimulation,
+  SimulationFailure,
+  type SimulationOptions,
+  SMALL_BATCHES,
+} from '../src/testing/sim/simulator.ts';
 
 const { values } = parseArgs({
   options: {
@@ -15,6 +21,7 @@ const { values } = parseArgs({
     from: { type: 'string', default: '1' },
     nodes: { type: 'string', default: '3' },
     'small-batches': { type: 'boolean', default: false },
+    options: { type: 'string' },
   },
 });
 
@@ -27,6 +34,15 @@ function toInt(name: string, text: string | undefined): number {
   return n;
 }
 
+let extra: Omit<SimulationOptions, 'seed'> = {};
+if (values.options !== undefined) {
+  try {
+    extra = JSON.parse(values.options) as Omit<SimulationOptions, 'seed'>;
+  } catch (error) {
+    console.error(`--options must be JSON of SimulationOptions: ${(error as Error).message}`);
+    process.exit(2);
+  }
+}
 const nodes = toInt('nodes', values.nodes);
 if (nodes < 1 || nodes > 9) {
   console.error('--nodes must be between 1 and 9');
@@ -45,9 +61,10 @@ for (const seed of seeds) {
   const started = performance.now();
   try {
     const r = await runSimulation({
-      seed,
       nodes,
       ...(values['small-batches'] ? { tuning: SMALL_BATCHES } : {}),
+      ...extra,
+      seed,
     });
     const cols = [
       r.seed,

@@ -105,6 +105,9 @@ export class RaftNode<Command, Result> {
   /** Aborted when the node stops: cuts outgoing requests short. */
   readonly #lifetime = new AbortController();
   readonly #raftDeadline: SharedDeadline;
+  #readiesTaken = 0;
+  #readiesDone = 0;
+  #durableWaiters: { after: number; resolve: () => void; reject: (error: unknown) => void }[] = [];
   readonly #readDeadline: SharedDeadline;
   /** `persist` and `purge` are issued one at a time (LogStore contract). */
   readonly #logWrites = new SerialQueue();
@@ -410,18 +413,43 @@ export class RaftNode<Command, Result> {
     try {
       while (this.#stopped === undefined && this.#engine.hasReady()) {
         const ready = this.#engine.ready();
+        this.#readiesTaken++;
         if (isEmpty(ready)) {
           // Only reads wait on a heartbeat round: nothing to do until the next input.
           this.#engine.advance(ready);
+          this.#readyDone();
           return;
         }
         await this.#handleReady(ready);
         if (this.#fatal !== undefined) return;
         this.#engine.advance(ready);
+        this.#readyDone();
       }
     } catch (error) {
       this.#fail(error);
     }
+  }
+
+  #readyDone(): void {
+    this.#readiesDone = this.#readiesTaken;
+    this.#durableWaiters = this.#durableWaiters.filter((waiter) => {
+      if (this.#readiesDone < waiter.after) return true;
+      waiter.resolve();
+      return false;
+    });
+  }
+
+  /**
+   * Resolves once every input stepped into the engine so far is carried out: the next Ready
+   * taken from now on has been persisted, sent and advanced (at once if there is none to take).
+   */
+  #whenCarriedOut(): Promise<void> {
+    this.#kick();
+    if (this.#driving === undefined && !this.#engine.hasReady()) return Promise.resolve();
+    const after = this.#readiesTaken + 1;
+    return new Promise<void>((resolve, reject) => {
+      this.#durableWaiters.push({ after, resolve, reject });
+    });
   }
 
   /** Carries out `ready` in the order of its contract (see {@link Ready}). */
@@ -731,7 +759,15 @@ export class RaftNode<Command, Result> {
     return { type: 'ack' };
   }
 
-  #receiveSnapshot(from: NodeId, request: PeerRequest & { type: 'snapshot' }): PeerResponse {
+  /**
+   * Answers an InstallSnapshot only once the engine has handled it durably (installed, or found
+   * not needed): a crash before that fails the sender's request, so the leader sends the
+   * snapshot again instead of waiting for it forever.
+   */
+  async #receiveSnapshot(
+    from: NodeId,
+    request: PeerRequest & { type: 'snapshot' },
+  ): Promise<PeerResponse> {
     const { message, data } = request;
     if (message.from !== from) return { type: 'ack' };
     this.#receivedSnapshots.set(snapshotKey(message.snapshot), data);
@@ -741,11 +777,11 @@ export class RaftNode<Command, Result> {
     }
     try {
       this.#engine.step(message);
+      await this.#whenCarriedOut();
     } catch (error) {
-      this.#fail(error);
-      return { type: 'rejected', reason: 'closed', message: 'the node stopped on a fatal error' };
+      if (this.#stopped === undefined) this.#fail(error);
+      return { type: 'rejected', reason: 'closed', message: 'the node stopped' };
     }
-    this.#kick();
     return { type: 'ack' };
   }
 
@@ -779,6 +815,8 @@ export class RaftNode<Command, Result> {
     this.#proposals.failAll(reason);
     this.#reads.failAll(reason);
     this.#appliedWaiters.failAll(reason);
+    for (const waiter of this.#durableWaiters) waiter.reject(reason);
+    this.#durableWaiters = [];
     this.#applyQueue = [];
   }
 

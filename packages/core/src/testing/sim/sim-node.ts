@@ -3,7 +3,7 @@ import type { EngineTuning } from '../../engine/engine-options.ts';
 import { RaftEngine } from '../../engine/raft-engine.ts';
 import type { Ready } from '../../engine/ready.ts';
 import type { LogEntry, NodeId } from '../../log-entry.ts';
-import type { SnapshotMeta } from '../../message.ts';
+import type { Message, SnapshotMeta } from '../../message.ts';
 import type { RandomSource } from '../../random.ts';
 import { type CommandCodec, jsonCodec, toAppliedEntry } from '../../runtime/command-codec.ts';
 import type { CommandResult } from '../../state-machine.ts';
@@ -49,6 +49,13 @@ export class SimNode {
   /** The Ready being persisted, if any. */
   busy: Ready | undefined;
   appliedIndex = 0;
+  /** Readies taken from the engine in this life. */
+  readiesTaken = 0;
+  /**
+   * InstallSnapshot requests received but not yet answered: a request is answered once the
+   * Ready numbered `after` (the first taken after it arrived) is carried out.
+   */
+  snapshotRequests: { message: Message & { type: 'snapshot' }; after: number }[] = [];
   /** Snapshot data received with InstallSnapshot messages, by `index:term`. */
   readonly receivedSnapshots: Map<string, Uint8Array> = new Map();
 
@@ -102,6 +109,7 @@ export class SimNode {
     this.engine = undefined;
     this.busy = undefined;
     this.epoch++;
+    this.readiesTaken = 0;
     this.receivedSnapshots.clear();
     if (keepWrite && inFlight?.write !== undefined && inFlight.snapshot === undefined) {
       await this.#logStore.persist(inFlight.write);

@@ -53,11 +53,13 @@ export interface SimulationReport {
 export class SimulationFailure extends Error {
   override name = 'SimulationFailure';
   readonly seed: number;
-  constructor(seed: number, virtualMs: number, cause: unknown) {
+  constructor(options: SimulationOptions, virtualMs: number, cause: unknown) {
     const reason = cause instanceof Error ? cause.message : String(cause);
+    const { seed, ...rest } = options;
+    const extra = Object.keys(rest).length === 0 ? '' : ` --options '${JSON.stringify(rest)}'`;
     super(
       `simulation seed ${seed} failed at virtual time ${virtualMs} ms: ${reason}\n` +
-        `replay: pnpm --filter @tsraft/core sim --seed ${seed}`,
+        `replay: ./dev --filter @tsraft/core sim --seed ${seed}${extra}`,
       { cause },
     );
     this.seed = seed;
@@ -124,7 +126,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
   try {
     return await sim.run();
   } catch (error) {
-    throw new SimulationFailure(options.seed, sim.now, error);
+    throw new SimulationFailure(options, sim.now, error);
   }
 }
 
@@ -256,10 +258,18 @@ class Simulation {
       }
       case 'deliver': {
         const engine = event.node.engine;
-        if (engine === undefined) return;
+        if (engine === undefined) {
+          // A snapshot travels as a request: to a node that is down, the sender sees it fail.
+          if (event.message.type === 'snapshot') this.#snapshotFailed(event.message);
+          return;
+        }
         if (event.snapshot !== undefined && event.message.type === 'snapshot') {
           const s = event.message.snapshot;
           event.node.receivedSnapshots.set(`${s.index}:${s.term}`, event.snapshot);
+          event.node.snapshotRequests.push({
+            message: event.message,
+            after: event.node.readiesTaken + 1,
+          });
         }
         engine.step(event.message);
         this.#maybeReady(event.node);
@@ -311,6 +321,7 @@ class Simulation {
     const engine = node.engine;
     if (engine === undefined || node.busy !== undefined || !engine.hasReady()) return;
     const ready = engine.ready();
+    node.readiesTaken++;
     node.busy = ready;
     this.#schedule(randomInt(this.#random, 0, 3), {
       kind: 'persisted',
@@ -335,6 +346,8 @@ class Simulation {
     for (const read of ready.reads) this.#onReadIndex(read);
     node.busy = undefined;
     engine.advance(ready);
+    // InstallSnapshot requests are answered once the Ready that handled them is carried out.
+    node.snapshotRequests = node.snapshotRequests.filter((r) => r.after > node.readiesTaken);
     this.#serveReads();
     const status = engine.status();
     if (node.appliedIndex - status.firstIndex >= this.#options.snapshotEvery) {
@@ -358,15 +371,20 @@ class Simulation {
     for (const delay of deliveries) {
       this.#schedule(delay, { kind: 'deliver', node: to, message, snapshot });
     }
-    if (message.type === 'snapshot' && deliveries.length === 0) {
-      // A snapshot travels as a request: its sender learns that it failed (after a timeout).
-      this.#schedule(ATTEMPT_TIMEOUT_MS, {
-        kind: 'snapshot-failed',
-        node: from,
-        to: message.to,
-        epoch: from.epoch,
-      });
-    }
+    // A snapshot travels as a request: its sender learns that it failed (after a timeout).
+    if (message.type === 'snapshot' && deliveries.length === 0) this.#snapshotFailed(message);
+  }
+
+  /** Tells the sender of a snapshot that its transfer failed, as a timed-out request would. */
+  #snapshotFailed(message: Message & { type: 'snapshot' }): void {
+    const sender = this.#nodes.find((n) => n.id === message.from);
+    if (sender === undefined) return;
+    this.#schedule(ATTEMPT_TIMEOUT_MS, {
+      kind: 'snapshot-failed',
+      node: sender,
+      to: message.to,
+      epoch: sender.epoch,
+    });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -400,6 +418,9 @@ class Simulation {
   }
 
   async #crash(node: SimNode): Promise<void> {
+    // The requests of snapshots not yet handled fail: their senders will try again.
+    for (const { message } of node.snapshotRequests) this.#snapshotFailed(message);
+    node.snapshotRequests = [];
     await node.crash(this.#random.next() < 0.5);
     this.#crashes++;
     for (const key of this.#pendingWrites.keys()) {
@@ -612,7 +633,13 @@ class Simulation {
     if (!this.#quiescent()) {
       const states = this.#nodes.map((n) => {
         const s = n.engine?.status();
-        return `${n.id}: ${s === undefined ? 'down' : `${s.role} term ${s.term} commit ${s.commitIndex} last ${s.lastIndex}`} applied ${n.appliedIndex}`;
+        const progress =
+          s?.role === 'leader'
+            ? ` progress ${Object.entries(s.progress)
+                .map(([id, p]) => `${id}:${p.state}/match ${p.match}/next ${p.next}`)
+                .join(',')}`
+            : '';
+        return `${n.id}: ${s === undefined ? 'down' : `${s.role} term ${s.term} commit ${s.commitIndex} last ${s.lastIndex} first ${s.firstIndex}`} applied ${n.appliedIndex}${progress}`;
       });
       const busy = this.#clients
         .filter((c) => c.op !== undefined || c.remaining > 0)
