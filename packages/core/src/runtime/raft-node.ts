@@ -18,7 +18,7 @@ import { type Logger, noopLogger } from '../logger.ts';
 import type { InstallSnapshot, Message, SnapshotMeta } from '../message.ts';
 import { type RandomSource, seededRandom } from '../random.ts';
 import type { SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
-import type { AppliedEntry, ClientSession, CommandResult, StateMachine } from '../state-machine.ts';
+import type { ClientSession, CommandResult, StateMachine } from '../state-machine.ts';
 import type { PeerHandler, PeerRequest, PeerResponse, Transport } from '../transport.ts';
 import { abortable, linkedSignal } from './abortable.ts';
 import { AppliedIndexWaiters } from './applied-index-waiters.ts';
