@@ -1,0 +1,137 @@
+import { StorageError } from '@tsraft/core';
+import { sql } from 'kysely';
+import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
+import type { AnyKysely } from './any-kysely.ts';
+import { raftTables, TABLE_NAMES } from './raft-tables.ts';
+import { DEFAULT_SCHEMA, validateSchemaName } from './schema-name.ts';
+import { runStorageOperation } from './storage-failure.ts';
+
+/** Options of {@link migrateRaftSchema}. */
+export interface MigrateRaftSchemaOptions {
+  /** Any Kysely instance on Postgres (`PostgresDialect` on a `pg` Pool, or `PGliteDialect`). */
+  readonly db: AnyKysely;
+  /** Schema that holds the Raft tables and their migration bookkeeping. Default `raft`. */
+  readonly schema?: string;
+  /** Checked before starting; a migration in progress runs to its end (it is one transaction). */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Brings the Raft tables of `schema` up to date, creating the schema if needed. Safe to call on
+ * every start and from several processes at once.
+ *
+ * The package's migrations are recorded in its own tables (`<schema>.tsraft_migration` and
+ * `<schema>.tsraft_migration_lock`), so they never mix with the application's Kysely migrations.
+ * When everything is already applied (the usual start) this is one query and takes no lock, so
+ * it never waits on an application migration in progress; only when a migration must actually run
+ * does it go through Kysely's `Migrator`, whose lock (one Postgres advisory lock shared by every
+ * Kysely migrator on the database) it then shares with the application's.
+ *
+ * @throws TypeError for an invalid schema name; StorageError (cause kept) when Postgres fails or
+ * the schema was migrated by a newer version of this package.
+ */
+export async function migrateRaftSchema(options: MigrateRaftSchemaOptions): Promise<void> {
+  const schema = validateSchemaName(options.schema ?? DEFAULT_SCHEMA);
+  const { db, signal } = options;
+  const migrations = raftMigrations(schema);
+  await runStorageOperation(`migrating schema "${schema}"`, signal, async () => {
+    const applied = await appliedMigrations(db, schema);
+    const unknown = applied.filter((name) => !(name in migrations));
+    if (unknown.length > 0) {
+      throw new StorageError(
+        `schema "${schema}" was migrated by a newer @tsraft/pg-storage (unknown migrations: ` +
+          `${unknown.join(', ')}); upgrade the package`,
+      );
+    }
+    if (Object.keys(migrations).every((name) => applied.includes(name))) return;
+    signal?.throwIfAborted();
+    const provider: MigrationProvider = { getMigrations: async () => migrations };
+    const migrator = new Migrator({
+      db,
+      provider,
+      migrationTableSchema: schema,
+      migrationTableName: TABLE_NAMES.migration,
+      migrationLockTableName: TABLE_NAMES.migrationLock,
+    });
+    const { error } = await migrator.migrateToLatest();
+    if (error !== undefined) {
+      throw new StorageError(
+        `could not migrate schema "${schema}": ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error },
+      );
+    }
+  });
+}
+
+/** Names of the migrations recorded in `schema`, or none when its migration table is missing. */
+async function appliedMigrations(db: AnyKysely, schema: string): Promise<string[]> {
+  const found = await sql<{ present: boolean }>`
+    select to_regclass(${`${schema}.${TABLE_NAMES.migration}`}) is not null as present
+  `.execute(db);
+  if (found.rows[0]?.present !== true) return [];
+  const { rows } = await sql<{ name: string }>`
+    select name from ${raftTables(schema).migration}
+  `.execute(db);
+  return rows.map((row) => row.name);
+}
+
+/**
+ * The migrations, in order of their names. Never edit one that was released: add a new one.
+ *
+ * `log_meta` and `hard_state` hold exactly one row each (a boolean key that can only be true),
+ * created here so that the stores only ever update them.
+ */
+function raftMigrations(schema: string): Record<string, Migration> {
+  const t = raftTables(schema);
+  return {
+    '0001_raft_log_and_snapshots': {
+      async up(db: AnyKysely): Promise<void> {
+        await sql`
+          create table ${t.logEntry} (
+            index int8 primary key,
+            term int8 not null,
+            type text not null check (type in ('command', 'noop', 'config')),
+            data bytea not null
+          )`.execute(db);
+        await sql`
+          create table ${t.logMeta} (
+            id boolean primary key default true check (id),
+            snapshot_index int8 not null,
+            snapshot_term int8 not null
+          )`.execute(db);
+        await sql`insert into ${t.logMeta} (snapshot_index, snapshot_term) values (0, 0)`.execute(
+          db,
+        );
+        await sql`
+          create table ${t.hardState} (
+            id boolean primary key default true check (id),
+            term int8 not null,
+            voted_for text,
+            commit_index int8 not null
+          )`.execute(db);
+        await sql`
+          insert into ${t.hardState} (term, voted_for, commit_index) values (0, null, 0)
+        `.execute(db);
+        await sql`
+          create table ${t.snapshot} (
+            id int8 generated always as identity primary key,
+            index int8 not null,
+            term int8 not null,
+            config jsonb not null,
+            size int8,
+            sha256 text,
+            created_at timestamptz not null default now(),
+            complete boolean not null default false,
+            check (not complete or (size is not null and sha256 is not null))
+          )`.execute(db);
+        await sql`
+          create table ${t.snapshotChunk} (
+            snapshot_id int8 not null references ${t.snapshot} (id) on delete cascade,
+            seq int4 not null,
+            data bytea not null,
+            primary key (snapshot_id, seq)
+          )`.execute(db);
+      },
+    },
+  };
+}

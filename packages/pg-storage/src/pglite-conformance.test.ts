@@ -1,0 +1,217 @@
+import { randomUUID } from 'node:crypto';
+import { PGlite } from '@electric-sql/pglite';
+import { StorageError } from '@tsraft/core';
+import {
+  describeLogStoreConformance,
+  describeSnapshotStoreConformance,
+} from '@tsraft/core/testing';
+import { Kysely, PGliteDialect, sql } from 'kysely';
+import { Migrator } from 'kysely/migration';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AnyKysely } from './any-kysely.ts';
+import { PostgresLogStore } from './postgres-log-store.ts';
+import { PostgresSnapshotStore } from './postgres-snapshot-store.ts';
+
+// One in-memory PGlite for the file (a cold start takes seconds); each fixture gets a schema of
+// its own, dropped when it is disposed. "Reopen" is a new store over the same database.
+let db: AnyKysely;
+
+beforeAll(async () => {
+  db = new Kysely({ dialect: new PGliteDialect({ pglite: new PGlite() }) });
+  await sql`select 1`.execute(db);
+});
+
+afterAll(async () => {
+  await db?.destroy();
+});
+
+function freshSchema(): string {
+  return `raft_${randomUUID().replaceAll('-', '').slice(0, 16)}`;
+}
+
+async function dropSchema(schema: string): Promise<void> {
+  await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(db);
+}
+
+describeLogStoreConformance('Postgres on PGlite', async () => {
+  const schema = freshSchema();
+  const store = await PostgresLogStore.open({ db, schema });
+  return {
+    store,
+    reopen: () => PostgresLogStore.open({ db, schema }),
+    [Symbol.asyncDispose]: () => dropSchema(schema),
+  };
+});
+
+describeSnapshotStoreConformance('Postgres on PGlite', async () => {
+  const schema = freshSchema();
+  // Small chunk rows, so that the suite's snapshots span many of them.
+  const open = () => PostgresSnapshotStore.open({ db, schema, chunkBytes: 64 * 1024 });
+  return {
+    store: await open(),
+    reopen: open,
+    corrupt: async (snapshot) => {
+      await sql`
+        update ${sql.id(schema, 'snapshot_chunk')}
+        set data = set_byte(data, 0, get_byte(data, 0) # 255)
+        where seq = 0 and snapshot_id = (
+          select id from ${sql.id(schema, 'snapshot')}
+          where complete and index = ${snapshot.index} and term = ${snapshot.term}
+        )
+      `.execute(db);
+    },
+    [Symbol.asyncDispose]: () => dropSchema(schema),
+  };
+});
+
+describe('PostgresLogStore on PGlite', () => {
+  it('rejects with a StorageError an index stored beyond 2^53 - 1, instead of rounding it', async () => {
+    const schema = freshSchema();
+    const store = await PostgresLogStore.open({ db, schema });
+    await sql`update ${sql.id(schema, 'log_meta')} set snapshot_index = 9007199254740993`.execute(
+      db,
+    );
+    const failure = store.load();
+    await expect(failure).rejects.toThrow(StorageError);
+    await expect(failure).rejects.toThrow(/9007199254740993n?.*2\^53 - 1/);
+    await dropSchema(schema);
+  });
+
+  it('rejects a write that does not follow the log with a RangeError and changes nothing', async () => {
+    const schema = freshSchema();
+    const store = await PostgresLogStore.open({ db, schema });
+    const data = new Uint8Array([1]);
+    await store.persist({
+      entries: [{ index: 1, term: 1, type: 'command', data }],
+      hardState: { term: 1, votedFor: null, commitIndex: 0 },
+    });
+    await expect(
+      store.persist({
+        entries: [{ index: 3, term: 1, type: 'command', data }],
+        hardState: { term: 2, votedFor: 'n1', commitIndex: 1 },
+      }),
+    ).rejects.toThrow(RangeError);
+    expect(await store.load()).toEqual({
+      hardState: { term: 1, votedFor: null, commitIndex: 0 },
+      snapshot: { index: 0, term: 0 },
+      lastIndex: 1,
+    });
+    await dropSchema(schema);
+  });
+
+  it('rejects with a StorageError, cause kept, when the database fails', async () => {
+    const schema = freshSchema();
+    const store = await PostgresLogStore.open({ db, schema });
+    await sql`drop table ${sql.id(schema, 'hard_state')}`.execute(db);
+    const error = await store.load().catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(StorageError);
+    expect((error as StorageError).message).toMatch(/load failed/);
+    expect((error as StorageError).cause).toBeInstanceOf(Error);
+    await dropSchema(schema);
+  });
+});
+
+describe('migrations on PGlite', () => {
+  it("keep to their own tables and schema, beside the application's own Kysely migrations", async () => {
+    const schema = freshSchema();
+    const app = new Migrator({
+      db,
+      provider: {
+        getMigrations: async () => ({
+          '2024_accounts': {
+            up: async (trx: AnyKysely) => {
+              await sql`create table if not exists public.accounts (id int primary key)`.execute(
+                trx,
+              );
+            },
+          },
+        }),
+      },
+    });
+    expect((await app.migrateToLatest()).error).toBeUndefined();
+    await PostgresLogStore.open({ db, schema });
+    await PostgresSnapshotStore.open({ db, schema });
+    const { rows: tables } = await sql<{ table_name: string }>`
+      select table_name from information_schema.tables where table_schema = ${schema}
+      order by table_name
+    `.execute(db);
+    expect(tables.map((row) => row.table_name)).toEqual([
+      'hard_state',
+      'log_entry',
+      'log_meta',
+      'snapshot',
+      'snapshot_chunk',
+      'tsraft_migration',
+      'tsraft_migration_lock',
+    ]);
+    const { rows: appMigrations } = await sql<{ name: string }>`
+      select name from public.kysely_migration
+    `.execute(db);
+    expect(appMigrations.map((row) => row.name)).toEqual(['2024_accounts']);
+    // The application's migrator still sees exactly its own migrations.
+    expect((await app.migrateToLatest()).error).toBeUndefined();
+    await dropSchema(schema);
+  });
+
+  it('refuse a schema name that is not a plain identifier', async () => {
+    for (const schema of ['Raft', 'raft; drop table x', '1raft', 'pg_raft', '', 'a'.repeat(64)]) {
+      await expect(PostgresLogStore.open({ db, schema })).rejects.toThrow(TypeError);
+    }
+  });
+
+  it('keep two schemas apart', async () => {
+    const [a, b] = [freshSchema(), freshSchema()];
+    const storeA = await PostgresLogStore.open({ db, schema: a });
+    const storeB = await PostgresLogStore.open({ db, schema: b });
+    await storeA.persist({ hardState: { term: 7, votedFor: 'x', commitIndex: 0 } });
+    expect((await storeB.load()).hardState.term).toBe(0);
+    expect((await storeA.load()).hardState.term).toBe(7);
+    await dropSchema(a);
+    await dropSchema(b);
+  });
+});
+
+describe('PostgresSnapshotStore on PGlite', () => {
+  it('stores a snapshot as rows of chunkBytes and rejects one with a chunk missing', async () => {
+    const schema = freshSchema();
+    const store = await PostgresSnapshotStore.open({ db, schema, chunkBytes: 1000 });
+    async function* chunks(): AsyncIterable<Uint8Array> {
+      for (let i = 0; i < 10; i++) yield new Uint8Array(350).fill(i);
+    }
+    const saved = await store.save({ index: 3, term: 1, config: { voters: ['a'] } }, chunks());
+    expect(saved.size).toBe(3500);
+    const { rows } = await sql<{ size: number }>`
+      select octet_length(data) as size from ${sql.id(schema, 'snapshot_chunk')} order by seq
+    `.execute(db);
+    expect(rows.map((row) => row.size)).toEqual([1000, 1000, 1000, 500]);
+    await sql`delete from ${sql.id(schema, 'snapshot_chunk')} where seq = 1`.execute(db);
+    const read = async (): Promise<void> => {
+      for await (const _ of store.read(saved)) {
+        // drain
+      }
+    };
+    await expect(read()).rejects.toThrow(/corrupt: chunk 1 is missing/);
+    await dropSchema(schema);
+  });
+
+  it('deletes older snapshots and rows of failed saves once a newer one is complete', async () => {
+    const schema = freshSchema();
+    const store = await PostgresSnapshotStore.open({ db, schema });
+    const config = { voters: ['a'] };
+    async function* one(byte: number): AsyncIterable<Uint8Array> {
+      yield new Uint8Array(10).fill(byte);
+    }
+    await store.save({ index: 1, term: 1, config }, one(1));
+    // A save that crashed midway leaves an incomplete row behind.
+    await sql`
+      insert into ${sql.id(schema, 'snapshot')} (index, term, config) values (2, 1, '{"voters":[]}')
+    `.execute(db);
+    const newest = await store.save({ index: 3, term: 1, config }, one(3));
+    const { rows } = await sql<{ index: number; complete: boolean }>`
+      select index, complete from ${sql.id(schema, 'snapshot')}
+    `.execute(db);
+    expect(rows).toEqual([{ index: 3, complete: true }]);
+    expect(await store.latest()).toEqual(newest);
+    await dropSchema(schema);
+  });
+});

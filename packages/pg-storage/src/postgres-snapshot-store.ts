@@ -1,0 +1,272 @@
+import { createHash } from 'node:crypto';
+import {
+  type ClusterConfig,
+  type SnapshotMeta,
+  type SnapshotStore,
+  StorageError,
+  type StoredSnapshot,
+} from '@tsraft/core';
+import { sql } from 'kysely';
+import type { AnyKysely } from './any-kysely.ts';
+import { fromBytea } from './bytea.ts';
+import { assertPosition, toSafeInteger } from './int8.ts';
+import { migrateRaftSchema } from './migrations.ts';
+import { type RaftTables, raftTables } from './raft-tables.ts';
+import { DEFAULT_SCHEMA, validateSchemaName } from './schema-name.ts';
+import { runStorageOperation } from './storage-failure.ts';
+import { assertSynchronousCommit } from './synchronous-commit.ts';
+
+/** Options of {@link PostgresSnapshotStore.open}. */
+export interface PostgresSnapshotStoreOptions {
+  /** Any Kysely instance on Postgres (`pg` Pool or PGlite). The store never closes it. */
+  readonly db: AnyKysely;
+  /** Schema of the Raft tables, created and migrated by `open`. Default `raft`. */
+  readonly schema?: string;
+  /**
+   * Bytes per stored chunk row. `save` holds about this much of a snapshot in memory at a time,
+   * `read` about four times this. Default 1 MiB.
+   */
+  readonly chunkBytes?: number;
+  /** Accept a database with `synchronous_commit = off` (see `PostgresLogStore`). Default `false`. */
+  readonly allowSynchronousCommitOff?: boolean;
+  /** Aborts `open` (checked before the migration and the durability check). Default: none. */
+  readonly signal?: AbortSignal;
+}
+
+const DEFAULT_CHUNK_BYTES = 1024 * 1024;
+/** Chunk rows fetched per query by `read`. */
+const READ_PAGE_ROWS = 4;
+
+/**
+ * A {@link SnapshotStore} in Postgres: metadata in `<schema>.snapshot`, the bytes in
+ * `<schema>.snapshot_chunk` rows of `chunkBytes` each.
+ *
+ * Contract (beyond {@link SnapshotStore}'s):
+ * - `save` writes the snapshot's row marked incomplete, then each chunk as it arrives (memory
+ *   stays at about `chunkBytes` whatever the snapshot's size, and the database is never held in
+ *   one long transaction, so the log store keeps working meanwhile), computing the SHA-256 as it
+ *   goes. One final transaction records the size and checksum, marks it complete and deletes
+ *   every older snapshot: the new one is durable before the old ones go, and there is never a
+ *   moment without a complete snapshot. Incomplete rows are invisible; a failed or aborted save
+ *   deletes its row, and one left by a crash is deleted by the next successful save.
+ * - `read` streams the chunks in order, a few rows per query, and verifies the size and the
+ *   SHA-256 as it goes; bytes that do not match reject with a `StorageError` saying the snapshot
+ *   is corrupt (after the last chunk, or as soon as there are too many bytes).
+ * - Every database failure rejects with a `StorageError` whose `cause` is the driver's error.
+ */
+export class PostgresSnapshotStore implements SnapshotStore {
+  readonly #db: AnyKysely;
+  readonly #tables: RaftTables;
+  readonly #chunkBytes: number;
+
+  private constructor(db: AnyKysely, tables: RaftTables, chunkBytes: number) {
+    this.#db = db;
+    this.#tables = tables;
+    this.#chunkBytes = chunkBytes;
+  }
+
+  /**
+   * Migrates `options.schema` to the current version (see `migrateRaftSchema`), checks the
+   * durability setting, and returns a store over it.
+   *
+   * @throws TypeError for an invalid schema name or chunk size; StorageError when Postgres fails
+   * or runs with `synchronous_commit = off` (unless allowed).
+   */
+  static async open(options: PostgresSnapshotStoreOptions): Promise<PostgresSnapshotStore> {
+    const schema = validateSchemaName(options.schema ?? DEFAULT_SCHEMA);
+    const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 1 || chunkBytes > 64 * 1024 * 1024) {
+      throw new TypeError(`chunkBytes must be an integer from 1 to 64 MiB, got ${chunkBytes}`);
+    }
+    const { db, signal } = options;
+    await migrateRaftSchema({ db, schema, ...(signal ? { signal } : {}) });
+    await runStorageOperation('checking synchronous_commit', signal, () =>
+      assertSynchronousCommit(db, options.allowSynchronousCommitOff ?? false),
+    );
+    return new PostgresSnapshotStore(db, raftTables(schema), chunkBytes);
+  }
+
+  async latest(options?: { signal?: AbortSignal }): Promise<StoredSnapshot | undefined> {
+    return runStorageOperation('reading the latest snapshot', options?.signal, async () => {
+      const { rows } = await sql<Record<string, unknown>>`
+        select index, term, config, size, sha256 from ${this.#tables.snapshot}
+        where complete order by id desc limit 1
+      `.execute(this.#db);
+      const row = rows[0];
+      return row === undefined ? undefined : toStoredSnapshot(row);
+    });
+  }
+
+  async save(
+    meta: SnapshotMeta,
+    chunks: AsyncIterable<Uint8Array>,
+    options?: { signal?: AbortSignal },
+  ): Promise<StoredSnapshot> {
+    const signal = options?.signal;
+    assertPosition(meta.index, 'snapshot index');
+    assertPosition(meta.term, 'snapshot term');
+    const t = this.#tables;
+    const id = await runStorageOperation('starting a snapshot', signal, async () => {
+      const { rows } = await sql<{ id: unknown }>`
+        insert into ${t.snapshot} (index, term, config)
+        values (${meta.index}, ${meta.term}, cast(${JSON.stringify(meta.config)} as jsonb))
+        returning id
+      `.execute(this.#db);
+      return toSafeInteger(rows[0]?.id, 'snapshot.id');
+    });
+    try {
+      const hash = createHash('sha256');
+      const buffer = new Uint8Array(this.#chunkBytes);
+      let filled = 0;
+      let size = 0;
+      let seq = 0;
+      const flush = async (): Promise<void> => {
+        const data = buffer.subarray(0, filled);
+        await runStorageOperation('writing a snapshot chunk', signal, async () => {
+          await sql`
+            insert into ${t.snapshotChunk} (snapshot_id, seq, data) values (${id}, ${seq}, ${data})
+          `.execute(this.#db);
+        });
+        seq++;
+        filled = 0;
+      };
+      for await (const chunk of chunks) {
+        signal?.throwIfAborted();
+        // Hashed and copied before the producer gets control back: it may reuse its buffer.
+        hash.update(chunk);
+        size += chunk.byteLength;
+        for (let offset = 0; offset < chunk.byteLength; ) {
+          const take = Math.min(buffer.byteLength - filled, chunk.byteLength - offset);
+          buffer.set(chunk.subarray(offset, offset + take), filled);
+          filled += take;
+          offset += take;
+          if (filled === buffer.byteLength) await flush();
+        }
+      }
+      if (filled > 0) await flush();
+      const sha256 = hash.digest('hex');
+      await runStorageOperation('completing a snapshot', signal, async () => {
+        await this.#db.transaction().execute(async (trx) => {
+          await sql`
+            update ${t.snapshot} set size = ${size}, sha256 = ${sha256}, complete = true
+            where id = ${id}
+          `.execute(trx);
+          signal?.throwIfAborted();
+          // Older snapshots, and rows of saves that failed or crashed; chunks go by cascade.
+          await sql`delete from ${t.snapshot} where id < ${id}`.execute(trx);
+          signal?.throwIfAborted();
+        });
+      });
+      return { index: meta.index, term: meta.term, config: meta.config, size, sha256 };
+    } catch (error) {
+      await sql`delete from ${t.snapshot} where id = ${id} and not complete`
+        .execute(this.#db)
+        .catch(() => {
+          // The database is gone too; the next successful save deletes the row.
+        });
+      throw error;
+    }
+  }
+
+  async *read(
+    snapshot: StoredSnapshot,
+    options?: { signal?: AbortSignal },
+  ): AsyncIterable<Uint8Array> {
+    const signal = options?.signal;
+    const t = this.#tables;
+    const name = `snapshot ${snapshot.index}/${snapshot.term}`;
+    const found = await runStorageOperation(`reading ${name}`, signal, async () => {
+      const { rows } = await sql<Record<string, unknown>>`
+        select id, size from ${t.snapshot}
+        where complete and index = ${snapshot.index} and term = ${snapshot.term}
+          and sha256 = ${snapshot.sha256}
+        order by id desc limit 1
+      `.execute(this.#db);
+      const row = rows[0];
+      return row === undefined
+        ? undefined
+        : {
+            id: toSafeInteger(row.id, 'snapshot.id'),
+            size: toSafeInteger(row.size, 'snapshot.size'),
+          };
+    });
+    if (found === undefined) {
+      throw new StorageError(`${name} is not stored (a newer snapshot replaced it?)`);
+    }
+    if (found.size !== snapshot.size) {
+      throw new StorageError(
+        `${name} is recorded with ${found.size} bytes, not the ${snapshot.size} expected`,
+      );
+    }
+    const hash = createHash('sha256');
+    let size = 0;
+    let seq = 0;
+    for (;;) {
+      const { rows } = await runStorageOperation(`reading ${name}`, signal, () =>
+        sql<{ seq: unknown; data: unknown }>`
+          select seq, data from ${t.snapshotChunk}
+          where snapshot_id = ${found.id} and seq >= ${seq}
+          order by seq limit ${READ_PAGE_ROWS}
+        `.execute(this.#db),
+      );
+      if (rows.length === 0) break;
+      for (const row of rows) {
+        if (toSafeInteger(row.seq, 'snapshot_chunk.seq') !== seq) {
+          throw new StorageError(`${name} is corrupt: chunk ${seq} is missing`);
+        }
+        const data = fromBytea(row.data, 'snapshot_chunk.data');
+        size += data.byteLength;
+        if (size > found.size) {
+          throw new StorageError(
+            `${name} is corrupt: more than its recorded ${found.size} bytes are stored`,
+          );
+        }
+        hash.update(data);
+        seq++;
+        yield data;
+      }
+    }
+    if (size !== found.size) {
+      const stillThere = await runStorageOperation(`reading ${name}`, signal, async () => {
+        const { rows } = await sql`select 1 from ${t.snapshot} where id = ${found.id}`.execute(
+          this.#db,
+        );
+        return rows.length > 0;
+      });
+      throw new StorageError(
+        stillThere
+          ? `${name} is corrupt: ${size} bytes are stored, not the recorded ${found.size}`
+          : `${name} was deleted while it was read (a newer snapshot replaced it)`,
+      );
+    }
+    const sha256 = hash.digest('hex');
+    if (sha256 !== snapshot.sha256) {
+      throw new StorageError(
+        `${name} is corrupt: its bytes have SHA-256 ${sha256}, not the recorded checksum ${snapshot.sha256}`,
+      );
+    }
+  }
+}
+
+function toStoredSnapshot(row: Record<string, unknown>): StoredSnapshot {
+  return {
+    index: toSafeInteger(row.index, 'snapshot.index'),
+    term: toSafeInteger(row.term, 'snapshot.term'),
+    config: parseConfig(row.config),
+    size: toSafeInteger(row.size, 'snapshot.size'),
+    sha256: String(row.sha256),
+  };
+}
+
+/** `jsonb` comes back parsed from `pg` and PGlite, or as text when a type parser says so. */
+function parseConfig(value: unknown): ClusterConfig {
+  const parsed: unknown = typeof value === 'string' ? JSON.parse(value) : value;
+  if (
+    typeof parsed !== 'object' ||
+    parsed === null ||
+    !Array.isArray((parsed as { voters?: unknown }).voters)
+  ) {
+    throw new StorageError(`snapshot.config is not a cluster configuration: ${String(value)}`);
+  }
+  return parsed as ClusterConfig;
+}

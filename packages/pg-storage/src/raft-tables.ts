@@ -1,0 +1,29 @@
+import { type RawBuilder, sql } from 'kysely';
+
+/** Names of the tables the migrations create in the store's schema. */
+export const TABLE_NAMES = {
+  logEntry: 'log_entry',
+  logMeta: 'log_meta',
+  hardState: 'hard_state',
+  snapshot: 'snapshot',
+  snapshotChunk: 'snapshot_chunk',
+  migration: 'tsraft_migration',
+  migrationLock: 'tsraft_migration_lock',
+} as const;
+
+/** The store's tables as schema-qualified SQL identifiers, for raw `sql` queries. */
+export type RaftTables = { readonly [K in keyof typeof TABLE_NAMES]: RawBuilder<unknown> };
+
+/** The tables of `schema` (already validated by `validateSchemaName`). */
+export function raftTables(schema: string): RaftTables {
+  const qualified = (table: string): RawBuilder<unknown> => sql.id(schema, table);
+  return {
+    logEntry: qualified(TABLE_NAMES.logEntry),
+    logMeta: qualified(TABLE_NAMES.logMeta),
+    hardState: qualified(TABLE_NAMES.hardState),
+    snapshot: qualified(TABLE_NAMES.snapshot),
+    snapshotChunk: qualified(TABLE_NAMES.snapshotChunk),
+    migration: qualified(TABLE_NAMES.migration),
+    migrationLock: qualified(TABLE_NAMES.migrationLock),
+  };
+}
