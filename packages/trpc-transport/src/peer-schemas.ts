@@ -1,0 +1,108 @@
+import type { Message, PeerResponse } from '@tsraft/core';
+import { z } from 'zod';
+
+/**
+ * Zod schemas of what travels between peers. They check envelopes (message type, sender,
+ * receiver, term and index numbers, array shapes, that payloads are bytes), never the contents
+ * of entry payloads: those are the state machine's business, and checking them on the hot path
+ * would cost every AppendEntries.
+ */
+
+const nodeId = z.string().min(1).max(256);
+/** Terms and indexes: non-negative safe integers. */
+const count = z.int().min(0);
+const bytes = z.instanceof(Uint8Array, { message: 'expected binary data (Uint8Array)' });
+
+const addressing = { from: nodeId, to: nodeId, term: count };
+
+const logEntry = z.object({
+  index: z.int().min(1),
+  term: count,
+  type: z.enum(['command', 'noop', 'config']),
+  data: bytes,
+});
+
+const clusterConfig = z.object({
+  voters: z.array(nodeId).min(1),
+  outgoingVoters: z.array(nodeId).optional(),
+  learners: z.array(nodeId).optional(),
+});
+
+const installSnapshot = z.object({
+  type: z.literal('snapshot'),
+  ...addressing,
+  snapshot: z.object({ index: count, term: count, config: clusterConfig }),
+});
+
+const message = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('append'),
+    ...addressing,
+    prevIndex: count,
+    prevTerm: count,
+    entries: z.array(logEntry),
+    commit: count,
+  }),
+  z.object({
+    type: z.literal('append-response'),
+    ...addressing,
+    success: z.boolean(),
+    index: count,
+    hint: z.object({ index: count, term: count }).optional(),
+  }),
+  z.object({
+    type: z.literal('vote'),
+    ...addressing,
+    prevote: z.boolean(),
+    lastIndex: count,
+    lastTerm: count,
+  }),
+  z.object({
+    type: z.literal('vote-response'),
+    ...addressing,
+    prevote: z.boolean(),
+    granted: z.boolean(),
+  }),
+  z.object({ type: z.literal('heartbeat'), ...addressing, commit: count, round: count }),
+  z.object({
+    type: z.literal('heartbeat-response'),
+    ...addressing,
+    round: count,
+    lastIndex: count,
+  }),
+  installSnapshot,
+  z.object({ type: z.literal('snapshot-response'), ...addressing, index: count }),
+  z.object({ type: z.literal('read-index'), ...addressing, id: z.string().max(1024) }),
+  z.object({
+    type: z.literal('read-index-response'),
+    ...addressing,
+    id: z.string().max(1024),
+    index: count.nullable(),
+  }),
+]);
+
+/** Input of the `raft` procedure: a batch of protocol messages. */
+export const raftInput: z.ZodType<{ messages: Message[] }> = z.object({
+  messages: z.array(message),
+});
+
+/** Input of the `propose` procedure: an encoded command envelope a follower forwards. */
+export const proposeInput: z.ZodType<{ envelope: Uint8Array }> = z.object({ envelope: bytes });
+
+/** Input of the `snapshot` procedure: an InstallSnapshot message and the snapshot's bytes. */
+export const snapshotInput: z.ZodType<{
+  message: Message & { type: 'snapshot' };
+  data: Uint8Array;
+}> = z.object({ message: installSnapshot, data: bytes });
+
+/** What a peer may answer; the client checks every answer against it. */
+export const peerResponse: z.ZodType<PeerResponse> = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('ack') }),
+  z.object({ type: z.literal('proposed'), result: bytes }),
+  z.object({
+    type: z.literal('rejected'),
+    reason: z.enum(['not-leader', 'backpressure', 'dropped', 'closed', 'timeout']),
+    leaderHint: nodeId.nullable().optional(),
+    message: z.string(),
+  }),
+]);

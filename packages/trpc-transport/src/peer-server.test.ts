@@ -1,0 +1,203 @@
+import { request as httpRequest } from 'node:http';
+import type { Message } from '@tsraft/core';
+import { describe, expect, it } from 'vitest';
+import { createTrpcPeerServer } from './peer-server.ts';
+import { createPeerSuperjson } from './peer-superjson.ts';
+import { SECRET, signedPost, TestPeers } from './test-peers.test-helpers.ts';
+
+const superjson = createPeerSuperjson();
+
+const heartbeat: Message = {
+  type: 'heartbeat',
+  from: 'n1',
+  to: 'n2',
+  term: 1,
+  commit: 0,
+  round: 0,
+};
+const goodBody = superjson.stringify({ messages: [heartbeat] });
+const PATH = '/raft/raft';
+
+/** An error body must say what went wrong, and nothing about the server's insides. */
+function expectCleanError(text: string, message: RegExp): void {
+  expect(text).not.toMatch(/stack|\n\s+at |node_modules|\.ts:\d+/);
+  const body = JSON.parse(text) as { error: { json: { message: string } } };
+  expect(body.error.json.message).toMatch(message);
+}
+
+describe('the peer server refuses bad requests over real HTTP, and keeps serving', () => {
+  it('serves a correctly signed request', async () => {
+    await using peers = await TestPeers.start();
+    const answer = await signedPost(peers.url('n2'), PATH, goodBody);
+    expect(answer.status).toBe(200);
+    expect(superjson.deserialize(JSON.parse(answer.text).result.data)).toEqual({ type: 'ack' });
+    expect(peers.received).toHaveLength(1);
+  });
+
+  it.each([
+    ['an unknown node id', { from: 'mallory' }, /not a peer/],
+    ['a wrong secret', { secret: 'not the cluster secret at all' }, /signature/],
+    ['a request signed for another node', { to: 'n3' }, /signature/],
+    ['a tampered body', { signedBody: superjson.stringify({ messages: [] }) }, /signature/],
+    ['a stale timestamp', { timestamp: Date.now() - 10 * 60_000 }, /timestamp/],
+    ['no signature', { headers: { 'x-tsraft-signature': '' } }, /no node id/],
+  ])('answers 401 to %s; the handler is never reached', async (_name, forged, message) => {
+    await using peers = await TestPeers.start();
+    const answer = await signedPost(peers.url('n2'), PATH, goodBody, forged);
+    expect(answer.status).toBe(401);
+    expectCleanError(answer.text, message);
+    expect(peers.received).toHaveLength(0);
+    // Still serving.
+    expect((await signedPost(peers.url('n2'), PATH, goodBody)).status).toBe(200);
+  });
+
+  it.each([
+    ['malformed JSON', '{"json": {"messages": [', /malformed JSON/],
+    [
+      'a wrong message type',
+      superjson.stringify({ messages: [{ ...heartbeat, type: 'coup' }] }),
+      /type/,
+    ],
+    [
+      'a missing term',
+      superjson.stringify({ messages: [{ ...heartbeat, term: undefined }] }),
+      /term/,
+    ],
+    [
+      'a negative index',
+      superjson.stringify({ messages: [{ ...heartbeat, commit: -1 }] }),
+      /commit/,
+    ],
+    ['a fractional term', superjson.stringify({ messages: [{ ...heartbeat, term: 1.5 }] }), /term/],
+    ['messages that are not an array', superjson.stringify({ messages: 'many' }), /messages/],
+    [
+      'entry data that is not binary',
+      JSON.stringify({
+        json: {
+          messages: [
+            {
+              type: 'append',
+              from: 'n1',
+              to: 'n2',
+              term: 1,
+              prevIndex: 0,
+              prevTerm: 0,
+              commit: 0,
+              entries: [{ index: 1, term: 1, type: 'command', data: 'text' }],
+            },
+          ],
+        },
+      }),
+      /data/,
+    ],
+    [
+      'a message from a forged sender',
+      superjson.stringify({ messages: [{ ...heartbeat, from: 'n3' }] }),
+      /sender/,
+    ],
+    [
+      'a message for another node',
+      superjson.stringify({ messages: [{ ...heartbeat, to: 'n3' }] }),
+      /addressed/,
+    ],
+    ['a proposal without an envelope', superjson.stringify({}), /envelope/],
+    [
+      'a proposal whose binary envelope is not base64 text',
+      JSON.stringify({
+        json: { envelope: 3 },
+        meta: { values: { envelope: [['custom', 'b64']] } },
+      }),
+      /base64/,
+    ],
+  ])(
+    'answers 400 to %s with a clear message; the handler is never reached',
+    async (name, body, message) => {
+      await using peers = await TestPeers.start();
+      const path = name.includes('proposal') ? '/raft/propose' : PATH;
+      const answer = await signedPost(peers.url('n2'), path, body);
+      expect(answer.status).toBe(400);
+      expectCleanError(answer.text, message);
+      expect(peers.received).toHaveLength(0);
+      expect((await signedPost(peers.url('n2'), PATH, goodBody)).status).toBe(200);
+    },
+  );
+
+  it('answers 413 to a body over the limit, announced or not, and never buffers it', async () => {
+    await using peers = await TestPeers.start({ maxBodyBytes: 4096 });
+    const big = superjson.stringify({ messages: [heartbeat], padding: 'x'.repeat(8192) });
+    const announced = await signedPost(peers.url('n2'), PATH, big);
+    expect(announced.status).toBe(413);
+    expectCleanError(announced.text, /exceeds the limit of 4096 bytes/);
+
+    // Chunked, without Content-Length: the server counts bytes as they arrive.
+    const url = new URL(peers.url('n2'));
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: PATH,
+          method: 'POST',
+          headers: {
+            'x-tsraft-from': 'n1',
+            'x-tsraft-timestamp': String(Date.now()),
+            'x-tsraft-signature': 'unchecked-before-the-size',
+          },
+        },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on('error', reject);
+      for (let i = 0; i < 4; i += 1) req.write('y'.repeat(2048));
+      req.end();
+    });
+    expect(status).toBe(413);
+    expect(peers.received).toHaveLength(0);
+    expect((await signedPost(peers.url('n2'), PATH, goodBody)).status).toBe(200);
+  });
+
+  it('answers 404 outside the procedures, and a handler error without its stack', async () => {
+    await using peers = await TestPeers.start({
+      answer: () => {
+        throw new Error('the handler broke');
+      },
+    });
+    expect((await signedPost(peers.url('n2'), '/raft/nope', goodBody)).status).toBe(404);
+    expect((await signedPost(peers.url('n2'), '/other', goodBody)).status).toBe(404);
+    const failed = await signedPost(peers.url('n2'), PATH, goodBody);
+    expect(failed.status).toBe(500);
+    expectCleanError(failed.text, /the handler broke/);
+  });
+
+  it('mounted into another server, declines foreign paths and answers 503 until it has a handler', async () => {
+    const server = createTrpcPeerServer({
+      nodeId: 'n2',
+      peers: { n1: '', n2: '' },
+      secret: SECRET,
+    });
+    const address = await server.listen({ port: 0 });
+    try {
+      const answer = await signedPost(`http://127.0.0.1:${address.port}`, PATH, goodBody);
+      expect(answer.status).toBe(503);
+      expectCleanError(answer.text, /not serving/);
+      const seen: string[] = [];
+      server.setHandler(async (from) => {
+        seen.push(from);
+        return { type: 'ack' };
+      });
+      expect((await signedPost(`http://127.0.0.1:${address.port}`, PATH, goodBody)).status).toBe(
+        200,
+      );
+      expect(seen).toEqual(['n1']);
+      const declined = server.handle(
+        { url: '/raftery' } as Parameters<typeof server.handle>[0],
+        {} as Parameters<typeof server.handle>[1],
+      );
+      expect(declined).toBe(false);
+    } finally {
+      await server.close();
+    }
+  });
+});

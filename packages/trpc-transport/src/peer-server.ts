@@ -1,0 +1,271 @@
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
+import {
+  createServer as createHttpsServer,
+  type ServerOptions as HttpsServerOptions,
+} from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import { type Logger, type NodeId, noopLogger, type PeerHandler } from '@tsraft/core';
+import { sendPeerError } from './peer-error-response.ts';
+import { type PeerContext, peerRouter } from './peer-router.ts';
+import { PeerSignature, SIGNATURE_HEADERS } from './peer-signature.ts';
+import { BodyTooLargeError, readBody } from './read-body.ts';
+
+/** Default limit of one request body: 64 MiB (a whole snapshot travels in one request). */
+export const DEFAULT_MAX_BODY_BYTES: number = 64 * 1024 * 1024;
+/** Default base path of the peer procedures. */
+export const DEFAULT_BASE_PATH = '/raft';
+const DEFAULT_MAX_CLOCK_SKEW_MS = 60_000;
+
+/** Options of {@link createTrpcPeerServer}. */
+export interface TrpcPeerServerOptions {
+  /** This node's id: requests signed for another node are refused. */
+  readonly nodeId: NodeId;
+  /**
+   * The cluster's nodes, id to base URL. Only these ids (other than `nodeId`) may call; the
+   * server ignores the URLs, so the transport and the server can share one map.
+   */
+  readonly peers: Readonly<Record<NodeId, string>>;
+  /** The shared cluster secret (at least 16 bytes) every request is signed with. */
+  readonly secret: string | Uint8Array;
+  /** Serves verified requests. Can be installed later with {@link TrpcPeerServer.setHandler}. */
+  readonly handler?: PeerHandler;
+  /** Largest request body accepted, in bytes; larger ones get 413. Default 64 MiB. */
+  readonly maxBodyBytes?: number;
+  /** Path prefix of the peer procedures. Default `/raft`. */
+  readonly basePath?: string;
+  /**
+   * Serve HTTPS with these options (key, cert, ca, ...) in {@link TrpcPeerServer.listen}.
+   * Default: plain HTTP. Ignored when mounted into a server of your own.
+   */
+  readonly tls?: HttpsServerOptions;
+  /**
+   * How far a request's signed timestamp may be from this node's clock. Bounds the window in
+   * which a captured request can be replayed. Default 60,000 ms.
+   */
+  readonly maxClockSkewMs?: number;
+  /** Where the server logs refused requests and handler failures. Default: discards. */
+  readonly logger?: Logger;
+}
+
+/** Where {@link TrpcPeerServer.listen} listens. */
+export interface ListenAddress {
+  /** Default `127.0.0.1`. */
+  readonly host?: string;
+  /** `0` picks a free port. */
+  readonly port: number;
+}
+
+type PeerRequestMessage = IncomingMessage & { body?: unknown };
+
+/**
+ * Serves the peer procedures over HTTP(S): authenticates each request, bounds its size, and
+ * hands it to tRPC, which validates the envelope and calls the {@link PeerHandler}.
+ *
+ * Answers, before the handler is ever reached: 401 for a request without valid credentials
+ * (unknown node id, missing or wrong signature, timestamp too far off, or signed for another
+ * node), 413 for a body over the limit, 400 for malformed JSON or an invalid envelope, 503 while
+ * no handler is installed or after `close()`. Error bodies carry a message, never a stack trace.
+ */
+export class TrpcPeerServer {
+  readonly #nodeId: NodeId;
+  readonly #peers: ReadonlySet<NodeId>;
+  readonly #signature: PeerSignature;
+  readonly #maxBodyBytes: number;
+  readonly #basePath: string;
+  readonly #tls: HttpsServerOptions | undefined;
+  readonly #maxClockSkewMs: number;
+  readonly #logger: Logger;
+  readonly #contexts = new WeakMap<IncomingMessage, PeerContext>();
+  readonly #trpc: (req: IncomingMessage, res: ServerResponse) => void;
+  #handler: PeerHandler | undefined;
+  #server: ReturnType<typeof createHttpServer> | undefined;
+  #closed = false;
+
+  constructor(options: TrpcPeerServerOptions) {
+    this.#nodeId = options.nodeId;
+    this.#peers = new Set(Object.keys(options.peers).filter((id) => id !== options.nodeId));
+    this.#signature = new PeerSignature(options.secret);
+    this.#maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    if (!(this.#maxBodyBytes > 0)) throw new TypeError('maxBodyBytes must be positive');
+    this.#basePath = normalizeBasePath(options.basePath ?? DEFAULT_BASE_PATH);
+    this.#tls = options.tls;
+    this.#maxClockSkewMs = options.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS;
+    this.#logger = options.logger ?? noopLogger;
+    this.#handler = options.handler;
+    const logger = this.#logger;
+    this.#trpc = createHTTPHandler({
+      router: peerRouter,
+      basePath: this.#basePath,
+      createContext: ({ req }) => {
+        const context = this.#contexts.get(req);
+        if (context === undefined) throw new Error('a peer request reached tRPC unauthenticated');
+        return context;
+      },
+      onError: ({ error, path }) => {
+        if (error.code === 'INTERNAL_SERVER_ERROR') {
+          logger.warn({ err: error, path }, 'a peer request failed');
+        } else {
+          logger.debug(
+            { code: error.code, path, message: error.message },
+            'refused a peer request',
+          );
+        }
+      },
+    });
+  }
+
+  /** Installs the handler verified requests go to. */
+  setHandler(handler: PeerHandler): void {
+    this.#handler = handler;
+  }
+
+  /**
+   * A request listener to mount into an HTTP(S) server of your own: serves a request under the
+   * base path and returns true; returns false, leaving `req` and `res` alone, for any other path.
+   */
+  readonly handle = (req: IncomingMessage, res: ServerResponse): boolean => {
+    const url = req.url ?? '/';
+    const base = this.#basePath;
+    const rest = url.startsWith(base) ? url.charAt(base.length) : 'no';
+    if (rest !== '' && rest !== '/' && rest !== '?') return false;
+    this.#serve(req, res).catch((error: unknown) => {
+      this.#logger.warn({ err: error }, 'serving a peer request failed');
+      sendPeerError(res, 500, 'the request could not be served');
+    });
+    return true;
+  };
+
+  /**
+   * Starts an HTTP(S) server of its own (HTTPS when `tls` was given) that serves the peer
+   * procedures and answers 404 to anything else. Resolves with the bound address.
+   */
+  async listen(address: ListenAddress): Promise<{ host: string; port: number }> {
+    if (this.#server !== undefined) throw new Error('the peer server is already listening');
+    if (this.#closed) throw new Error('the peer server is closed');
+    const listener = (req: IncomingMessage, res: ServerResponse): void => {
+      if (!this.handle(req, res)) sendPeerError(res, 404, 'not a peer procedure');
+    };
+    const server =
+      this.#tls === undefined ? createHttpServer(listener) : createHttpsServer(this.#tls, listener);
+    this.#server = server;
+    const host = address.host ?? '127.0.0.1';
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(address.port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const bound = server.address() as AddressInfo;
+    return { host: bound.address, port: bound.port };
+  }
+
+  /** The address the server of {@link listen} is bound to, while it listens. */
+  address(): { host: string; port: number } | undefined {
+    const bound = this.#server?.address();
+    if (bound === null || bound === undefined || typeof bound === 'string') return undefined;
+    return { host: bound.address, port: bound.port };
+  }
+
+  /**
+   * Stops serving: later requests get 503 (when mounted) or find the port closed; the server of
+   * {@link listen} closes with every connection, which aborts the signals of requests in flight.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const server = this.#server;
+    this.#server = undefined;
+    if (server === undefined) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeAllConnections();
+    await closed;
+  }
+
+  async #serve(req: PeerRequestMessage, res: ServerResponse): Promise<void> {
+    const handler = this.#handler;
+    if (handler === undefined || this.#closed) {
+      sendPeerError(res, 503, `node "${this.#nodeId}" is not serving peer requests`, {
+        closeConnection: true,
+      });
+      return;
+    }
+    const from = header(req, SIGNATURE_HEADERS.from);
+    const timestamp = header(req, SIGNATURE_HEADERS.timestamp);
+    const signature = header(req, SIGNATURE_HEADERS.signature);
+    if (from === undefined || timestamp === undefined || signature === undefined) {
+      this.#refuse(res, 'the request carries no node id and signature');
+      return;
+    }
+    if (!this.#peers.has(from)) {
+      this.#refuse(res, 'the request comes from a node that is not a peer of this cluster');
+      return;
+    }
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > this.#maxBodyBytes) {
+      this.#tooLarge(res);
+      return;
+    }
+    let body: Buffer;
+    try {
+      body = await readBody(req, this.#maxBodyBytes);
+    } catch (error) {
+      if (error instanceof BodyTooLargeError) this.#tooLarge(res);
+      else res.destroy();
+      return;
+    }
+    const skew = Math.abs(Date.now() - Number(timestamp));
+    if (!(skew <= this.#maxClockSkewMs)) {
+      this.#refuse(res, 'the request timestamp is too far from this node clock');
+      return;
+    }
+    const parts = {
+      method: req.method ?? '',
+      path: req.url ?? '',
+      from,
+      to: this.#nodeId,
+      timestamp,
+    };
+    if (!this.#signature.verify(parts, body, signature)) {
+      this.#refuse(res, 'the request signature is not valid for this cluster');
+      return;
+    }
+    req.body = body.toString('utf8');
+    this.#contexts.set(req, { nodeId: this.#nodeId, from, handler });
+    this.#trpc(req, res);
+  }
+
+  #refuse(res: ServerResponse, message: string): void {
+    this.#logger.debug({ message }, 'refused an unauthenticated peer request');
+    // The body is left unread: the connection must not be reused.
+    sendPeerError(res, 401, message, { closeConnection: true });
+  }
+
+  #tooLarge(res: ServerResponse): void {
+    sendPeerError(res, 413, `the request body exceeds the limit of ${this.#maxBodyBytes} bytes`, {
+      closeConnection: true,
+    });
+  }
+}
+
+/** Creates a {@link TrpcPeerServer}; call `listen`, or mount its `handle` into your server. */
+export function createTrpcPeerServer(options: TrpcPeerServerOptions): TrpcPeerServer {
+  return new TrpcPeerServer(options);
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return typeof value === 'string' && value.length > 0 ? value : undefined;
+}
+
+function normalizeBasePath(path: string): string {
+  const trimmed = path.replace(/\/+$/, '');
+  if (trimmed !== '' && !trimmed.startsWith('/')) {
+    throw new TypeError(`basePath must start with "/", got "${path}"`);
+  }
+  return trimmed;
+}

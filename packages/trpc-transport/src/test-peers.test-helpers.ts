@@ -1,0 +1,122 @@
+import { createServer, type Server } from 'node:net';
+import type { NodeId, PeerHandler, PeerRequest } from '@tsraft/core';
+import { PeerSignature, SIGNATURE_HEADERS } from './peer-signature.ts';
+import { createTrpcTransport, type TrpcTransport } from './trpc-transport.ts';
+
+export const SECRET = 'a cluster secret for the tests';
+
+/** A port that was free a moment ago on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const server: Server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+export interface ReceivedRequest {
+  readonly to: NodeId;
+  readonly from: NodeId;
+  readonly request: PeerRequest;
+}
+
+/** Nodes with a real {@link TrpcTransport} each, listening on 127.0.0.1; disposes them all. */
+export class TestPeers {
+  readonly urls: Record<NodeId, string>;
+  readonly transports: Map<NodeId, TrpcTransport> = new Map();
+  readonly received: ReceivedRequest[] = [];
+
+  private constructor(urls: Record<NodeId, string>) {
+    this.urls = urls;
+  }
+
+  /**
+   * Starts `ids`; every node records what it receives and answers with `answer` (default: ack).
+   */
+  static async start(
+    options: { ids?: NodeId[]; answer?: PeerHandler; maxBodyBytes?: number } = {},
+  ): Promise<TestPeers> {
+    const ids = options.ids ?? ['n1', 'n2'];
+    const urls: Record<NodeId, string> = {};
+    for (const id of ids) urls[id] = `http://127.0.0.1:${await freePort()}`;
+    const peers = new TestPeers(urls);
+    for (const id of ids) {
+      const transport = createTrpcTransport({
+        nodeId: id,
+        peers: urls,
+        secret: SECRET,
+        ...(options.maxBodyBytes === undefined ? {} : { maxBodyBytes: options.maxBodyBytes }),
+      });
+      peers.transports.set(id, transport);
+      await transport.listen(async (from, request, handlerOptions) => {
+        peers.received.push({ to: id, from, request });
+        return options.answer?.(from, request, handlerOptions) ?? { type: 'ack' };
+      });
+    }
+    return peers;
+  }
+
+  transport(id: NodeId): TrpcTransport {
+    const transport = this.transports.get(id);
+    if (transport === undefined) throw new Error(`no node ${id}`);
+    return transport;
+  }
+
+  url(id: NodeId): string {
+    const url = this.urls[id];
+    if (url === undefined) throw new Error(`no node ${id}`);
+    return url;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await Promise.all([...this.transports.values()].map((transport) => transport.close()));
+  }
+}
+
+/** What {@link signedPost} may forge. */
+export interface SignedPostOptions {
+  readonly from?: NodeId;
+  readonly to?: NodeId;
+  readonly secret?: string;
+  readonly timestamp?: number;
+  /** Sign this body but send `body`. */
+  readonly signedBody?: string;
+  readonly headers?: Record<string, string>;
+}
+
+/** POSTs `body` as a peer would, signed (or mis-signed, as `options` say), with plain fetch. */
+export async function signedPost(
+  baseUrl: string,
+  path: string,
+  body: string,
+  options: SignedPostOptions = {},
+): Promise<{ status: number; text: string }> {
+  const from = options.from ?? 'n1';
+  const timestamp = String(options.timestamp ?? Date.now());
+  const signature = new PeerSignature(options.secret ?? SECRET).sign(
+    { method: 'POST', path, from, to: options.to ?? 'n2', timestamp },
+    options.signedBody ?? body,
+  );
+  const response = await fetch(`${baseUrl}${path}`, {
+    method: 'POST',
+    body,
+    headers: {
+      'content-type': 'application/json',
+      [SIGNATURE_HEADERS.from]: from,
+      [SIGNATURE_HEADERS.timestamp]: timestamp,
+      [SIGNATURE_HEADERS.signature]: signature,
+      ...options.headers,
+    },
+  });
+  return { status: response.status, text: await response.text() };
+}
+
+/** Random bytes of `length`. */
+export function randomBytes(length: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let offset = 0; offset < length; offset += 65_536) {
+    crypto.getRandomValues(bytes.subarray(offset, Math.min(length, offset + 65_536)));
+  }
+  return bytes;
+}

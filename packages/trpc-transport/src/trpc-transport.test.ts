@@ -1,0 +1,274 @@
+import { Buffer } from 'node:buffer';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { LogEntry, Message, PeerRequest } from '@tsraft/core';
+import { describe, expect, it } from 'vitest';
+import { freePort, randomBytes, SECRET, TestPeers } from './test-peers.test-helpers.ts';
+import { createTrpcTransport } from './trpc-transport.ts';
+
+const entry = (index: number, data: Uint8Array): LogEntry => ({
+  index,
+  term: 2,
+  type: 'command',
+  data,
+});
+
+const append = (entries: LogEntry[]): Message => ({
+  type: 'append',
+  from: 'n1',
+  to: 'n2',
+  term: 2,
+  prevIndex: 0,
+  prevTerm: 0,
+  entries,
+  commit: 0,
+});
+
+/** One message of every type but `snapshot`, which travels by itself. */
+const EVERY_MESSAGE: Message[] = [
+  append([]),
+  {
+    type: 'append-response',
+    from: 'n1',
+    to: 'n2',
+    term: 2,
+    success: false,
+    index: 4,
+    hint: { index: 2, term: 1 },
+  },
+  { type: 'append-response', from: 'n1', to: 'n2', term: 2, success: true, index: 9 },
+  { type: 'vote', from: 'n1', to: 'n2', term: 3, prevote: true, lastIndex: 7, lastTerm: 2 },
+  { type: 'vote-response', from: 'n1', to: 'n2', term: 3, prevote: false, granted: true },
+  { type: 'heartbeat', from: 'n1', to: 'n2', term: 2, commit: 5, round: 1 },
+  { type: 'heartbeat-response', from: 'n1', to: 'n2', term: 2, round: 1, lastIndex: 5 },
+  { type: 'snapshot-response', from: 'n1', to: 'n2', term: 2, index: 10 },
+  { type: 'read-index', from: 'n1', to: 'n2', term: 2, id: 'read-1' },
+  { type: 'read-index-response', from: 'n1', to: 'n2', term: 2, id: 'read-1', index: null },
+];
+
+function timeout(ms: number): { signal: AbortSignal } {
+  return { signal: AbortSignal.timeout(ms) };
+}
+
+describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
+  it('carries every Raft message type, with binary entries of any size, byte for byte', async () => {
+    await using peers = await TestPeers.start();
+    const large = randomBytes(3 * 1024 * 1024);
+    const entries = [
+      entry(1, new Uint8Array(0)),
+      entry(2, randomBytes(256)),
+      entry(3, large),
+      // A Buffer is a Uint8Array: it arrives as a plain Uint8Array with the same bytes.
+      entry(4, Buffer.from('a Buffer payload')),
+      // A view into a larger buffer carries only its own bytes.
+      entry(5, large.subarray(10, 20)),
+    ];
+    const messages = [append(entries), ...EVERY_MESSAGE];
+    const response = await peers
+      .transport('n1')
+      .request('n2', { type: 'raft', messages }, timeout(10_000));
+    expect(response).toEqual({ type: 'ack' });
+
+    expect(peers.received).toHaveLength(1);
+    const received = peers.received[0]!;
+    expect(received.from).toBe('n1');
+    expect(received.to).toBe('n2');
+    const request = received.request as PeerRequest & { type: 'raft' };
+    expect(request.type).toBe('raft');
+    // Compared without the payloads first (a Buffer and a Uint8Array never compare equal).
+    const withoutData = (list: readonly Message[]) =>
+      list.map((m) =>
+        m.type === 'append'
+          ? { ...m, entries: m.entries.map((e) => ({ ...e, data: e.data.byteLength })) }
+          : m,
+      );
+    expect(withoutData(request.messages)).toEqual(withoutData(messages));
+    const got = (request.messages[0] as Message & { type: 'append' }).entries;
+    for (const [i, sent] of entries.entries()) {
+      const data = got[i]!.data;
+      expect(data.constructor).toBe(Uint8Array);
+      expect(Buffer.from(data).equals(Buffer.from(sent.data))).toBe(true);
+      expect(data.buffer.byteLength).toBe(data.byteLength);
+    }
+  });
+
+  it('forwards a proposal and returns the leader answer (binary result, rejection with a hint)', async () => {
+    let answer = 0;
+    await using peers = await TestPeers.start({
+      answer: async (_from, request) => {
+        if (request.type !== 'propose') throw new Error('expected a proposal');
+        answer += 1;
+        return answer === 1
+          ? {
+              type: 'proposed',
+              result: Buffer.concat([Buffer.from(request.envelope), Buffer.from('!')]),
+            }
+          : { type: 'rejected', reason: 'not-leader', leaderHint: 'n3', message: 'not the leader' };
+      },
+    });
+    const n1 = peers.transport('n1');
+    const proposed = await n1.request(
+      'n2',
+      { type: 'propose', envelope: Buffer.from('{"command":1}') },
+      timeout(5000),
+    );
+    expect(proposed.type).toBe('proposed');
+    const result = (proposed as { result: Uint8Array }).result;
+    expect(result.constructor).toBe(Uint8Array);
+    expect(Buffer.from(result).toString()).toBe('{"command":1}!');
+    const envelope = (peers.received[0]!.request as { envelope: Uint8Array }).envelope;
+    expect(envelope.constructor).toBe(Uint8Array);
+
+    await expect(
+      n1.request('n2', { type: 'propose', envelope: new Uint8Array(0) }, timeout(5000)),
+    ).resolves.toEqual({
+      type: 'rejected',
+      reason: 'not-leader',
+      leaderHint: 'n3',
+      message: 'not the leader',
+    });
+  });
+
+  it('sends a whole snapshot with its metadata and data', async () => {
+    await using peers = await TestPeers.start();
+    const data = randomBytes(8 * 1024 * 1024);
+    const message: Message & { type: 'snapshot' } = {
+      type: 'snapshot',
+      from: 'n1',
+      to: 'n2',
+      term: 4,
+      snapshot: { index: 100, term: 3, config: { voters: ['n1', 'n2', 'n3'], learners: ['n4'] } },
+    };
+    await expect(
+      peers.transport('n1').request('n2', { type: 'snapshot', message, data }, timeout(20_000)),
+    ).resolves.toEqual({ type: 'ack' });
+    const request = peers.received[0]!.request as PeerRequest & { type: 'snapshot' };
+    expect(request.message).toEqual(message);
+    expect(Buffer.from(request.data).equals(Buffer.from(data))).toBe(true);
+  });
+
+  it('rejects at the deadline of the AbortSignal, and the peer handler sees its signal abort', async () => {
+    let handlerSignal: AbortSignal | undefined;
+    await using peers = await TestPeers.start({
+      answer: (_from, _request, { signal }) => {
+        handlerSignal = signal;
+        return new Promise((resolve) => setTimeout(() => resolve({ type: 'ack' }), 5000));
+      },
+    });
+    const started = performance.now();
+    await expect(
+      peers.transport('n1').request('n2', { type: 'raft', messages: [] }, timeout(100)),
+    ).rejects.toThrow();
+    expect(performance.now() - started).toBeLessThan(1000);
+    await expect.poll(() => handlerSignal?.aborted).toBe(true);
+  });
+
+  it('rejects fast when the peer is unreachable, and never retries', async () => {
+    const port = await freePort();
+    await using transport = disposable(
+      createTrpcTransport({
+        nodeId: 'n1',
+        peers: { n1: `http://127.0.0.1:${await freePort()}`, n2: `http://127.0.0.1:${port}` },
+        secret: SECRET,
+      }),
+    );
+    const started = performance.now();
+    await expect(
+      transport.request('n2', { type: 'raft', messages: [] }, timeout(5000)),
+    ).rejects.toThrow();
+    expect(performance.now() - started).toBeLessThan(500);
+    await expect(
+      transport.request('n9', { type: 'raft', messages: [] }, timeout(5000)),
+    ).rejects.toThrow(/not a peer/);
+  });
+
+  it('keeps the connection to a peer alive across requests', async () => {
+    let connections = 0;
+    const peer = createTrpcTransport({
+      nodeId: 'n2',
+      peers: { n1: 'http://127.0.0.1:1', n2: 'http://127.0.0.1:1' },
+      secret: SECRET,
+      listen: false,
+    });
+    await peer.listen(async () => ({ type: 'ack' }));
+    // Mounted into a server of the application's own, beside its other routes.
+    const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      if (!peer.handle(req, res)) res.writeHead(200).end('the app');
+    });
+    server.on('connection', () => {
+      connections += 1;
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const n1 = createTrpcTransport({
+      nodeId: 'n1',
+      peers: { n1: 'http://127.0.0.1:1', n2: url },
+      secret: SECRET,
+      listen: false,
+    });
+    try {
+      for (let i = 0; i < 20; i += 1) {
+        await n1.request('n2', { type: 'raft', messages: [] }, timeout(5000));
+      }
+      // undici opens a second socket when a request follows the first one at once; after that
+      // every request reuses the pooled connections.
+      expect(connections).toBeLessThanOrEqual(2);
+      expect(await (await fetch(`${url}/elsewhere`)).text()).toBe('the app');
+    } finally {
+      await n1.close();
+      await peer.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('rejects a malformed answer instead of handing it to Raft', async () => {
+    const answers = [
+      '{"result":{"data":{"json":{"type":"granted"}}}}',
+      '{"result":{"data":{"json":{"type":"proposed","result":"not binary"}}}}',
+      '<html>a proxy error page</html>',
+    ];
+    const server = createServer((req, res) => {
+      req.resume();
+      res.setHeader('content-type', 'application/json');
+      res.end(answers.shift());
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const n1 = createTrpcTransport({
+      nodeId: 'n1',
+      peers: { n1: 'http://127.0.0.1:1', n2: url },
+      secret: SECRET,
+      listen: false,
+    });
+    try {
+      for (let i = 0; i < 3; i += 1) {
+        await expect(
+          n1.request('n2', { type: 'raft', messages: [] }, timeout(5000)),
+        ).rejects.toThrow();
+      }
+    } finally {
+      await n1.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('close() aborts requests in flight and refuses new ones', async () => {
+    await using peers = await TestPeers.start({
+      answer: () => new Promise((resolve) => setTimeout(() => resolve({ type: 'ack' }), 2000)),
+    });
+    const n1 = peers.transport('n1');
+    const inFlight = n1.request('n2', { type: 'raft', messages: [] }, timeout(5000));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await n1.close();
+    await expect(inFlight).rejects.toThrow();
+    await expect(n1.request('n2', { type: 'raft', messages: [] }, timeout(5000))).rejects.toThrow(
+      /closed/,
+    );
+  });
+});
+
+function disposable<T extends { close(): Promise<void> }>(value: T): T & AsyncDisposable {
+  return Object.assign(value, { [Symbol.asyncDispose]: () => value.close() });
+}
