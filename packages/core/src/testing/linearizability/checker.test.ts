@@ -259,10 +259,10 @@ describe('checkOperations arguments and limits', () => {
 
 // Porcupine's public test data (MIT licence), with the verdicts listed in its README.
 
-/** Where the data lives: `TSRAFT_PORCUPINE_TESTDATA`, or `shared/` next to the repository. */
+/** Where the data lives: `TSRAFT_PORCUPINE_TESTDATA`, or the copy in `packages/core/testdata`. */
 const testdataDir =
   process.env.TSRAFT_PORCUPINE_TESTDATA ??
-  fileURLToPath(new URL('../../../../../../shared/porcupine-testdata', import.meta.url));
+  fileURLToPath(new URL('../../../testdata/porcupine', import.meta.url));
 
 const linearizableEtcdLogs = new Set([
   2, 5, 7, 18, 25, 31, 38, 45, 48, 49, 51, 53, 56, 67, 75, 76, 80, 87, 92, 98, 100, 101, 102,
