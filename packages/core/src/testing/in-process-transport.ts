@@ -1,4 +1,5 @@
 import type { NodeId } from '../log-entry.ts';
+import { abortable } from '../runtime/abortable.ts';
 import type { PeerHandler, PeerRequest, PeerResponse, Transport } from '../transport.ts';
 
 /** Options of {@link InProcessNetwork}. */
@@ -150,7 +151,7 @@ export class InProcessTransport implements Transport {
     signal.throwIfAborted();
     if (this.#closed) throw new UnreachableError(`the transport of ${this.id} is closed`);
     await hop(this.#port.latencyMs, signal);
-    const response = await raceAbort(this.#port.deliver(this.id, to, request, signal), signal);
+    const response = await abortable(this.#port.deliver(this.id, to, request, signal), signal);
     await hop(this.#port.latencyMs, signal);
     if (this.#closed) throw new UnreachableError(`the transport of ${this.id} is closed`);
     return response;
@@ -183,22 +184,5 @@ function hop(ms: number, signal: AbortSignal): Promise<void> {
     };
     const timer = ms > 0 ? setTimeout(done, ms) : setImmediate(done);
     signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
   });
 }
