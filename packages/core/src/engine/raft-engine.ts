@@ -254,6 +254,15 @@ export class RaftEngine {
   }
 
   /**
+   * The driver gave up on read `id` (its deadline passed): a follower stops waiting for the
+   * leader's answer to it. A leader keeps it until its heartbeat round settles; the answer is
+   * then ignored by the driver.
+   */
+  abandonRead(id: string): void {
+    this.#forwardedReads.delete(id);
+  }
+
+  /**
    * The driver saved a snapshot covering the log up to `meta.index` (at most the applied index):
    * entries up to there leave memory, and followers that need them will be sent the snapshot.
    */

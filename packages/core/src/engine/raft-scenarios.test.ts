@@ -717,6 +717,16 @@ describe('Thesis 6.4, ReadIndex', () => {
     cluster.stabilize();
     expect(cluster.reads('n2')).toEqual([{ id: 'f1', index: 2 }]);
   });
+
+  it('a follower that abandoned a read ignores the leader’s late answer to it', () => {
+    const cluster = new Cluster({ voters: THREE });
+    cluster.elect('n1');
+    cluster.engine('n2').readIndex('late');
+    cluster.flush('n2');
+    cluster.engine('n2').abandonRead('late');
+    cluster.stabilize();
+    expect(cluster.reads('n2')).toEqual([]);
+  });
 });
 
 describe('Flow control', () => {

@@ -277,6 +277,7 @@ export class RaftNode<Command, Result> {
       const index = await readIndex;
       await this.#appliedWaiters.wait(index, waitSignal);
     } catch (error) {
+      this.#engine.abandonRead(id);
       signal?.throwIfAborted();
       if (isTimeout(waitSignal)) {
         throw new ReadUnavailableError(
