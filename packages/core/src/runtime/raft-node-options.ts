@@ -57,6 +57,12 @@ export interface RaftNodeOptions<Command, Result> {
    * `ReadUnavailableError` (a forwarded read index request may be lost). Default 5,000 ms.
    */
   readonly readTimeoutMs?: number;
+  /**
+   * Deadline of a proposal a follower forwards to the leader. When it passes, the proposal
+   * fails with a retryable `RaftError` whose outcome is unknown (a retry with the same client
+   * session is safe). Default 10,000 ms.
+   */
+  readonly forwardTimeoutMs?: number;
   /** Aborts start-up (loading the stores). It does not stop a node once started. */
   readonly signal?: AbortSignal;
 }

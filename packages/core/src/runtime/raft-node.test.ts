@@ -10,6 +10,7 @@ import {
 import { InProcessNetwork } from '../testing/in-process-transport.ts';
 import { type KvCommand, KvStateMachine } from '../testing/kv-state-machine.ts';
 import { MemoryLogStore } from '../testing/memory-log-store.ts';
+import type { Transport } from '../transport.ts';
 import { RaftNode } from './raft-node.ts';
 import { sleep, TestCluster, waitFor } from './test-cluster.test-helpers.ts';
 
@@ -49,6 +50,32 @@ describe('RaftNode', () => {
     const follower = cluster.followers(leader)[0]!;
     await expect(follower.propose(put('f', 'x'))).resolves.toEqual({ op: 'put', value: 'x' });
     expect(cluster.disk(leader.id).stateMachine.get('f')).toBe('x');
+  });
+
+  it('fails a forwarded proposal the leader never answers once forwardTimeoutMs passes', async () => {
+    await using cluster = await TestCluster.start();
+    const leader = await cluster.waitForLeader();
+    const id = cluster.ids.find((other) => other !== leader.id)!;
+    await cluster.stopNode(id);
+    const inner = cluster.network.transport(id);
+    // A leader that swallows forwarded proposals: the request never settles by itself.
+    const silent: Transport = {
+      request: (to, request, options) =>
+        request.type === 'propose'
+          ? new Promise((_, reject) => {
+              options.signal.addEventListener('abort', () => reject(options.signal.reason), {
+                once: true,
+              });
+            })
+          : inner.request(to, request, options),
+      listen: (handler) => inner.listen(handler),
+      close: () => inner.close(),
+    };
+    const follower = await cluster.startNode(id, { transport: silent, forwardTimeoutMs: 100 });
+    await waitFor(() => follower.status().leaderId !== null);
+    const started = performance.now();
+    await expect(follower.propose(put('k', 'v'))).rejects.toThrow(/outcome is unknown/);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(90);
   });
 
   it('rejects a proposal on a follower with NotLeaderError when forwarding is off', async () => {

@@ -100,6 +100,7 @@ export class RaftNode<Command, Result> {
   readonly #requestTimeoutMs: number;
   readonly #snapshotTimeoutMs: number;
   readonly #readTimeoutMs: number;
+  readonly #forwardTimeoutMs: number;
 
   readonly #events = new EventEmitter<RaftNodeEvents>();
   /** Aborted when the node stops: cuts outgoing requests short. */
@@ -149,6 +150,7 @@ export class RaftNode<Command, Result> {
     this.#raftDeadline = new SharedDeadline(this.#lifetime.signal, this.#requestTimeoutMs);
     this.#snapshotTimeoutMs = options.snapshotTimeoutMs ?? 30_000;
     this.#readTimeoutMs = options.readTimeoutMs ?? 5000;
+    this.#forwardTimeoutMs = options.forwardTimeoutMs ?? 10_000;
     this.#readDeadline = new SharedDeadline(this.#lifetime.signal, this.#readTimeoutMs);
     this.#appliedWaiters = new AppliedIndexWaiters(init.applied);
     const status = init.engine.status();
@@ -668,7 +670,10 @@ export class RaftNode<Command, Result> {
     signal: AbortSignal | undefined,
   ): Promise<CommandResult<Result>> {
     let response: PeerResponse;
-    using request = linkedSignal({ parents: [signal, this.#lifetime.signal] });
+    using request = linkedSignal({
+      parents: [signal, this.#lifetime.signal],
+      timeoutMs: this.#forwardTimeoutMs,
+    });
     try {
       response = await abortable(
         this.#transport.request(leader, { type: 'propose', envelope }, { signal: request.signal }),

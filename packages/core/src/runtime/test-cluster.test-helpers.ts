@@ -91,7 +91,7 @@ export class TestCluster {
       logStore,
       stateMachine: disk.stateMachine,
       snapshotStore,
-      transport: this.network.transport(id),
+      transport: overrides.transport ?? this.network.transport(id),
       tickMs: this.#options.tickMs ?? 5,
       tuning: { electionTicks: 10, heartbeatTicks: 2, ...this.#options.tuning },
       ...this.#options.node,
