@@ -46,7 +46,9 @@ function completions(
   const out: Map<NodeId, boolean>[] = [];
   for (let mask = 0; mask < 1 << missing.length; mask++) {
     const full = new Map(votes);
-    missing.forEach((id, bit) => full.set(id, (mask & (1 << bit)) !== 0));
+    missing.forEach((id, bit) => {
+      full.set(id, (mask & (1 << bit)) !== 0);
+    });
     out.push(full);
   }
   return out;

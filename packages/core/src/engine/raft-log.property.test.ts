@@ -336,7 +336,9 @@ function run(ops: readonly Op[]): void {
           expect(got, call).toBeUndefined();
         } else {
           expect(got?.length, call).toBe(want.length);
-          want.forEach((e, i) => expect(got?.[i], call).toBe(e));
+          want.forEach((e, i) => {
+            expect(got?.[i], call).toBe(e);
+          });
         }
         break;
       }
