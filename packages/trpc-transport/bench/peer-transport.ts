@@ -9,7 +9,7 @@
  * each step measured alone in this process (encode, sign, verify, decode, validate), and two
  * reference round trips over the same loopback: plain `fetch` to a bare Node HTTP server (the
  * floor of HTTP itself) and a signed `fetch` to the peer server (the transport without the tRPC
- * client).
+ * client). Last, the tRPC plugin's replicated mutations/s (`bench/replicated-mutations.ts`).
  */
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
@@ -20,6 +20,7 @@ import { raftInput } from '../src/peer-schemas.ts';
 import { PeerSignature, SIGNATURE_HEADERS } from '../src/peer-signature.ts';
 import { createPeerSuperjson } from '../src/peer-superjson.ts';
 import { createTrpcTransport } from '../src/trpc-transport.ts';
+import { benchReplicatedMutations } from './replicated-mutations.ts';
 
 const { values } = parseArgs({
   options: {
@@ -272,6 +273,8 @@ async function main(): Promise<void> {
   bare.close();
   await n1.close();
   stopReceiver();
+
+  await benchReplicatedMutations({ seconds });
 }
 
 async function freePort(): Promise<number> {

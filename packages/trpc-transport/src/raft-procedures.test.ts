@@ -1,0 +1,291 @@
+import { TRPCClientError } from '@trpc/client';
+import { initTRPC } from '@trpc/server';
+import type { ClientSession, NodeId, RaftNodeStatus } from '@tsraft/core';
+import type { KvCommand, KvResult } from '@tsraft/core/testing';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import { z } from 'zod';
+import {
+  ADMIN_SECRET,
+  AppCluster,
+  type AppContext,
+  type AppDeps,
+  kvCommand,
+} from './raft-app.test-helpers.ts';
+import { raftErrorOf } from './raft-client-error.ts';
+import { createRaftProcedures } from './raft-procedures.ts';
+
+/** The user's app of these tests: what a README reader would write. */
+function kvApp(deps: AppDeps) {
+  const raft = createRaftProcedures({ node: deps.node, command: kvCommand, proposeTimeoutMs: 300 });
+  const t = initTRPC.context<AppContext>().create();
+  return t.router({
+    /** Any KV command, replicated; answers its typed result. */
+    execute: raft.replicatedMutation,
+    /** A replicated mutation of the app's own shape. */
+    put: t.procedure
+      .concat(raft.replicated)
+      .input(z.object({ key: z.string(), value: z.string() }))
+      .mutation(async ({ ctx, input }) => {
+        const result = await ctx.raft.propose({ op: 'put', ...input });
+        return { key: input.key, stored: result.op === 'put' ? result.value : null };
+      }),
+    /** What a replicated procedure's resolver sees of its input (nothing proposed). */
+    echo: t.procedure
+      .concat(raft.replicated)
+      .input(z.object({ n: z.number() }))
+      .mutation(({ ctx, input }) => ({ input, session: ctx.raft.session ?? null })),
+    /** Reads a key after a ReadIndex: sees every write acknowledged before the call. */
+    get: t.procedure
+      .concat(raft.linearizableQuery)
+      .input(z.object({ key: z.string() }))
+      .query(({ input }) => deps.machine().get(input.key)),
+    /** Reads this node's state as it is: fast, possibly stale. */
+    getLocal: t.procedure
+      .input(z.object({ key: z.string() }))
+      .query(({ input }) => deps.machine().get(input.key)),
+    raftAdmin: raft.adminRouter<AppContext>({ authorize: ({ ctx }) => ctx.admin }),
+  });
+}
+
+type KvApp = ReturnType<typeof kvApp>;
+
+/** Calls `fn`, expects a `TRPCClientError`, and returns it. */
+async function failure(fn: () => Promise<unknown>): Promise<TRPCClientError<KvApp>> {
+  const error = await fn().then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+  expect(error).toBeInstanceOf(TRPCClientError);
+  return error as TRPCClientError<KvApp>;
+}
+
+describe('the tRPC plugin on a 3-node cluster over real HTTP', () => {
+  it('forwards a mutation sent to a follower and returns the typed result; a linearizable query on another node sees it (thesis 6.4)', async () => {
+    await using cluster = await AppCluster.start({ app: kvApp });
+    const leader = await cluster.leader();
+    const [first, second] = cluster.others(leader.id) as [NodeId, NodeId];
+    const follower = cluster.client(first);
+
+    await expect(follower.execute.mutate({ op: 'put', key: 'a', value: '1' })).resolves.toEqual({
+      op: 'put',
+      value: '1',
+    });
+    await expect(follower.put.mutate({ key: 'b', value: '2' })).resolves.toEqual({
+      key: 'b',
+      stored: '2',
+    });
+    const other = cluster.client(second);
+    await expect(other.execute.mutate({ op: 'append', key: 'a', value: '+x' })).resolves.toEqual({
+      op: 'append',
+      value: '1+x',
+    });
+    // Right after the write was acknowledged, every node's linearizable read sees it.
+    for (const id of [leader.id, first, second]) {
+      await expect(cluster.client(id).get.query({ key: 'a' })).resolves.toBe('1+x');
+    }
+    await expect(other.get.query({ key: 'b' })).resolves.toBe('2');
+  });
+
+  it('types flow to the client without casts', () => {
+    type Client = ReturnType<AppCluster<KvApp>['client']>;
+    expectTypeOf<Parameters<Client['execute']['mutate']>[0]>().toEqualTypeOf<
+      KvCommand & { readonly raftSession?: ClientSession }
+    >();
+    expectTypeOf<Awaited<ReturnType<Client['execute']['mutate']>>>().toEqualTypeOf<KvResult>();
+    expectTypeOf<Parameters<Client['put']['mutate']>[0]>().toEqualTypeOf<{
+      readonly raftSession?: ClientSession;
+      key: string;
+      value: string;
+    }>();
+    expectTypeOf<Awaited<ReturnType<Client['put']['mutate']>>>().toEqualTypeOf<{
+      key: string;
+      stored: string | null;
+    }>();
+    expectTypeOf<Parameters<Client['get']['query']>[0]>().toEqualTypeOf<{ key: string }>();
+    expectTypeOf<Awaited<ReturnType<Client['get']['query']>>>().toEqualTypeOf<string | null>();
+    // Without a transformer, the status arrives as JSON: its readonly arrays become mutable ones.
+    expectTypeOf<
+      Awaited<ReturnType<Client['raftAdmin']['status']['query']>>
+    >().toExtend<RaftNodeStatus>();
+  });
+
+  it('a stamped mutation sent twice applies once and answers the recorded result (thesis 6.3)', async () => {
+    await using cluster = await AppCluster.start({ app: kvApp });
+    const leader = await cluster.leader();
+    const client = cluster.client(cluster.others(leader.id)[0] as NodeId);
+    const raftSession = { clientId: 'client-a', seq: 1 };
+    const command = { op: 'append', key: 'once', value: 'x', raftSession } as const;
+    await expect(client.execute.mutate(command)).resolves.toEqual({ op: 'append', value: 'x' });
+    await expect(client.execute.mutate(command)).resolves.toEqual({ op: 'append', value: 'x' });
+    await expect(client.get.query({ key: 'once' })).resolves.toBe('x');
+
+    // The stamp reaches `ctx.raft.session`, never the parsed input; a malformed one is refused.
+    await expect(client.echo.mutate({ n: 1, raftSession })).resolves.toEqual({
+      input: { n: 1 },
+      session: raftSession,
+    });
+    const malformed = await failure(() =>
+      client.echo.mutate({ n: 1, raftSession: { clientId: '', seq: 0 } }),
+    );
+    expect(malformed.data?.code).toBe('BAD_REQUEST');
+  });
+
+  it('maps Raft errors to tRPC codes with data.raft', async () => {
+    await using cluster = await AppCluster.start({
+      app: kvApp,
+      forwardProposals: false,
+      tuning: { maxUncommittedBytes: 4096 },
+    });
+    const leader = await cluster.leader();
+    const follower = cluster.client(cluster.others(leader.id)[0] as NodeId);
+
+    // Not the leader and not forwarding: SERVICE_UNAVAILABLE, with the leader to go to.
+    const notLeader = await failure(() =>
+      follower.execute.mutate({ op: 'put', key: 'k', value: 'v' }),
+    );
+    expect(notLeader.data?.code).toBe('SERVICE_UNAVAILABLE');
+    expect(notLeader.data?.httpStatus).toBe(503);
+    expect(raftErrorOf(notLeader)).toEqual({
+      kind: 'not-leader',
+      retryable: true,
+      leaderHint: leader.id,
+    });
+
+    // A domain error of the handler: its own code when it is a tRPC code, else BAD_REQUEST.
+    const onLeader = cluster.client(leader.id);
+    const conflict = await failure(() =>
+      onLeader.execute.mutate({ op: 'put', key: '!CONFLICT', value: 'v' }),
+    );
+    expect(conflict.data?.code).toBe('CONFLICT');
+    expect(conflict.message).toBe('the key "!CONFLICT" is reserved');
+    expect(raftErrorOf(conflict)).toMatchObject({
+      kind: 'command',
+      retryable: false,
+      errorName: 'RefusedKeyError',
+      commandCode: 'CONFLICT',
+    });
+    const domain = await failure(() => onLeader.put.mutate({ key: '!E_QUOTA', value: 'v' }));
+    expect(domain.data?.code).toBe('BAD_REQUEST');
+    expect(raftErrorOf(domain)).toMatchObject({ kind: 'command', commandCode: 'E_QUOTA' });
+    expect(domain.data).not.toHaveProperty('stack');
+
+    // Backpressure: more uncommitted bytes than the leader accepts.
+    const value = 'v'.repeat(1024);
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 40 }, (_, i) =>
+        onLeader.execute.mutate({ op: 'put', key: `p${i}`, value }),
+      ),
+    );
+    const refused = outcomes.flatMap((outcome) =>
+      outcome.status === 'rejected' ? [outcome.reason as TRPCClientError<KvApp>] : [],
+    );
+    expect(refused.length).toBeGreaterThan(0);
+    for (const error of refused) {
+      expect(error.data?.code).toBe('TOO_MANY_REQUESTS');
+      expect(raftErrorOf(error)?.kind).toBe('backpressure');
+    }
+
+    // Input validation stays tRPC's own.
+    const invalid = await failure(() =>
+      onLeader.execute.mutate({ op: 'nope', key: 'k' } as unknown as KvCommand),
+    );
+    expect(invalid.data?.code).toBe('BAD_REQUEST');
+    expect(raftErrorOf(invalid)).toBeUndefined();
+  });
+
+  it('answers SERVICE_UNAVAILABLE without a leader hint when no leader can be elected', async () => {
+    await using cluster = await AppCluster.start({
+      app: kvApp,
+      running: ['n1'],
+      readTimeoutMs: 200,
+    });
+    const client = cluster.client('n1');
+    const noLeader = await failure(() =>
+      client.execute.mutate({ op: 'put', key: 'k', value: 'v' }),
+    );
+    expect(noLeader.data?.code).toBe('SERVICE_UNAVAILABLE');
+    expect(raftErrorOf(noLeader)).toEqual({
+      kind: 'not-leader',
+      retryable: true,
+      leaderHint: null,
+    });
+    const read = await failure(() => client.get.query({ key: 'k' }));
+    expect(read.data?.code).toBe('SERVICE_UNAVAILABLE');
+    expect(raftErrorOf(read)?.kind).toBe('read-unavailable');
+    // A plain query stays a local read: it answers without a quorum.
+    await expect(client.getLocal.query({ key: 'k' })).resolves.toBeNull();
+  });
+
+  it('answers TIMEOUT when the command is not applied within the deadline', async () => {
+    await using cluster = await AppCluster.start({ app: kvApp, machine: { applyDelayMs: 600 } });
+    const leader = await cluster.leader();
+    const timeout = await failure(() =>
+      cluster.client(leader.id).execute.mutate({ op: 'put', key: 'slow', value: 'v' }),
+    );
+    expect(timeout.data?.code).toBe('TIMEOUT');
+    expect(raftErrorOf(timeout)).toMatchObject({ kind: 'timeout', retryable: true });
+  });
+
+  it('serves the admin router to authorized callers only', async () => {
+    await using cluster = await AppCluster.start({ app: kvApp });
+    const leader = await cluster.leader();
+    const denied = await failure(() => cluster.client(leader.id).raftAdmin.status.query());
+    expect(denied.data?.code).toBe('UNAUTHORIZED');
+    const admin = cluster.client(leader.id, { headers: { 'x-admin': ADMIN_SECRET } });
+    await expect(admin.raftAdmin.status.query()).resolves.toMatchObject({
+      id: leader.id,
+      role: 'leader',
+      leaderId: leader.id,
+      config: { voters: ['n1', 'n2', 'n3'] },
+    });
+  });
+});
+
+describe('exactly-once through the session link while the leader is killed', () => {
+  it('applies every acknowledged write exactly once on every surviving node (thesis 6.3)', async () => {
+    await using cluster = await AppCluster.start({ app: kvApp });
+    const leader = await cluster.leader();
+    let unanswered = 0;
+    const ids = Object.keys(cluster.urls);
+    const clients = Array.from({ length: 6 }, (_, i) =>
+      cluster.sessionClient({
+        initial: ids[i % ids.length] as NodeId,
+        onFetchFailure: () => unanswered++,
+      }),
+    );
+    const acknowledged = clients.map(() => [] as string[]);
+    let stop = false;
+    const writers = clients.map(async (client, c) => {
+      for (let w = 0; !stop; w++) {
+        const token = `c${c}w${w};`;
+        await client.execute.mutate({ op: 'append', key: `c${c}`, value: token });
+        acknowledged[c]?.push(token);
+      }
+    });
+    await expect.poll(() => acknowledged.every((tokens) => tokens.length >= 5)).toBe(true);
+    const before = acknowledged.map((tokens) => tokens.length);
+    await cluster.stop(leader.id);
+    const next = await cluster.leader();
+    expect(next.id).not.toBe(leader.id);
+    await expect
+      .poll(() => acknowledged.every((tokens, c) => tokens.length >= (before[c] ?? 0) + 10), {
+        timeout: 10_000,
+      })
+      .toBe(true);
+    stop = true;
+    await Promise.all(writers);
+    expect(unanswered).toBeGreaterThan(0);
+
+    const commit = next.status().commitIndex;
+    const survivors = [...cluster.running.keys()];
+    await expect
+      .poll(() => survivors.every((id) => cluster.node(id).status().appliedIndex >= commit))
+      .toBe(true);
+    for (const id of survivors) {
+      acknowledged.forEach((tokens, c) => {
+        // Each client writes one token at a time: its key holds exactly its tokens, in order.
+        expect(cluster.machine(id).get(`c${c}`)).toBe(tokens.join(''));
+      });
+    }
+  });
+});

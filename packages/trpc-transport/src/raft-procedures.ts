@@ -1,0 +1,296 @@
+import {
+  initTRPC,
+  type TRPCBuiltRouter,
+  type TRPCDefaultErrorData,
+  type TRPCDefaultErrorShape,
+  TRPCError,
+  type TRPCMutationProcedure,
+  type TRPCProcedureBuilder,
+  type TRPCQueryProcedure,
+  type TRPCUnsetMarker,
+} from '@trpc/server';
+import { type ClientSession, RaftError, type RaftNode, type RaftNodeStatus } from '@tsraft/core';
+import type { z } from 'zod';
+import {
+  RAFT_SESSION_FIELD,
+  type RaftSessionInput,
+  raftSessionInput,
+} from './raft-session-input.ts';
+import { type RaftErrorData, RaftTrpcError, toRaftTrpcError } from './raft-trpc-error.ts';
+
+/** Default deadline of one replicated mutation: 10 s. */
+export const DEFAULT_PROPOSE_TIMEOUT_MS = 10_000;
+
+/** Options of {@link createRaftProcedures}. */
+export interface RaftProceduresOptions<Command, Result> {
+  /**
+   * The node the procedures propose to and read through, or a function that returns it at each
+   * call (so the router can exist before the node has started).
+   */
+  readonly node: RaftNode<Command, Result> | (() => RaftNode<Command, Result>);
+  /**
+   * Validates the input of {@link RaftProcedures.replicatedMutation}: a command of the state
+   * machine. It should strip unknown keys (zod's default), so the stamp never enters the log.
+   */
+  readonly command: z.ZodType<NoInfer<Command>, NoInfer<Command>>;
+  /**
+   * Deadline of one proposal, from the request's arrival to the command's result: past it the
+   * mutation fails with TIMEOUT (the command may still apply; retry it with the same stamp).
+   * Default {@link DEFAULT_PROPOSE_TIMEOUT_MS}.
+   */
+  readonly proposeTimeoutMs?: number;
+}
+
+/** The error shape of the errors the plugin maps: tRPC's default, plus `data.raft`. */
+export interface RaftErrorShape extends TRPCDefaultErrorShape {
+  data: TRPCDefaultErrorData & { raft: RaftErrorData };
+}
+
+/** What a replicated procedure's resolver finds in `ctx.raft`. */
+export interface RaftMutation<Command, Result> {
+  readonly node: RaftNode<Command, Result>;
+  /** The request's stamp (`input.raftSession`), if the client sent one. */
+  readonly session: ClientSession | undefined;
+  /**
+   * Proposes `command` with the request's stamp and resolves with its result once applied
+   * (through the leader: a follower forwards it). Fails with a `TRPCError` whose code and
+   * `data.raft` say why (see `toRaftTrpcError`). A stamped request proposes one command at most:
+   * a second call throws, since two commands cannot share one stamp.
+   */
+  propose(command: Command): Promise<Result>;
+}
+
+/** The context a replicated procedure adds. */
+export interface RaftMutationContext<Command, Result> {
+  readonly raft: RaftMutation<Command, Result>;
+}
+
+/**
+ * The procedure builder to `.concat()` for a replicated mutation of your own: it accepts the
+ * optional stamp in its input (and keeps it out of the parsed input) and adds `ctx.raft`.
+ */
+export type RaftReplicatedBuilder<Command, Result> = TRPCProcedureBuilder<
+  object,
+  object,
+  RaftMutationContext<Command, Result>,
+  RaftSessionInput,
+  Record<never, never>,
+  TRPCUnsetMarker,
+  TRPCUnsetMarker,
+  false,
+  RaftErrorShape | TRPCDefaultErrorShape
+>;
+
+/** The procedure builder to `.concat()` for a linearizable query: ReadIndex before the resolver. */
+export type RaftLinearizableBuilder = TRPCProcedureBuilder<
+  object,
+  object,
+  object,
+  TRPCUnsetMarker,
+  TRPCUnsetMarker,
+  TRPCUnsetMarker,
+  TRPCUnsetMarker,
+  false,
+  RaftErrorShape | TRPCDefaultErrorShape
+>;
+
+/** The ready-made mutation: its input is a command (plus the stamp), its output the result. */
+export type RaftCommandMutation<Command, Result> = TRPCMutationProcedure<{
+  input: Command & RaftSessionInput;
+  output: Result;
+  meta: object;
+  errorShape: RaftErrorShape | TRPCDefaultErrorShape;
+}>;
+
+/** Options of {@link RaftProcedures.adminRouter}. */
+export interface RaftAdminOptions<Context> {
+  /**
+   * Decides whether the caller may use the admin procedures, from your app's context (for example
+   * a verified operator token). A false answer fails the call with UNAUTHORIZED.
+   */
+  readonly authorize: (opts: { ctx: Context }) => boolean | Promise<boolean>;
+}
+
+/**
+ * The procedures of the admin router: `status` now (membership changes, leadership transfer and
+ * snapshots as the engine gains them). This is the type to write for the admin router's key when
+ * you spell out your router's type: a router nested in another appears as its record.
+ */
+export type RaftAdminRecord = {
+  /** This node's {@link RaftNodeStatus}: role, term, leader, commit and applied index, etc. */
+  status: TRPCQueryProcedure<{
+    // biome-ignore lint/suspicious/noConfusingVoidType: tRPC's own type of "no input" (what `.query()` gives)
+    input: void;
+    output: RaftNodeStatus;
+    meta: object;
+    errorShape: TRPCDefaultErrorShape;
+  }>;
+};
+
+/** The admin router (see {@link RaftAdminRecord}). */
+export type RaftAdminRouter = TRPCBuiltRouter<
+  { ctx: object; meta: object; errorShape: TRPCDefaultErrorShape; transformer: false },
+  RaftAdminRecord
+>;
+
+/** What {@link createRaftProcedures} gives your tRPC app. */
+export interface RaftProcedures<Command, Result> {
+  /**
+   * For your own replicated mutations: `t.procedure.concat(raft.replicated).input(...)
+   * .mutation(({ ctx, input }) => ctx.raft.propose(toCommand(input)))`.
+   */
+  readonly replicated: RaftReplicatedBuilder<Command, Result>;
+  /**
+   * A mutation whose input is a command (validated with `command`) and whose output is its
+   * result: `t.router({ execute: raft.replicatedMutation })`.
+   */
+  readonly replicatedMutation: RaftCommandMutation<Command, Result>;
+  /**
+   * For linearizable queries (thesis 6.4): `t.procedure.concat(raft.linearizableQuery).query(...)`
+   * confirms a read index with the leader and waits until this node applied up to it before the
+   * resolver runs, so the resolver sees every write that completed before the request. Queries
+   * built without it read this node's state as it is (fast, possibly stale).
+   */
+  readonly linearizableQuery: RaftLinearizableBuilder;
+  /** An admin router to mount under a key of your router, guarded by `authorize`. Opt-in. */
+  adminRouter<Context>(options: RaftAdminOptions<Context>): RaftAdminRouter;
+}
+
+/**
+ * The plugin's own tRPC instance. Its procedures run inside your router (with your context,
+ * transformer and HTTP handler); what they bring is their inputs, middlewares and an error
+ * formatter (`.errors()`) for the errors they map, so `error.data.raft` needs no setup of yours.
+ * `isDev: false`: those error shapes never carry a stack.
+ */
+const t = initTRPC.context<object>().meta<object>().create({ isDev: false, isServer: true });
+
+/**
+ * Adds `data.raft` to the errors the plugin mapped; leaves every other error to the formatters
+ * before it and to your root `errorFormatter`.
+ */
+const formatRaftError = ({
+  error,
+  shape,
+}: {
+  error: TRPCError;
+  shape: TRPCDefaultErrorShape;
+}): RaftErrorShape | undefined =>
+  error instanceof RaftTrpcError
+    ? { ...shape, data: { ...shape.data, raft: error.raftData } }
+    : undefined;
+
+/**
+ * The tRPC plugin of a {@link RaftNode}: replicated mutations (proposed through the node, which
+ * forwards them to the leader on a follower), exactly-once with the client's stamp, linearizable
+ * queries, and an opt-in admin router. Any state machine works: the types come from the node.
+ *
+ * Errors of the node become `TRPCError`s with a fitting code and `error.data.raft` (see
+ * `toRaftTrpcError` for the table), which `raftSessionLink` reads to retry.
+ */
+export function createRaftProcedures<Command, Result>(
+  options: RaftProceduresOptions<Command, Result>,
+): RaftProcedures<Command, Result> {
+  const { node } = options;
+  const resolve = typeof node === 'function' ? node : () => node;
+  const proposeTimeoutMs = options.proposeTimeoutMs ?? DEFAULT_PROPOSE_TIMEOUT_MS;
+  if (!(proposeTimeoutMs > 0)) throw new TypeError('proposeTimeoutMs must be positive');
+
+  const mapError = (error: unknown, raftNode: RaftNode<Command, Result>, timedOut: boolean) =>
+    toRaftTrpcError(error, { leaderHint: raftNode.status().leaderId, timedOut }) ?? error;
+
+  /** Maps a `RaftError` a resolver let through (e.g. from `node.propose` called directly). */
+  const mapResolverErrors = t.middleware(async ({ next }) => {
+    const result = await next();
+    if (result.ok || result.error instanceof RaftTrpcError) return result;
+    const cause = result.error.cause;
+    if (!(cause instanceof RaftError)) return result;
+    const mapped = toRaftTrpcError(cause, {
+      leaderHint: resolve().status().leaderId,
+      timedOut: false,
+    });
+    return mapped === undefined ? result : { ...result, error: mapped };
+  });
+
+  const replicated = t.procedure
+    .errors(formatRaftError)
+    .input(raftSessionInput)
+    .use(mapResolverErrors)
+    .use(async ({ getRawInput, signal, next }) => {
+      // Validated by `raftSessionInput` just before, which parses it away.
+      const session = ((await getRawInput()) as RaftSessionInput).raftSession;
+      let proposed = false;
+      const raft: RaftMutation<Command, Result> = {
+        get node() {
+          return resolve();
+        },
+        session,
+        async propose(command) {
+          if (proposed && session !== undefined) {
+            throw new TRPCError({
+              code: 'INTERNAL_SERVER_ERROR',
+              message: 'a stamped request may propose one command only',
+            });
+          }
+          proposed = true;
+          const raftNode = resolve();
+          const deadline = AbortSignal.timeout(proposeTimeoutMs);
+          const wait = signal === undefined ? deadline : AbortSignal.any([signal, deadline]);
+          try {
+            return await raftNode.propose(command, { session, signal: wait });
+          } catch (error) {
+            throw mapError(error, raftNode, wait.aborted);
+          }
+        },
+      };
+      return next({ ctx: { raft } });
+    });
+
+  // tRPC types chained inputs as objects; the command's own type is restored below (a command
+  // that is not an object still works, it only travels without a stamp: the link stamps objects).
+  const commandParser = options.command as unknown as z.ZodType<Record<string, unknown>>;
+  const replicatedMutation = replicated
+    .input(commandParser)
+    .mutation(({ ctx, input }) =>
+      ctx.raft.propose(withoutStamp(input) as Command),
+    ) as unknown as RaftCommandMutation<Command, Result>;
+
+  const linearizableQuery = t.procedure
+    .errors(formatRaftError)
+    .use(mapResolverErrors)
+    .use(async ({ signal, next }) => {
+      const raftNode = resolve();
+      try {
+        await raftNode.read(() => undefined, {
+          consistency: 'linearizable',
+          ...(signal === undefined ? {} : { signal }),
+        });
+      } catch (error) {
+        throw mapError(error, raftNode, signal?.aborted ?? false);
+      }
+      return next();
+    });
+
+  return {
+    replicated,
+    replicatedMutation,
+    linearizableQuery,
+    adminRouter: <Context>(admin: RaftAdminOptions<Context>): RaftAdminRouter => {
+      const guarded = t.procedure.use(async ({ ctx, next }) => {
+        if (!(await admin.authorize({ ctx: ctx as Context }))) {
+          throw new TRPCError({ code: 'UNAUTHORIZED', message: 'not allowed to administer Raft' });
+        }
+        return next();
+      });
+      return t.router({ status: guarded.query(() => resolve().status()) });
+    },
+  };
+}
+
+/** The command without the stamp, should the command's parser have kept it. */
+function withoutStamp(input: Record<string, unknown>): unknown {
+  if (typeof input !== 'object' || input === null || !Object.hasOwn(input, RAFT_SESSION_FIELD)) {
+    return input;
+  }
+  const { [RAFT_SESSION_FIELD]: _stamp, ...command } = input;
+  return command;
+}
