@@ -48,6 +48,11 @@ export interface RaftNodeOptions<Command, Result> {
   readonly forwardProposals?: boolean;
   /** Randomness for election timeouts. Default: a generator seeded from `crypto`. */
   readonly random?: RandomSource;
+  /**
+   * Requests carrying Raft messages in flight to one peer at a time; messages produced meanwhile
+   * leave together in the next request. Default 2.
+   */
+  readonly maxRequestsPerPeer?: number;
   /** Deadline of one request carrying Raft messages to a peer. Default 1,000 ms. */
   readonly requestTimeoutMs?: number;
   /** Deadline of one whole-snapshot transfer to a peer. Default 30,000 ms. */

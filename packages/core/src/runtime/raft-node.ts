@@ -28,6 +28,7 @@ import {
   jsonCodec,
   toAppliedEntry,
 } from './command-codec.ts';
+import { PeerOutbox } from './peer-outbox.ts';
 import { ProposalTracker } from './proposal-tracker.ts';
 import type { RaftNodeEventName, RaftNodeEvents } from './raft-node-events.ts';
 import type { RaftNodeOptions } from './raft-node-options.ts';
@@ -106,6 +107,7 @@ export class RaftNode<Command, Result> {
   /** Aborted when the node stops: cuts outgoing requests short. */
   readonly #lifetime = new AbortController();
   readonly #raftDeadline: SharedDeadline;
+  readonly #outbox: PeerOutbox;
   #readiesTaken = 0;
   #readiesDone = 0;
   #durableWaiters: { after: number; resolve: () => void; reject: (error: unknown) => void }[] = [];
@@ -148,6 +150,10 @@ export class RaftNode<Command, Result> {
     this.#forwardProposals = options.forwardProposals ?? true;
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 1000;
     this.#raftDeadline = new SharedDeadline(this.#lifetime.signal, this.#requestTimeoutMs);
+    this.#outbox = new PeerOutbox({
+      maxRequests: options.maxRequestsPerPeer ?? 2,
+      maxQueued: 16_384,
+    });
     this.#snapshotTimeoutMs = options.snapshotTimeoutMs ?? 30_000;
     this.#readTimeoutMs = options.readTimeoutMs ?? 5000;
     this.#forwardTimeoutMs = options.forwardTimeoutMs ?? 10_000;
@@ -529,7 +535,10 @@ export class RaftNode<Command, Result> {
     this.#emit('apply', { appliedIndex: meta.index });
   }
 
-  /** Sends messages fire-and-forget, one request per peer; failures tell the engine. */
+  /**
+   * Sends messages fire-and-forget through the per-peer outbox (batched, a bounded number of
+   * requests in flight per peer); failures tell the engine.
+   */
   #send(messages: readonly Message[]): void {
     const byPeer = new Map<NodeId, Message[]>();
     for (const message of messages) {
@@ -541,7 +550,21 @@ export class RaftNode<Command, Result> {
       if (batch === undefined) byPeer.set(message.to, [message]);
       else batch.push(message);
     }
-    for (const [peer, batch] of byPeer) void this.#sendRaft(peer, batch);
+    for (const [peer, batch] of byPeer) {
+      this.#outbox.push(peer, batch);
+      this.#flushPeer(peer);
+    }
+  }
+
+  #flushPeer(peer: NodeId): void {
+    for (;;) {
+      const batch = this.#outbox.take(peer);
+      if (batch === undefined) return;
+      void this.#sendRaft(peer, batch).finally(() => {
+        this.#outbox.done(peer);
+        if (this.#stopped === undefined) this.#flushPeer(peer);
+      });
+    }
   }
 
   async #sendRaft(peer: NodeId, messages: Message[]): Promise<void> {
