@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 
 /**
  * A Kysely instance of any database type. The stores query only their own schema, in raw SQL, so
@@ -7,3 +7,7 @@ import type { Kysely } from 'kysely';
  */
 // biome-ignore lint/suspicious/noExplicitAny: the application's database type is irrelevant here.
 export type AnyKysely = Kysely<any>;
+
+/** A Kysely transaction of any database type (what command handlers receive). */
+// biome-ignore lint/suspicious/noExplicitAny: the application's database type is irrelevant here.
+export type AnyTransaction = Transaction<any>;

