@@ -1,5 +1,6 @@
 import { type NodeId, RaftNode } from '@tsraft/core';
 import {
+  FaultInjector,
   type KvCommand,
   type KvResult,
   KvStateMachine,
@@ -17,7 +18,8 @@ class LoopbackCluster {
   readonly nodes: Map<NodeId, KvNode> = new Map();
   readonly machines: Map<NodeId, KvStateMachine> = new Map();
 
-  static async start(ids: NodeId[]): Promise<LoopbackCluster> {
+  /** Starts `ids`; every node's real transport is wrapped by `faults` when given. */
+  static async start(ids: NodeId[], faults?: FaultInjector): Promise<LoopbackCluster> {
     const cluster = new LoopbackCluster();
     const peers: Record<NodeId, string> = {};
     for (const id of ids) peers[id] = `http://127.0.0.1:${await freePort()}`;
@@ -30,7 +32,10 @@ class LoopbackCluster {
         logStore: new MemoryLogStore(),
         snapshotStore: new MemorySnapshotStore(),
         stateMachine,
-        transport: createTrpcTransport({ nodeId: id, peers, secret: SECRET }),
+        transport: (() => {
+          const transport = createTrpcTransport({ nodeId: id, peers, secret: SECRET });
+          return faults === undefined ? transport : faults.wrap(id, transport);
+        })(),
         tickMs: 10,
       });
       cluster.nodes.set(id, node);
@@ -119,5 +124,73 @@ describe('a 3-node RaftNode cluster over the tRPC transport on loopback', () => 
       op: 'put',
       value: 'failover',
     });
+  });
+
+  it('under injected faults over real HTTP: a partitioned leader is replaced, and after healing every node converges', async () => {
+    const ids = ['n1', 'n2', 'n3'];
+    const faults = new FaultInjector({ seed: 5 });
+    await using cluster = await LoopbackCluster.start(ids, faults);
+    const leader = await cluster.leader(ids.length);
+    const firstTerm = leader.status().term;
+    await leader.propose({ op: 'put', key: 'before', value: 'partition' });
+
+    // Cut the leader off: the majority side elects a new leader and keeps accepting writes.
+    const others = ids.filter((id) => id !== leader.id);
+    faults.partition([leader.id], others);
+    let next: KvNode | undefined;
+    await expect
+      .poll(
+        () => {
+          next = others
+            .map((id) => cluster.node(id))
+            .find((node) => node.status().role === 'leader');
+          return next !== undefined;
+        },
+        { timeout: 5000, interval: 10 },
+      )
+      .toBe(true);
+    const during = await next!.propose({ op: 'append', key: 'log', value: 'a' });
+    expect(during).toEqual({ op: 'append', value: 'a' });
+
+    // Heal, then run on a lossy, slow network: 15% of requests lost, 0-5 ms of delay each.
+    faults.heal();
+    faults.drop(0.15);
+    faults.delay(0, 5);
+    const current = await cluster.leader(ids.length);
+    for (const value of ['b', 'c', 'd']) {
+      await expect
+        .poll(
+          async () => {
+            try {
+              await current.propose(
+                { op: 'append', key: 'log', value },
+                { session: { clientId: 'faulty-client', seq: value.charCodeAt(0) } },
+              );
+              return true;
+            } catch {
+              return false;
+            }
+          },
+          { timeout: 10_000, interval: 50 },
+        )
+        .toBe(true);
+    }
+    faults.heal();
+    const commit = current.status().commitIndex;
+    await expect
+      .poll(() => ids.every((id) => cluster.node(id).status().appliedIndex >= commit), {
+        timeout: 10_000,
+      })
+      .toBe(true);
+    for (const id of ids) {
+      // Exactly once despite retries: each append applied one time, in order, on every node.
+      expect(cluster.machines.get(id)!.get('log')).toBe('abcd');
+      expect(cluster.machines.get(id)!.get('before')).toBe('partition');
+    }
+    // The old leader learned of the newer terms: one leader, one term, for every node.
+    const statuses = ids.map((id) => cluster.node(id).status());
+    expect(statuses.filter((status) => status.role === 'leader')).toHaveLength(1);
+    expect(new Set(statuses.map((status) => status.term)).size).toBe(1);
+    expect(statuses[0]!.term).toBeGreaterThan(firstTerm);
   });
 });

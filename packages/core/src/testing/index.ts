@@ -3,6 +3,7 @@
  * tests, and the storage conformance suites every store runs.
  */
 
+export { FaultInjector } from './fault-injector.ts';
 export {
   InProcessNetwork,
   type InProcessNetworkOptions,
