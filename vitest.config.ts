@@ -4,12 +4,16 @@ import { defineConfig, type ViteUserConfig } from 'vitest/config';
 /** Resolve workspace siblings to their TypeScript sources, not their built `dist/`. */
 const sourceConditions = ['@tsraft/source'];
 
+/** The randomized simulation: CPU-bound, so the test script runs it after the others. */
+const SIMULATION = 'src/testing/sim/simulator.test.ts';
+
 const unitProject = (name: string) => ({
   extends: true as const,
   test: {
     name,
     root: `packages/${name}`,
     include: ['src/**/*.test.ts'],
+    exclude: [SIMULATION],
   },
 });
 
@@ -22,6 +26,10 @@ const config: ViteUserConfig = defineConfig({
       unitProject('trpc-transport'),
       unitProject('pg-storage'),
       unitProject('log-compaction'),
+      {
+        extends: true,
+        test: { name: 'simulation', root: 'packages/core', include: [SIMULATION] },
+      },
       {
         extends: true,
         test: {

@@ -8,9 +8,9 @@ import { runSimulation, SMALL_BATCHES } from './simulator.ts';
  * convergence after healing, acknowledged writes applied everywhere, and a linearizable history.
  * A failure names its seed; `TSRAFT_SIM_SEED=N` runs just that seed in every scenario.
  *
- * Environment: TSRAFT_SIM_BUDGET_MS (per scenario, default 20,000), TSRAFT_SIM_SEED.
+ * Environment: TSRAFT_SIM_BUDGET_MS (per scenario, default 30,000), TSRAFT_SIM_SEED.
  */
-const budgetMs = Number(process.env.TSRAFT_SIM_BUDGET_MS ?? 20_000);
+const budgetMs = Number(process.env.TSRAFT_SIM_BUDGET_MS ?? 30_000);
 const onlySeed =
   process.env.TSRAFT_SIM_SEED === undefined ? undefined : Number(process.env.TSRAFT_SIM_SEED);
 const MIN_SEEDS = 5;
