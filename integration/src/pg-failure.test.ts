@@ -1,4 +1,10 @@
-import { type NodeId, RaftNode, StorageError } from '@tsraft/core';
+import {
+  type NodeId,
+  NodeRecoveringError,
+  RaftSupervisor,
+  type RaftSupervisorEvents,
+  StorageError,
+} from '@tsraft/core';
 import { InProcessNetwork } from '@tsraft/core/testing';
 import {
   type CommandOf,
@@ -33,13 +39,14 @@ const commands = {
   }),
 };
 type Commands = typeof commands;
-type KvNode = RaftNode<CommandOf<Commands>, ResultOf<Commands>>;
+type KvSupervisor = RaftSupervisor<CommandOf<Commands>, ResultOf<Commands>>;
 
 interface Member {
   server: PostgresServer;
+  /** The running incarnation's pool and state machine (a new one per incarnation). */
   db: Kysely<Database>;
   machine: PostgresStateMachine<Commands>;
-  node: KvNode;
+  supervisor: KvSupervisor;
   fatal: Error | undefined;
 }
 
@@ -66,26 +73,48 @@ function connect(server: PostgresServer): Kysely<Database> {
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }
 
-/** Starts node `id` from whatever its Postgres holds. */
-async function startNode(id: NodeId, server: PostgresServer): Promise<Member> {
-  const db = connect(server);
-  await sql`create table if not exists kv (key text primary key, value text not null)`.execute(db);
-  const machine = await createPostgresStateMachine({ db, commands, tables: ['kv'] });
-  const node = await RaftNode.start({
-    id,
-    config: { voters: [...IDS] },
-    logStore: await PostgresLogStore.open({ db }),
-    snapshotStore: await PostgresSnapshotStore.open({ db }),
-    stateMachine: machine,
-    transport: network.transport(id),
-    tickMs: 10,
+/**
+ * Runs node `id` under a supervisor: each incarnation opens a new pool, state machine, stores
+ * and transport over the same Postgres (whatever it holds), and the supervisor starts a new
+ * incarnation by itself whenever the node stops on a fatal error (its Postgres went away).
+ */
+async function superviseNode(id: NodeId, server: PostgresServer): Promise<Member> {
+  const member = {} as Member;
+  member.server = server;
+  member.supervisor = await RaftSupervisor.start<CommandOf<Commands>, ResultOf<Commands>>({
+    backoff: { initialMs: 100, maxMs: 1_000 },
+    open: async ({ signal }) => {
+      const db = connect(server);
+      try {
+        await sql`create table if not exists kv (key text primary key, value text not null)`.execute(
+          db,
+        );
+        const machine = await createPostgresStateMachine({ db, commands, tables: ['kv'] });
+        const options = {
+          id,
+          config: { voters: [...IDS] },
+          logStore: await PostgresLogStore.open({ db, signal }),
+          snapshotStore: await PostgresSnapshotStore.open({ db, signal }),
+          stateMachine: machine,
+          transport: network.transport(id),
+          tickMs: 10,
+          release: () => db.destroy().catch(() => {}),
+        };
+        member.db = db;
+        member.machine = machine;
+        return options;
+      } catch (error) {
+        await db.destroy().catch(() => {});
+        throw error;
+      }
+    },
   });
-  const started: Member = { server, db, machine, node, fatal: undefined };
-  node.on('fatal', ({ error }) => {
-    started.fatal = error;
+  member.fatal = undefined;
+  member.supervisor.on('fatal', ({ error }) => {
+    member.fatal = error;
   });
-  members.set(id, started);
-  return started;
+  members.set(id, member);
+  return member;
 }
 
 async function until<T>(
@@ -105,8 +134,8 @@ async function until<T>(
 function leader(): Promise<[NodeId, Member]> {
   return until('a leader', () => {
     for (const entry of members) {
-      const status = entry[1].node.status();
-      if (!status.closed && status.role === 'leader') return entry;
+      const status = entry[1].supervisor.status();
+      if (status.state === 'running' && !status.closed && status.role === 'leader') return entry;
     }
     return undefined;
   });
@@ -118,7 +147,8 @@ async function put(key: string, seq: number): Promise<void> {
   await until(`an acknowledged write of ${key}`, async () => {
     const [, m] = await leader();
     try {
-      await m.machine.propose(m.node, 'put', { key, value: `v-${key}` }, { session });
+      const command = m.machine.validateCommand({ name: 'put', input: { key, value: `v-${key}` } });
+      await m.supervisor.propose(command, { session });
       return true;
     } catch {
       return undefined;
@@ -134,19 +164,27 @@ async function keys(db: Kysely<Database>): Promise<string[]> {
 beforeAll(async () => {
   const provider = await selectProvider();
   const servers = await Promise.all(IDS.map(() => provider.start()));
-  await Promise.all(IDS.map((id, i) => startNode(id, servers[i] as PostgresServer)));
+  await Promise.all(IDS.map((id, i) => superviseNode(id, servers[i] as PostgresServer)));
 });
 
 afterAll(async () => {
   for (const m of members.values()) {
-    await m.node.close();
-    await m.db.destroy().catch(() => {});
+    await m.supervisor.close();
     await m.server[Symbol.asyncDispose]();
   }
 });
 
+function nextEvent<E extends keyof RaftSupervisorEvents>(
+  supervisor: KvSupervisor,
+  event: E,
+): Promise<RaftSupervisorEvents[E]> {
+  return new Promise((resolve) => {
+    supervisor.once(event, (...args) => resolve(args));
+  });
+}
+
 describe("a node's Postgres goes away", () => {
-  it('stops the leader with a StorageError, a new leader takes over, writes continue, nothing acknowledged is lost; restarted, the node catches up', async () => {
+  it('stops the leader with a StorageError, a new leader takes over, writes continue, nothing acknowledged is lost; once Postgres is back, the node recovers by itself and catches up', async () => {
     const acknowledged: string[] = [];
     let seq = 0;
     for (let i = 0; i < 20; i++) {
@@ -155,6 +193,8 @@ describe("a node's Postgres goes away", () => {
       acknowledged.push(key);
     }
     const [oldId, old] = await leader();
+    const restartFailed = nextEvent(old.supervisor, 'restart-failed');
+    const recovered = nextEvent(old.supervisor, 'recovered');
     await old.server.kill();
 
     // The next write makes the leader persist: Postgres refuses, the node stops (fatal).
@@ -165,8 +205,18 @@ describe("a node's Postgres goes away", () => {
       acknowledged.push(key);
     }
     const failoverMs = Date.now() - started;
-    expect(old.node.status().closed).toBe(true);
     expect(old.fatal).toBeInstanceOf(StorageError);
+    // While its Postgres is down, the node neither leads nor acknowledges: calls fail at once
+    // with a retryable error whose cause is the storage error.
+    const down = old.supervisor.status();
+    expect(down.state).toBe('recovering');
+    expect(old.supervisor.node).toBeUndefined();
+    const refused = await old.supervisor
+      .propose(old.machine.validateCommand({ name: 'put', input: { key: 'x', value: 'x' } }))
+      .catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(NodeRecoveringError);
+    expect((refused as NodeRecoveringError).retryable).toBe(true);
+    expect((refused as NodeRecoveringError).cause).toBeInstanceOf(StorageError);
     const [newId, fresh] = await leader();
     expect(newId).not.toBe(oldId);
     console.info(
@@ -174,23 +224,33 @@ describe("a node's Postgres goes away", () => {
     );
 
     const survivors = IDS.filter((id) => id !== oldId).map((id) => members.get(id) as Member);
-    const commit = fresh.node.status().commitIndex;
+    const commit = fresh.supervisor.node?.status().commitIndex ?? Infinity;
     await until('the survivors to apply', () =>
-      survivors.every((m) => m.node.status().appliedIndex >= commit) ? true : undefined,
+      survivors.every((m) => (m.supervisor.node?.status().appliedIndex ?? 0) >= commit)
+        ? true
+        : undefined,
     );
     for (const m of survivors) expect(await keys(m.db)).toEqual([...acknowledged].sort());
 
-    // Postgres comes back; the node is restarted from its stores and catches up.
+    // The supervisor keeps trying while Postgres is down, and keeps failing.
+    const [{ attempt: failedAttempt }] = await restartFailed;
+    expect(failedAttempt).toBe(1);
+    expect(old.supervisor.status().state).toBe('recovering');
+
+    // Postgres comes back; nobody touches the node: its supervisor restarts it from its stores.
+    const restarting = Date.now();
     await old.server.restart();
-    await old.node.close();
-    await old.db.destroy().catch(() => {});
-    const restarted = await startNode(oldId, old.server);
-    await put('after-restart', ++seq);
-    acknowledged.push('after-restart');
-    const finalCommit = (await leader())[1].node.status().commitIndex;
-    await until('the restarted node to catch up', () =>
-      restarted.node.status().appliedIndex >= finalCommit ? true : undefined,
+    const [{ attempts, downtimeMs }] = await recovered;
+    console.info(
+      `[pg-failure] ${oldId} recovered by itself ${Date.now() - restarting} ms after server.restart() was called (${attempts} tries, ${downtimeMs} ms down)`,
     );
-    expect(await keys(restarted.db)).toEqual([...acknowledged].sort());
+    expect(old.supervisor.status().state).toBe('running');
+    await put('after-recovery', ++seq);
+    acknowledged.push('after-recovery');
+    const finalCommit = (await leader())[1].supervisor.node?.status().commitIndex ?? Infinity;
+    await until('the recovered node to catch up', () =>
+      (old.supervisor.node?.status().appliedIndex ?? 0) >= finalCommit ? true : undefined,
+    );
+    expect(await keys(old.db)).toEqual([...acknowledged].sort());
   });
 });

@@ -64,6 +64,19 @@ export class NodeClosedError extends RaftError {
   }
 }
 
+/**
+ * The supervised node stopped on a fatal error and a new one is not running yet (see
+ * `RaftSupervisor`); retry after a pause. `cause` is the fatal error (typically a
+ * `StorageError`). A proposal that was in flight when the node stopped has an unknown outcome:
+ * a retry with the same client session is safe.
+ */
+export class NodeRecoveringError extends RaftError {
+  override name = 'NodeRecoveringError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, { retryable: true, cause: options?.cause });
+  }
+}
+
 /** A storage call failed. Fatal to the node that saw it: it stops instead of guessing. */
 export class StorageError extends RaftError {
   override name = 'StorageError';

@@ -23,6 +23,7 @@ export {
   CommandError,
   InvariantViolationError,
   NodeClosedError,
+  NodeRecoveringError,
   NotLeaderError,
   ProposalDroppedError,
   RaftError,

@@ -8,3 +8,11 @@ export {
 export type { RaftNodeEventName, RaftNodeEvents } from './raft-node-events.ts';
 export type { RaftNodeOptions } from './raft-node-options.ts';
 export type { RaftNodeStatus } from './raft-node-status.ts';
+export { RaftSupervisor } from './raft-supervisor.ts';
+export type { RaftSupervisorEventName, RaftSupervisorEvents } from './raft-supervisor-events.ts';
+export type {
+  RaftSupervisorOpenContext,
+  RaftSupervisorOptions,
+  SupervisedNodeOptions,
+} from './raft-supervisor-options.ts';
+export type { RaftSupervisorStatus } from './raft-supervisor-status.ts';
