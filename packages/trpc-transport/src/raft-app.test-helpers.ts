@@ -10,6 +10,7 @@ import {
   RaftNode,
 } from '@tsraft/core';
 import {
+  type FaultInjector,
   type KvCommand,
   type KvResult,
   KvStateMachine,
@@ -95,6 +96,8 @@ export interface AppClusterOptions<TRouter extends AnyTRPCRouter> {
   readonly tuning?: Partial<EngineTuning>;
   readonly machine?: KvStateMachineOptions;
   readonly readTimeoutMs?: number;
+  /** Wraps every node's transport, to inject network faults. */
+  readonly faults?: FaultInjector;
 }
 
 interface RunningNode {
@@ -160,7 +163,7 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
       config: { voters: [...ids] },
       logStore: new MemoryLogStore(),
       stateMachine: machine,
-      transport,
+      transport: options.faults === undefined ? transport : options.faults.wrap(id, transport),
       tickMs: 10,
       ...(options.forwardProposals === undefined
         ? {}

@@ -1,7 +1,7 @@
 import { TRPCClientError } from '@trpc/client';
 import { initTRPC } from '@trpc/server';
 import type { ClientSession, NodeId, RaftNodeStatus } from '@tsraft/core';
-import type { KvCommand, KvResult } from '@tsraft/core/testing';
+import { FaultInjector, type KvCommand, type KvResult } from '@tsraft/core/testing';
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import { z } from 'zod';
 import {
@@ -131,10 +131,13 @@ describe('the tRPC plugin on a 3-node cluster over real HTTP', () => {
   });
 
   it('maps Raft errors to tRPC codes with data.raft', async () => {
+    const faults = new FaultInjector();
     await using cluster = await AppCluster.start({
       app: kvApp,
       forwardProposals: false,
-      tuning: { maxUncommittedBytes: 4096 },
+      // A long lease, so that the leader keeps leading while replication is held back below.
+      tuning: { maxUncommittedBytes: 4096, electionTicks: 50 },
+      faults,
     });
     const leader = await cluster.leader();
     const follower = cluster.client(cluster.others(leader.id)[0] as NodeId);
@@ -169,13 +172,18 @@ describe('the tRPC plugin on a 3-node cluster over real HTTP', () => {
     expect(raftErrorOf(domain)).toMatchObject({ kind: 'command', commandCode: 'E_QUOTA' });
     expect(domain.data).not.toHaveProperty('stack');
 
-    // Backpressure: more uncommitted bytes than the leader accepts.
+    // Backpressure: more uncommitted bytes than the leader accepts. Replication is held back
+    // (the leader cannot reach its followers) so that nothing commits while the writes arrive.
+    for (const other of cluster.others(leader.id)) faults.block(leader.id, other);
     const value = 'v'.repeat(1024);
-    const outcomes = await Promise.allSettled(
+    const pending = Promise.allSettled(
       Array.from({ length: 40 }, (_, i) =>
         onLeader.execute.mutate({ op: 'put', key: `p${i}`, value }),
       ),
     );
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    faults.heal();
+    const outcomes = await pending;
     const refused = outcomes.flatMap((outcome) =>
       outcome.status === 'rejected' ? [outcome.reason as TRPCClientError<KvApp>] : [],
     );
