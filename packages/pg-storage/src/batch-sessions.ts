@@ -1,5 +1,5 @@
 import type { ClientSession, CommandResult, SessionCheck } from '@tsraft/core';
-import { sql } from 'kysely';
+import { type RawBuilder, sql } from 'kysely';
 import type { AnyKysely } from './any-kysely.ts';
 import { toSafeInteger } from './int8.ts';
 import type { RaftTables } from './raft-tables.ts';
@@ -55,52 +55,57 @@ export class BatchSessions {
     this.#rows = rows;
   }
 
-  /** Loads what `sessions` need to be checked: their rows, and results of possible retries. */
-  static async load(
-    trx: AnyKysely,
+  /**
+   * What `sessions` need to be checked, as select-list items (`sessions`, `results`) to add to
+   * the batch's first query, so that loading them costs no round trip of its own: the rows of
+   * their clients, and the recorded results of those that may be retries (a sequence number
+   * above its client's floor and at or below its highest). Empty for a batch without sessions.
+   */
+  static loadColumns(tables: RaftTables, sessions: readonly ClientSession[]): RawBuilder<unknown> {
+    if (sessions.length === 0) return sql``;
+    const clientIds = JSON.stringify([...new Set(sessions.map((session) => session.clientId))]);
+    const keys = JSON.stringify(sessions.map((s) => ({ c: s.clientId, s: s.seq })));
+    // int8 columns as text: JSON numbers beyond 2^53 would be rounded by the driver's parser.
+    return sql`,
+      (select coalesce(json_agg(json_build_array(s.client_id, s.last_active::text, s.floor::text,
+          s.highest_seq::text)), '[]')
+        from ${tables.clientSession} s
+        where s.client_id in (select jsonb_array_elements_text(cast(${clientIds} as jsonb)))
+      ) as sessions,
+      (select coalesce(json_agg(json_build_array(r.client_id, r.seq::text, r.result)), '[]')
+        from jsonb_to_recordset(cast(${keys} as jsonb)) as k(c text, s int8)
+        join ${tables.clientSession} s on s.client_id = k.c and k.s <= s.highest_seq and k.s > s.floor
+        join ${tables.clientResult} r on r.client_id = k.c and r.seq = k.s
+      ) as results`;
+  }
+
+  /** The sessions of a batch from the `sessions` and `results` of {@link loadColumns}. */
+  static fromLoaded(
     tables: RaftTables,
     retention: SessionRetention,
-    sessions: readonly ClientSession[],
-  ): Promise<BatchSessions> {
+    loaded: { readonly sessions?: unknown; readonly results?: unknown },
+  ): BatchSessions {
     const rows = new Map<string, SessionRow>();
-    const loaded = new BatchSessions(tables, retention, rows);
-    if (sessions.length === 0) return loaded;
-    const clientIds = [...new Set(sessions.map((session) => session.clientId))];
-    const found = await sql<Record<string, unknown>>`
-      select client_id, last_active, floor, highest_seq from ${tables.clientSession}
-      where client_id in (select jsonb_array_elements_text(cast(${JSON.stringify(clientIds)} as jsonb)))
-    `.execute(trx);
-    for (const row of found.rows) {
-      rows.set(String(row.client_id), {
-        lastActive: toSafeInteger(row.last_active, 'client_session.last_active'),
-        floor: toSafeInteger(row.floor, 'client_session.floor'),
-        highest: toSafeInteger(row.highest_seq, 'client_session.highest_seq'),
+    const batch = new BatchSessions(tables, retention, rows);
+    for (const [clientId, lastActive, floor, highest] of parseJson(
+      loaded.sessions,
+    ) as unknown[][]) {
+      rows.set(String(clientId), {
+        lastActive: toSafeInteger(lastActive, 'client_session.last_active'),
+        floor: toSafeInteger(floor, 'client_session.floor'),
+        highest: toSafeInteger(highest, 'client_session.highest_seq'),
         reset: false,
         floorRaised: false,
         dirty: false,
       });
     }
-    // Only a command at or below its client's highest sequence number can be a retry.
-    const retries = sessions.filter((session) => {
-      const row = rows.get(session.clientId);
-      return row !== undefined && session.seq <= row.highest && session.seq > row.floor;
-    });
-    if (retries.length > 0) {
-      const keys = JSON.stringify(retries.map((s) => ({ c: s.clientId, s: s.seq })));
-      const results = await sql<Record<string, unknown>>`
-        select r.client_id, r.seq, r.result from ${tables.clientResult} r
-        join jsonb_to_recordset(cast(${keys} as jsonb)) as k(c text, s int8)
-          on r.client_id = k.c and r.seq = k.s
-      `.execute(trx);
-      for (const row of results.rows) {
-        const result = typeof row.result === 'string' ? JSON.parse(row.result) : row.result;
-        loaded.#results.set(
-          key(String(row.client_id), toSafeInteger(row.seq, 'client_result.seq')),
-          result as CommandResult<unknown>,
-        );
-      }
+    for (const [clientId, seq, result] of parseJson(loaded.results) as unknown[][]) {
+      batch.#results.set(
+        key(String(clientId), toSafeInteger(seq, 'client_result.seq')),
+        parseJson(result) as CommandResult<unknown>,
+      );
     }
-    return loaded;
+    return batch;
   }
 
   /** Classifies the command `session` at time `now`. Changes nothing. */
@@ -143,10 +148,19 @@ export class BatchSessions {
   }
 
   /**
-   * Writes the batch's changes in `trx`, and deletes the sessions forgotten as of `now` when
-   * `sweep` is set (an index range scan on `last_active`).
+   * Writes the batch's changes in `trx` together with `final` (the batch's own last statement,
+   * the applied position): one statement whose data-modifying CTEs upsert the sessions, insert
+   * the results and delete those below the raised floors (disjoint rows, so their order does not
+   * matter). Only rare work runs apart: first the deletion of a restarted session's old results
+   * (whose keys the new ones may reuse), last the deletion of the sessions forgotten as of `now`
+   * when `sweep` is set (an index range scan on `last_active`).
    */
-  async save(trx: AnyKysely, now: number, sweep: boolean): Promise<void> {
+  async save(
+    trx: AnyKysely,
+    now: number,
+    sweep: boolean,
+    final: RawBuilder<unknown>,
+  ): Promise<void> {
     const t = this.#tables;
     const dirty = [...this.#rows].filter(([, row]) => row.dirty);
     const reset = dirty.filter(([, row]) => row.reset).map(([clientId]) => clientId);
@@ -156,16 +170,17 @@ export class BatchSessions {
         where client_id in (select jsonb_array_elements_text(cast(${JSON.stringify(reset)} as jsonb)))
       `.execute(trx);
     }
+    const writes: RawBuilder<unknown>[] = [];
     if (dirty.length > 0) {
       const rows = JSON.stringify(
         dirty.map(([c, row]) => ({ c, a: row.lastActive, f: row.floor, h: row.highest })),
       );
-      await sql`
+      writes.push(sql`
         insert into ${t.clientSession} (client_id, last_active, floor, highest_seq)
         select c, a, f, h from jsonb_to_recordset(cast(${rows} as jsonb)) as x(c text, a int8, f int8, h int8)
         on conflict (client_id) do update set last_active = excluded.last_active,
           floor = excluded.floor, highest_seq = excluded.highest_seq
-      `.execute(trx);
+      `);
     }
     const kept = [...this.#recorded.values()].filter(
       (r) => r.seq > (this.#rows.get(r.clientId)?.floor ?? 0),
@@ -173,20 +188,22 @@ export class BatchSessions {
     if (kept.length > 0) {
       // The results are JSON text already: spliced into one JSON array without re-encoding.
       const rows = `[${kept.map((r) => `{"c":${JSON.stringify(r.clientId)},"s":${r.seq},"r":${r.json}}`).join(',')}]`;
-      await sql`
+      writes.push(sql`
         insert into ${t.clientResult} (client_id, seq, result)
         select c, s, r from jsonb_to_recordset(cast(${rows} as jsonb)) as x(c text, s int8, r jsonb)
-      `.execute(trx);
+      `);
     }
     const raised = dirty.filter(([, row]) => row.floorRaised && !row.reset);
     if (raised.length > 0) {
       const floors = JSON.stringify(raised.map(([c, row]) => ({ c, f: row.floor })));
-      await sql`
+      writes.push(sql`
         delete from ${t.clientResult} r
         using jsonb_to_recordset(cast(${floors} as jsonb)) as x(c text, f int8)
         where r.client_id = x.c and r.seq <= x.f
-      `.execute(trx);
+      `);
     }
+    const ctes = writes.map((write, i) => sql`${sql.raw(`w${i}`)} as (${write})`);
+    await (ctes.length === 0 ? final : sql`with ${sql.join(ctes)} ${final}`).execute(trx);
     if (sweep) {
       const cutoff = now - this.#retention.forgetAfterMs;
       await sql`
@@ -197,6 +214,11 @@ export class BatchSessions {
       `.execute(trx);
     }
   }
+}
+
+/** A `json` value as the driver returns it: parsed already (`pg`), or as text. */
+function parseJson(value: unknown): unknown {
+  return typeof value === 'string' ? JSON.parse(value) : (value ?? []);
 }
 
 function key(clientId: string, seq: number): string {

@@ -77,7 +77,11 @@ export interface PostgresStateMachineOptions<C extends CommandMap> {
    * (`fatal`).
    */
   readonly constraintViolations?: 'reject' | 'fatal';
-  /** Rows fetched per page by a snapshot export. Default 1,000. */
+  /**
+   * Rows per cursor fetch of a snapshot export where it reads through a cursor (PGlite, and
+   * relations that are not plain tables; plain tables on a server are read in pages of about
+   * 112 KiB of text), and per staging row of a restore. Default 1,000.
+   */
   readonly snapshotPageRows?: number;
   /** Aborts opening (the migration). */
   readonly signal?: AbortSignal;
@@ -98,8 +102,24 @@ const DEFAULT_EXPIRE_AFTER_MS = 60 * 60 * 1_000;
 const DEFAULT_FORGET_AFTER_MS = 24 * 60 * 60 * 1_000;
 /** Forgotten sessions are deleted in the first batch of each minute of entry time. */
 const SWEEP_EVERY_MS = 60 * 1_000;
-/** Characters of snapshot text gathered before a chunk is emitted. */
-const CHUNK_CHARS = 256 * 1024;
+/**
+ * Characters of snapshot text gathered before a chunk is emitted; small, like
+ * {@link PAGE_CHARS}, so that an export holds little text at a time.
+ */
+const CHUNK_CHARS = 120 * 1024;
+/**
+ * A row `t` as one line of JSON. `to_json` (a third cheaper than `to_jsonb`) prints the values of
+ * `json` columns as they were stored, where a raw newline can only be whitespace between tokens
+ * (JSON strings escape theirs): it becomes a space, so that a row stays one line.
+ */
+const ROW_JSON = sql`replace(to_json(t)::text, E'\n', ' ')`;
+/** Characters of rows an export's page of table blocks aims at (adaptive). */
+const PAGE_CHARS = 112 * 1024;
+/** Table blocks of an export's first page of a table, and the most of any page. */
+const FIRST_PAGE_BLOCKS = 8;
+const MAX_PAGE_BLOCKS = 16_384;
+/** Pages of table blocks an export requests ahead of the one it hands on. */
+const PAGES_AHEAD = 4;
 /** Characters of rows per staging row of a restore. */
 const STAGING_CHARS = 1024 * 1024;
 
@@ -144,7 +164,8 @@ export class PostgresStateMachine<C extends CommandMap>
   readonly #tables: RaftTables;
   readonly #commands: C;
   /** Replicated tables as declared (`schema.table`) and as SQL identifiers. */
-  readonly #appTables: readonly { readonly name: string; readonly id: RawBuilder<unknown> }[];
+  readonly #appTables: readonly (ExportSection & { readonly name: string })[];
+  readonly #schema: string;
   readonly #retention: SessionRetention;
   readonly #savepoints: SavepointMode;
   readonly #constraintViolationsReject: boolean;
@@ -153,12 +174,17 @@ export class PostgresStateMachine<C extends CommandMap>
   private constructor(options: PostgresStateMachineOptions<C>, schema: string) {
     this.#db = options.db;
     this.#tables = raftTables(schema);
+    this.#schema = schema;
     this.#commands = options.commands;
     this.#appTables = options.tables.map((table) => {
       const dot = table.indexOf('.');
       const [tableSchema, name] =
         dot === -1 ? ['public', table] : [table.slice(0, dot), table.slice(dot + 1)];
-      return { name: `${tableSchema}.${name}`, id: sql.id(tableSchema, name) };
+      return {
+        name: `${tableSchema}.${name}`,
+        id: sql.id(tableSchema, name),
+        regclass: `${quoteIdent(tableSchema)}.${quoteIdent(name)}`,
+      };
     });
     const retention = options.sessions ?? {};
     this.#retention = {
@@ -308,12 +334,11 @@ export class PostgresStateMachine<C extends CommandMap>
     // at commit) and read after the transaction ends.
     const single = this.#db.getExecutor().adapter.supportsMultipleConnections === false;
     const id = `tsraft_export_${process.pid}_${++exportCounter}`;
-    const sections: RawBuilder<unknown>[] = [
-      this.#tables.clientSession,
-      this.#tables.clientResult,
-      ...this.#appTables.map((table) => table.id),
+    const sections = [
+      { id: this.#tables.clientSession, regclass: `${this.#schema}.client_session` },
+      { id: this.#tables.clientResult, regclass: `${this.#schema}.client_result` },
+      ...this.#appTables,
     ];
-    const cursors = sections.map((_, i) => `${id}_${i}`);
     const trx = await runStorageOperation('starting a snapshot export', signal, () =>
       this.#db
         .startTransaction()
@@ -322,29 +347,46 @@ export class PostgresStateMachine<C extends CommandMap>
         .execute(),
     );
     let header: StateSnapshotHeader;
+    let sources: ExportSource[];
     try {
-      header = await runStorageOperation('starting a snapshot export', signal, async () => {
-        const { rows } = await sql<Record<string, unknown>>`
-          select index, term, now from ${this.#tables.appliedState}
-        `.execute(trx);
-        const row = rows[0];
-        if (row === undefined) throw new StorageError('the applied_state row is missing');
-        for (const [i, table] of sections.entries()) {
-          await sql`
-            declare ${sql.id(cursors[i] as string)} no scroll cursor ${single ? sql`with hold` : sql``}
-            for select to_jsonb(t)::text as line from ${table} t
+      ({ header, sources } = await runStorageOperation(
+        'starting a snapshot export',
+        signal,
+        async () => {
+          // The first query takes the transaction's snapshot: everything below reads this view.
+          const { rows } = await sql<Record<string, unknown>>`
+            select index, term, now from ${this.#tables.appliedState}
           `.execute(trx);
-        }
-        if (single) await trx.commit().execute();
-        return {
-          position: {
-            index: toSafeInteger(row.index, 'applied_state.index'),
-            term: toSafeInteger(row.term, 'applied_state.term'),
-          },
-          now: toSafeInteger(row.now, 'applied_state.now'),
-          tables: [...SESSION_SECTIONS, ...this.#appTables.map((table) => table.name)],
-        };
-      });
+          const row = rows[0];
+          if (row === undefined) throw new StorageError('the applied_state row is missing');
+          const blockCounts = single ? [] : await exportBlockCounts(trx, sections);
+          const sources = sections.map(
+            (section, i): ExportSource =>
+              blockCounts[i] === undefined
+                ? { kind: 'cursor', table: section.id, cursor: `${id}_${i}` }
+                : { kind: 'blocks', table: section.id, blocks: blockCounts[i] },
+          );
+          for (const source of sources) {
+            if (source.kind !== 'cursor') continue;
+            await sql`
+              declare ${sql.id(source.cursor)} no scroll cursor ${single ? sql`with hold` : sql``}
+              for select ${ROW_JSON} as line from ${source.table} t
+            `.execute(trx);
+          }
+          if (single) await trx.commit().execute();
+          return {
+            header: {
+              position: {
+                index: toSafeInteger(row.index, 'applied_state.index'),
+                term: toSafeInteger(row.term, 'applied_state.term'),
+              },
+              now: toSafeInteger(row.now, 'applied_state.now'),
+              tables: [...SESSION_SECTIONS, ...this.#appTables.map((table) => table.name)],
+            },
+            sources,
+          };
+        },
+      ));
     } catch (error) {
       await trx
         .rollback()
@@ -354,33 +396,36 @@ export class PostgresStateMachine<C extends CommandMap>
     }
     const reader: AnyKysely = single ? this.#db : trx;
     const pageRows = this.#pageRows;
+    const read = <T>(body: () => Promise<T>): Promise<T> =>
+      runStorageOperation('exporting a snapshot', signal, body);
     async function* chunks(): AsyncGenerator<Uint8Array> {
       const encoder = new TextEncoder();
-      const open = new Set(cursors);
+      const open = new Set(
+        sources.flatMap((source) => (source.kind === 'cursor' ? [source.cursor] : [])),
+      );
       let done = false;
       try {
         let text = `${headerLine(header)}\n`;
         let rows = 0;
-        for (const [i, cursor] of cursors.entries()) {
+        for (const [i, source] of sources.entries()) {
           text += `#table ${i}\n`;
-          for (;;) {
-            const page = await runStorageOperation('exporting a snapshot', signal, () =>
-              sql<{ line: string }>`
-                fetch forward ${sql.raw(String(pageRows))} from ${sql.id(cursor)}
-              `.execute(reader),
-            );
-            if (page.rows.length === 0) break;
-            for (const row of page.rows) text += `${row.line}\n`;
-            rows += page.rows.length;
-            if (text.length >= CHUNK_CHARS) {
-              yield encoder.encode(text);
-              text = '';
+          const pages =
+            source.kind === 'cursor'
+              ? cursorPages(reader, source.cursor, pageRows, read)
+              : blockPages(reader, source.table, source.blocks, read);
+          for await (const page of pages) {
+            rows += page.rows;
+            if (text.length + page.text.length <= CHUNK_CHARS) {
+              text += page.text;
+            } else {
+              if (text.length > 0) yield encoder.encode(text);
+              text = page.text;
             }
           }
-          await runStorageOperation('exporting a snapshot', signal, () =>
-            sql`close ${sql.id(cursor)}`.execute(reader),
-          );
-          open.delete(cursor);
+          if (source.kind === 'cursor') {
+            await read(() => sql`close ${sql.id(source.cursor)}`.execute(reader));
+            open.delete(source.cursor);
+          }
         }
         text += `#end ${JSON.stringify({ rows })}\n`;
         yield encoder.encode(text);
@@ -570,8 +615,13 @@ export class PostgresStateMachine<C extends CommandMap>
     signal: AbortSignal | undefined,
   ): Promise<(CommandResult<unknown> | undefined)[]> {
     const t = this.#tables;
+    const batchSessions = entries.flatMap((entry) =>
+      entry.kind === 'command' && entry.session !== undefined ? [entry.session] : [],
+    );
+    // One round trip: lock and read the applied position, and load the batch's sessions.
     const { rows } = await sql<Record<string, unknown>>`
-      select index, now from ${t.appliedState} for update
+      select index, now ${BatchSessions.loadColumns(t, batchSessions)}
+      from ${t.appliedState} for update
     `.execute(trx);
     const row = rows[0];
     if (row === undefined) throw new StorageError('the applied_state row is missing');
@@ -584,14 +634,7 @@ export class PostgresStateMachine<C extends CommandMap>
     }
     const startNow = toSafeInteger(row.now, 'applied_state.now');
     let now = startNow;
-    const sessions = await BatchSessions.load(
-      trx,
-      t,
-      this.#retention,
-      entries.flatMap((entry) =>
-        entry.kind === 'command' && entry.session !== undefined ? [entry.session] : [],
-      ),
-    );
+    const sessions = BatchSessions.fromLoaded(t, this.#retention, row);
     const results: (CommandResult<unknown> | undefined)[] = [];
     for (const [i, entry] of entries.entries()) {
       signal?.throwIfAborted();
@@ -630,11 +673,13 @@ export class PostgresStateMachine<C extends CommandMap>
       results.push(result);
     }
     const sweep = Math.floor(now / SWEEP_EVERY_MS) > Math.floor(startNow / SWEEP_EVERY_MS);
-    await sessions.save(trx, now, sweep);
     const last = entries.at(-1) as AppliedEntry<CommandOf<C>>;
-    await sql`
-      update ${t.appliedState} set index = ${last.index}, term = ${last.term}, now = ${now}
-    `.execute(trx);
+    await sessions.save(
+      trx,
+      now,
+      sweep,
+      sql`update ${t.appliedState} set index = ${last.index}, term = ${last.term}, now = ${now}`,
+    );
     return results;
   }
 
@@ -759,4 +804,128 @@ function isDataError(error: unknown): boolean {
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** A table an export reads: its SQL identifier and its name for a `regclass` cast. */
+interface ExportSection {
+  readonly id: RawBuilder<unknown>;
+  readonly regclass: string;
+}
+
+/**
+ * How an export reads one table: by ranges of its heap blocks (`ctid`), each range's rows as one
+ * aggregated text value, or through a cursor (PGlite, where the transaction cannot stay open, and
+ * relations that are not plain tables).
+ */
+type ExportSource =
+  | { readonly kind: 'blocks'; readonly table: RawBuilder<unknown>; readonly blocks: number }
+  | { readonly kind: 'cursor'; readonly table: RawBuilder<unknown>; readonly cursor: string };
+
+/** Rows of an export as snapshot lines, each with its newline. */
+interface ExportPage {
+  readonly text: string;
+  readonly rows: number;
+}
+
+type ExportRead = <T>(body: () => Promise<T>) => Promise<T>;
+
+/**
+ * Locks the sections (ACCESS SHARE: no rewrite of a table can move its rows while the export
+ * reads it by block ranges) and returns, for each plain table, its number of heap blocks; for
+ * other relations, or a server older than 14 (no TID range scans), `undefined` (read through a
+ * cursor). Called after the transaction's snapshot was taken: every row it sees lies below that
+ * size, since rows visible to the snapshot cannot be removed while it is held.
+ */
+async function exportBlockCounts(
+  trx: AnyKysely,
+  sections: readonly ExportSection[],
+): Promise<(number | undefined)[]> {
+  await sql`lock table ${sql.join(sections.map((section) => section.id))} in access share mode`.execute(
+    trx,
+  );
+  const names = JSON.stringify(sections.map((section) => section.regclass));
+  const { rows } = await sql<Record<string, unknown>>`
+    select c.relkind, pg_relation_size(c.oid) / current_setting('block_size')::int8 as blocks,
+      current_setting('server_version_num')::int4 as version
+    from jsonb_array_elements_text(cast(${names} as jsonb)) with ordinality as x(name, ord)
+    join pg_class c on c.oid = x.name::regclass
+    order by x.ord
+  `.execute(trx);
+  return rows.map((row) =>
+    row.relkind === 'r' && Number(row.version) >= 140_000
+      ? toSafeInteger(row.blocks, 'relation size')
+      : undefined,
+  );
+}
+
+/** Pages of a cursor's rows, `pageRows` at a time. */
+async function* cursorPages(
+  reader: AnyKysely,
+  cursor: string,
+  pageRows: number,
+  read: ExportRead,
+): AsyncGenerator<ExportPage> {
+  for (;;) {
+    const page = await read(() =>
+      sql<{ line: string }>`
+        fetch forward ${sql.raw(String(pageRows))} from ${sql.id(cursor)}
+      `.execute(reader),
+    );
+    if (page.rows.length === 0) return;
+    let text = '';
+    for (const row of page.rows) text += `${row.line}\n`;
+    yield { text, rows: page.rows.length };
+  }
+}
+
+/**
+ * Pages of a table read by ranges of its `blocks` heap blocks (TID range scans), each page's rows
+ * fetched as ONE text value: one round trip and one driver value per page instead of one per
+ * row. The range adapts to aim at {@link PAGE_CHARS} characters per page, and up to
+ * {@link PAGES_AHEAD} pages are requested before the current one is handed on, so that Postgres
+ * keeps producing them while the stream's consumer works (at most that many pages in memory).
+ */
+async function* blockPages(
+  reader: AnyKysely,
+  table: RawBuilder<unknown>,
+  blocks: number,
+  read: ExportRead,
+): AsyncGenerator<ExportPage> {
+  let span = FIRST_PAGE_BLOCKS;
+  let from = 0;
+  const pending: { span: number; result: Promise<{ rows: Record<string, unknown>[] }> }[] = [];
+  const requestAhead = (): void => {
+    while (pending.length < PAGES_AHEAD && from < blocks) {
+      const to = Math.min(blocks, from + span);
+      const result = read(() =>
+        sql<Record<string, unknown>>`
+          select string_agg(${ROW_JSON}, E'\n') as text, count(*) as rows from ${table} t
+          where t.ctid >= cast(${`(${from},0)`} as tid) and t.ctid < cast(${`(${to},0)`} as tid)
+        `.execute(reader),
+      );
+      // Awaited below, or abandoned when the stream stops early: never an unhandled rejection.
+      result.catch(() => {});
+      pending.push({ span: to - from, result });
+      from = to;
+    }
+  };
+  requestAhead();
+  for (let current = pending.shift(); current !== undefined; current = pending.shift()) {
+    const row = (await current.result).rows[0];
+    const text = typeof row?.text === 'string' ? row.text : '';
+    const rows = Number(row?.rows ?? 0);
+    span =
+      text.length === 0
+        ? Math.min(MAX_PAGE_BLOCKS, span * 2)
+        : Math.max(
+            1,
+            Math.min(MAX_PAGE_BLOCKS, Math.floor((PAGE_CHARS * current.span) / text.length)),
+          );
+    requestAhead();
+    if (rows > 0) yield { text: `${text}\n`, rows };
+  }
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
 }

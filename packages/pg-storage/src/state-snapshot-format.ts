@@ -6,13 +6,13 @@ import type { LogPosition } from '@tsraft/core';
  * ```text
  * #tsraft-pg-state/1 {"position":{"index":9,"term":2},"now":1700000000000,"tables":["$client_session","$client_result","public.accounts"]}
  * #table 0
- * {"client_id":"c1","last_active":1700000000000,...}      <- rows: to_jsonb(row) as Postgres prints it
+ * {"client_id":"c1","last_active":1700000000000,...}      <- rows: to_json(row) as Postgres prints it
  * #table 2
  * {"id":"a","balance":100,"avatar":"\\x89504e47"}
  * #end {"rows":3}
  * ```
  *
- * Rows are JSON objects produced and read back by Postgres itself (`to_jsonb`,
+ * Rows are JSON objects produced and read back by Postgres itself (`to_json`,
  * `jsonb_populate_recordset`), so every column type round-trips exactly: `int8` and `numeric` as
  * JSON numbers Postgres parses without going through a JavaScript double, `bytea` as hex text.
  * `$client_session` and `$client_result` are the state machine's own session tables.
