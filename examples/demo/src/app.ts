@@ -12,7 +12,7 @@ import {
   type TRPCQueryProcedure,
 } from '@trpc/server';
 import type { RaftNode } from '@tsraft/core';
-import type { CommandOf, CommandResultFor, ResultOf } from '@tsraft/pg-storage';
+import type { CommandOf, CommandResultFor, ResultMap, ResultOf } from '@tsraft/pg-storage';
 import {
   createRaftProcedures,
   type RaftAdminRecord,
@@ -28,7 +28,9 @@ export interface BankAppContext {
   readonly admin: boolean;
 }
 
-type BankNode = RaftNode<CommandOf<BankCommands>, ResultOf<BankCommands>>;
+type BankCommand = CommandOf<BankCommands>;
+type BankResult = ResultOf<BankCommands>;
+type BankNode = RaftNode<BankCommand, BankResult>;
 type Errors = RaftErrorShape | TRPCDefaultErrorShape;
 type Mutation<Name extends keyof BankCommands> = TRPCMutationProcedure<{
   input: z.input<BankCommands[Name]['input']> & RaftSessionInput;
@@ -67,29 +69,21 @@ export function createBankApp(options: {
   node: () => BankNode;
   db: Kysely<BankDatabase>;
 }): BankAppRouter {
-  const raft = createRaftProcedures({ node: options.node, command: bankCommand });
+  // The map of results types each command's result: no cast in the resolvers.
+  const raft = createRaftProcedures<BankCommand, BankResult, ResultMap<BankCommands>>({
+    node: options.node,
+    command: bankCommand,
+  });
   const t = initTRPC.context<BankAppContext>().create();
   const replicated = t.procedure.concat(raft.replicated);
   return t.router({
     // The state machine answers with the result of the command's own handler.
     open: replicated
       .input(bankCommands.open.input)
-      .mutation(
-        async ({ ctx, input }) =>
-          (await ctx.raft.propose({ name: 'open', input })) as CommandResultFor<
-            BankCommands,
-            'open'
-          >,
-      ),
+      .mutation(({ ctx, input }) => ctx.raft.propose({ name: 'open', input })),
     transfer: replicated
       .input(bankCommands.transfer.input)
-      .mutation(
-        async ({ ctx, input }) =>
-          (await ctx.raft.propose({ name: 'transfer', input })) as CommandResultFor<
-            BankCommands,
-            'transfer'
-          >,
-      ),
+      .mutation(({ ctx, input }) => ctx.raft.propose({ name: 'transfer', input })),
     balances: t.procedure.concat(raft.linearizableQuery).query(() => balances(options.db)),
     localBalances: t.procedure.query(() => balances(options.db)),
     raftAdmin: raft.adminRouter<BankAppContext>({ authorize: ({ ctx }) => ctx.admin }),

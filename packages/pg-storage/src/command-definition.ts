@@ -90,3 +90,12 @@ export type CommandOf<C extends CommandMap> = {
 export type ResultOf<C extends CommandMap> = {
   [K in CommandName<C>]: CommandResultFor<C, K>;
 }[CommandName<C>];
+
+/**
+ * The result of each command of `C`, by name: `{ transfer: TransferResult; ... }`. Pass it as the
+ * map of results of `@tsraft/trpc-transport`'s `createRaftProcedures` (its third type argument) so
+ * `ctx.raft.propose({ name: 'transfer', input })` resolves with that command's own result.
+ */
+export type ResultMap<C extends CommandMap> = {
+  [K in CommandName<C>]: CommandResultFor<C, K>;
+};

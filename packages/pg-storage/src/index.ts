@@ -17,6 +17,7 @@ export {
   type CommandOf,
   type CommandResultFor,
   defineCommand,
+  type ResultMap,
   type ResultOf,
 } from './command-definition.ts';
 export { CommandRejection, domainError } from './command-rejection.ts';

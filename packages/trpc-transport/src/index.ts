@@ -35,6 +35,8 @@ export {
   type RaftProcedures,
   type RaftProceduresOptions,
   type RaftReplicatedBuilder,
+  type RaftResultFor,
+  type RaftResultMap,
 } from './raft-procedures.ts';
 export { RAFT_SESSION_FIELD, type RaftSessionInput } from './raft-session-input.ts';
 export { type RaftSessionLinkOptions, raftSessionLink } from './raft-session-link.ts';

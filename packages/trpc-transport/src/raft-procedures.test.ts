@@ -1,6 +1,6 @@
-import { TRPCClientError } from '@trpc/client';
+import { type TRPCClient, TRPCClientError } from '@trpc/client';
 import { initTRPC } from '@trpc/server';
-import type { ClientSession, NodeId, RaftNodeStatus } from '@tsraft/core';
+import type { ClientSession, NodeId, RaftNode, RaftNodeStatus } from '@tsraft/core';
 import { FaultInjector, type KvCommand, type KvResult } from '@tsraft/core/testing';
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import { z } from 'zod';
@@ -48,6 +48,41 @@ function kvApp(deps: AppDeps) {
 }
 
 type KvApp = ReturnType<typeof kvApp>;
+
+/** A state machine of two `{ name, input }` commands, each with its own result (types only). */
+type NamedCommand =
+  | { readonly name: 'open'; readonly input: { id: string } }
+  | { readonly name: 'transfer'; readonly input: { from: string; to: string; amount: number } };
+type OpenResult = { id: string; balance: number };
+type TransferResult = { from: number; to: number };
+type NamedResults = { open: OpenResult; transfer: TransferResult };
+
+/** An app of that machine whose resolvers return `ctx.raft.propose(...)` as it is. */
+function namedApp(node: () => RaftNode<NamedCommand, OpenResult | TransferResult>) {
+  const namedCommand = z.discriminatedUnion('name', [
+    z.object({ name: z.literal('open'), input: z.object({ id: z.string() }) }),
+    z.object({
+      name: z.literal('transfer'),
+      input: z.object({ from: z.string(), to: z.string(), amount: z.number() }),
+    }),
+  ]);
+  const raft = createRaftProcedures<NamedCommand, OpenResult | TransferResult, NamedResults>({
+    node,
+    command: namedCommand,
+  });
+  const t = initTRPC.create();
+  const replicated = t.procedure.concat(raft.replicated);
+  return t.router({
+    execute: raft.replicatedMutation,
+    open: replicated
+      .input(z.object({ id: z.string() }))
+      .mutation(({ ctx, input }) => ctx.raft.propose({ name: 'open', input })),
+    transfer: replicated
+      .input(z.object({ from: z.string(), to: z.string(), amount: z.number() }))
+      .mutation(({ ctx, input }) => ctx.raft.propose({ name: 'transfer', input })),
+    any: replicated.input(namedCommand).mutation(({ ctx, input }) => ctx.raft.propose(input)),
+  });
+}
 
 /** Calls `fn`, expects a `TRPCClientError`, and returns it. */
 async function failure(fn: () => Promise<unknown>): Promise<TRPCClientError<KvApp>> {
@@ -107,6 +142,21 @@ describe('the tRPC plugin on a 3-node cluster over real HTTP', () => {
     expectTypeOf<
       Awaited<ReturnType<Client['raftAdmin']['status']['query']>>
     >().toExtend<RaftNodeStatus>();
+  });
+
+  it('types the result of each command through a map of results by name, without casts', () => {
+    type Client = TRPCClient<ReturnType<typeof namedApp>>;
+    expectTypeOf<Awaited<ReturnType<Client['open']['mutate']>>>().toEqualTypeOf<OpenResult>();
+    expectTypeOf<
+      Awaited<ReturnType<Client['transfer']['mutate']>>
+    >().toEqualTypeOf<TransferResult>();
+    // A command whose name is not known statically still gets the union of the results.
+    expectTypeOf<Awaited<ReturnType<Client['any']['mutate']>>>().toEqualTypeOf<
+      OpenResult | TransferResult
+    >();
+    expectTypeOf<Awaited<ReturnType<Client['execute']['mutate']>>>().toEqualTypeOf<
+      OpenResult | TransferResult
+    >();
   });
 
   it('a stamped mutation sent twice applies once and answers the recorded result (thesis 6.3)', async () => {

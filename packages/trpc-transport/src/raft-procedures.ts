@@ -21,6 +21,23 @@ import { type RaftErrorData, RaftTrpcError, toRaftTrpcError } from './raft-trpc-
 /** Default deadline of one replicated mutation: 10 s. */
 export const DEFAULT_PROPOSE_TIMEOUT_MS = 10_000;
 
+/**
+ * Result types by command name, for a state machine whose commands are `{ name, ... }` objects:
+ * `{ open: OpenResult; transfer: TransferResult }`. Give it as the third type argument of
+ * {@link createRaftProcedures} and `ctx.raft.propose({ name: 'open', ... })` resolves with
+ * `OpenResult` instead of the union of all results. The default (no names) keeps that union.
+ */
+export type RaftResultMap = object;
+
+/**
+ * What proposing `C` resolves with: `Results[C['name']]` when `Results` names it, else `Result`.
+ */
+export type RaftResultFor<C, Result, Results extends RaftResultMap> = C extends {
+  readonly name: infer Name extends keyof Results;
+}
+  ? Results[Name]
+  : Result;
+
 /** Options of {@link createRaftProcedures}. */
 export interface RaftProceduresOptions<Command, Result> {
   /**
@@ -47,7 +64,11 @@ export interface RaftErrorShape extends TRPCDefaultErrorShape {
 }
 
 /** What a replicated procedure's resolver finds in `ctx.raft`. */
-export interface RaftMutation<Command, Result> {
+export interface RaftMutation<
+  Command,
+  Result,
+  Results extends RaftResultMap = Record<never, never>,
+> {
   readonly node: RaftNode<Command, Result>;
   /** The request's stamp (`input.raftSession`), if the client sent one. */
   readonly session: ClientSession | undefined;
@@ -55,24 +76,33 @@ export interface RaftMutation<Command, Result> {
    * Proposes `command` with the request's stamp and resolves with its result once applied
    * (through the leader: a follower forwards it). Fails with a `TRPCError` whose code and
    * `data.raft` say why (see `toRaftTrpcError`). A stamped request proposes one command at most:
-   * a second call throws, since two commands cannot share one stamp.
+   * a second call throws, since two commands cannot share one stamp. With a {@link RaftResultMap},
+   * the result is the one of the command's `name`.
    */
-  propose(command: Command): Promise<Result>;
+  propose<C extends Command>(command: C): Promise<RaftResultFor<C, Result, Results>>;
 }
 
 /** The context a replicated procedure adds. */
-export interface RaftMutationContext<Command, Result> {
-  readonly raft: RaftMutation<Command, Result>;
+export interface RaftMutationContext<
+  Command,
+  Result,
+  Results extends RaftResultMap = Record<never, never>,
+> {
+  readonly raft: RaftMutation<Command, Result, Results>;
 }
 
 /**
  * The procedure builder to `.concat()` for a replicated mutation of your own: it accepts the
  * optional stamp in its input (and keeps it out of the parsed input) and adds `ctx.raft`.
  */
-export type RaftReplicatedBuilder<Command, Result> = TRPCProcedureBuilder<
+export type RaftReplicatedBuilder<
+  Command,
+  Result,
+  Results extends RaftResultMap = Record<never, never>,
+> = TRPCProcedureBuilder<
   object,
   object,
-  RaftMutationContext<Command, Result>,
+  RaftMutationContext<Command, Result, Results>,
   RaftSessionInput,
   Record<never, never>,
   TRPCUnsetMarker,
@@ -134,12 +164,16 @@ export type RaftAdminRouter = TRPCBuiltRouter<
 >;
 
 /** What {@link createRaftProcedures} gives your tRPC app. */
-export interface RaftProcedures<Command, Result> {
+export interface RaftProcedures<
+  Command,
+  Result,
+  Results extends RaftResultMap = Record<never, never>,
+> {
   /**
    * For your own replicated mutations: `t.procedure.concat(raft.replicated).input(...)
    * .mutation(({ ctx, input }) => ctx.raft.propose(toCommand(input)))`.
    */
-  readonly replicated: RaftReplicatedBuilder<Command, Result>;
+  readonly replicated: RaftReplicatedBuilder<Command, Result, Results>;
   /**
    * A mutation whose input is a command (validated with `command`) and whose output is its
    * result: `t.router({ execute: raft.replicatedMutation })`.
@@ -183,13 +217,17 @@ const formatRaftError = ({
  * The tRPC plugin of a {@link RaftNode}: replicated mutations (proposed through the node, which
  * forwards them to the leader on a follower), exactly-once with the client's stamp, linearizable
  * queries, and an opt-in admin router. Any state machine works: the types come from the node.
+ * For per-command results, pass a {@link RaftResultMap} as the third type argument:
+ * `createRaftProcedures<Command, Result, { open: OpenResult; ... }>(options)`.
  *
  * Errors of the node become `TRPCError`s with a fitting code and `error.data.raft` (see
  * `toRaftTrpcError` for the table), which `raftSessionLink` reads to retry.
  */
-export function createRaftProcedures<Command, Result>(
-  options: RaftProceduresOptions<Command, Result>,
-): RaftProcedures<Command, Result> {
+export function createRaftProcedures<
+  Command,
+  Result,
+  Results extends RaftResultMap = Record<never, never>,
+>(options: RaftProceduresOptions<Command, Result>): RaftProcedures<Command, Result, Results> {
   const { node } = options;
   const resolve = typeof node === 'function' ? node : () => node;
   const proposeTimeoutMs = options.proposeTimeoutMs ?? DEFAULT_PROPOSE_TIMEOUT_MS;
@@ -219,12 +257,12 @@ export function createRaftProcedures<Command, Result>(
       // Validated by `raftSessionInput` just before, which parses it away.
       const session = ((await getRawInput()) as RaftSessionInput).raftSession;
       let proposed = false;
-      const raft: RaftMutation<Command, Result> = {
+      const raft: RaftMutation<Command, Result, Results> = {
         get node() {
           return resolve();
         },
         session,
-        async propose(command) {
+        async propose<C extends Command>(command: C) {
           if (proposed && session !== undefined) {
             throw new TRPCError({
               code: 'INTERNAL_SERVER_ERROR',
@@ -236,7 +274,12 @@ export function createRaftProcedures<Command, Result>(
           const deadline = AbortSignal.timeout(proposeTimeoutMs);
           const wait = signal === undefined ? deadline : AbortSignal.any([signal, deadline]);
           try {
-            return await raftNode.propose(command, { session, signal: wait });
+            // The state machine answers each command with its own result: the map only names it.
+            return (await raftNode.propose(command, { session, signal: wait })) as RaftResultFor<
+              C,
+              Result,
+              Results
+            >;
           } catch (error) {
             throw mapError(error, raftNode, wait.aborted);
           }
