@@ -1,4 +1,3 @@
-import { EventEmitter } from 'node:events';
 import { validateConfig } from '../configuration.ts';
 import { RaftEngine } from '../engine/raft-engine.ts';
 import type { Ready, Role, SoftState } from '../engine/ready.ts';
@@ -37,6 +36,7 @@ import { ReadRequests } from './read-requests.ts';
 import { recoverNodeState, storage } from './recover-node-state.ts';
 import { SerialQueue } from './serial-queue.ts';
 import { SharedDeadline } from './shared-deadline.ts';
+import { TypedEvents } from './typed-events.ts';
 
 /** Options of {@link RaftNode.propose}. */
 export interface ProposeOptions {
@@ -103,7 +103,7 @@ export class RaftNode<Command, Result> {
   readonly #readTimeoutMs: number;
   readonly #forwardTimeoutMs: number;
 
-  readonly #events = new EventEmitter<RaftNodeEvents>();
+  readonly #events: TypedEvents<RaftNodeEvents> = new TypedEvents(() => this.#logger);
   /** Aborted when the node stops: cuts outgoing requests short. */
   readonly #lifetime = new AbortController();
   readonly #raftDeadline: SharedDeadline;
@@ -363,7 +363,7 @@ export class RaftNode<Command, Result> {
   }
 
   on<E extends RaftNodeEventName>(event: E, listener: (...args: RaftNodeEvents[E]) => void): this {
-    (this.#events as EventEmitter).on(event, listener as (...args: unknown[]) => void);
+    this.#events.on(event, listener);
     return this;
   }
 
@@ -371,12 +371,12 @@ export class RaftNode<Command, Result> {
     event: E,
     listener: (...args: RaftNodeEvents[E]) => void,
   ): this {
-    (this.#events as EventEmitter).once(event, listener as (...args: unknown[]) => void);
+    this.#events.once(event, listener);
     return this;
   }
 
   off<E extends RaftNodeEventName>(event: E, listener: (...args: RaftNodeEvents[E]) => void): this {
-    (this.#events as EventEmitter).off(event, listener as (...args: unknown[]) => void);
+    this.#events.off(event, listener);
     return this;
   }
 
@@ -864,11 +864,7 @@ export class RaftNode<Command, Result> {
   }
 
   #emit<E extends RaftNodeEventName>(event: E, ...args: RaftNodeEvents[E]): void {
-    try {
-      (this.#events as EventEmitter).emit(event, ...args);
-    } catch (error) {
-      this.#logger.warn({ event, err: error }, 'an event listener threw');
-    }
+    this.#events.emit(event, ...args);
   }
 }
 

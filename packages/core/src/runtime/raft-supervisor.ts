@@ -1,4 +1,3 @@
-import { EventEmitter } from 'node:events';
 import { NodeClosedError, NodeRecoveringError } from '../errors.ts';
 import type { NodeId } from '../log-entry.ts';
 import { type Logger, noopLogger } from '../logger.ts';
@@ -11,6 +10,7 @@ import type {
   SupervisedNodeOptions,
 } from './raft-supervisor-options.ts';
 import type { RaftSupervisorStatus } from './raft-supervisor-status.ts';
+import { TypedEvents } from './typed-events.ts';
 
 /** The node events passed on as they come; `fatal` is passed on after the supervisor reacted. */
 const FORWARDED_EVENTS = [
@@ -60,7 +60,7 @@ export class RaftSupervisor<Command, Result> {
   readonly #initialMs: number;
   readonly #maxMs: number;
   readonly #logger: Logger;
-  readonly #events = new EventEmitter<RaftSupervisorEvents>();
+  readonly #events: TypedEvents<RaftSupervisorEvents> = new TypedEvents(() => this.#logger);
   /** Aborted by `close()`: stops the back-off, the `open()` and the start under way. */
   readonly #lifetime = new AbortController();
   #id: NodeId | undefined;
@@ -166,7 +166,7 @@ export class RaftSupervisor<Command, Result> {
     event: E,
     listener: (...args: RaftSupervisorEvents[E]) => void,
   ): this {
-    (this.#events as EventEmitter).on(event, listener as (...args: unknown[]) => void);
+    this.#events.on(event, listener);
     return this;
   }
 
@@ -174,7 +174,7 @@ export class RaftSupervisor<Command, Result> {
     event: E,
     listener: (...args: RaftSupervisorEvents[E]) => void,
   ): this {
-    (this.#events as EventEmitter).once(event, listener as (...args: unknown[]) => void);
+    this.#events.once(event, listener);
     return this;
   }
 
@@ -182,7 +182,7 @@ export class RaftSupervisor<Command, Result> {
     event: E,
     listener: (...args: RaftSupervisorEvents[E]) => void,
   ): this {
-    (this.#events as EventEmitter).off(event, listener as (...args: unknown[]) => void);
+    this.#events.off(event, listener);
     return this;
   }
 
@@ -364,11 +364,7 @@ export class RaftSupervisor<Command, Result> {
   }
 
   #emit<E extends RaftSupervisorEventName>(event: E, ...args: RaftSupervisorEvents[E]): void {
-    try {
-      (this.#events as EventEmitter).emit(event, ...args);
-    } catch (error) {
-      this.#logger.warn({ event, err: error }, 'an event listener threw');
-    }
+    this.#events.emit(event, ...args);
   }
 }
 
