@@ -1,24 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { createTRPCClient, httpLink, type TRPCClient } from '@trpc/client';
 import type { NodeId, RaftNodeStatus } from '@tsraft/core';
+import { pickLoopbackPort } from '@tsraft/core/testing';
 import { raftFailoverLink, raftSessionLink } from '@tsraft/trpc-transport';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { KvAppRouter } from './fixtures/kv-app.ts';
 
 const ENTRY = fileURLToPath(new URL('./fixtures/kv-node.ts', import.meta.url));
 const SECRET = 'the cluster secret of the process tests';
-
-/** A port that was free a moment ago on 127.0.0.1. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 /** Every process any test started, killed in `afterAll` should a test not dispose of them. */
 const started = new Set<ChildProcess>();
@@ -38,7 +28,7 @@ class ProcessCluster {
 
   static async start(ids: readonly NodeId[]): Promise<ProcessCluster> {
     const urls: Record<NodeId, string> = {};
-    for (const id of ids) urls[id] = `http://127.0.0.1:${await freePort()}`;
+    for (const id of ids) urls[id] = `http://127.0.0.1:${await pickLoopbackPort()}`;
     const cluster = new ProcessCluster(urls);
     try {
       await Promise.all(ids.map((id) => cluster.#spawn(id)));

@@ -4,10 +4,10 @@
  * them, gives tRPC clients of their apps, and stops every process it started.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { createTRPCClient, httpLink, type TRPCClient } from '@trpc/client';
 import type { NodeId, RaftNodeStatus } from '@tsraft/core';
+import { pickLoopbackPort } from '@tsraft/core/testing';
 import { raftFailoverLink, raftSessionLink } from '@tsraft/trpc-transport';
 import type { BankAppRouter } from './app.ts';
 
@@ -31,16 +31,6 @@ export interface CallTrace {
   noAnswer: NodeId[];
   /** The node whose answer ended the call. */
   answeredBy: NodeId | undefined;
-}
-
-/** A port that was free a moment ago on 127.0.0.1. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no free port');
-  return address.port;
 }
 
 export class DemoCluster {
@@ -74,7 +64,7 @@ export class DemoCluster {
     dataDir: (id: NodeId) => string;
   }): Promise<DemoCluster> {
     const urls: Record<NodeId, string> = {};
-    for (const id of options.ids) urls[id] = `http://127.0.0.1:${await freePort()}`;
+    for (const id of options.ids) urls[id] = `http://127.0.0.1:${await pickLoopbackPort()}`;
     return new DemoCluster(urls, options.secret, options.dataDir);
   }
 

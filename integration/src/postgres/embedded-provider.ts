@@ -6,7 +6,7 @@ import { arch, platform } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { findFreePort } from './free-port.ts';
+import { pickLoopbackPort } from '@tsraft/core/testing';
 import type { PostgresProvider, PostgresServer, StartOptions } from './postgres-server.ts';
 import { PortInUseError, Postmaster } from './postmaster.ts';
 
@@ -101,7 +101,7 @@ class EmbeddedServer implements PostgresServer {
     await this.stop();
     const { binary, dataDir, owner } = this.#options;
     for (let attempt = 1; ; attempt++) {
-      const port = this.#port === 0 || attempt > 1 ? await findFreePort() : this.#port;
+      const port = this.#port === 0 || attempt > 1 ? await pickLoopbackPort() : this.#port;
       try {
         this.#postmaster = await Postmaster.start({
           binary,

@@ -16,6 +16,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import type { LogEntry, Message, PeerRequest } from '@tsraft/core';
+import { pickLoopbackPort } from '@tsraft/core/testing';
 import { raftInput } from '../src/peer-schemas.ts';
 import { PeerSignature, SIGNATURE_HEADERS } from '../src/peer-signature.ts';
 import { createPeerSuperjson } from '../src/peer-superjson.ts';
@@ -161,7 +162,7 @@ async function startReceiver(ports: number[]): Promise<() => void> {
 }
 
 async function main(): Promise<void> {
-  const ports = await Promise.all([0, 1].map(() => freePort()));
+  const ports = await Promise.all([0, 1].map(() => pickLoopbackPort()));
   const peers = { n1: `http://127.0.0.1:${ports[0]}`, n2: `http://127.0.0.1:${ports[1]}` };
   const stopReceiver = await startReceiver(ports);
   const n1 = createTrpcTransport({ nodeId: 'n1', peers, secret: SECRET, listen: false });
@@ -275,14 +276,6 @@ async function main(): Promise<void> {
   stopReceiver();
 
   await benchReplicatedMutations({ seconds });
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 if (values.serve === undefined) await main();

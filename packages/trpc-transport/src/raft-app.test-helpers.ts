@@ -16,12 +16,13 @@ import {
   KvStateMachine,
   type KvStateMachineOptions,
   MemoryLogStore,
+  pickLoopbackPort,
 } from '@tsraft/core/testing';
 import { expect } from 'vitest';
 import { z } from 'zod';
 import { raftFailoverLink } from './raft-failover-link.ts';
 import { raftSessionLink } from './raft-session-link.ts';
-import { freePort, SECRET } from './test-peers.test-helpers.ts';
+import { SECRET } from './test-peers.test-helpers.ts';
 import { createTrpcTransport } from './trpc-transport.ts';
 
 /** The value of the `x-admin` header that makes a caller an admin of the test apps. */
@@ -123,7 +124,7 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
   ): Promise<AppCluster<TRouter>> {
     const ids = options.ids ?? ['n1', 'n2', 'n3'];
     const urls: Record<NodeId, string> = {};
-    for (const id of ids) urls[id] = `http://127.0.0.1:${await freePort()}`;
+    for (const id of ids) urls[id] = `http://127.0.0.1:${await pickLoopbackPort()}`;
     const cluster = new AppCluster<TRouter>(urls);
     await Promise.all((options.running ?? ids).map((id) => cluster.#startNode(id, ids, options)));
     return cluster;

@@ -6,9 +6,10 @@ import {
   KvStateMachine,
   MemoryLogStore,
   MemorySnapshotStore,
+  pickLoopbackPort,
 } from '@tsraft/core/testing';
 import { describe, expect, it } from 'vitest';
-import { freePort, SECRET } from './test-peers.test-helpers.ts';
+import { SECRET } from './test-peers.test-helpers.ts';
 import { createTrpcTransport } from './trpc-transport.ts';
 
 type KvNode = RaftNode<KvCommand, KvResult>;
@@ -22,7 +23,7 @@ class LoopbackCluster {
   static async start(ids: NodeId[], faults?: FaultInjector): Promise<LoopbackCluster> {
     const cluster = new LoopbackCluster();
     const peers: Record<NodeId, string> = {};
-    for (const id of ids) peers[id] = `http://127.0.0.1:${await freePort()}`;
+    for (const id of ids) peers[id] = `http://127.0.0.1:${await pickLoopbackPort()}`;
     for (const id of ids) {
       const stateMachine = new KvStateMachine();
       cluster.machines.set(id, stateMachine);

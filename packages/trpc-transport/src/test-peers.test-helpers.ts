@@ -1,19 +1,9 @@
-import { createServer, type Server } from 'node:net';
 import type { NodeId, PeerHandler, PeerRequest } from '@tsraft/core';
+import { pickLoopbackPort } from '@tsraft/core/testing';
 import { PeerSignature, SIGNATURE_HEADERS } from './peer-signature.ts';
 import { createTrpcTransport, type TrpcTransport } from './trpc-transport.ts';
 
 export const SECRET = 'a cluster secret for the tests';
-
-/** A port that was free a moment ago on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  const server: Server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 export interface ReceivedRequest {
   readonly to: NodeId;
@@ -39,7 +29,7 @@ export class TestPeers {
   ): Promise<TestPeers> {
     const ids = options.ids ?? ['n1', 'n2'];
     const urls: Record<NodeId, string> = {};
-    for (const id of ids) urls[id] = `http://127.0.0.1:${await freePort()}`;
+    for (const id of ids) urls[id] = `http://127.0.0.1:${await pickLoopbackPort()}`;
     const peers = new TestPeers(urls);
     for (const id of ids) {
       const transport = createTrpcTransport({

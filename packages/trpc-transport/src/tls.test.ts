@@ -2,9 +2,10 @@ import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import type { NodeId, PeerRequest } from '@tsraft/core';
+import { pickLoopbackPort } from '@tsraft/core/testing';
 import { describe, expect, it } from 'vitest';
 import type { PeerFetch } from './peer-client.ts';
-import { freePort, SECRET } from './test-peers.test-helpers.ts';
+import { SECRET } from './test-peers.test-helpers.ts';
 import { createTrpcTransport } from './trpc-transport.ts';
 
 const cert = readFileSync(new URL('./fixtures/tls/cert.pem', import.meta.url));
@@ -45,8 +46,8 @@ const ping: PeerRequest = { type: 'raft', messages: [] };
 describe('the peer transport over HTTPS (the tls option)', () => {
   it('carries requests between nodes over TLS, and a client that does not trust the certificate is refused', async () => {
     const peers: Record<NodeId, string> = {
-      n1: `https://127.0.0.1:${await freePort()}`,
-      n2: `https://127.0.0.1:${await freePort()}`,
+      n1: `https://127.0.0.1:${await pickLoopbackPort()}`,
+      n2: `https://127.0.0.1:${await pickLoopbackPort()}`,
     };
     const received: NodeId[] = [];
     const open = (id: NodeId, fetch?: PeerFetch) =>

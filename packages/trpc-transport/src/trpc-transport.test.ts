@@ -2,8 +2,9 @@ import { Buffer } from 'node:buffer';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { LogEntry, Message, PeerRequest } from '@tsraft/core';
+import { pickLoopbackPort } from '@tsraft/core/testing';
 import { describe, expect, it } from 'vitest';
-import { freePort, randomBytes, SECRET, TestPeers } from './test-peers.test-helpers.ts';
+import { randomBytes, SECRET, TestPeers } from './test-peers.test-helpers.ts';
 import { createTrpcTransport } from './trpc-transport.ts';
 
 const entry = (index: number, data: Uint8Array): LogEntry => ({
@@ -164,11 +165,14 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
   });
 
   it('rejects fast when the peer is unreachable, and never retries', async () => {
-    const port = await freePort();
+    const port = await pickLoopbackPort();
     await using transport = disposable(
       createTrpcTransport({
         nodeId: 'n1',
-        peers: { n1: `http://127.0.0.1:${await freePort()}`, n2: `http://127.0.0.1:${port}` },
+        peers: {
+          n1: `http://127.0.0.1:${await pickLoopbackPort()}`,
+          n2: `http://127.0.0.1:${port}`,
+        },
         secret: SECRET,
       }),
     );

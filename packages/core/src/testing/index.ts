@@ -17,6 +17,7 @@ export {
   type KvStateMachineOptions,
 } from './kv-state-machine.ts';
 export * from './linearizability/index.ts';
+export { pickLoopbackPort } from './loopback-port.ts';
 export {
   type MemoryLogDurableState,
   MemoryLogStore,
