@@ -248,6 +248,48 @@ describe('RaftNode', () => {
     ).resolves.not.toBeUndefined();
   });
 
+  it('batches reads that arrive together into one ReadIndex request; a read that starts after the request left asks anew, so it sees writes completed before it (thesis 6.4)', async () => {
+    await using cluster = await TestCluster.start();
+    const leader = await cluster.waitForLeader();
+    const id = cluster.ids.find((other) => other !== leader.id)!;
+    await cluster.stopNode(id);
+    const inner = cluster.network.transport(id);
+    const readIndexRequests: string[] = [];
+    let release = (): void => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // Holds every request that carries a ReadIndex request until `release`.
+    const gated: Transport = {
+      request: async (to, request, options) => {
+        if (request.type === 'raft') {
+          const reads = request.messages.filter((m) => m.type === 'read-index');
+          if (reads.length > 0) {
+            readIndexRequests.push(...reads.map((m) => m.id));
+            await gate;
+          }
+        }
+        return inner.request(to, request, options);
+      },
+      listen: (handler) => inner.listen(handler),
+      close: () => inner.close(),
+    };
+    const follower = await cluster.startNode(id, { transport: gated });
+    const machine = cluster.disk(id).stateMachine;
+    await waitFor(() => follower.status().leaderId !== null);
+    await leader.propose(put('x', '1'));
+    const early = Array.from({ length: 10 }, () => follower.read(() => machine.get('x')));
+    await waitFor(() => readIndexRequests.length > 0, { what: 'the first ReadIndex request' });
+    await leader.propose(put('x', '2'));
+    const late = follower.read(() => machine.get('x'));
+    await waitFor(() => readIndexRequests.length > 1, { what: 'a second ReadIndex request' });
+    release();
+    // The early reads overlap the write: either value is linearizable.
+    for (const value of await Promise.all(early)) expect(['1', '2']).toContain(value);
+    await expect(late).resolves.toBe('2');
+    expect(readIndexRequests).toHaveLength(2);
+  });
+
   it('fails a linearizable read on a node cut off from the leader with ReadUnavailableError', async () => {
     await using cluster = await TestCluster.start({ node: { readTimeoutMs: 200 } });
     const leader = await cluster.waitForLeader();

@@ -135,6 +135,7 @@ export class RaftNode<Command, Result> {
   #commitIndex = 0;
   #lastTimestamp = 0;
   #readSeq = 0;
+  #openReadBatch: { readonly id: string; readonly applied: Promise<void> } | undefined;
 
   private constructor(init: RaftNodeInit<Command, Result>) {
     const { options } = init;
@@ -271,32 +272,49 @@ export class RaftNode<Command, Result> {
     const { signal } = options;
     signal?.throwIfAborted();
     if ((options.consistency ?? 'linearizable') === 'local') return await fn();
-    // Without a caller's signal, reads share deadline timers (the common, hot case).
-    using linked =
-      signal === undefined
-        ? undefined
-        : linkedSignal({ parents: [signal], timeoutMs: this.#readTimeoutMs });
-    const waitSignal = linked?.signal ?? this.#readDeadline.signal();
-    const id = `${this.#readIdPrefix}:${++this.#readSeq}`;
     try {
-      const readIndex = this.#reads.add(id, waitSignal);
-      this.#engine.readIndex(id);
-      this.#kick();
-      const index = await readIndex;
-      await this.#appliedWaiters.wait(index, waitSignal);
+      await abortable(this.#joinReadBatch(), signal);
     } catch (error) {
-      this.#engine.abandonRead(id);
       signal?.throwIfAborted();
-      if (isTimeout(waitSignal)) {
-        throw new ReadUnavailableError(
-          `the read could not be confirmed and applied within ${this.#readTimeoutMs} ms`,
-          { cause: error },
-        );
-      }
       throw error;
     }
     this.#throwIfStopped();
     return await fn();
+  }
+
+  /**
+   * The linearizable read batch that reads join until the consensus loop hands it to the engine
+   * (thesis 6.4): a burst of reads costs one ReadIndex request, one heartbeat round and one wait
+   * for the applied index. The engine takes the read index when the batch is handed over, after
+   * every read of the batch arrived, so each read sees every write completed before it started.
+   * Settles once this node applied up to the read index, or rejects with ReadUnavailableError.
+   */
+  #joinReadBatch(): Promise<void> {
+    if (this.#openReadBatch !== undefined) return this.#openReadBatch.applied;
+    const id = `${this.#readIdPrefix}:${++this.#readSeq}`;
+    const deadline = this.#readDeadline.signal();
+    const applied = this.#reads
+      .add(id, deadline)
+      .then((index) => this.#appliedWaiters.wait(index, deadline))
+      .catch((error: unknown) => {
+        this.#engine.abandonRead(id);
+        if (!isTimeout(deadline)) throw error;
+        throw new ReadUnavailableError(
+          `the read could not be confirmed and applied within ${this.#readTimeoutMs} ms`,
+          { cause: error },
+        );
+      });
+    this.#openReadBatch = { id, applied };
+    this.#kick();
+    return applied;
+  }
+
+  /** Hands the open read batch, if any, to the engine; later reads start a new batch. */
+  #closeReadBatch(): void {
+    const batch = this.#openReadBatch;
+    if (batch === undefined) return;
+    this.#openReadBatch = undefined;
+    this.#engine.readIndex(batch.id);
   }
 
   /** The engine's state, the applied index and whether the node is closed. */
@@ -413,6 +431,8 @@ export class RaftNode<Command, Result> {
     if (this.#stopped !== undefined || this.#driving !== undefined) return;
     this.#driving = this.#drive().finally(() => {
       this.#driving = undefined;
+      // A read that arrived after the loop's last look at the batch must not wait for a tick.
+      if (this.#openReadBatch !== undefined) this.#kick();
     });
   }
 
@@ -420,7 +440,9 @@ export class RaftNode<Command, Result> {
     // Let inputs that arrived in the same turn of the event loop join this Ready.
     await new Promise<void>((resolve) => queueMicrotask(resolve));
     try {
-      while (this.#stopped === undefined && this.#engine.hasReady()) {
+      while (this.#stopped === undefined) {
+        this.#closeReadBatch();
+        if (!this.#engine.hasReady()) return;
         const ready = this.#engine.ready();
         this.#readiesTaken++;
         if (isEmpty(ready)) {
