@@ -6,7 +6,6 @@ import { arch, platform } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { pickLoopbackPort } from '@tsraft/core/testing';
 import type { PostgresProvider, PostgresServer, StartOptions } from './postgres-server.ts';
 import { PortInUseError, Postmaster } from './postmaster.ts';
 
@@ -100,6 +99,9 @@ class EmbeddedServer implements PostgresServer {
     this.#assertNotDisposed('restart');
     await this.stop();
     const { binary, dataDir, owner } = this.#options;
+    // Loaded here, not at the top: Vitest's global setup imports this module (through
+    // selectProvider) before workspace sources resolve, and never starts a server.
+    const { pickLoopbackPort } = await import('@tsraft/core/testing');
     for (let attempt = 1; ; attempt++) {
       const port = this.#port === 0 || attempt > 1 ? await pickLoopbackPort() : this.#port;
       try {

@@ -17,8 +17,8 @@ export interface SelectProviderOptions {
  *
  * - `TSRAFT_PG_PROVIDER=testcontainers|embedded|external` forces a provider; any other non-empty
  *   value throws.
- * - Otherwise: `testcontainers` when a Docker engine answers (a quick probe, at most 5 s), else
- *   `embedded`, which needs nothing but npm.
+ * - Otherwise: `testcontainers` when a Docker engine answers (a quick probe, at most 5 s) and
+ *   has the image or can pull it, else `embedded`, which needs nothing but npm.
  *
  * Logs one line with the choice and the reason, e.g.
  * `[postgres] no Docker engine answered (...); using the embedded provider`.
@@ -34,11 +34,18 @@ export async function selectProvider(
     return provider;
   }
   const docker = await probeDockerEngine(signal ? { signal } : {});
-  const provider = createProvider(docker.available ? 'testcontainers' : 'embedded');
-  log(
-    `[postgres] ${docker.available ? docker.detail : docker.reason}; using the ${describe(provider)}`,
-  );
-  return provider;
+  if (!docker.available) {
+    log(`[postgres] ${docker.reason}; using the embedded provider`);
+    return createProvider('embedded');
+  }
+  const containers = new TestcontainersProvider();
+  const unavailable = await containers.unavailableReason();
+  if (unavailable !== undefined) {
+    log(`[postgres] ${docker.detail}, but: ${unavailable} Using the embedded provider`);
+    return createProvider('embedded');
+  }
+  log(`[postgres] ${docker.detail}; using the ${describe(containers)}`);
+  return containers;
 }
 
 /** The provider `TSRAFT_PG_PROVIDER` names, or `undefined` when it is unset or empty. */

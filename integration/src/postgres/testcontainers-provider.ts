@@ -72,6 +72,19 @@ export class TestcontainersProvider implements PostgresProvider {
     return server;
   }
 
+  /**
+   * Why this provider cannot start servers here, or `undefined` when its image is present or was
+   * just pulled. For choosing a provider; never throws.
+   */
+  async unavailableReason(): Promise<string | undefined> {
+    try {
+      await this.#ensureImage(await runtimeClient());
+      return undefined;
+    } catch (error) {
+      return messageOf(error);
+    }
+  }
+
   /** Pulls the image when it is missing, turning the registry's error into one that says what to do. */
   async #ensureImage(client: ContainerRuntimeClient): Promise<void> {
     const imageName = ImageName.fromString(this.#image);
