@@ -3,7 +3,7 @@ import type { AnyTRPCRouter } from '@trpc/server';
 import type { NodeId, PeerRequest, PeerResponse } from '@tsraft/core';
 import { peerResponse } from './peer-schemas.ts';
 import { type PeerSignature, SIGNATURE_HEADERS } from './peer-signature.ts';
-import { createPeerSuperjson } from './peer-superjson.ts';
+import { peerTransformer } from './peer-wire.ts';
 
 /** The `fetch` the peer client sends with; the global one by default. */
 export type PeerFetch = (url: string, init: RequestInit) => Promise<Response>;
@@ -25,7 +25,7 @@ export interface PeerClientOptions {
 
 /**
  * The client of one peer: tRPC's untyped client over `httpLink` (one HTTP request per call, no
- * batching, no retries) with the private superjson transformer; every request is signed. An
+ * batching, no retries) with the package's wire encoding (`peer-wire.ts`); every request is signed. An
  * answer that is not a well-formed {@link PeerResponse} rejects.
  */
 export class PeerClient {
@@ -57,7 +57,7 @@ export class PeerClient {
       links: [
         httpLink({
           url,
-          transformer: createPeerSuperjson(),
+          transformer: peerTransformer,
           fetch: signedFetch as typeof fetch,
         }),
       ],

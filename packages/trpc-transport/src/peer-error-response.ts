@@ -14,7 +14,7 @@ const CODE_BY_STATUS: { readonly [S in PeerErrorStatus]: TRPC_ERROR_CODE_KEY } =
 };
 
 /**
- * Answers with an error in the shape tRPC's own errors have (superjson-wrapped), so a tRPC client
+ * Answers with an error in the shape tRPC's own errors have (wrapped as `{ json }`, see `peer-wire.ts`), so a tRPC client
  * reports the message as it would for an error of a procedure. Never a stack trace.
  * `closeConnection` asks the client to drop the connection (a body was left unread).
  */

@@ -2,7 +2,7 @@ import { type AnyTRPCRouter, initTRPC, TRPCError } from '@trpc/server';
 import type { Message, NodeId, PeerHandler, PeerRequest, PeerResponse } from '@tsraft/core';
 import { z } from 'zod';
 import { proposeInput, raftInput, snapshotInput } from './peer-schemas.ts';
-import { createPeerSuperjson } from './peer-superjson.ts';
+import { peerTransformer } from './peer-wire.ts';
 
 /** What every peer procedure knows about its request, once the request is authenticated. */
 export interface PeerContext {
@@ -14,12 +14,12 @@ export interface PeerContext {
 }
 
 /**
- * The package's own tRPC instance. It is never merged into a user's router: its transformer is a
- * private superjson instance, and its errors never carry a stack trace (`isDev: false`, and the
+ * The package's own tRPC instance. It is never merged into a user's router: its transformer is the
+ * package's own wire encoding (`peer-wire.ts`), and its errors never carry a stack trace (`isDev: false`, and the
  * formatter drops `stack` whatever the environment says).
  */
 const t = initTRPC.context<PeerContext>().create({
-  transformer: createPeerSuperjson(),
+  transformer: peerTransformer,
   isDev: false,
   isServer: true,
   errorFormatter: ({ shape, error }) => {

@@ -1,17 +1,19 @@
 import type { Message, PeerResponse } from '@tsraft/core';
 import { z } from 'zod';
+import { wireBytes } from './peer-wire.ts';
 
 /**
- * Zod schemas of what travels between peers. They check envelopes (message type, sender,
- * receiver, term and index numbers, array shapes, that payloads are bytes), never the contents
- * of entry payloads: those are the state machine's business, and checking them on the hot path
- * would cost every AppendEntries.
+ * Zod schemas of what travels between peers, as it arrives (see `peer-wire.ts`): they check
+ * envelopes (message type, sender, receiver, term and index numbers, array shapes, that payloads
+ * are base64) and decode payloads into `Uint8Array`s, never look into the contents of entry
+ * payloads: those are the state machine's business, and checking them on the hot path would cost
+ * every AppendEntries.
  */
 
 const nodeId = z.string().min(1).max(256);
 /** Terms and indexes: non-negative safe integers. */
 const count = z.int().min(0);
-const bytes = z.instanceof(Uint8Array, { message: 'expected binary data (Uint8Array)' });
+const bytes = wireBytes;
 
 const addressing = { from: nodeId, to: nodeId, term: count };
 
@@ -82,21 +84,23 @@ const message = z.discriminatedUnion('type', [
 ]);
 
 /** Input of the `raft` procedure: a batch of protocol messages. */
-export const raftInput: z.ZodType<{ messages: Message[] }> = z.object({
+export const raftInput: z.ZodType<{ messages: Message[] }, unknown> = z.object({
   messages: z.array(message),
 });
 
 /** Input of the `propose` procedure: an encoded command envelope a follower forwards. */
-export const proposeInput: z.ZodType<{ envelope: Uint8Array }> = z.object({ envelope: bytes });
+export const proposeInput: z.ZodType<{ envelope: Uint8Array }, unknown> = z.object({
+  envelope: bytes,
+});
 
 /** Input of the `snapshot` procedure: an InstallSnapshot message and the snapshot's bytes. */
-export const snapshotInput: z.ZodType<{
-  message: Message & { type: 'snapshot' };
-  data: Uint8Array;
-}> = z.object({ message: installSnapshot, data: bytes });
+export const snapshotInput: z.ZodType<
+  { message: Message & { type: 'snapshot' }; data: Uint8Array },
+  unknown
+> = z.object({ message: installSnapshot, data: bytes });
 
 /** What a peer may answer; the client checks every answer against it. */
-export const peerResponse: z.ZodType<PeerResponse> = z.discriminatedUnion('type', [
+export const peerResponse: z.ZodType<PeerResponse, unknown> = z.discriminatedUnion('type', [
   z.object({ type: z.literal('ack') }),
   z.object({ type: z.literal('proposed'), result: bytes }),
   z.object({

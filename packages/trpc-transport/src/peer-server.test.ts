@@ -2,10 +2,11 @@ import { request as httpRequest } from 'node:http';
 import type { Message } from '@tsraft/core';
 import { describe, expect, it } from 'vitest';
 import { createTrpcPeerServer } from './peer-server.ts';
-import { createPeerSuperjson } from './peer-superjson.ts';
+import { peerTransformer } from './peer-wire.ts';
 import { SECRET, signedPost, TestPeers } from './test-peers.test-helpers.ts';
 
-const superjson = createPeerSuperjson();
+/** A request body as the peer client writes it. */
+const encode = (value: unknown): string => JSON.stringify(peerTransformer.serialize(value));
 
 const heartbeat: Message = {
   type: 'heartbeat',
@@ -15,7 +16,7 @@ const heartbeat: Message = {
   commit: 0,
   round: 0,
 };
-const goodBody = superjson.stringify({ messages: [heartbeat] });
+const goodBody = encode({ messages: [heartbeat] });
 const PATH = '/raft/raft';
 
 /** An error body must say what went wrong, and nothing about the server's insides. */
@@ -30,7 +31,9 @@ describe('the peer server refuses bad requests over real HTTP, and keeps serving
     await using peers = await TestPeers.start();
     const answer = await signedPost(peers.url('n2'), PATH, goodBody);
     expect(answer.status).toBe(200);
-    expect(superjson.deserialize(JSON.parse(answer.text).result.data)).toEqual({ type: 'ack' });
+    expect(peerTransformer.deserialize(JSON.parse(answer.text).result.data)).toEqual({
+      type: 'ack',
+    });
     expect(peers.received).toHaveLength(1);
   });
 
@@ -38,7 +41,7 @@ describe('the peer server refuses bad requests over real HTTP, and keeps serving
     ['an unknown node id', { from: 'mallory' }, /not a peer/],
     ['a wrong secret', { secret: 'not the cluster secret at all' }, /signature/],
     ['a request signed for another node', { to: 'n3' }, /signature/],
-    ['a tampered body', { signedBody: superjson.stringify({ messages: [] }) }, /signature/],
+    ['a tampered body', { signedBody: encode({ messages: [] }) }, /signature/],
     ['a stale timestamp', { timestamp: Date.now() - 10 * 60_000 }, /timestamp/],
     ['no signature', { headers: { 'x-tsraft-signature': '' } }, /no node id/],
   ])('answers 401 to %s; the handler is never reached', async (_name, forged, message) => {
@@ -53,25 +56,13 @@ describe('the peer server refuses bad requests over real HTTP, and keeps serving
 
   it.each([
     ['malformed JSON', '{"json": {"messages": [', /malformed JSON/],
+    ['a wrong message type', encode({ messages: [{ ...heartbeat, type: 'coup' }] }), /type/],
+    ['a missing term', encode({ messages: [{ ...heartbeat, term: undefined }] }), /term/],
+    ['a negative index', encode({ messages: [{ ...heartbeat, commit: -1 }] }), /commit/],
+    ['a fractional term', encode({ messages: [{ ...heartbeat, term: 1.5 }] }), /term/],
+    ['messages that are not an array', encode({ messages: 'many' }), /messages/],
     [
-      'a wrong message type',
-      superjson.stringify({ messages: [{ ...heartbeat, type: 'coup' }] }),
-      /type/,
-    ],
-    [
-      'a missing term',
-      superjson.stringify({ messages: [{ ...heartbeat, term: undefined }] }),
-      /term/,
-    ],
-    [
-      'a negative index',
-      superjson.stringify({ messages: [{ ...heartbeat, commit: -1 }] }),
-      /commit/,
-    ],
-    ['a fractional term', superjson.stringify({ messages: [{ ...heartbeat, term: 1.5 }] }), /term/],
-    ['messages that are not an array', superjson.stringify({ messages: 'many' }), /messages/],
-    [
-      'entry data that is not binary',
+      'entry data that is not base64',
       JSON.stringify({
         json: {
           messages: [
@@ -83,7 +74,7 @@ describe('the peer server refuses bad requests over real HTTP, and keeps serving
               prevIndex: 0,
               prevTerm: 0,
               commit: 0,
-              entries: [{ index: 1, term: 1, type: 'command', data: 'text' }],
+              entries: [{ index: 1, term: 1, type: 'command', data: 'plain text' }],
             },
           ],
         },
@@ -92,15 +83,11 @@ describe('the peer server refuses bad requests over real HTTP, and keeps serving
     ],
     [
       'a message from a forged sender',
-      superjson.stringify({ messages: [{ ...heartbeat, from: 'n3' }] }),
+      encode({ messages: [{ ...heartbeat, from: 'n3' }] }),
       /sender/,
     ],
-    [
-      'a message for another node',
-      superjson.stringify({ messages: [{ ...heartbeat, to: 'n3' }] }),
-      /addressed/,
-    ],
-    ['a proposal without an envelope', superjson.stringify({}), /envelope/],
+    ['a message for another node', encode({ messages: [{ ...heartbeat, to: 'n3' }] }), /addressed/],
+    ['a proposal without an envelope', encode({}), /envelope/],
     [
       'a proposal whose binary envelope is not base64 text',
       JSON.stringify({
@@ -124,7 +111,7 @@ describe('the peer server refuses bad requests over real HTTP, and keeps serving
 
   it('answers 413 to a body over the limit, announced or not, and never buffers it', async () => {
     await using peers = await TestPeers.start({ maxBodyBytes: 4096 });
-    const big = superjson.stringify({ messages: [heartbeat], padding: 'x'.repeat(8192) });
+    const big = encode({ messages: [heartbeat], padding: 'x'.repeat(8192) });
     const announced = await signedPost(peers.url('n2'), PATH, big);
     expect(announced.status).toBe(413);
     expectCleanError(announced.text, /exceeds the limit of 4096 bytes/);
