@@ -1,5 +1,3 @@
-import { createTRPCUntypedClient, httpLink, type TRPCUntypedClient } from '@trpc/client';
-import type { AnyTRPCRouter } from '@trpc/server';
 import type { NodeId, PeerRequest, PeerResponse } from '@tsraft/core';
 import { peerResponse } from './peer-schemas.ts';
 import { type PeerSignature, SIGNATURE_HEADERS } from './peer-signature.ts';
@@ -24,44 +22,31 @@ export interface PeerClientOptions {
 }
 
 /**
- * The client of one peer: tRPC's untyped client over `httpLink` (one HTTP request per call, no
- * batching, no retries) with the package's wire encoding (`peer-wire.ts`); every request is signed. An
- * answer that is not a well-formed {@link PeerResponse} rejects.
+ * The client of one peer. Each call is one signed HTTP request of tRPC's wire protocol for a
+ * mutation (`POST <basePath>/<procedure>`, the input as the body, the answer as
+ * `{ result: { data } }` or `{ error }`), in the package's wire encoding (`peer-wire.ts`): what
+ * tRPC's untyped client with `httpLink` sends, without its link chain, observables and
+ * per-request abort controllers. No batching, no retries. An answer that is not a well-formed
+ * {@link PeerResponse} rejects.
  */
 export class PeerClient {
-  readonly #client: TRPCUntypedClient<AnyTRPCRouter>;
+  readonly #from: NodeId;
+  readonly #to: NodeId;
+  readonly #signature: PeerSignature;
+  readonly #fetch: PeerFetch;
+  /** The origin, e.g. `http://10.0.0.2:4100`. */
+  readonly #origin: string;
+  /** The path of the procedures, e.g. `/raft`, without a trailing slash. */
+  readonly #path: string;
 
   constructor(options: PeerClientOptions) {
     const base = new URL(options.basePath, new URL(options.baseUrl));
-    const origin = base.origin;
-    const url = base.href;
-    const send: PeerFetch = options.fetch ?? ((input, init) => fetch(input, init));
-    const { from, to, signature } = options;
-    const signedFetch = (input: string, init: RequestInit): Promise<Response> => {
-      const timestamp = String(Date.now());
-      const method = init.method ?? 'GET';
-      const body = typeof init.body === 'string' ? init.body : '';
-      const path = input.startsWith(origin) ? input.slice(origin.length) : input;
-      const signed = signature.sign({ method, path, from, to, timestamp }, body);
-      return send(input, {
-        ...init,
-        headers: {
-          ...(init.headers as Record<string, string>),
-          [SIGNATURE_HEADERS.from]: from,
-          [SIGNATURE_HEADERS.timestamp]: timestamp,
-          [SIGNATURE_HEADERS.signature]: signed,
-        },
-      });
-    };
-    this.#client = createTRPCUntypedClient<AnyTRPCRouter>({
-      links: [
-        httpLink({
-          url,
-          transformer: peerTransformer,
-          fetch: signedFetch as typeof fetch,
-        }),
-      ],
-    });
+    this.#origin = base.origin;
+    this.#path = base.pathname.replace(/\/+$/, '');
+    this.#from = options.from;
+    this.#to = options.to;
+    this.#signature = options.signature;
+    this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
   }
 
   /**
@@ -69,8 +54,37 @@ export class PeerClient {
    * peer answers with an error status, or when its answer is malformed.
    */
   async request(request: PeerRequest, signal: AbortSignal): Promise<PeerResponse> {
-    // The procedure is the request's type; the envelope schemas drop the `type` field itself.
-    const answer = await this.#client.mutation(request.type, request, { signal });
-    return peerResponse.parse(answer);
+    // The procedure is the request's type; the input is the rest.
+    const { type, ...input } = request;
+    const path = `${this.#path}/${type}`;
+    const body = JSON.stringify(peerTransformer.serialize(input));
+    const timestamp = String(Date.now());
+    const parts = { method: 'POST', path, from: this.#from, to: this.#to, timestamp };
+    const response = await this.#fetch(this.#origin + path, {
+      method: 'POST',
+      body,
+      signal,
+      headers: {
+        'content-type': 'application/json',
+        [SIGNATURE_HEADERS.from]: this.#from,
+        [SIGNATURE_HEADERS.timestamp]: timestamp,
+        [SIGNATURE_HEADERS.signature]: this.#signature.sign(parts, body),
+      },
+    });
+    const text = await response.text();
+    let answer: { result?: { data?: unknown }; error?: unknown };
+    try {
+      answer = JSON.parse(text);
+    } catch {
+      throw new Error(
+        `peer "${this.#to}" answered ${response.status} with a body that is not JSON`,
+      );
+    }
+    if (!response.ok || answer?.result === undefined) {
+      const error = peerTransformer.deserialize(answer?.error) as { message?: unknown } | undefined;
+      const message = typeof error?.message === 'string' ? error.message : 'no message';
+      throw new Error(`peer "${this.#to}" answered ${response.status}: ${message}`);
+    }
+    return peerResponse.parse(peerTransformer.deserialize(answer.result.data));
   }
 }

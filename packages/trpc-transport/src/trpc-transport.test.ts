@@ -258,6 +258,22 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
     }
   });
 
+  it("rejects with the peer's error status and message, and the handler is never reached", async () => {
+    await using peers = await TestPeers.start();
+    await using forger = disposable(
+      createTrpcTransport({
+        nodeId: 'n1',
+        peers: peers.urls,
+        secret: 'not the cluster secret at all',
+        listen: false,
+      }),
+    );
+    await expect(
+      forger.request('n2', { type: 'raft', messages: [] }, timeout(5000)),
+    ).rejects.toThrow(/answered 401: .*signature/);
+    expect(peers.received).toHaveLength(0);
+  });
+
   it('close() aborts requests in flight and refuses new ones', async () => {
     await using peers = await TestPeers.start({
       answer: () => new Promise((resolve) => setTimeout(() => resolve({ type: 'ack' }), 2000)),
