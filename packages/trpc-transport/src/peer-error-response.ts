@@ -1,13 +1,14 @@
 import type { ServerResponse } from 'node:http';
 import { type TRPC_ERROR_CODE_KEY, TRPC_ERROR_CODES_BY_KEY } from '@trpc/server/rpc';
 
-/** The HTTP statuses the peer server answers before a request reaches tRPC. */
-export type PeerErrorStatus = 400 | 401 | 404 | 413 | 500 | 503;
+/** The HTTP statuses of the peer server's error answers. */
+export type PeerErrorStatus = 400 | 401 | 404 | 405 | 413 | 500 | 503;
 
 const CODE_BY_STATUS: { readonly [S in PeerErrorStatus]: TRPC_ERROR_CODE_KEY } = {
   400: 'BAD_REQUEST',
   401: 'UNAUTHORIZED',
   404: 'NOT_FOUND',
+  405: 'METHOD_NOT_SUPPORTED',
   413: 'PAYLOAD_TOO_LARGE',
   500: 'INTERNAL_SERVER_ERROR',
   503: 'SERVICE_UNAVAILABLE',

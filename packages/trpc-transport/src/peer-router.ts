@@ -1,4 +1,4 @@
-import { type AnyTRPCRouter, initTRPC, TRPCError } from '@trpc/server';
+import { initTRPC, TRPCError } from '@trpc/server';
 import type { Message, NodeId, PeerHandler, PeerRequest, PeerResponse } from '@tsraft/core';
 import { z } from 'zod';
 import { proposeInput, raftInput, snapshotInput } from './peer-schemas.ts';
@@ -14,25 +14,11 @@ export interface PeerContext {
 }
 
 /**
- * The package's own tRPC instance. It is never merged into a user's router: its transformer is the
- * package's own wire encoding (`peer-wire.ts`), and its errors never carry a stack trace (`isDev: false`, and the
- * formatter drops `stack` whatever the environment says).
+ * The package's own tRPC instance. It is never merged into a user's router; its transformer is
+ * the package's own wire encoding (`peer-wire.ts`). Its procedures are called by the peer server
+ * (`callPeerProcedure`), which formats errors itself, without a stack trace.
  */
-const t = initTRPC.context<PeerContext>().create({
-  transformer: peerTransformer,
-  isDev: false,
-  isServer: true,
-  errorFormatter: ({ shape, error }) => {
-    const { stack: _stack, ...data } = shape.data;
-    const message =
-      error.cause instanceof z.ZodError
-        ? `invalid request: ${z.prettifyError(error.cause)}`
-        : error.cause instanceof SyntaxError
-          ? `malformed JSON: ${shape.message}`
-          : shape.message;
-    return { ...shape, message, data };
-  },
-});
+const t = initTRPC.context<PeerContext>().create({ transformer: peerTransformer, isServer: true });
 
 const neverAborted = new AbortController().signal;
 
@@ -77,9 +63,44 @@ const router = t.router({
   }),
 });
 
+const createCaller = t.createCallerFactory(router);
+
+/** The names of the peer procedures: one per {@link PeerRequest} type. */
+export type PeerProcedure = PeerRequest['type'];
+
+/** Whether `name` names a peer procedure. */
+export function isPeerProcedure(name: string): name is PeerProcedure {
+  return Object.hasOwn(router._def.procedures, name);
+}
+
 /**
- * The router of the peer procedures. Typed loosely on purpose: its precise type is big, and
- * clients call it through tRPC's untyped client (the procedure is the request's `type`) and check
- * every answer against `peerResponse`.
+ * Calls the procedure `name` as tRPC does for an HTTP request: validates `input` (as it arrived,
+ * unwrapped from the wire envelope) against the procedure's schema, checks addressing, and hands
+ * it to the context's handler. Rejects with a `TRPCError`: BAD_REQUEST for an invalid input (see
+ * {@link peerErrorMessage}), INTERNAL_SERVER_ERROR when the handler throws.
  */
-export const peerRouter: AnyTRPCRouter = router;
+export async function callPeerProcedure(
+  ctx: PeerContext,
+  name: PeerProcedure,
+  input: unknown,
+  signal: AbortSignal,
+): Promise<PeerResponse> {
+  try {
+    return await createCaller(ctx, { signal })[name](input as never);
+  } catch (error) {
+    throw error instanceof TRPCError
+      ? error
+      : new TRPCError({ code: 'INTERNAL_SERVER_ERROR', message: messageOf(error), cause: error });
+  }
+}
+
+/** What an error answer says about `error`: what is wrong with the request, never a stack. */
+export function peerErrorMessage(error: TRPCError): string {
+  return error.cause instanceof z.ZodError
+    ? `invalid request: ${z.prettifyError(error.cause)}`
+    : error.message;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -145,7 +145,7 @@ describe('the peer server refuses bad requests over real HTTP, and keeps serving
     expect((await signedPost(peers.url('n2'), PATH, goodBody)).status).toBe(200);
   });
 
-  it('answers 404 outside the procedures, and a handler error without its stack', async () => {
+  it('answers 404 outside the procedures, 405 to other methods than POST, and a handler error without its stack', async () => {
     await using peers = await TestPeers.start({
       answer: () => {
         throw new Error('the handler broke');
@@ -153,6 +153,12 @@ describe('the peer server refuses bad requests over real HTTP, and keeps serving
     });
     expect((await signedPost(peers.url('n2'), '/raft/nope', goodBody)).status).toBe(404);
     expect((await signedPost(peers.url('n2'), '/other', goodBody)).status).toBe(404);
+    expect((await signedPost(peers.url('n2'), '/raft?raft', goodBody)).status).toBe(404);
+    const put = await signedPost(peers.url('n2'), PATH, goodBody, { method: 'PUT' });
+    expect(put.status).toBe(405);
+    expectCleanError(put.text, /POST/);
+    expect(peers.received).toHaveLength(0);
+    expect((await signedPost(peers.url('n2'), `${PATH}?unused=1`, goodBody)).status).toBe(500);
     const failed = await signedPost(peers.url('n2'), PATH, goodBody);
     expect(failed.status).toBe(500);
     expectCleanError(failed.text, /the handler broke/);

@@ -8,11 +8,17 @@ import {
   type ServerOptions as HttpsServerOptions,
 } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import type { TRPCError } from '@trpc/server';
 import { type Logger, type NodeId, noopLogger, type PeerHandler } from '@tsraft/core';
 import { sendPeerError } from './peer-error-response.ts';
-import { type PeerContext, peerRouter } from './peer-router.ts';
+import {
+  callPeerProcedure,
+  isPeerProcedure,
+  type PeerProcedure,
+  peerErrorMessage,
+} from './peer-router.ts';
 import { PeerSignature, SIGNATURE_HEADERS } from './peer-signature.ts';
+import { peerTransformer } from './peer-wire.ts';
 import { BodyTooLargeError, readBody } from './read-body.ts';
 
 /** Default limit of one request body: 64 MiB (a whole snapshot travels in one request). */
@@ -60,16 +66,17 @@ export interface ListenAddress {
   readonly port: number;
 }
 
-type PeerRequestMessage = IncomingMessage & { body?: unknown };
-
 /**
- * Serves the peer procedures over HTTP(S): authenticates each request, bounds its size, and
- * hands it to tRPC, which validates the envelope and calls the {@link PeerHandler}.
+ * Serves the peer procedures over HTTP(S) in tRPC's wire format for mutations: authenticates each
+ * request, bounds its size, parses its JSON and calls the tRPC procedure its path names, which
+ * validates the envelope and calls the {@link PeerHandler}; the answer is `{ result: { data } }`.
  *
  * Answers, before the handler is ever reached: 401 for a request without valid credentials
  * (unknown node id, missing or wrong signature, timestamp too far off, or signed for another
- * node), 413 for a body over the limit, 400 for malformed JSON or an invalid envelope, 503 while
- * no handler is installed or after `close()`. Error bodies carry a message, never a stack trace.
+ * node), 413 for a body over the limit, 404 for a path that names no procedure, 405 for a method
+ * other than POST, 400 for malformed JSON or an invalid envelope, 503 while no handler is
+ * installed or after `close()`. Error bodies carry a message, never a stack trace. The handler's
+ * signal aborts when the client goes away before the answer is sent.
  */
 export class TrpcPeerServer {
   readonly #nodeId: NodeId;
@@ -80,8 +87,6 @@ export class TrpcPeerServer {
   readonly #tls: HttpsServerOptions | undefined;
   readonly #maxClockSkewMs: number;
   readonly #logger: Logger;
-  readonly #contexts = new WeakMap<IncomingMessage, PeerContext>();
-  readonly #trpc: (req: IncomingMessage, res: ServerResponse) => void;
   #handler: PeerHandler | undefined;
   #server: ReturnType<typeof createHttpServer> | undefined;
   #closed = false;
@@ -97,26 +102,6 @@ export class TrpcPeerServer {
     this.#maxClockSkewMs = options.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS;
     this.#logger = options.logger ?? noopLogger;
     this.#handler = options.handler;
-    const logger = this.#logger;
-    this.#trpc = createHTTPHandler({
-      router: peerRouter,
-      basePath: this.#basePath,
-      createContext: ({ req }) => {
-        const context = this.#contexts.get(req);
-        if (context === undefined) throw new Error('a peer request reached tRPC unauthenticated');
-        return context;
-      },
-      onError: ({ error, path }) => {
-        if (error.code === 'INTERNAL_SERVER_ERROR') {
-          logger.warn({ err: error, path }, 'a peer request failed');
-        } else {
-          logger.debug(
-            { code: error.code, path, message: error.message },
-            'refused a peer request',
-          );
-        }
-      },
-    });
   }
 
   /** Installs the handler verified requests go to. */
@@ -186,7 +171,7 @@ export class TrpcPeerServer {
     await closed;
   }
 
-  async #serve(req: PeerRequestMessage, res: ServerResponse): Promise<void> {
+  async #serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const handler = this.#handler;
     if (handler === undefined || this.#closed) {
       sendPeerError(res, 503, `node "${this.#nodeId}" is not serving peer requests`, {
@@ -234,9 +219,56 @@ export class TrpcPeerServer {
       this.#refuse(res, 'the request signature is not valid for this cluster');
       return;
     }
-    req.body = body.toString('utf8');
-    this.#contexts.set(req, { nodeId: this.#nodeId, from, handler });
-    this.#trpc(req, res);
+    const procedure = procedureOf(parts.path, this.#basePath);
+    if (procedure === undefined) {
+      sendPeerError(res, 404, 'not a peer procedure');
+      return;
+    }
+    if (parts.method !== 'POST') {
+      sendPeerError(res, 405, 'peer procedures are mutations: send them with POST');
+      return;
+    }
+    let input: unknown;
+    try {
+      input = peerTransformer.deserialize(JSON.parse(body.toString('utf8')));
+    } catch (error) {
+      this.#logger.debug({ path: parts.path }, 'refused a peer request with malformed JSON');
+      sendPeerError(res, 400, `malformed JSON: ${(error as Error).message}`);
+      return;
+    }
+    // Aborts the handler's work when the client goes away before the answer is sent.
+    const gone = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) gone.abort();
+    });
+    let output: unknown;
+    try {
+      output = await callPeerProcedure(
+        { nodeId: this.#nodeId, from, handler },
+        procedure,
+        input,
+        gone.signal,
+      );
+    } catch (error) {
+      this.#procedureFailed(res, procedure, error as TRPCError);
+      return;
+    }
+    const answer = JSON.stringify({ result: { data: peerTransformer.serialize(output) } });
+    res.statusCode = 200;
+    res.setHeader('content-type', 'application/json');
+    res.setHeader('content-length', Buffer.byteLength(answer));
+    res.end(answer);
+  }
+
+  #procedureFailed(res: ServerResponse, procedure: PeerProcedure, error: TRPCError): void {
+    const message = peerErrorMessage(error);
+    if (error.code === 'BAD_REQUEST') {
+      this.#logger.debug({ path: procedure, message }, 'refused a peer request');
+      sendPeerError(res, 400, message);
+    } else {
+      this.#logger.warn({ err: error, path: procedure }, 'a peer request failed');
+      sendPeerError(res, 500, message);
+    }
   }
 
   #refuse(res: ServerResponse, message: string): void {
@@ -260,6 +292,14 @@ export function createTrpcPeerServer(options: TrpcPeerServerOptions): TrpcPeerSe
 function header(req: IncomingMessage, name: string): string | undefined {
   const value = req.headers[name];
   return typeof value === 'string' && value.length > 0 ? value : undefined;
+}
+
+/** The procedure `path` (`<basePath>/<name>`, maybe with a query) names, if any. */
+function procedureOf(path: string, basePath: string): PeerProcedure | undefined {
+  if (path.charAt(basePath.length) !== '/') return undefined;
+  const query = path.indexOf('?', basePath.length);
+  const name = path.slice(basePath.length + 1, query === -1 ? undefined : query);
+  return isPeerProcedure(name) ? name : undefined;
 }
 
 function normalizeBasePath(path: string): string {

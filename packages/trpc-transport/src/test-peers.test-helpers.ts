@@ -73,6 +73,8 @@ export interface SignedPostOptions {
   /** Sign this body but send `body`. */
   readonly signedBody?: string;
   readonly headers?: Record<string, string>;
+  /** Sign and send with this method instead of POST. */
+  readonly method?: string;
 }
 
 /** POSTs `body` as a peer would, signed (or mis-signed, as `options` say), with plain fetch. */
@@ -83,13 +85,14 @@ export async function signedPost(
   options: SignedPostOptions = {},
 ): Promise<{ status: number; text: string }> {
   const from = options.from ?? 'n1';
+  const method = options.method ?? 'POST';
   const timestamp = String(options.timestamp ?? Date.now());
   const signature = new PeerSignature(options.secret ?? SECRET).sign(
-    { method: 'POST', path, from, to: options.to ?? 'n2', timestamp },
+    { method, path, from, to: options.to ?? 'n2', timestamp },
     options.signedBody ?? body,
   );
   const response = await fetch(`${baseUrl}${path}`, {
-    method: 'POST',
+    method,
     body,
     headers: {
       'content-type': 'application/json',
