@@ -218,6 +218,12 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
       // every request reuses the pooled connections.
       expect(connections).toBeLessThanOrEqual(2);
       expect(await (await fetch(`${url}/elsewhere`)).text()).toBe('the app');
+      // close() closes the idle connections it kept (the test's own fetch keeps one).
+      const open = () =>
+        new Promise<number>((resolve) => server.getConnections((_, n) => resolve(n)));
+      const before = await open();
+      await n1.close();
+      await expect.poll(open).toBeLessThan(before);
     } finally {
       await n1.close();
       await peer.close();
@@ -235,7 +241,15 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
     const server = createServer((req, res) => {
       req.resume();
       res.setHeader('content-type', 'application/json');
-      res.end(answers.shift());
+      const answer = answers.shift();
+      if (answer !== undefined) {
+        res.end(answer);
+        return;
+      }
+      // Cut off mid-answer.
+      res.setHeader('content-length', 100);
+      res.write('{"result":');
+      setTimeout(() => res.destroy(), 10);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -246,7 +260,7 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
       listen: false,
     });
     try {
-      for (let i = 0; i < 3; i += 1) {
+      for (let i = 0; i < 4; i += 1) {
         await expect(
           n1.request('n2', { type: 'raft', messages: [] }, timeout(5000)),
         ).rejects.toThrow();

@@ -22,7 +22,8 @@ export interface TrpcTransportOptions extends Omit<TrpcPeerServerOptions, 'handl
   readonly listen?: ListenAddress | false;
   /**
    * The `fetch` requests go through, e.g. one with an undici `Agent` that trusts a private CA.
-   * Default: the global `fetch`, which keeps connections alive.
+   * Default: `node:http(s)` with a keep-alive agent per peer (Node's default CAs for `https`),
+   * closed by {@link TrpcTransport.close}.
    */
   readonly fetch?: PeerFetch;
 }
@@ -107,6 +108,7 @@ export class TrpcTransport implements Transport {
   /** Aborts requests in flight, refuses new ones, and closes the server. Idempotent. */
   async close(): Promise<void> {
     this.#lifetime.abort(new Error(`the transport of node "${this.#nodeId}" is closed`));
+    for (const client of this.#clients.values()) client.close();
     await this.#server.close();
   }
 }
