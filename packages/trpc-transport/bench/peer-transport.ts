@@ -6,13 +6,14 @@
  *
  * Workloads: empty AppendEntries (a heartbeat's cost) and batches of 64 x 256-byte entries, each
  * with 1 and 16 requests in flight. Then where the time of one round trip goes: the CPU cost of
- * each step measured alone in this process (encode, sign, verify, decode, validate), and two
- * reference round trips over the same loopback: plain `fetch` to a bare Node HTTP server (the
- * floor of HTTP itself) and a signed `fetch` to the peer server (the transport without the tRPC
- * client). Last, the tRPC plugin's replicated mutations/s (`bench/replicated-mutations.ts`).
+ * each step measured alone in this process (encode, sign, verify, decode, validate), and reference
+ * round trips over the same loopback: a plain POST to a bare Node HTTP server with `node:http` (the
+ * floor of HTTP itself, and what the transport sends with by default) and with `fetch`, and a
+ * signed `fetch` to the peer server (the server without the transport's client). Last, the tRPC
+ * plugin's replicated mutations/s (`bench/replicated-mutations.ts`).
  */
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:http';
+import { Agent, createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import type { LogEntry, Message, PeerRequest } from '@tsraft/core';
@@ -126,6 +127,20 @@ function printRows(rows: Row[]): void {
   console.table(table);
 }
 
+/** POSTs `body` with `node:http` through `agent` and reads the whole answer. */
+function postWithNodeHttp(url: string, body: string, agent: Agent): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method: 'POST', agent }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 /** Mean microseconds of `fn` over about 300 ms. */
 function microseconds(fn: () => unknown): number {
   for (let i = 0; i < 200; i += 1) fn();
@@ -225,7 +240,7 @@ async function main(): Promise<void> {
   );
   console.table(steps);
 
-  // Reference round trips, sequential: HTTP alone, and the transport's server without tRPC's client.
+  // Reference round trips, sequential: HTTP alone, and the transport's server without its client.
   const bare = createServer((req, res) => {
     req.resume();
     req.on('end', () => {
@@ -235,10 +250,16 @@ async function main(): Promise<void> {
   });
   await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', resolve));
   const bareUrl = `http://127.0.0.1:${(bare.address() as AddressInfo).port}/raft/raft`;
+  const agent = new Agent({ keepAlive: true });
   const references: Row[] = [];
   for (const workload of workloads) {
     const body = encode(workload.request);
     const wire = Buffer.byteLength(body);
+    references.push(
+      await measure(`node:http, bare server: ${workload.name}`, 1, workload.payload, wire, () =>
+        postWithNodeHttp(bareUrl, body, agent),
+      ),
+    );
     references.push(
       await measure(`fetch, bare server: ${workload.name}`, 1, workload.payload, wire, async () => {
         const response = await fetch(bareUrl, { method: 'POST', body });
@@ -276,6 +297,7 @@ async function main(): Promise<void> {
   console.log('\nReference round trips, 1 in flight');
   printRows(references);
 
+  agent.destroy();
   bare.closeAllConnections();
   bare.close();
   await n1.close();

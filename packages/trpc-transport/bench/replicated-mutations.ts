@@ -8,7 +8,8 @@
  * Rows: a stamped `put` (64-byte value) through `raftSessionLink` + `httpLink` to the leader and to a follower
  * (which forwards it), with 1 and 64 calls in flight; and, as the reference, `RaftNode.propose`
  * called directly on the leader (Raft and the peer transport without the app's HTTP hop).
- * Everything shares this process's cores, so compare rows of one run, not absolute numbers.
+ * Everything shares this process's cores, so compare rows of one run, not absolute numbers; the
+ * CPU time per call (of the whole process) depends less on what else runs on the machine.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -103,6 +104,8 @@ interface Row {
   readonly inFlight: number;
   readonly calls: number;
   readonly seconds: number;
+  /** CPU time of this whole process (all three nodes and the clients), in microseconds. */
+  readonly cpuMicros: number;
   readonly latencies: number[];
 }
 
@@ -115,6 +118,7 @@ async function measure(
   const warmUntil = performance.now() + 300;
   while (performance.now() < warmUntil) await call(0);
   const latencies: number[] = [];
+  const cpu = process.cpuUsage();
   const started = performance.now();
   const until = started + seconds * 1000;
   await Promise.all(
@@ -126,11 +130,13 @@ async function measure(
       }
     }),
   );
+  const used = process.cpuUsage(cpu);
   return {
     path,
     inFlight,
     calls: latencies.length,
     seconds: (performance.now() - started) / 1000,
+    cpuMicros: used.user + used.system,
     latencies,
   };
 }
@@ -192,6 +198,7 @@ export async function benchReplicatedMutations(options: { seconds: number }): Pr
         'mutations/s': Math.round(row.calls / row.seconds),
         'p50 ms': percentile(sorted, 0.5).toFixed(2),
         'p99 ms': percentile(sorted, 0.99).toFixed(2),
+        'CPU µs/call': Math.round(row.cpuMicros / row.calls),
       };
     }),
   );
