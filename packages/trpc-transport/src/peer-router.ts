@@ -2,7 +2,6 @@ import { initTRPC, TRPCError } from '@trpc/server';
 import type { Message, NodeId, PeerHandler, PeerRequest, PeerResponse } from '@tsraft/core';
 import { z } from 'zod';
 import { proposeInput, raftInput, snapshotInput } from './peer-schemas.ts';
-import { peerTransformer } from './peer-wire.ts';
 
 /** What every peer procedure knows about its request, once the request is authenticated. */
 export interface PeerContext {
@@ -14,11 +13,11 @@ export interface PeerContext {
 }
 
 /**
- * The package's own tRPC instance. It is never merged into a user's router; its transformer is
- * the package's own wire encoding (`peer-wire.ts`). Its procedures are called by the peer server
- * (`callPeerProcedure`), which formats errors itself, without a stack trace.
+ * The package's own tRPC instance, never merged into a user's router. Its procedures are called
+ * by the peer server (`callPeerProcedure`), which decodes the wire encoding (`peer-wire.ts`) and
+ * formats errors itself, without a stack trace.
  */
-const t = initTRPC.context<PeerContext>().create({ transformer: peerTransformer, isServer: true });
+const t = initTRPC.context<PeerContext>().create({ isServer: true });
 
 const neverAborted = new AbortController().signal;
 
