@@ -44,6 +44,28 @@ describe('RaftNode', () => {
     await expect(leader.read(() => cluster.disk('n1').stateMachine.get('k'))).resolves.toBe('v');
   });
 
+  it('takes inputs that arrive in separate callbacks of one event-loop phase into one Ready (group commit)', async () => {
+    await using cluster = await TestCluster.start({ size: 1 });
+    const leader = await cluster.waitForLeader();
+    await leader.propose(put('warm', 'up'));
+    const store = cluster.disk(leader.id).logStore!;
+    const persisted: number[] = [];
+    const persist = store.persist.bind(store);
+    store.persist = (write, options) => {
+      if (write.entries !== undefined) persisted.push(write.entries.length);
+      return persist(write, options);
+    };
+    // Two timers due at once run as two callbacks of one timers phase, as requests that arrive
+    // together run as callbacks of one I/O phase.
+    const proposals = await new Promise<Promise<unknown>[]>((resolve) => {
+      const started: Promise<unknown>[] = [];
+      setTimeout(() => started.push(leader.propose(put('a', '1'))), 5);
+      setTimeout(() => resolve([...started, leader.propose(put('b', '2'))]), 5);
+    });
+    await Promise.all(proposals);
+    expect(persisted).toEqual([2]);
+  });
+
   it('forwards a proposal from a follower to the leader and returns its result', async () => {
     await using cluster = await TestCluster.start();
     const leader = await cluster.waitForLeader();

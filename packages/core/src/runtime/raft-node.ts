@@ -437,8 +437,9 @@ export class RaftNode<Command, Result> {
   }
 
   async #drive(): Promise<void> {
-    // Let inputs that arrived in the same turn of the event loop join this Ready.
-    await new Promise<void>((resolve) => queueMicrotask(resolve));
+    // Let inputs that arrive in the same pass of the event loop join this Ready: every request
+    // and timer callback of this I/O phase (e.g. proposals arriving as separate HTTP requests).
+    await new Promise<void>((resolve) => setImmediate(resolve));
     try {
       while (this.#stopped === undefined) {
         this.#closeReadBatch();
