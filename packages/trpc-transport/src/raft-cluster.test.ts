@@ -193,5 +193,5 @@ describe('a 3-node RaftNode cluster over the tRPC transport on loopback', () => 
     expect(statuses.filter((status) => status.role === 'leader')).toHaveLength(1);
     expect(new Set(statuses.map((status) => status.term)).size).toBe(1);
     expect(statuses[0]!.term).toBeGreaterThan(firstTerm);
-  });
+  }, 60_000);
 });
