@@ -261,7 +261,8 @@ describe('RaftSupervisor', () => {
     const roles: string[] = [];
     supervisor.on('role-change', ({ role }) => roles.push(role));
     await cluster.leader();
-    expect(roles).toContain('leader');
+    // The event follows once the Ready that made the node leader is carried out.
+    await expect.poll(() => roles).toContain('leader');
     const status = supervisor.status();
     expect(status.state === 'running' && status.incarnation).toBe(1);
     expect(supervisor.node?.status().role).toBe('leader');
