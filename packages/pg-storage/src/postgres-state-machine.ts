@@ -80,7 +80,7 @@ export interface PostgresStateMachineOptions<C extends CommandMap> {
   /**
    * Rows per cursor fetch of a snapshot export where it reads through a cursor (PGlite, and
    * relations that are not plain tables; plain tables on a server are read in pages of about
-   * 112 KiB of text), and per staging row of a restore. Default 1,000.
+   * 1 MiB of text), and per staging row of a restore. Default 1,000.
    */
   readonly snapshotPageRows?: number;
   /** Aborts opening (the migration). */
@@ -103,18 +103,23 @@ const DEFAULT_FORGET_AFTER_MS = 24 * 60 * 60 * 1_000;
 /** Forgotten sessions are deleted in the first batch of each minute of entry time. */
 const SWEEP_EVERY_MS = 60 * 1_000;
 /**
- * Characters of snapshot text gathered before a chunk is emitted; small, like
- * {@link PAGE_CHARS}, so that an export holds little text at a time.
+ * Characters of rows an export's page of table blocks aims at (adaptive). Pages this large cost
+ * few round trips and statements, and few, short-lived large strings.
  */
-const CHUNK_CHARS = 120 * 1024;
+const PAGE_CHARS = 1024 * 1024;
 /**
- * A row `t` as one line of JSON. `to_json` (a third cheaper than `to_jsonb`) prints the values of
- * `json` columns as they were stored, where a raw newline can only be whitespace between tokens
- * (JSON strings escape theirs): it becomes a space, so that a row stays one line.
+ * Characters of snapshot text gathered before a chunk is emitted (a page of blocks is one chunk);
+ * an export holds a few of them at a time.
  */
-const ROW_JSON = sql`replace(to_json(t)::text, E'\n', ' ')`;
-/** Characters of rows an export's page of table blocks aims at (adaptive). */
-const PAGE_CHARS = 112 * 1024;
+const CHUNK_CHARS = PAGE_CHARS;
+/**
+ * A row `t` as JSON, which may hold raw newlines: `to_json` (a third cheaper than `to_jsonb`)
+ * prints the values of `json` columns as they were stored, where a raw newline can only be
+ * whitespace between tokens (JSON strings escape theirs).
+ */
+const ROW_JSON_RAW = sql`to_json(t)::text`;
+/** A row `t` as one line of JSON: {@link ROW_JSON_RAW} with its raw newlines turned to spaces. */
+const ROW_JSON = sql`replace(${ROW_JSON_RAW}, E'\n', ' ')`;
 /** Table blocks of an export's first page of a table, and the most of any page. */
 const FIRST_PAGE_BLOCKS = 8;
 const MAX_PAGE_BLOCKS = 16_384;
@@ -884,6 +889,10 @@ async function* cursorPages(
  * row. The range adapts to aim at {@link PAGE_CHARS} characters per page, and up to
  * {@link PAGES_AHEAD} pages are requested before the current one is handed on, so that Postgres
  * keeps producing them while the stream's consumer works (at most that many pages in memory).
+ *
+ * Rows are read as {@link ROW_JSON_RAW}, without a `replace` per row: a page whose text holds
+ * more newlines than the ones between its rows (a `json` value printed with raw newlines) is read
+ * again, with {@link ROW_JSON}, in the same transaction (the same rows).
  */
 async function* blockPages(
   reader: AnyKysely,
@@ -893,37 +902,55 @@ async function* blockPages(
 ): AsyncGenerator<ExportPage> {
   let span = FIRST_PAGE_BLOCKS;
   let from = 0;
-  const pending: { span: number; result: Promise<{ rows: Record<string, unknown>[] }> }[] = [];
+  const readPage = (
+    rowJson: RawBuilder<unknown>,
+    start: number,
+    end: number,
+  ): Promise<{ text: string; rows: number }> =>
+    read(async () => {
+      const { rows } = await sql<Record<string, unknown>>`
+        select string_agg(${rowJson}, E'\n') as text, count(*) as rows from ${table} t
+        where t.ctid >= cast(${`(${start},0)`} as tid) and t.ctid < cast(${`(${end},0)`} as tid)
+      `.execute(reader);
+      const row = rows[0];
+      return { text: typeof row?.text === 'string' ? row.text : '', rows: Number(row?.rows ?? 0) };
+    });
+  const pending: { from: number; to: number; result: Promise<{ text: string; rows: number }> }[] =
+    [];
   const requestAhead = (): void => {
     while (pending.length < PAGES_AHEAD && from < blocks) {
       const to = Math.min(blocks, from + span);
-      const result = read(() =>
-        sql<Record<string, unknown>>`
-          select string_agg(${ROW_JSON}, E'\n') as text, count(*) as rows from ${table} t
-          where t.ctid >= cast(${`(${from},0)`} as tid) and t.ctid < cast(${`(${to},0)`} as tid)
-        `.execute(reader),
-      );
+      const result = readPage(ROW_JSON_RAW, from, to);
       // Awaited below, or abandoned when the stream stops early: never an unhandled rejection.
       result.catch(() => {});
-      pending.push({ span: to - from, result });
+      pending.push({ from, to, result });
       from = to;
     }
   };
   requestAhead();
   for (let current = pending.shift(); current !== undefined; current = pending.shift()) {
-    const row = (await current.result).rows[0];
-    const text = typeof row?.text === 'string' ? row.text : '';
-    const rows = Number(row?.rows ?? 0);
+    let { text, rows } = await current.result;
+    if (rows > 0 && lineBreaks(text) !== rows - 1) {
+      ({ text, rows } = await readPage(ROW_JSON, current.from, current.to));
+    }
+    const currentSpan = current.to - current.from;
     span =
       text.length === 0
         ? Math.min(MAX_PAGE_BLOCKS, span * 2)
         : Math.max(
             1,
-            Math.min(MAX_PAGE_BLOCKS, Math.floor((PAGE_CHARS * current.span) / text.length)),
+            Math.min(MAX_PAGE_BLOCKS, Math.floor((PAGE_CHARS * currentSpan) / text.length)),
           );
     requestAhead();
     if (rows > 0) yield { text: `${text}\n`, rows };
   }
+}
+
+/** The number of newlines in `text`. */
+function lineBreaks(text: string): number {
+  let count = 0;
+  for (let at = text.indexOf('\n'); at !== -1; at = text.indexOf('\n', at + 1)) count++;
+  return count;
 }
 
 function quoteIdent(name: string): string {
