@@ -20,8 +20,12 @@ interface SessionRow {
   highest: number;
   /** The stored session was forgotten and a new one starts: its old results must go. */
   reset: boolean;
-  /** `floor` rose: stored results at or below it must go. */
-  floorRaised: boolean;
+  /**
+   * The floor stored in Postgres, at or below which it holds no result of this client (they are
+   * deleted when the floor rises); `undefined` when it holds none of this session's results (a
+   * new or restarted session). Stored results in (`storedFloor`, `floor`] must go.
+   */
+  readonly storedFloor: number | undefined;
   dirty: boolean;
 }
 
@@ -90,12 +94,13 @@ export class BatchSessions {
     for (const [clientId, lastActive, floor, highest] of parseJson(
       loaded.sessions,
     ) as unknown[][]) {
+      const stored = toSafeInteger(floor, 'client_session.floor');
       rows.set(String(clientId), {
         lastActive: toSafeInteger(lastActive, 'client_session.last_active'),
-        floor: toSafeInteger(floor, 'client_session.floor'),
+        floor: stored,
         highest: toSafeInteger(highest, 'client_session.highest_seq'),
         reset: false,
-        floorRaised: false,
+        storedFloor: stored,
         dirty: false,
       });
     }
@@ -131,17 +136,13 @@ export class BatchSessions {
           if (k.startsWith(`${clientId}\u0000`)) this.#results.delete(k);
         }
       }
-      row = { lastActive: now, floor: 0, highest: seq, reset, floorRaised: false, dirty: true };
+      row = { lastActive: now, floor: 0, highest: seq, reset, storedFloor: undefined, dirty: true };
       this.#rows.set(clientId, row);
     }
     row.lastActive = now;
     row.highest = Math.max(row.highest, seq);
     row.dirty = true;
-    const floor = row.highest - this.#retention.retainPerClient;
-    if (floor > row.floor) {
-      row.floor = floor;
-      row.floorRaised = true;
-    }
+    row.floor = Math.max(row.floor, row.highest - this.#retention.retainPerClient);
     const k = key(clientId, seq);
     this.#results.set(k, result);
     this.#recorded.set(k, { clientId, seq, json: JSON.stringify(result) });
@@ -193,13 +194,24 @@ export class BatchSessions {
         select c, s, r from jsonb_to_recordset(cast(${rows} as jsonb)) as x(c text, s int8, r jsonb)
       `);
     }
-    const raised = dirty.filter(([, row]) => row.floorRaised && !row.reset);
+    const raised = dirty.flatMap(([c, row]) =>
+      row.storedFloor !== undefined && row.floor > row.storedFloor
+        ? [{ c, l: row.storedFloor, f: row.floor }]
+        : [],
+    );
     if (raised.length > 0) {
-      const floors = JSON.stringify(raised.map(([c, row]) => ({ c, f: row.floor })));
+      // One range scan of the primary key per client, over the results that just fell below its
+      // floor (never over its older, deleted ones): `offset 0` keeps the lateral subquery from
+      // being flattened into a join that the planner may run as a scan of the whole table.
       writes.push(sql`
-        delete from ${t.clientResult} r
-        using jsonb_to_recordset(cast(${floors} as jsonb)) as x(c text, f int8)
-        where r.client_id = x.c and r.seq <= x.f
+        delete from ${t.clientResult} where ctid = any (array(
+          select r.ctid
+          from jsonb_to_recordset(cast(${JSON.stringify(raised)} as jsonb)) as x(c text, l int8, f int8),
+            lateral (
+              select ctid from ${t.clientResult}
+              where client_id = x.c and seq > x.l and seq <= x.f offset 0
+            ) r
+        ))
       `);
     }
     const ctes = writes.map((write, i) => sql`${sql.raw(`w${i}`)} as (${write})`);

@@ -34,6 +34,7 @@ const commands = {
 let embedded: EmbeddedPostgres;
 let dataDir: string;
 let db: Kysely<Db>;
+let url: string;
 
 beforeAll(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'tsraft-export-pg-'));
@@ -51,10 +52,8 @@ beforeAll(async () => {
   });
   await embedded.initialise();
   await embedded.start();
-  const pool = new pg.Pool({
-    connectionString: `postgres://postgres:export@127.0.0.1:${port}/postgres`,
-    max: 2,
-  });
+  url = `postgres://postgres:export@127.0.0.1:${port}/postgres`;
+  const pool = new pg.Pool({ connectionString: url, max: 2 });
   pool.on('error', () => {}); // connections ended by the server's shutdown in afterAll
   db = new Kysely<Db>({ dialect: new PostgresDialect({ pool }) });
 }, 120_000);
@@ -151,4 +150,62 @@ describe('the Postgres state machine on a Postgres server, snapshots', () => {
     await machine.apply(puts(applied.index + 1, [{ id: 7, label: 'after' }]));
     expect(await drain((await machine.exportSnapshot()).chunks)).not.toHaveLength(0);
   }, 60_000);
+
+  it('reads pages over several connections in one view with exportConnections, and ends them all', async () => {
+    // Three export connections, one more for applying while the export streams.
+    const pool = new pg.Pool({ connectionString: url, max: 4 });
+    const wide = new Kysely<Db>({ dialect: new PostgresDialect({ pool }) });
+    try {
+      const machine = await createPostgresStateMachine({
+        db: wide,
+        commands,
+        tables: ['items'],
+        exportConnections: 3,
+      });
+      // Many pages (the first ones are small), some with json values holding raw newlines.
+      await sql`
+        insert into items
+        select g, repeat('y', 200),
+          case when g % 11 = 0 then '{"a":\n [1,\n2]}'::json end, decode(md5(g::text), 'hex')
+        from generate_series(100000, 140000) g
+      `.execute(wide);
+      const applied = await machine.lastApplied();
+      const before = await dump();
+      const count = Number(
+        (await sql<{ n: unknown }>`select count(*) as n from items`.execute(wide)).rows[0]?.n,
+      );
+      for (let round = 0; round < 2; round++) {
+        const exported = await machine.exportSnapshot();
+        for await (const _ of exported.chunks) break;
+      }
+      const exported = await machine.exportSnapshot();
+      expect(exported.position).toEqual(applied);
+      const iterator = exported.chunks[Symbol.asyncIterator]();
+      const parts = [(await iterator.next()).value as Uint8Array];
+      // Committed while the export streams: seen by none of its connections.
+      await machine.apply(puts(applied.index + 1, [{ id: 100_000, label: 'changed' }]));
+      await sql`delete from items where id between 120000 and 130000`.execute(wide);
+      for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+        parts.push(next.value.slice());
+      }
+      const lines = new TextDecoder().decode(Buffer.concat(parts)).split('\n');
+      const items = lines.slice(lines.indexOf('#table 2') + 1, -2);
+      expect(items.length).toBe(count);
+      expect(items.every((line) => line.startsWith('{') && line.endsWith('}'))).toBe(true);
+      await machine.restoreSnapshot(exported.position, replay(parts));
+      expect(await dump()).toBe(before);
+      expect(await machine.lastApplied()).toEqual(applied);
+      // The abandoned exports' connections were all given back: a fourth export still starts.
+      await machine.apply(puts(applied.index + 1, [{ id: 7, label: 'again' }]));
+      expect(await drain((await machine.exportSnapshot()).chunks)).not.toHaveLength(0);
+    } finally {
+      await wide.destroy();
+    }
+  }, 60_000);
+
+  it('rejects an exportConnections that is not a positive integer', async () => {
+    await expect(
+      createPostgresStateMachine({ db, commands, tables: ['items'], exportConnections: 0 }),
+    ).rejects.toThrow(RangeError);
+  });
 });

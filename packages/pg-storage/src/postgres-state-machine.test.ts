@@ -324,6 +324,46 @@ describe('the Postgres state machine, client sessions (exactly-once, thesis 6.3)
     `.execute(db);
     expect(rows.map((row) => Number(row.seq))).toEqual([1]);
   });
+
+  it('keeps exactly the last retainPerClient results of each client as floors rise across batches', async () => {
+    const machine = await open({ sessions: { retainPerClient: 3 } });
+    await machine.apply(entries(1, [{ name: 'open', input: { id: 'a' } }]));
+    const stored = async (): Promise<Record<string, number[]>> => {
+      const { rows } = await sql<{ client_id: string; seq: unknown }>`
+        select client_id, seq from ${sql.id(schema, 'client_result')} order by client_id, seq
+      `.execute(db);
+      const byClient: Record<string, number[]> = {};
+      for (const row of rows) {
+        byClient[row.client_id] = [...(byClient[row.client_id] ?? []), Number(row.seq)];
+      }
+      return byClient;
+    };
+    const deposits = (clientId: string, seqs: readonly number[]) =>
+      seqs.map((seq) => ({
+        command: { name: 'deposit', input: { id: 'a', amount: 1 } } as const,
+        session: { clientId, seq },
+      }));
+    let index = 2;
+    const apply = async (commands: ReturnType<typeof deposits>): Promise<void> => {
+      await machine.apply(entries(index, commands));
+      index += commands.length;
+    };
+    // A new session whose floor rises within its first batch, another that stays below it.
+    await apply([...deposits('x', [1, 2, 3, 4, 5]), ...deposits('y', [1, 2])]);
+    expect(await stored()).toEqual({ x: [3, 4, 5], y: [1, 2] });
+    // Floors rising by one, by several, and past a gap in the sequence numbers.
+    await apply([...deposits('x', [6]), ...deposits('y', [3, 4, 5, 6])]);
+    expect(await stored()).toEqual({ x: [4, 5, 6], y: [4, 5, 6] });
+    await apply(deposits('x', [20, 21]));
+    expect(await stored()).toEqual({ x: [20, 21], y: [4, 5, 6] });
+    await apply(deposits('x', [22, 23]));
+    expect(await stored()).toEqual({ x: [21, 22, 23], y: [4, 5, 6] });
+    // A retry within the window is answered from its result; one below it is expired.
+    const [kept, gone] = await machine.apply(entries(index, deposits('x', [22, 20])));
+    expect(kept).toMatchObject({ status: 'ok' });
+    expect(gone).toMatchObject({ status: 'error', error: { name: 'SessionExpiredError' } });
+    expect(await balances(db)).toEqual({ a: 16 });
+  });
 });
 
 describe('the Postgres state machine, determinism', () => {

@@ -7,7 +7,7 @@ import type {
   StateMachine,
 } from '@tsraft/core';
 import { StorageError } from '@tsraft/core';
-import { type RawBuilder, sql } from 'kysely';
+import { type ControlledTransaction, type RawBuilder, sql } from 'kysely';
 import type { AnyKysely, AnyTransaction } from './any-kysely.ts';
 import { BatchSessions, type SessionRetention } from './batch-sessions.ts';
 import { commandContext } from './command-context.ts';
@@ -80,9 +80,18 @@ export interface PostgresStateMachineOptions<C extends CommandMap> {
   /**
    * Rows per cursor fetch of a snapshot export where it reads through a cursor (PGlite, and
    * relations that are not plain tables; plain tables on a server are read in pages of about
-   * 112 KiB of text), and per staging row of a restore. Default 1,000.
+   * 1 MiB of text), and per staging row of a restore. Default 1,000.
    */
   readonly snapshotPageRows?: number;
+  /**
+   * Connections a snapshot export reads plain tables with on a Postgres server (a pool), all in
+   * the export's one consistent view (`pg_export_snapshot`), so that Postgres prints the rows
+   * (`to_json`, most of an export's cost) on that many cores. Default 1. The pool needs at least
+   * this many connections plus one (the snapshot store writes while the export streams; with
+   * fewer they wait for each other forever), plus one more to keep applying batches meanwhile.
+   * Ignored on PGlite.
+   */
+  readonly exportConnections?: number;
   /** Aborts opening (the migration). */
   readonly signal?: AbortSignal;
 }
@@ -103,18 +112,23 @@ const DEFAULT_FORGET_AFTER_MS = 24 * 60 * 60 * 1_000;
 /** Forgotten sessions are deleted in the first batch of each minute of entry time. */
 const SWEEP_EVERY_MS = 60 * 1_000;
 /**
- * Characters of snapshot text gathered before a chunk is emitted; small, like
- * {@link PAGE_CHARS}, so that an export holds little text at a time.
+ * Characters of rows an export's page of table blocks aims at (adaptive). Pages this large cost
+ * few round trips and statements, and few, short-lived large strings.
  */
-const CHUNK_CHARS = 120 * 1024;
+const PAGE_CHARS = 1024 * 1024;
 /**
- * A row `t` as one line of JSON. `to_json` (a third cheaper than `to_jsonb`) prints the values of
- * `json` columns as they were stored, where a raw newline can only be whitespace between tokens
- * (JSON strings escape theirs): it becomes a space, so that a row stays one line.
+ * Characters of snapshot text gathered before a chunk is emitted (a page of blocks is one chunk);
+ * an export holds a few of them at a time.
  */
-const ROW_JSON = sql`replace(to_json(t)::text, E'\n', ' ')`;
-/** Characters of rows an export's page of table blocks aims at (adaptive). */
-const PAGE_CHARS = 112 * 1024;
+const CHUNK_CHARS = PAGE_CHARS;
+/**
+ * A row `t` as JSON, which may hold raw newlines: `to_json` (a third cheaper than `to_jsonb`)
+ * prints the values of `json` columns as they were stored, where a raw newline can only be
+ * whitespace between tokens (JSON strings escape theirs).
+ */
+const ROW_JSON_RAW = sql`to_json(t)::text`;
+/** A row `t` as one line of JSON: {@link ROW_JSON_RAW} with its raw newlines turned to spaces. */
+const ROW_JSON = sql`replace(${ROW_JSON_RAW}, E'\n', ' ')`;
 /** Table blocks of an export's first page of a table, and the most of any page. */
 const FIRST_PAGE_BLOCKS = 8;
 const MAX_PAGE_BLOCKS = 16_384;
@@ -170,6 +184,7 @@ export class PostgresStateMachine<C extends CommandMap>
   readonly #savepoints: SavepointMode;
   readonly #constraintViolationsReject: boolean;
   readonly #pageRows: number;
+  readonly #exportConnections: number;
 
   private constructor(options: PostgresStateMachineOptions<C>, schema: string) {
     this.#db = options.db;
@@ -209,6 +224,10 @@ export class PostgresStateMachine<C extends CommandMap>
     this.#savepoints = options.savepoints ?? 'on-error';
     this.#constraintViolationsReject = (options.constraintViolations ?? 'reject') === 'reject';
     this.#pageRows = options.snapshotPageRows ?? 1_000;
+    this.#exportConnections = options.exportConnections ?? 1;
+    if (!Number.isSafeInteger(this.#exportConnections) || this.#exportConnections < 1) {
+      throw new RangeError('exportConnections must be a positive integer');
+    }
   }
 
   /** See {@link createPostgresStateMachine}. */
@@ -346,6 +365,17 @@ export class PostgresStateMachine<C extends CommandMap>
         .setAccessMode('read only')
         .execute(),
     );
+    const parallel = !single && this.#exportConnections > 1;
+    // Transactions of the other connections of a parallel export, in the view of `trx`.
+    const helpers: ControlledTransaction<unknown>[] = [];
+    const endAll = async (): Promise<void> => {
+      for (const transaction of [...helpers, trx]) {
+        await transaction
+          .rollback()
+          .execute()
+          .catch(() => {});
+      }
+    };
     let header: StateSnapshotHeader;
     let sources: ExportSource[];
     try {
@@ -355,7 +385,8 @@ export class PostgresStateMachine<C extends CommandMap>
         async () => {
           // The first query takes the transaction's snapshot: everything below reads this view.
           const { rows } = await sql<Record<string, unknown>>`
-            select index, term, now from ${this.#tables.appliedState}
+            select index, term, now ${parallel ? sql`, pg_export_snapshot() as snapshot` : sql``}
+            from ${this.#tables.appliedState}
           `.execute(trx);
           const row = rows[0];
           if (row === undefined) throw new StorageError('the applied_state row is missing');
@@ -366,6 +397,18 @@ export class PostgresStateMachine<C extends CommandMap>
                 ? { kind: 'cursor', table: section.id, cursor: `${id}_${i}` }
                 : { kind: 'blocks', table: section.id, blocks: blockCounts[i] },
           );
+          if (parallel && sources.some((source) => source.kind === 'blocks')) {
+            // Opened while `trx` holds its snapshot and its locks, and ended before it.
+            for (let n = 1; n < this.#exportConnections; n++) {
+              const helper = await this.#db
+                .startTransaction()
+                .setIsolationLevel('repeatable read')
+                .setAccessMode('read only')
+                .execute();
+              helpers.push(helper);
+              await sql`set transaction snapshot ${sql.lit(String(row.snapshot))}`.execute(helper);
+            }
+          }
           for (const source of sources) {
             if (source.kind !== 'cursor') continue;
             await sql`
@@ -388,13 +431,11 @@ export class PostgresStateMachine<C extends CommandMap>
         },
       ));
     } catch (error) {
-      await trx
-        .rollback()
-        .execute()
-        .catch(() => {});
+      await endAll();
       throw error;
     }
     const reader: AnyKysely = single ? this.#db : trx;
+    const blockReaders: readonly AnyKysely[] = [trx, ...helpers];
     const pageRows = this.#pageRows;
     const read = <T>(body: () => Promise<T>): Promise<T> =>
       runStorageOperation('exporting a snapshot', signal, body);
@@ -412,7 +453,7 @@ export class PostgresStateMachine<C extends CommandMap>
           const pages =
             source.kind === 'cursor'
               ? cursorPages(reader, source.cursor, pageRows, read)
-              : blockPages(reader, source.table, source.blocks, read);
+              : blockPages(blockReaders, source.table, source.blocks, read);
           for await (const page of pages) {
             rows += page.rows;
             if (text.length + page.text.length <= CHUNK_CHARS) {
@@ -429,7 +470,10 @@ export class PostgresStateMachine<C extends CommandMap>
         }
         text += `#end ${JSON.stringify({ rows })}\n`;
         yield encoder.encode(text);
-        if (!single) await trx.commit().execute();
+        if (!single) {
+          for (const helper of helpers) await helper.commit().execute();
+          await trx.commit().execute();
+        }
         done = true;
       } finally {
         if (!done) {
@@ -438,10 +482,7 @@ export class PostgresStateMachine<C extends CommandMap>
               await sql`close ${sql.id(cursor)}`.execute(reader).catch(() => {});
             }
           } else {
-            await trx
-              .rollback()
-              .execute()
-              .catch(() => {});
+            await endAll();
           }
         }
       }
@@ -882,48 +923,80 @@ async function* cursorPages(
  * Pages of a table read by ranges of its `blocks` heap blocks (TID range scans), each page's rows
  * fetched as ONE text value: one round trip and one driver value per page instead of one per
  * row. The range adapts to aim at {@link PAGE_CHARS} characters per page, and up to
- * {@link PAGES_AHEAD} pages are requested before the current one is handed on, so that Postgres
- * keeps producing them while the stream's consumer works (at most that many pages in memory).
+ * {@link PAGES_AHEAD} pages (at least two per reader) are requested before the current one is
+ * handed on, so that Postgres keeps producing them while the stream's consumer works (at most
+ * that many pages in memory). Page `k` is read through `readers[k % readers.length]`:
+ * connections in one view, whose backends print their pages at the same time; pages are handed
+ * on in order.
+ *
+ * Rows are read as {@link ROW_JSON_RAW}, without a `replace` per row: a page whose text holds
+ * more newlines than the ones between its rows (a `json` value printed with raw newlines) is read
+ * again, with {@link ROW_JSON}, in the same transaction (the same rows).
  */
 async function* blockPages(
-  reader: AnyKysely,
+  readers: readonly AnyKysely[],
   table: RawBuilder<unknown>,
   blocks: number,
   read: ExportRead,
 ): AsyncGenerator<ExportPage> {
   let span = FIRST_PAGE_BLOCKS;
   let from = 0;
-  const pending: { span: number; result: Promise<{ rows: Record<string, unknown>[] }> }[] = [];
+  const readPage = (
+    reader: AnyKysely,
+    rowJson: RawBuilder<unknown>,
+    start: number,
+    end: number,
+  ): Promise<{ text: string; rows: number }> =>
+    read(async () => {
+      const { rows } = await sql<Record<string, unknown>>`
+        select string_agg(${rowJson}, E'\n') as text, count(*) as rows from ${table} t
+        where t.ctid >= cast(${`(${start},0)`} as tid) and t.ctid < cast(${`(${end},0)`} as tid)
+      `.execute(reader);
+      const row = rows[0];
+      return { text: typeof row?.text === 'string' ? row.text : '', rows: Number(row?.rows ?? 0) };
+    });
+  const pending: {
+    reader: AnyKysely;
+    from: number;
+    to: number;
+    result: Promise<{ text: string; rows: number }>;
+  }[] = [];
+  let requested = 0;
   const requestAhead = (): void => {
-    while (pending.length < PAGES_AHEAD && from < blocks) {
+    while (pending.length < Math.max(PAGES_AHEAD, 2 * readers.length) && from < blocks) {
       const to = Math.min(blocks, from + span);
-      const result = read(() =>
-        sql<Record<string, unknown>>`
-          select string_agg(${ROW_JSON}, E'\n') as text, count(*) as rows from ${table} t
-          where t.ctid >= cast(${`(${from},0)`} as tid) and t.ctid < cast(${`(${to},0)`} as tid)
-        `.execute(reader),
-      );
+      const reader = readers[requested++ % readers.length] as AnyKysely;
+      const result = readPage(reader, ROW_JSON_RAW, from, to);
       // Awaited below, or abandoned when the stream stops early: never an unhandled rejection.
       result.catch(() => {});
-      pending.push({ span: to - from, result });
+      pending.push({ reader, from, to, result });
       from = to;
     }
   };
   requestAhead();
   for (let current = pending.shift(); current !== undefined; current = pending.shift()) {
-    const row = (await current.result).rows[0];
-    const text = typeof row?.text === 'string' ? row.text : '';
-    const rows = Number(row?.rows ?? 0);
+    let { text, rows } = await current.result;
+    if (rows > 0 && lineBreaks(text) !== rows - 1) {
+      ({ text, rows } = await readPage(current.reader, ROW_JSON, current.from, current.to));
+    }
+    const currentSpan = current.to - current.from;
     span =
       text.length === 0
         ? Math.min(MAX_PAGE_BLOCKS, span * 2)
         : Math.max(
             1,
-            Math.min(MAX_PAGE_BLOCKS, Math.floor((PAGE_CHARS * current.span) / text.length)),
+            Math.min(MAX_PAGE_BLOCKS, Math.floor((PAGE_CHARS * currentSpan) / text.length)),
           );
     requestAhead();
     if (rows > 0) yield { text: `${text}\n`, rows };
   }
+}
+
+/** The number of newlines in `text`. */
+function lineBreaks(text: string): number {
+  let count = 0;
+  for (let at = text.indexOf('\n'); at !== -1; at = text.indexOf('\n', at + 1)) count++;
+  return count;
 }
 
 function quoteIdent(name: string): string {
