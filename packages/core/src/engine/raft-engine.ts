@@ -600,7 +600,7 @@ export class RaftEngine {
     }
     if (this.#heartbeatElapsed >= this.#tuning.heartbeatTicks) {
       this.#heartbeatElapsed = 0;
-      this.#broadcastHeartbeat(this.#reads.takeRoundToSend() ?? 0);
+      this.#broadcastHeartbeat(this.#reads.takeRoundToSend() ?? this.#reads.heartbeatRound);
     }
   }
 

@@ -662,6 +662,20 @@ describe('Thesis 6.4, ReadIndex', () => {
     expect(cluster.reads('n1')).toEqual([{ id: 'r1', index: 1 }]);
   });
 
+  it('a read whose heartbeat round was lost is confirmed by the next periodic heartbeat, which repeats the round', () => {
+    const cluster = new Cluster({ voters: THREE });
+    cluster.elect('n1');
+    cluster.engine('n1').readIndex('r1');
+    cluster.flush('n1');
+    expect(cluster.drop({ type: 'heartbeat' })).toHaveLength(2);
+    cluster.stabilize();
+    expect(cluster.reads('n1')).toEqual([]);
+
+    cluster.tick('n1', 3);
+    cluster.stabilize();
+    expect(cluster.reads('n1')).toEqual([{ id: 'r1', index: 1 }]);
+  });
+
   it('a new leader delays reads until its no-op commits', () => {
     const cluster = new Cluster({
       voters: THREE,

@@ -42,6 +42,15 @@ export class ReadIndexTracker {
     return this.#sentRound;
   }
 
+  /**
+   * The round a periodic heartbeat carries: the latest one broadcast. Any heartbeat sent after a
+   * read arrived may confirm it, so repeating the round lets a quorum confirm reads whose first
+   * broadcast (or its answers) was lost, instead of leaving them to time out.
+   */
+  get heartbeatRound(): number {
+    return this.#sentRound;
+  }
+
   /** Records that `from` answered a heartbeat of `round` in the current term. */
   acknowledge(from: NodeId, round: number): void {
     if (round > (this.#acked.get(from) ?? 0)) this.#acked.set(from, round);

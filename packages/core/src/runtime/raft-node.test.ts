@@ -312,6 +312,34 @@ describe('RaftNode', () => {
     expect(readIndexRequests).toHaveLength(2);
   });
 
+  it('a read that arrives while the consensus loop is held up past an earlier read’s deadline gets its own full deadline', async () => {
+    await using cluster = await TestCluster.start({ size: 1, node: { readTimeoutMs: 200 } });
+    const leader = await cluster.waitForLeader();
+    await leader.propose(put('k', 'v'));
+    const machine = cluster.disk(leader.id).stateMachine;
+    const store = cluster.disk(leader.id).logStore!;
+    let release = (): void => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const persist = store.persist.bind(store);
+    store.persist = async (write, options) => {
+      await held;
+      return persist(write, options);
+    };
+    // The loop now waits on this write's persist; reads queue up behind it.
+    const write = leader.propose(put('k', 'w'));
+    await sleep(20);
+    const early = leader.read(() => machine.get('k')).catch((error: unknown) => error);
+    await sleep(300);
+    expect(await early).toBeInstanceOf(ReadUnavailableError);
+    const late = leader.read(() => machine.get('k'));
+    await sleep(20);
+    release();
+    await expect(late).resolves.toBe('w');
+    await expect(write).resolves.toEqual({ op: 'put', value: 'w' });
+  });
+
   it('fails a linearizable read on a node cut off from the leader with ReadUnavailableError', async () => {
     await using cluster = await TestCluster.start({ node: { readTimeoutMs: 200 } });
     const leader = await cluster.waitForLeader();

@@ -59,6 +59,14 @@ export interface ReadOptions {
   readonly signal?: AbortSignal;
 }
 
+/** Linearizable reads that share one engine read (see RaftNode's #joinReadBatch). */
+interface ReadBatch {
+  readonly id: string;
+  readonly deadline: AbortSignal;
+  /** Settles once the node applied up to the batch's read index. */
+  readonly applied: Promise<void>;
+}
+
 /** Received snapshot data kept until the engine installs it; older ones are dropped. */
 const MAX_RECEIVED_SNAPSHOTS = 4;
 /** Entries per `StateMachine.apply` call at most (the engine bounds batches by bytes too). */
@@ -135,7 +143,8 @@ export class RaftNode<Command, Result> {
   #commitIndex = 0;
   #lastTimestamp = 0;
   #readSeq = 0;
-  #openReadBatch: { readonly id: string; readonly applied: Promise<void> } | undefined;
+  /** Read batches not yet handed to the engine, oldest first (see #joinReadBatch). */
+  #openReadBatches: ReadBatch[] = [];
 
   private constructor(init: RaftNodeInit<Command, Result>) {
     const { options } = init;
@@ -283,16 +292,19 @@ export class RaftNode<Command, Result> {
   }
 
   /**
-   * The linearizable read batch that reads join until the consensus loop hands it to the engine
-   * (thesis 6.4): a burst of reads costs one ReadIndex request, one heartbeat round and one wait
-   * for the applied index. The engine takes the read index when the batch is handed over, after
-   * every read of the batch arrived, so each read sees every write completed before it started.
-   * Settles once this node applied up to the read index, or rejects with ReadUnavailableError.
+   * The linearizable read batch this read joins (thesis 6.4): reads that arrive before the
+   * consensus loop hands their batch to the engine share one ReadIndex request, one heartbeat
+   * round and one wait for the applied index. The engine takes the read index when the batch is
+   * handed over, after every read of the batch arrived, so each read sees every write completed
+   * before it started. Reads share a batch only when they share a deadline (see
+   * {@link SharedDeadline}), so joining never shortens a read's deadline. Settles once this node
+   * applied up to the read index, or rejects with ReadUnavailableError.
    */
   #joinReadBatch(): Promise<void> {
-    if (this.#openReadBatch !== undefined) return this.#openReadBatch.applied;
-    const id = `${this.#readIdPrefix}:${++this.#readSeq}`;
     const deadline = this.#readDeadline.signal();
+    const open = this.#openReadBatches.at(-1);
+    if (open !== undefined && open.deadline === deadline) return open.applied;
+    const id = `${this.#readIdPrefix}:${++this.#readSeq}`;
     const applied = this.#reads
       .add(id, deadline)
       .then((index) => this.#appliedWaiters.wait(index, deadline))
@@ -304,17 +316,18 @@ export class RaftNode<Command, Result> {
           { cause: error },
         );
       });
-    this.#openReadBatch = { id, applied };
+    this.#openReadBatches.push({ id, deadline, applied });
     this.#kick();
     return applied;
   }
 
-  /** Hands the open read batch, if any, to the engine; later reads start a new batch. */
-  #closeReadBatch(): void {
-    const batch = this.#openReadBatch;
-    if (batch === undefined) return;
-    this.#openReadBatch = undefined;
-    this.#engine.readIndex(batch.id);
+  /** Hands the open read batches to the engine, except those past their deadline (settled). */
+  #closeReadBatches(): void {
+    if (this.#openReadBatches.length === 0) return;
+    for (const batch of this.#openReadBatches) {
+      if (!batch.deadline.aborted) this.#engine.readIndex(batch.id);
+    }
+    this.#openReadBatches = [];
   }
 
   /** The engine's state, the applied index and whether the node is closed. */
@@ -431,8 +444,9 @@ export class RaftNode<Command, Result> {
     if (this.#stopped !== undefined || this.#driving !== undefined) return;
     this.#driving = this.#drive().finally(() => {
       this.#driving = undefined;
-      // A read that arrived after the loop's last look at the batch must not wait for a tick.
-      if (this.#openReadBatch !== undefined) this.#kick();
+      // Inputs that arrived after the loop's last look (a read batch, or work that advance()
+      // created after an empty Ready) must not wait for the next tick.
+      if (this.#openReadBatches.length > 0 || this.#engine.hasReady()) this.#kick();
     });
   }
 
@@ -442,7 +456,7 @@ export class RaftNode<Command, Result> {
     await new Promise<void>((resolve) => setImmediate(resolve));
     try {
       while (this.#stopped === undefined) {
-        this.#closeReadBatch();
+        this.#closeReadBatches();
         if (!this.#engine.hasReady()) return;
         const ready = this.#engine.ready();
         this.#readiesTaken++;
