@@ -26,6 +26,8 @@ export interface PeerClientOptions {
    * loopback (see the package's benchmark).
    */
   readonly fetch?: PeerFetch;
+  /** Answers longer than this many bytes are refused (the call rejects), never buffered past it. */
+  readonly maxResponseBytes: number;
 }
 
 /** One POST: the answer's status and body text. */
@@ -65,10 +67,10 @@ export class PeerClient {
         base.protocol === 'https:'
           ? new HttpsAgent({ keepAlive: true })
           : new HttpAgent({ keepAlive: true });
-      this.#send = nodeHttpSend(base, this.#agent);
+      this.#send = nodeHttpSend(base, this.#agent, options.maxResponseBytes);
     } else {
       this.#agent = undefined;
-      this.#send = fetchSend(base.origin, options.fetch);
+      this.#send = fetchSend(base.origin, options.fetch, options.maxResponseBytes);
     }
   }
 
@@ -111,7 +113,7 @@ export class PeerClient {
 }
 
 /** Sends with `node:http(s)` through `agent`, to `base`'s host and port. */
-function nodeHttpSend(base: URL, agent: HttpAgent): Send {
+function nodeHttpSend(base: URL, agent: HttpAgent, maxResponseBytes: number): Send {
   const request = base.protocol === 'https:' ? httpsRequest : httpRequest;
   const target: RequestOptions = {
     protocol: base.protocol,
@@ -131,10 +133,21 @@ function nodeHttpSend(base: URL, agent: HttpAgent): Send {
         },
         (res) => {
           const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () =>
-            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
-          );
+          let bytes = 0;
+          res.on('data', (chunk: Buffer) => {
+            bytes += chunk.byteLength;
+            if (bytes > maxResponseBytes) {
+              const error = tooLong(maxResponseBytes);
+              reject(error);
+              req.destroy(error);
+              return;
+            }
+            chunks.push(chunk);
+          });
+          res.on('end', () => {
+            if (bytes > maxResponseBytes) return;
+            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+          });
           res.on('error', reject);
           res.on('close', () => {
             if (!res.complete) reject(new Error('the connection closed before the answer ended'));
@@ -147,9 +160,25 @@ function nodeHttpSend(base: URL, agent: HttpAgent): Send {
 }
 
 /** Sends with a `fetch` of the caller's, to `origin`. */
-function fetchSend(origin: string, send: PeerFetch): Send {
+function fetchSend(origin: string, send: PeerFetch, maxResponseBytes: number): Send {
   return async (path, headers, body, signal) => {
     const response = await send(origin + path, { method: 'POST', body, signal, headers });
-    return { status: response.status, text: await response.text() };
+    const chunks: Uint8Array[] = [];
+    let bytes = 0;
+    const reader = response.body?.getReader();
+    for (let read = await reader?.read(); read?.done === false; read = await reader?.read()) {
+      bytes += read.value.byteLength;
+      if (bytes > maxResponseBytes) {
+        const error = tooLong(maxResponseBytes);
+        await reader?.cancel(error);
+        throw error;
+      }
+      chunks.push(read.value);
+    }
+    return { status: response.status, text: Buffer.concat(chunks).toString('utf8') };
   };
+}
+
+function tooLong(maxResponseBytes: number): Error {
+  return new Error(`the answer exceeds the limit of ${maxResponseBytes} bytes`);
 }

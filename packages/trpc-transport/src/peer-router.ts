@@ -95,10 +95,16 @@ export async function callPeerProcedure(
 
 /** What an error answer says about `error`: what is wrong with the request, never a stack. */
 export function peerErrorMessage(error: TRPCError): string {
-  return error.cause instanceof z.ZodError
-    ? `invalid request: ${z.prettifyError(error.cause)}`
-    : error.message;
+  if (!(error.cause instanceof z.ZodError)) return error.message;
+  const issues = error.cause.issues;
+  // A request with thousands of bad messages must not get a megabyte of explanation back.
+  const shown = new z.ZodError(issues.slice(0, MAX_REPORTED_ISSUES));
+  const more = issues.length - shown.issues.length;
+  return `invalid request: ${z.prettifyError(shown)}${more > 0 ? `\n(and ${more} more issues)` : ''}`;
 }
+
+/** How many validation issues an error answer lists at most. */
+const MAX_REPORTED_ISSUES = 10;
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

@@ -44,6 +44,7 @@ describe('the peer server refuses bad requests over real HTTP, and keeps serving
     ['a tampered body', { signedBody: encode({ messages: [] }) }, /signature/],
     ['a stale timestamp', { timestamp: Date.now() - 10 * 60_000 }, /timestamp/],
     ['no signature', { headers: { 'x-tsraft-signature': '' } }, /no node id/],
+    ['a signature with stray characters', { signatureSuffix: '!!==' }, /signature/],
   ])('answers 401 to %s; the handler is never reached', async (_name, forged, message) => {
     await using peers = await TestPeers.start();
     const answer = await signedPost(peers.url('n2'), PATH, goodBody, forged);
@@ -108,6 +109,46 @@ describe('the peer server refuses bad requests over real HTTP, and keeps serving
       expect((await signedPost(peers.url('n2'), PATH, goodBody)).status).toBe(200);
     },
   );
+
+  it('answers 401 to a stale timestamp before reading the body', async () => {
+    await using peers = await TestPeers.start();
+    const url = new URL(peers.url('n2'));
+    // Announces a body and never sends it: only a refusal made before reading can answer.
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: PATH,
+          method: 'POST',
+          headers: {
+            'content-length': '1000',
+            'x-tsraft-from': 'n1',
+            'x-tsraft-timestamp': String(Date.now() - 10 * 60_000),
+            'x-tsraft-signature': 'x'.repeat(43),
+          },
+        },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+          req.destroy();
+        },
+      );
+      req.on('error', reject);
+      req.flushHeaders();
+    });
+    expect(status).toBe(401);
+    expect(peers.received).toHaveLength(0);
+  });
+
+  it('lists at most ten validation issues in a 400 answer', async () => {
+    await using peers = await TestPeers.start();
+    const bad = Array.from({ length: 5000 }, () => ({ ...heartbeat, term: -1 }));
+    const answer = await signedPost(peers.url('n2'), PATH, encode({ messages: bad }));
+    expect(answer.status).toBe(400);
+    expectCleanError(answer.text, /and 4990 more issues/);
+    expect(answer.text.length).toBeLessThan(10_000);
+  });
 
   it('answers 413 to a body over the limit, announced or not, and never buffers it', async () => {
     await using peers = await TestPeers.start({ maxBodyBytes: 4096 });

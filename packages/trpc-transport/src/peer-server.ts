@@ -190,6 +190,12 @@ export class TrpcPeerServer {
       this.#refuse(res, 'the request comes from a node that is not a peer of this cluster');
       return;
     }
+    // Checked before the body is read, so stale or forged timestamps cost no buffering.
+    const skew = Math.abs(Date.now() - Number(timestamp));
+    if (!(skew <= this.#maxClockSkewMs)) {
+      this.#refuse(res, 'the request timestamp is too far from this node clock');
+      return;
+    }
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > this.#maxBodyBytes) {
       this.#tooLarge(res);
@@ -201,11 +207,6 @@ export class TrpcPeerServer {
     } catch (error) {
       if (error instanceof BodyTooLargeError) this.#tooLarge(res);
       else res.destroy();
-      return;
-    }
-    const skew = Math.abs(Date.now() - Number(timestamp));
-    if (!(skew <= this.#maxClockSkewMs)) {
-      this.#refuse(res, 'the request timestamp is too far from this node clock');
       return;
     }
     const parts = {

@@ -2,6 +2,9 @@ import { Buffer } from 'node:buffer';
 import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import type { NodeId } from '@tsraft/core';
 
+/** An HMAC-SHA256 digest (32 bytes) in unpadded base64url: 43 characters. */
+const CANONICAL_SIGNATURE = /^[A-Za-z0-9_-]{43}$/;
+
 /** The headers that authenticate a request between peers. */
 export const SIGNATURE_HEADERS = {
   /** The sending node's id. */
@@ -50,6 +53,8 @@ export class PeerSignature {
 
   /** Whether `signature` is the request's signature; compares in constant time. */
   verify(parts: SignedParts, body: Uint8Array, signature: string): boolean {
+    // Only the one canonical spelling: base64url decoding would skip stray characters.
+    if (!CANONICAL_SIGNATURE.test(signature)) return false;
     const expected = this.#digest(parts, body);
     const given = Buffer.from(signature, 'base64url');
     return given.byteLength === expected.byteLength && timingSafeEqual(given, expected);

@@ -157,15 +157,20 @@ describe('a 3-node RaftNode cluster over the tRPC transport on loopback', () => 
     faults.heal();
     faults.drop(0.15);
     faults.delay(0, 5);
-    const current = await cluster.leader(ids.length);
     for (const value of ['b', 'c', 'd']) {
       await expect
         .poll(
           async () => {
             try {
+              // Retried with the same session on whichever node leads now; a forwarded proposal
+              // whose request was lost would otherwise wait out forwardTimeoutMs.
+              const current = await cluster.leader(ids.length);
               await current.propose(
                 { op: 'append', key: 'log', value },
-                { session: { clientId: 'faulty-client', seq: value.charCodeAt(0) } },
+                {
+                  session: { clientId: 'faulty-client', seq: value.charCodeAt(0) },
+                  signal: AbortSignal.timeout(2000),
+                },
               );
               return true;
             } catch {
@@ -177,7 +182,7 @@ describe('a 3-node RaftNode cluster over the tRPC transport on loopback', () => 
         .toBe(true);
     }
     faults.heal();
-    const commit = current.status().commitIndex;
+    const commit = (await cluster.leader(ids.length)).status().commitIndex;
     await expect
       .poll(() => ids.every((id) => cluster.node(id).status().appliedIndex >= commit), {
         timeout: 10_000,

@@ -75,6 +75,8 @@ export interface SignedPostOptions {
   readonly headers?: Record<string, string>;
   /** Sign and send with this method instead of POST. */
   readonly method?: string;
+  /** Appended to the correct signature. */
+  readonly signatureSuffix?: string;
 }
 
 /** POSTs `body` as a peer would, signed (or mis-signed, as `options` say), with plain fetch. */
@@ -98,7 +100,7 @@ export async function signedPost(
       'content-type': 'application/json',
       [SIGNATURE_HEADERS.from]: from,
       [SIGNATURE_HEADERS.timestamp]: timestamp,
-      [SIGNATURE_HEADERS.signature]: signature,
+      [SIGNATURE_HEADERS.signature]: signature + (options.signatureSuffix ?? ''),
       ...options.headers,
     },
   });

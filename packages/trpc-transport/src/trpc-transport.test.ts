@@ -272,6 +272,47 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
     }
   });
 
+  it.each([
+    ['node:http', undefined],
+    ['a fetch of its own', (url: string, init: RequestInit) => fetch(url, init)],
+  ])(
+    'refuses an answer over maxBodyBytes without buffering it, sent with %s',
+    async (_name, send) => {
+      let sent = 0;
+      const server = createServer((req, res) => {
+        req.resume();
+        res.setHeader('content-type', 'application/json');
+        // An endless answer: only the client's limit ends it.
+        const chunk = Buffer.alloc(64 * 1024, 'a');
+        const pump = (): void => {
+          while (!res.destroyed && res.write(chunk)) sent += chunk.byteLength;
+          if (!res.destroyed) res.once('drain', pump);
+        };
+        pump();
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const n1 = createTrpcTransport({
+        nodeId: 'n1',
+        peers: { n1: 'http://127.0.0.1:1', n2: url },
+        secret: SECRET,
+        listen: false,
+        maxBodyBytes: 1024 * 1024,
+        ...(send === undefined ? {} : { fetch: send }),
+      });
+      try {
+        await expect(
+          n1.request('n2', { type: 'raft', messages: [] }, timeout(5000)),
+        ).rejects.toThrow(/exceeds the limit of 1048576 bytes/);
+        expect(sent).toBeLessThan(64 * 1024 * 1024);
+      } finally {
+        await n1.close();
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+      }
+    },
+  );
+
   it("rejects with the peer's error status and message, and the handler is never reached", async () => {
     await using peers = await TestPeers.start();
     await using forger = disposable(

@@ -2,6 +2,7 @@ import type { NodeId, PeerHandler, PeerRequest, PeerResponse, Transport } from '
 import { PeerClient, type PeerFetch } from './peer-client.ts';
 import {
   DEFAULT_BASE_PATH,
+  DEFAULT_MAX_BODY_BYTES,
   type ListenAddress,
   TrpcPeerServer,
   type TrpcPeerServerOptions,
@@ -62,6 +63,7 @@ export class TrpcTransport implements Transport {
           baseUrl,
           basePath: options.basePath ?? DEFAULT_BASE_PATH,
           signature,
+          maxResponseBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
           ...(options.fetch === undefined ? {} : { fetch: options.fetch }),
         }),
       );
