@@ -97,6 +97,8 @@ export class RaftEngine {
   #readsAwaitingCommit: { id: string; origin: NodeId }[] = [];
   /** Follower: reads forwarded to the leader, awaiting its read index. */
   #forwardedReads = new Set<string>();
+  /** Ticks since forwarded reads were last (re)sent; see #resendForwardedReads. */
+  #readResendElapsed = 0;
 
   /** Highest index durable in the local store and still part of the log. */
   #persistedIndex: number;
@@ -152,6 +154,7 @@ export class RaftEngine {
       this.#tickLeader();
     } else {
       this.#electionElapsed++;
+      this.#resendForwardedReads();
       if (this.#electionElapsed >= this.#randomizedElectionTimeout && this.#promotable()) {
         this.#electionElapsed = 0;
         this.#campaign();
@@ -250,6 +253,24 @@ export class RaftEngine {
       this.#send({ type: 'read-index', from: this.id, to: this.#leaderId, term: this.#term, id });
     } else {
       this.#readResults.push({ id, error: 'not-leader' });
+    }
+  }
+
+  /**
+   * A follower asks again, every other heartbeat interval, for the read indexes it still waits
+   * for: a lost request or answer would otherwise fail the read at its deadline. The leader
+   * answers each copy; the first answer settles the read and later ones are ignored. Every copy is
+   * sent after the read arrived, so any answer is a valid read index for it (thesis 6.4).
+   */
+  #resendForwardedReads(): void {
+    if (this.#forwardedReads.size === 0 || this.#role !== 'follower' || this.#leaderId === null) {
+      this.#readResendElapsed = 0;
+      return;
+    }
+    if (++this.#readResendElapsed < 2 * this.#tuning.heartbeatTicks) return;
+    this.#readResendElapsed = 0;
+    for (const id of this.#forwardedReads) {
+      this.#send({ type: 'read-index', from: this.id, to: this.#leaderId, term: this.#term, id });
     }
   }
 

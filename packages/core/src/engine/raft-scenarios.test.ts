@@ -732,6 +732,31 @@ describe('Thesis 6.4, ReadIndex', () => {
     expect(cluster.reads('n2')).toEqual([{ id: 'f1', index: 2 }]);
   });
 
+  it('a follower asks again for a read index whose request was lost, and settles the read once', () => {
+    const cluster = new Cluster({ voters: THREE });
+    cluster.elect('n1');
+    cluster.engine('n2').readIndex('f1');
+    cluster.flush('n2');
+    expect(cluster.drop({ type: 'read-index' })).toHaveLength(1);
+    cluster.tick('n2', 5);
+    cluster.flush('n2');
+    expect(cluster.pending).toEqual([]);
+
+    cluster.tick('n2');
+    cluster.flush('n2');
+    expect(cluster.pending).toEqual([
+      { type: 'read-index', from: 'n2', to: 'n1', term: 1, id: 'f1' },
+    ]);
+    cluster.stabilize();
+    expect(cluster.reads('n2')).toEqual([{ id: 'f1', index: 1 }]);
+    // Settled: the follower stops asking.
+    cluster.tick('n1', 3);
+    cluster.stabilize();
+    cluster.tick('n2', 6);
+    cluster.flush('n2');
+    expect(cluster.pending.filter((m) => m.type === 'read-index')).toEqual([]);
+  });
+
   it('a follower that abandoned a read ignores the leader’s late answer to it', () => {
     const cluster = new Cluster({ voters: THREE });
     cluster.elect('n1');
