@@ -1,4 +1,4 @@
-import { request as httpRequest } from 'node:http';
+import { type ClientRequest, request as httpRequest } from 'node:http';
 import type { Message } from '@tsraft/core';
 import { describe, expect, it } from 'vitest';
 import { createTrpcPeerServer } from './peer-server.ts';
@@ -24,6 +24,30 @@ function expectCleanError(text: string, message: RegExp): void {
   expect(text).not.toMatch(/stack|\n\s+at |node_modules|\.ts:\d+/);
   const body = JSON.parse(text) as { error: { json: { message: string } } };
   expect(body.error.json.message).toMatch(message);
+}
+
+/**
+ * A hand-made POST to `PATH` with exactly `headers`, whose body `send` writes (or not): resolves
+ * with the answer's status as soon as it arrives, then drops the connection.
+ */
+function rawPost(
+  baseUrl: string,
+  headers: Record<string, string>,
+  send: (req: ClientRequest) => void,
+): Promise<number> {
+  const url = new URL(baseUrl);
+  return new Promise<number>((resolve, reject) => {
+    const req = httpRequest(
+      { host: url.hostname, port: url.port, path: PATH, method: 'POST', headers },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+        req.destroy();
+      },
+    );
+    req.on('error', reject);
+    send(req);
+  });
 }
 
 describe('the peer server refuses bad requests over real HTTP, and keeps serving', () => {
@@ -112,31 +136,17 @@ describe('the peer server refuses bad requests over real HTTP, and keeps serving
 
   it('answers 401 to a stale timestamp before reading the body', async () => {
     await using peers = await TestPeers.start();
-    const url = new URL(peers.url('n2'));
     // Announces a body and never sends it: only a refusal made before reading can answer.
-    const status = await new Promise<number>((resolve, reject) => {
-      const req = httpRequest(
-        {
-          host: url.hostname,
-          port: url.port,
-          path: PATH,
-          method: 'POST',
-          headers: {
-            'content-length': '1000',
-            'x-tsraft-from': 'n1',
-            'x-tsraft-timestamp': String(Date.now() - 10 * 60_000),
-            'x-tsraft-signature': 'x'.repeat(43),
-          },
-        },
-        (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-          req.destroy();
-        },
-      );
-      req.on('error', reject);
-      req.flushHeaders();
-    });
+    const status = await rawPost(
+      peers.url('n2'),
+      {
+        'content-length': '1000',
+        'x-tsraft-from': 'n1',
+        'x-tsraft-timestamp': String(Date.now() - 10 * 60_000),
+        'x-tsraft-signature': 'x'.repeat(43),
+      },
+      (req) => req.flushHeaders(),
+    );
     expect(status).toBe(401);
     expect(peers.received).toHaveLength(0);
   });
@@ -158,29 +168,18 @@ describe('the peer server refuses bad requests over real HTTP, and keeps serving
     expectCleanError(announced.text, /exceeds the limit of 4096 bytes/);
 
     // Chunked, without Content-Length: the server counts bytes as they arrive.
-    const url = new URL(peers.url('n2'));
-    const status = await new Promise<number>((resolve, reject) => {
-      const req = httpRequest(
-        {
-          host: url.hostname,
-          port: url.port,
-          path: PATH,
-          method: 'POST',
-          headers: {
-            'x-tsraft-from': 'n1',
-            'x-tsraft-timestamp': String(Date.now()),
-            'x-tsraft-signature': 'unchecked-before-the-size',
-          },
-        },
-        (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        },
-      );
-      req.on('error', reject);
-      for (let i = 0; i < 4; i += 1) req.write('y'.repeat(2048));
-      req.end();
-    });
+    const status = await rawPost(
+      peers.url('n2'),
+      {
+        'x-tsraft-from': 'n1',
+        'x-tsraft-timestamp': String(Date.now()),
+        'x-tsraft-signature': 'unchecked-before-the-size',
+      },
+      (req) => {
+        for (let i = 0; i < 4; i += 1) req.write('y'.repeat(2048));
+        req.end();
+      },
+    );
     expect(status).toBe(413);
     expect(peers.received).toHaveLength(0);
     expect((await signedPost(peers.url('n2'), PATH, goodBody)).status).toBe(200);

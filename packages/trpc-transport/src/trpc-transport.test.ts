@@ -5,7 +5,7 @@ import type { LogEntry, Message, PeerRequest } from '@tsraft/core';
 import { pickLoopbackPort } from '@tsraft/core/testing';
 import { describe, expect, it } from 'vitest';
 import { randomBytes, SECRET, TestPeers } from './test-peers.test-helpers.ts';
-import { createTrpcTransport } from './trpc-transport.ts';
+import { createTrpcTransport, type TrpcTransportOptions } from './trpc-transport.ts';
 
 const entry = (index: number, data: Uint8Array): LogEntry => ({
   index,
@@ -49,6 +49,36 @@ const EVERY_MESSAGE: Message[] = [
 
 function timeout(ms: number): { signal: AbortSignal } {
   return { signal: AbortSignal.timeout(ms) };
+}
+
+/**
+ * A plain HTTP server on 127.0.0.1 that answers every request with `respond`, known as node
+ * `n2`, and the transport of node `n1` that calls it; disposing closes both.
+ */
+async function serverAsPeer(
+  respond: (req: IncomingMessage, res: ServerResponse) => void,
+  options: Partial<TrpcTransportOptions> = {},
+) {
+  const server = createServer(respond);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const n1 = createTrpcTransport({
+    nodeId: 'n1',
+    peers: { n1: 'http://127.0.0.1:1', n2: url },
+    secret: SECRET,
+    listen: false,
+    ...options,
+  });
+  return {
+    server,
+    url,
+    n1,
+    async [Symbol.asyncDispose](): Promise<void> {
+      await n1.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
 }
 
 describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
@@ -196,19 +226,12 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
     });
     await peer.listen(async () => ({ type: 'ack' }));
     // Mounted into a server of the application's own, beside its other routes.
-    const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    await using app = await serverAsPeer((req, res) => {
       if (!peer.handle(req, res)) res.writeHead(200).end('the app');
     });
+    const { server, url, n1 } = app;
     server.on('connection', () => {
       connections += 1;
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const n1 = createTrpcTransport({
-      nodeId: 'n1',
-      peers: { n1: 'http://127.0.0.1:1', n2: url },
-      secret: SECRET,
-      listen: false,
     });
     try {
       for (let i = 0; i < 20; i += 1) {
@@ -225,10 +248,7 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
       await n1.close();
       await expect.poll(open).toBeLessThan(before);
     } finally {
-      await n1.close();
       await peer.close();
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
     }
   });
 
@@ -238,7 +258,7 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
       '{"result":{"data":{"json":{"type":"proposed","result":"not binary"}}}}',
       '<html>a proxy error page</html>',
     ];
-    const server = createServer((req, res) => {
+    await using peer = await serverAsPeer((req, res) => {
       req.resume();
       res.setHeader('content-type', 'application/json');
       const answer = answers.shift();
@@ -251,24 +271,10 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
       res.write('{"result":');
       setTimeout(() => res.destroy(), 10);
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const n1 = createTrpcTransport({
-      nodeId: 'n1',
-      peers: { n1: 'http://127.0.0.1:1', n2: url },
-      secret: SECRET,
-      listen: false,
-    });
-    try {
-      for (let i = 0; i < 4; i += 1) {
-        await expect(
-          n1.request('n2', { type: 'raft', messages: [] }, timeout(5000)),
-        ).rejects.toThrow();
-      }
-    } finally {
-      await n1.close();
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
+    for (let i = 0; i < 4; i += 1) {
+      await expect(
+        peer.n1.request('n2', { type: 'raft', messages: [] }, timeout(5000)),
+      ).rejects.toThrow();
     }
   });
 
@@ -279,37 +285,24 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
     'refuses an answer over maxBodyBytes without buffering it, sent with %s',
     async (_name, send) => {
       let sent = 0;
-      const server = createServer((req, res) => {
-        req.resume();
-        res.setHeader('content-type', 'application/json');
-        // An endless answer: only the client's limit ends it.
-        const chunk = Buffer.alloc(64 * 1024, 'a');
-        const pump = (): void => {
-          while (!res.destroyed && res.write(chunk)) sent += chunk.byteLength;
-          if (!res.destroyed) res.once('drain', pump);
-        };
-        pump();
-      });
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      const n1 = createTrpcTransport({
-        nodeId: 'n1',
-        peers: { n1: 'http://127.0.0.1:1', n2: url },
-        secret: SECRET,
-        listen: false,
-        maxBodyBytes: 1024 * 1024,
-        ...(send === undefined ? {} : { fetch: send }),
-      });
-      try {
-        await expect(
-          n1.request('n2', { type: 'raft', messages: [] }, timeout(5000)),
-        ).rejects.toThrow(/exceeds the limit of 1048576 bytes/);
-        expect(sent).toBeLessThan(64 * 1024 * 1024);
-      } finally {
-        await n1.close();
-        server.closeAllConnections();
-        await new Promise((resolve) => server.close(resolve));
-      }
+      await using peer = await serverAsPeer(
+        (req, res) => {
+          req.resume();
+          res.setHeader('content-type', 'application/json');
+          // An endless answer: only the client's limit ends it.
+          const chunk = Buffer.alloc(64 * 1024, 'a');
+          const pump = (): void => {
+            while (!res.destroyed && res.write(chunk)) sent += chunk.byteLength;
+            if (!res.destroyed) res.once('drain', pump);
+          };
+          pump();
+        },
+        { maxBodyBytes: 1024 * 1024, ...(send === undefined ? {} : { fetch: send }) },
+      );
+      await expect(
+        peer.n1.request('n2', { type: 'raft', messages: [] }, timeout(5000)),
+      ).rejects.toThrow(/exceeds the limit of 1048576 bytes/);
+      expect(sent).toBeLessThan(64 * 1024 * 1024);
     },
   );
 
