@@ -1,4 +1,3 @@
-import { probeDockerEngine } from './docker-engine.ts';
 import { EmbeddedProvider } from './embedded-provider.ts';
 import { ExternalProvider } from './external-provider.ts';
 import { type PostgresProvider, PROVIDER_NAMES, type ProviderName } from './postgres-server.ts';
@@ -33,18 +32,13 @@ export async function selectProvider(
     log(`[postgres] using the ${describe(provider)} (TSRAFT_PG_PROVIDER=${forced})`);
     return provider;
   }
-  const docker = await probeDockerEngine(signal ? { signal } : {});
-  if (!docker.available) {
-    log(`[postgres] ${docker.reason}; using the embedded provider`);
-    return createProvider('embedded');
-  }
   const containers = new TestcontainersProvider();
-  const unavailable = await containers.unavailableReason();
-  if (unavailable !== undefined) {
-    log(`[postgres] ${docker.detail}, but: ${unavailable} Using the embedded provider`);
+  const probe = await containers.availability(signal ? { signal } : {});
+  if (!probe.available) {
+    log(`[postgres] ${probe.reason}; using the embedded provider`);
     return createProvider('embedded');
   }
-  log(`[postgres] ${docker.detail}; using the ${describe(containers)}`);
+  log(`[postgres] ${probe.detail}; using the ${describe(containers)}`);
   return containers;
 }
 

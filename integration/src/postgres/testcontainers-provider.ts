@@ -1,6 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { PostgreSqlContainer, type StartedPostgreSqlContainer } from '@testcontainers/postgresql';
 import { type ContainerRuntimeClient, getContainerRuntimeClient, ImageName } from 'testcontainers';
+import {
+  type DockerEngineProbe,
+  type ProbeDockerEngineOptions,
+  probeDockerEngine,
+} from './docker-engine.ts';
 import type { PostgresProvider, PostgresServer, StartOptions } from './postgres-server.ts';
 
 /** The image used when `TSRAFT_PG_IMAGE` is not set: the official one, from Docker Hub. */
@@ -73,15 +78,18 @@ export class TestcontainersProvider implements PostgresProvider {
   }
 
   /**
-   * Why this provider cannot start servers here, or `undefined` when its image is present or was
-   * just pulled. For choosing a provider; never throws.
+   * Whether this provider can start servers here: a Docker engine answers (see
+   * {@link probeDockerEngine}) and has the image or can pull it. For choosing a provider; never
+   * throws.
    */
-  async unavailableReason(): Promise<string | undefined> {
+  async availability(options: ProbeDockerEngineOptions = {}): Promise<DockerEngineProbe> {
+    const docker = await probeDockerEngine(options);
+    if (!docker.available) return docker;
     try {
       await this.#ensureImage(await runtimeClient());
-      return undefined;
+      return docker;
     } catch (error) {
-      return messageOf(error);
+      return { available: false, reason: `${docker.detail}, but: ${messageOf(error)}` };
     }
   }
 
