@@ -163,14 +163,15 @@ function nodeHttpSend(base: URL, agent: HttpAgent, maxResponseBytes: number): Se
 function fetchSend(origin: string, send: PeerFetch, maxResponseBytes: number): Send {
   return async (path, headers, body, signal) => {
     const response = await send(origin + path, { method: 'POST', body, signal, headers });
+    if (response.body === null) return { status: response.status, text: '' };
+    const reader = response.body.getReader();
     const chunks: Uint8Array[] = [];
     let bytes = 0;
-    const reader = response.body?.getReader();
-    for (let read = await reader?.read(); read?.done === false; read = await reader?.read()) {
+    for (let read = await reader.read(); !read.done; read = await reader.read()) {
       bytes += read.value.byteLength;
       if (bytes > maxResponseBytes) {
         const error = tooLong(maxResponseBytes);
-        await reader?.cancel(error);
+        await reader.cancel(error);
         throw error;
       }
       chunks.push(read.value);
