@@ -372,7 +372,8 @@ export class RaftNode<Command, Result> {
         const meta: SnapshotMeta = {
           index: position.index,
           term: position.term,
-          config: status.config,
+          // The configuration as of the snapshot's last entry, not the latest (Raft paper 7).
+          config: this.#engine.configAt(position.index),
         };
         const stored = await storage('save a snapshot', () =>
           store.save(meta, exported.chunks, { signal }),
@@ -717,7 +718,9 @@ export class RaftNode<Command, Result> {
     const outcome = this.#engine.propose([bytes]);
     if (!outcome.ok) {
       if (outcome.reason === 'backpressure') throw new BackpressureError();
-      return { kind: 'not-leader', leaderHint: outcome.leaderHint };
+      // While handing leadership over, the leader points at the node about to lead.
+      const leaderHint = outcome.reason === 'transferring' ? outcome.target : outcome.leaderHint;
+      return { kind: 'not-leader', leaderHint };
     }
     const result = this.#proposals.add(outcome.index, outcome.term, signal);
     this.#kick();
