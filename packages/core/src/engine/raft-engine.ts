@@ -143,8 +143,10 @@ export class RaftEngine {
   #role: Role = 'follower';
   #leaderId: NodeId | null = null;
 
-  /** Ticks since this engine started: the clock of leases and of the startup guard. */
+  /** Ticks since this engine started: the clock of leases and of the restart guard. */
   #ticks = 0;
+  /** Started with a durable term: this server may have acknowledged a leader before. */
+  readonly #restarted: boolean;
   #electionElapsed = 0;
   #heartbeatElapsed = 0;
   #randomizedElectionTimeout = 0;
@@ -203,6 +205,7 @@ export class RaftEngine {
     );
     this.#snapshotMeta = { ...options.snapshot, config: options.config };
     this.#term = options.hardState.term;
+    this.#restarted = options.hardState.term > 0;
     this.#votedFor = options.hardState.votedFor;
     const lastIndex = this.#log.lastIndex;
     this.#commitIndex = Math.min(
@@ -646,12 +649,15 @@ export class RaftEngine {
   /**
    * Whether this server counts as having heard from a leader within an election timeout, so it
    * refuses votes for a later term (thesis 4.2.3, with CheckQuorum). With lease reads it also
-   * does so for its first election timeout after a start: what it heard before was in memory,
-   * and a leader's lease may count on its acknowledgement of a heartbeat.
+   * does so for its first election timeout after a restart: what it heard before was in memory,
+   * and a leader's lease may count on its acknowledgement of a heartbeat. (A server whose durable
+   * term is 0 never acknowledged a leader: it acknowledges only after persisting the term.)
    */
   #inLease(): boolean {
     if (!this.#tuning.checkQuorum) return false;
-    if (this.#tuning.leaseReads && this.#ticks < this.#tuning.electionTicks) return true;
+    if (this.#tuning.leaseReads && this.#restarted && this.#ticks < this.#tuning.electionTicks) {
+      return true;
+    }
     return this.#leaderId !== null && this.#electionElapsed < this.#tuning.electionTicks;
   }
 
@@ -807,9 +813,10 @@ export class RaftEngine {
   /**
    * Keeps a progress for each server the leader replicates to: the members of the configuration
    * in effect, and those of the committed one, so that a server being removed receives the
-   * entry that removes it (and stops campaigning) until that entry commits.
+   * entry that removes it (and stops campaigning) until that entry commits. A new one starts
+   * probing at `next`.
    */
-  #syncProgress(): void {
+  #syncProgress(next = this.#log.lastIndex + 1): void {
     const targets = new Set([
       ...members(this.#config),
       ...members(this.#configs.at(this.#commitIndex).config),
@@ -818,7 +825,7 @@ export class RaftEngine {
     for (const id of targets) {
       if (this.#progress.has(id)) continue;
       const pr = new Progress(
-        this.#log.lastIndex + 1,
+        next,
         new Inflights(this.#tuning.maxInflightMessages, this.#tuning.maxInflightBytes),
       );
       this.#progress.set(id, pr);
@@ -838,7 +845,8 @@ export class RaftEngine {
       { index, term: this.#term, config },
       isJoint(config) ? 'entering a joint configuration' : 'appending a configuration',
     );
-    this.#syncProgress();
+    // A new member is sent the entry that adds it at once (and probes back from there).
+    this.#syncProgress(index);
     this.#afterLeaderAppend();
     return index;
   }
