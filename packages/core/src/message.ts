@@ -74,8 +74,10 @@ export interface RequestVoteResponse extends MessageBase {
 
 /**
  * Leader to follower, every heartbeat interval: asserts leadership and carries the commit index
- * (never beyond what the follower is known to hold). `round` numbers the heartbeat rounds a
- * ReadIndex waits on (thesis 6.4); 0 when no read waits.
+ * (never beyond what the follower is known to hold). `round` numbers the leader's heartbeat
+ * broadcasts, each its own: a ReadIndex waits for a quorum to answer a round sent after the read
+ * arrived (thesis 6.4), and a lease runs from the departure of the latest round a quorum
+ * answered (thesis 6.4.1).
  */
 export interface Heartbeat extends MessageBase {
   readonly type: 'heartbeat';

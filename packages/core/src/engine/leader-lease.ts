@@ -21,7 +21,11 @@ export class LeaderLease {
     return this.#leaseTicks;
   }
 
+  /** Records that `round` left at `tick`; rounds too old to give a lease any more are dropped. */
   roundSent(round: number, tick: number): void {
+    for (const [old, sent] of this.#sentAt) {
+      if (tick - sent > this.#leaseTicks) this.#sentAt.delete(old);
+    }
     this.#sentAt.set(round, tick);
   }
 

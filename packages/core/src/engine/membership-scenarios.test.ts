@@ -125,6 +125,32 @@ describe('Raft paper 6, joint consensus', () => {
     });
   });
 
+  it('a leader that crashes between C_old,new and C_new: the next leader, elected by both majorities, finishes the change', () => {
+    // C_old = {n1, n2, n3}, C_new = {n1, n2, n4, n5}.
+    const cluster = new Cluster({ voters: THREE, others: ['n4', 'n5'] });
+    cluster.elect('n1');
+    const target = ['n1', 'n2', 'n4', 'n5'];
+    cluster.engine('n1').proposeConfigChange({ voters: target });
+    // C_old,new commits on n1, which appends C_new and persists it, but sends it to no one.
+    cluster.stabilize({ hold: (m) => m.type === 'append' && m.entries.some((e) => e.index === 3) });
+    expect(cluster.status('n1')).toMatchObject({ commitIndex: 2, lastIndex: 3 });
+    expect(configEntries(cluster, 'n1').at(-1)).toEqual({ voters: target });
+    cluster.drop();
+    cluster.restart('n1');
+    cluster.isolate('n1');
+
+    cluster.elect('n2');
+    heartbeat(cluster, 'n2');
+    expect(cluster.status('n2')).toMatchObject({ config: { voters: target }, configIndex: 4 });
+    expect(cluster.status('n2').commitIndex).toBe(4);
+
+    // n1 returns: its C_new of term 1 is overwritten by n2's no-op, then n2's C_new arrives.
+    cluster.heal();
+    heartbeat(cluster, 'n2');
+    expect(cluster.logTerms('n1')).toEqual([1, 1, 2, 2]);
+    expect(cluster.status('n1')).toMatchObject({ config: { voters: target }, configIndex: 4 });
+  });
+
   it('a configuration takes effect on a follower as soon as its entry is in its log, before it commits', () => {
     const cluster = new Cluster({ voters: THREE, others: ['n4'] });
     cluster.elect('n1');
