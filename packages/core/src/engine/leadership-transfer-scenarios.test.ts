@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { EngineTuning } from './engine-options.ts';
-import { Cluster } from './scenario-harness.test-helpers.ts';
+import { Cluster, voteRequest } from './scenario-harness.test-helpers.ts';
 
 /**
  * Scenario tests of leadership transfer (thesis 3.10), with PreVote and CheckQuorum on as they are
@@ -206,15 +206,7 @@ describe('Thesis 3.10, leadership transfer', () => {
   it('thesis 4.2.3: an ordinary candidate is still ignored within the lease; only the transfer flag gets past it', () => {
     const cluster = new Cluster({ voters: THREE, tuning: THESIS });
     cluster.elect('n1');
-    const vote = {
-      type: 'vote',
-      from: 'n2',
-      to: 'n3',
-      term: 2,
-      prevote: false,
-      lastIndex: 1,
-      lastTerm: 1,
-    } as const;
+    const vote = voteRequest({ from: 'n2', to: 'n3', term: 2, lastIndex: 1, lastTerm: 1 });
     cluster.engine('n3').step(vote);
     expect(cluster.status('n3')).toMatchObject({ term: 1, votedFor: 'n1' });
     cluster.engine('n3').step({ ...vote, transfer: true });

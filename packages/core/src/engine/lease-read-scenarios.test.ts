@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../random.ts';
 import type { EngineTuning } from './engine-options.ts';
 import { RaftEngine } from './raft-engine.ts';
-import { Cluster } from './scenario-harness.test-helpers.ts';
+import { Cluster, voteRequest } from './scenario-harness.test-helpers.ts';
 
 /**
  * Scenario tests of lease reads (thesis 6.4.1). With electionTicks 10 and maxClockDrift 0.1 a
@@ -158,15 +158,7 @@ describe('Thesis 6.4.1, lease reads', () => {
   it('a restarted voter refuses votes for its first election timeout, since it may have acknowledged a leader’s heartbeat before it crashed', () => {
     const cluster = leasedCluster();
     cluster.restart('n3');
-    const vote = {
-      type: 'vote',
-      from: 'n2',
-      to: 'n3',
-      term: 2,
-      prevote: false,
-      lastIndex: 1,
-      lastTerm: 1,
-    } as const;
+    const vote = voteRequest({ from: 'n2', to: 'n3', term: 2, lastIndex: 1, lastTerm: 1 });
     cluster.engine('n3').step(vote);
     expect(cluster.status('n3')).toMatchObject({ term: 1 });
     cluster.tick('n3', 9);

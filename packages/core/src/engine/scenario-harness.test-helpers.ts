@@ -2,7 +2,7 @@ import type { ClusterConfig } from '../configuration.ts';
 import { type HardState, INITIAL_HARD_STATE } from '../hard-state.ts';
 import type { LogEntry, LogPosition, NodeId } from '../log-entry.ts';
 import type { LogWrite } from '../log-store.ts';
-import type { Message } from '../message.ts';
+import type { Message, RequestVote } from '../message.ts';
 import { seededRandom } from '../random.ts';
 import type { EngineTuning } from './engine-options.ts';
 import { type EngineStatus, RaftEngine } from './raft-engine.ts';
@@ -29,6 +29,13 @@ export function entriesOfTerms(terms: readonly number[], firstIndex = 1): LogEnt
     type: 'command',
     data: new Uint8Array([firstIndex + i]),
   }));
+}
+
+/** A RequestVote (not a pre-vote unless `prevote` says so) of `from` for `term`. */
+export function voteRequest(
+  fields: Omit<RequestVote, 'type' | 'prevote'> & { prevote?: boolean },
+): RequestVote {
+  return { type: 'vote', prevote: false, ...fields };
 }
 
 interface NodeSetup {
