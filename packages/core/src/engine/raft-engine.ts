@@ -887,8 +887,10 @@ export class RaftEngine {
     }
     for (const id of config.autoPromote ?? []) {
       const pr = this.#progress.get(id);
+      // Caught up (match only grows on the learner's acknowledgements), and heard from lately.
       if (
-        pr?.state === 'replicate' &&
+        pr !== undefined &&
+        pr.recentActive &&
         pr.match + this.#tuning.promotionLagEntries >= this.#log.lastIndex
       ) {
         this.#logger.info({ learner: id, match: pr.match }, 'promoting a caught-up learner');
