@@ -6,7 +6,7 @@ import {
   StorageError,
   type StoredSnapshot,
 } from '@tsraft/core';
-import { sql } from 'kysely';
+import { type RawBuilder, sql } from 'kysely';
 import type { AnyKysely } from './any-kysely.ts';
 import { fromBytea } from './bytea.ts';
 import { assertPosition, toSafeInteger } from './int8.ts';
@@ -31,6 +31,26 @@ export interface PostgresSnapshotStoreOptions {
   readonly allowSynchronousCommitOff?: boolean;
   /** Aborts `open` (checked before the migration and the durability check). Default: none. */
   readonly signal?: AbortSignal;
+}
+
+/**
+ * A snapshot row as operators see it ({@link PostgresSnapshotStore.list}): complete, or still
+ * being saved (or left behind by a save that crashed; the next successful save deletes it).
+ */
+export interface SnapshotRecord {
+  /** The row's id: increasing, never reused. */
+  readonly id: number;
+  readonly index: number;
+  readonly term: number;
+  readonly config: ClusterConfig;
+  /** When its save started. */
+  readonly createdAt: Date;
+  readonly complete: boolean;
+  /** Size and SHA-256 (hex) of a complete snapshot; `undefined` while incomplete. */
+  readonly size: number | undefined;
+  readonly sha256: string | undefined;
+  /** Bytes of its chunk rows (equal to `size` for a complete snapshot that is intact). */
+  readonly storedBytes: number;
 }
 
 const DEFAULT_CHUNK_BYTES = 1024 * 1024;
@@ -95,6 +115,33 @@ export class PostgresSnapshotStore implements SnapshotStore {
       const row = rows[0];
       return row === undefined ? undefined : toStoredSnapshot(row);
     });
+  }
+
+  /** Every snapshot row, complete or not, newest first. */
+  async list(options?: { signal?: AbortSignal }): Promise<SnapshotRecord[]> {
+    return runStorageOperation('listing snapshots', options?.signal, async () => {
+      const { rows } = await this.#records(sql`true`).execute(this.#db);
+      return rows.map(toSnapshotRecord);
+    });
+  }
+
+  /** The snapshot row `id`, or `undefined` when there is none. */
+  async get(id: number, options?: { signal?: AbortSignal }): Promise<SnapshotRecord | undefined> {
+    return runStorageOperation(`reading snapshot ${id}`, options?.signal, async () => {
+      const { rows } = await this.#records(sql`s.id = ${id}`).execute(this.#db);
+      const row = rows[0];
+      return row === undefined ? undefined : toSnapshotRecord(row);
+    });
+  }
+
+  #records(where: RawBuilder<unknown>): RawBuilder<Record<string, unknown>> {
+    const t = this.#tables;
+    return sql<Record<string, unknown>>`
+      select s.id, s.index, s.term, s.config, s.size, s.sha256, s.created_at, s.complete,
+        (select coalesce(sum(octet_length(c.data)), 0) from ${t.snapshotChunk} c
+          where c.snapshot_id = s.id) as stored_bytes
+      from ${t.snapshot} s where ${where} order by s.id desc
+    `;
   }
 
   async save(
@@ -255,6 +302,23 @@ function toStoredSnapshot(row: Record<string, unknown>): StoredSnapshot {
     config: parseConfig(row.config),
     size: toSafeInteger(row.size, 'snapshot.size'),
     sha256: String(row.sha256),
+  };
+}
+
+function toSnapshotRecord(row: Record<string, unknown>): SnapshotRecord {
+  const complete = row.complete === true;
+  const createdAt =
+    row.created_at instanceof Date ? row.created_at : new Date(String(row.created_at));
+  return {
+    id: toSafeInteger(row.id, 'snapshot.id'),
+    index: toSafeInteger(row.index, 'snapshot.index'),
+    term: toSafeInteger(row.term, 'snapshot.term'),
+    config: parseConfig(row.config),
+    createdAt,
+    complete,
+    size: row.size === null ? undefined : toSafeInteger(row.size, 'snapshot.size'),
+    sha256: row.sha256 === null ? undefined : String(row.sha256),
+    storedBytes: toSafeInteger(row.stored_bytes, 'snapshot stored bytes'),
   };
 }
 
