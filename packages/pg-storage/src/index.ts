@@ -41,4 +41,14 @@ export {
   type SavepointMode,
 } from './postgres-state-machine.ts';
 export { DEFAULT_SCHEMA } from './schema-name.ts';
-export { CorruptSnapshotError, STATE_SNAPSHOT_FORMAT } from './state-snapshot-format.ts';
+export {
+  CorruptSnapshotError,
+  STATE_SNAPSHOT_FORMAT,
+  type StateSnapshotHeader,
+} from './state-snapshot-format.ts';
+export {
+  isStateSnapshot,
+  readStateSnapshotHeader,
+  type StateSnapshotSummary,
+  summarizeStateSnapshot,
+} from './state-snapshot-summary.ts';

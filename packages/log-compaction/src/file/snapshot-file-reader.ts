@@ -25,6 +25,8 @@ export interface SnapshotFileReader extends AsyncDisposable {
    * @throws SnapshotFileError `corrupt` at the first check that fails.
    */
   readonly data: AsyncIterable<Uint8Array>;
+  /** The end frame, once `data` was read to its end without an error; `undefined` before. */
+  end(): SnapshotFileEnd | undefined;
 }
 
 /** Options of {@link openSnapshotFile}. */
@@ -63,9 +65,11 @@ export async function openSnapshotFile(
       throw new SnapshotFileError('corrupt', 'the file has no header frame after its magic');
     }
     const header = parseHeader(parseJson(first.payload, 'header'));
+    const seen: { end?: SnapshotFileEnd } = {};
     return {
       header,
-      data: checkedData(reader, header, options),
+      data: checkedData(reader, header, options, seen),
+      end: () => seen.end,
       [Symbol.asyncDispose]: () => reader.close(),
     };
   } catch (error) {
@@ -78,6 +82,7 @@ async function* checkedData(
   reader: ByteReader,
   header: SnapshotFileHeader,
   options: OpenSnapshotFileOptions,
+  seen: { end?: SnapshotFileEnd },
 ): AsyncGenerator<Uint8Array> {
   const hash = createHash('sha256');
   let size = 0;
@@ -108,6 +113,7 @@ async function* checkedData(
       if (!(await reader.atEnd())) {
         throw new SnapshotFileError('corrupt', 'the file has data after its end frame');
       }
+      seen.end = end;
       return;
     }
   } finally {

@@ -61,8 +61,8 @@ async function readAll(file: Uint8Array, sourceChunk = 777): Promise<Uint8Array>
 
 describe('the snapshot file format tsraft-snapshot/1', () => {
   it('round-trips a snapshot whatever the source and frame sizes', async () => {
-    const data = pseudoRandomBytes(50_000, 1);
-    for (const frameBytes of [1, 999, 4096, 65_536]) {
+    const data = pseudoRandomBytes(20_000, 1);
+    for (const frameBytes of [7, 999, 65_536]) {
       for (const withChecksum of [true, false]) {
         const file = await fileOf(data, { frameBytes, withChecksum });
         for (const sourceChunk of [1, 13, 100_000]) {
