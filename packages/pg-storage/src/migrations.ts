@@ -201,5 +201,17 @@ function raftMigrations(schema: string): Record<string, Migration> {
           )`.execute(db);
       },
     },
+    '0003_partial_snapshots': {
+      async up(db: AnyKysely): Promise<void> {
+        // A snapshot being received from a leader in pieces (at most one): incomplete, with the
+        // size and SHA-256 its leader announced; its chunk rows hold the bytes received so far.
+        await sql`
+          alter table ${t.snapshot} add column receiving boolean not null default false
+        `.execute(db);
+        await sql`
+          create unique index snapshot_one_partial on ${t.snapshot} (receiving) where receiving
+        `.execute(db);
+      },
+    },
   };
 }

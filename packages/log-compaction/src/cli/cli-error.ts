@@ -1,5 +1,4 @@
-import { StorageError } from '@tsraft/core';
-import { CorruptSnapshotError } from '@tsraft/pg-storage';
+import { CorruptSnapshotError, StorageError } from '@tsraft/core';
 import { SnapshotFileError } from '../file/snapshot-file-format.ts';
 
 /** The exit codes of `tsraft-snapshot` (documented in the package README). */
@@ -60,11 +59,11 @@ export function toCliError(error: unknown, signal: AbortSignal | undefined): Cli
           { cause: error },
         );
   }
-  if (error instanceof CorruptSnapshotError || isCorruptStorage(error)) {
+  if (error instanceof CorruptSnapshotError) {
     return new CliError(
       EXIT.corrupt,
       (error as Error).message,
-      'nothing was changed; the stored snapshot is damaged: take a new one (tsraft-snapshot create) and use that',
+      'nothing was changed; the snapshot is damaged: take a new one (tsraft-snapshot create) and use that',
       { cause: error },
     );
   }
@@ -83,8 +82,4 @@ export function toCliError(error: unknown, signal: AbortSignal | undefined): Cli
     'this is a bug of tsraft-snapshot: please report it with this message',
     { cause: error },
   );
-}
-
-function isCorruptStorage(error: unknown): boolean {
-  return error instanceof StorageError && / is corrupt\b/.test(error.message);
 }

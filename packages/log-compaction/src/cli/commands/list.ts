@@ -19,7 +19,7 @@ export async function listCommand(
     formatBytes(record.size ?? record.storedBytes),
     record.sha256?.slice(0, 12) ?? '-',
     record.createdAt.toISOString(),
-    record.complete ? 'complete' : 'incomplete',
+    record.complete ? 'complete' : record.receiving ? 'receiving' : 'incomplete',
   ]);
   const text =
     records.length === 0
