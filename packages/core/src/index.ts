@@ -51,4 +51,10 @@ export type {
   CommandResult,
   StateMachine,
 } from './state-machine.ts';
-export type { PeerHandler, PeerRequest, PeerResponse, Transport } from './transport.ts';
+export type {
+  PeerHandler,
+  PeerRequest,
+  PeerResponse,
+  SnapshotChunk,
+  Transport,
+} from './transport.ts';
