@@ -888,11 +888,7 @@ export class RaftEngine {
     for (const id of config.autoPromote ?? []) {
       const pr = this.#progress.get(id);
       // Caught up (match only grows on the learner's acknowledgements), and heard from lately.
-      if (
-        pr !== undefined &&
-        pr.recentActive &&
-        pr.match + this.#tuning.promotionLagEntries >= this.#log.lastIndex
-      ) {
+      if (pr?.recentActive && pr.match + this.#tuning.promotionLagEntries >= this.#log.lastIndex) {
         this.#logger.info({ learner: id, match: pr.match }, 'promoting a caught-up learner');
         this.#appendConfig(promoteLearner(config, id));
         return;
