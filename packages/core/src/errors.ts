@@ -117,3 +117,38 @@ export class InvariantViolationError extends RaftError {
     super(message, { retryable: false });
   }
 }
+
+/**
+ * A membership change is already under way (its configuration entry is not committed yet, or
+ * the cluster is between C_old,new and C_new; Raft paper 6): retry once it is done.
+ */
+export class ConfigChangeInProgressError extends RaftError {
+  override name = 'ConfigChangeInProgressError';
+  constructor(message = 'another membership change is under way; retry once it completes') {
+    super(message, { retryable: true });
+  }
+}
+
+/**
+ * A membership change or leadership transfer did not complete before its deadline, or the node
+ * lost leadership before it could tell: the change may still take effect. `status()` (or the
+ * admin status of any node) shows the configuration in effect; retrying the same change is safe.
+ */
+export class MembershipChangeTimeoutError extends RaftError {
+  override name = 'MembershipChangeTimeoutError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, { retryable: true, cause: options?.cause });
+  }
+}
+
+/**
+ * A leadership transfer failed: the target did not take over within the transfer's timeout (an
+ * election timeout by default), so the leader resumed (thesis 3.10). Retry, perhaps to another
+ * target.
+ */
+export class LeadershipTransferError extends RaftError {
+  override name = 'LeadershipTransferError';
+  constructor(message: string, options?: { cause?: unknown; retryable?: boolean }) {
+    super(message, { retryable: options?.retryable ?? true, cause: options?.cause });
+  }
+}

@@ -37,8 +37,11 @@ export type { ReadResult, Ready, Role, SoftState } from './engine/ready.ts';
 export {
   BackpressureError,
   CommandError,
+  ConfigChangeInProgressError,
   CorruptSnapshotError,
   InvariantViolationError,
+  LeadershipTransferError,
+  MembershipChangeTimeoutError,
   NodeClosedError,
   NodeRecoveringError,
   NotLeaderError,

@@ -63,7 +63,8 @@ export type PeerHandler = (
  * - `request` makes one attempt and never retries: Raft owns retries. It rejects when the peer is
  *   unreachable, the deadline passes (`signal`), or the peer's answer is malformed.
  * - Messages may be lost, delayed, duplicated or reordered; Raft tolerates all of it.
- * - `listen` installs the handler for incoming requests; requests from unknown nodes never reach it.
+ * - `listen` installs the handler for incoming requests; requests from unknown nodes never reach it
+ *   (nodes become known from the transport's own options and from `updatePeers`).
  */
 export interface Transport {
   request(
@@ -72,5 +73,13 @@ export interface Transport {
     options: { signal: AbortSignal },
   ): Promise<PeerResponse>;
   listen(handler: PeerHandler): void | Promise<void>;
+  /**
+   * The configuration in effect changed (a membership change, Raft paper 6): `addresses` maps
+   * members to the URLs the configuration carries for them (those a change gave, e.g.
+   * `addLearner(id, { url })`). A transport that keeps a list of peers adds or updates them, so
+   * that it sends to and accepts requests from a member it learns of from the log. Optional: a
+   * transport that reaches every node without a list ignores it.
+   */
+  updatePeers?(addresses: Readonly<Record<NodeId, string>>): void;
   close?(): Promise<void>;
 }

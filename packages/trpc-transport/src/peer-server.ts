@@ -80,7 +80,7 @@ export interface ListenAddress {
  */
 export class TrpcPeerServer {
   readonly #nodeId: NodeId;
-  readonly #peers: ReadonlySet<NodeId>;
+  readonly #peers: Set<NodeId>;
   readonly #signature: PeerSignature;
   readonly #maxBodyBytes: number;
   readonly #basePath: string;
@@ -102,6 +102,11 @@ export class TrpcPeerServer {
     this.#maxClockSkewMs = options.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS;
     this.#logger = options.logger ?? noopLogger;
     this.#handler = options.handler;
+  }
+
+  /** Accepts requests from `ids` too (members the configuration added). */
+  addPeers(ids: Iterable<NodeId>): void {
+    for (const id of ids) if (id !== this.#nodeId) this.#peers.add(id);
   }
 
   /** Installs the handler verified requests go to. */

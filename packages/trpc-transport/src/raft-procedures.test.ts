@@ -314,6 +314,54 @@ describe('the tRPC plugin on a 3-node cluster over real HTTP', () => {
   });
 });
 
+describe('membership and leadership through the admin router', () => {
+  it('transfers leadership, removes a node and adds it back as a learner that is promoted', async () => {
+    await using cluster = await AppCluster.start({ app: kvApp });
+    const leader = await cluster.leader();
+    const admin = (id: NodeId) => cluster.client(id, { headers: { 'x-admin': ADMIN_SECRET } });
+    const denied = await failure(() =>
+      cluster.client(leader.id).raftAdmin.removeNode.mutate({ id: 'n3' }),
+    );
+    expect(denied.data?.code).toBe('UNAUTHORIZED');
+
+    const target = ['n1', 'n2', 'n3'].find((id) => id !== leader.id)!;
+    await expect(
+      admin(leader.id).raftAdmin.transferLeadership.mutate({ to: target }),
+    ).resolves.toEqual({
+      leaderId: target,
+    });
+    const onFollower = await failure(() =>
+      admin(leader.id).raftAdmin.removeNode.mutate({ id: 'n3' }),
+    );
+    expect(raftErrorOf(onFollower)).toMatchObject({ kind: 'not-leader', leaderHint: target });
+
+    const removed = ['n1', 'n2', 'n3'].find((id) => id !== target)!;
+    const rest = ['n1', 'n2', 'n3'].filter((id) => id !== removed);
+    await expect(admin(target).raftAdmin.removeNode.mutate({ id: removed })).resolves.toEqual({
+      voters: rest,
+    });
+    const invalid = await failure(() => admin(target).raftAdmin.addLearner.mutate({ id: target }));
+    expect(invalid.data?.code).toBe('BAD_REQUEST');
+    await expect(
+      admin(target).raftAdmin.addLearner.mutate({ id: removed, promote: true }),
+    ).resolves.toEqual({ voters: rest, learners: [removed], autoPromote: [removed] });
+    await expect
+      .poll(async () => (await admin(target).raftAdmin.status.query()).config.voters.length)
+      .toBe(3);
+    const status = await admin(target).raftAdmin.status.query();
+    expect(status).toMatchObject({ joint: false, leadTransferee: null });
+    expect(Object.keys(status.progress).sort()).toEqual(
+      [removed, ...rest.filter((id) => id !== target)].sort(),
+    );
+
+    const shrunk = await admin(target).raftAdmin.changeMembership.mutate({
+      voters: rest,
+      mode: 'joint',
+    });
+    expect(shrunk).toEqual({ voters: rest });
+  });
+});
+
 describe('exactly-once through the session link while the leader is killed', () => {
   it('applies every acknowledged write exactly once on every surviving node (thesis 6.3)', async () => {
     await using cluster = await AppCluster.start({ app: kvApp });

@@ -11,12 +11,14 @@ import {
 } from '@trpc/server';
 import {
   type ClientSession,
+  type ClusterConfig,
+  type NodeId,
   RaftError,
   type RaftNode,
   type RaftNodeStatus,
   type StoredSnapshot,
 } from '@tsraft/core';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { RAFT_SESSION_FIELD, type RaftSessionInput } from './raft-session-field.ts';
 import { raftSessionInput } from './raft-session-input.ts';
 import { type RaftErrorData, RaftTrpcError, toRaftTrpcError } from './raft-trpc-error.ts';
@@ -144,14 +146,40 @@ export interface RaftAdminOptions<Context> {
   readonly authorize: (opts: { ctx: Context }) => boolean | Promise<boolean>;
 }
 
+/** Input of the admin router's `changeMembership`: the membership wanted (see `RaftNode`). */
+export interface RaftAdminMembershipInput {
+  readonly voters: NodeId[];
+  readonly learners?: NodeId[] | undefined;
+  readonly autoPromote?: NodeId[] | undefined;
+  /** URLs of members, carried in the configuration (for transports that follow it). */
+  readonly addresses?: Record<NodeId, string> | undefined;
+  /** `joint`: through C_old,new even for one voter. Default `auto`. */
+  readonly mode?: 'auto' | 'joint' | undefined;
+  /** Deadline of the change in ms. Default 10,000. */
+  readonly timeoutMs?: number | undefined;
+}
+
+/** An admin mutation: input `I`, output `O`. */
+type AdminMutation<I, O> = TRPCMutationProcedure<{
+  input: I;
+  output: O;
+  meta: object;
+  errorShape: RaftErrorShape | TRPCDefaultErrorShape;
+}>;
+
 /**
- * The procedures of the admin router: `status` and `takeSnapshot` (membership changes and
- * leadership transfer as the engine gains them). This is the type to write for the admin
- * router's key when you spell out your router's type: a router nested in another appears as its
- * record.
+ * The procedures of the admin router: `status`, `takeSnapshot`, and the membership changes and
+ * leadership transfer of the node (each on the leader: a follower fails with SERVICE_UNAVAILABLE
+ * and `data.raft.leaderHint`; an invalid request with BAD_REQUEST; a change while another is
+ * under way with CONFLICT). This is the type to write for the admin router's key when you spell
+ * out your router's type: a router nested in another appears as its record.
  */
 export type RaftAdminRecord = {
-  /** This node's {@link RaftNodeStatus}: role, term, leader, commit and applied index, etc. */
+  /**
+   * This node's {@link RaftNodeStatus}: role, term, leader, commit and applied index, the
+   * configuration (joint or not) and, on the leader, each member's progress: the cluster as this
+   * node sees it.
+   */
   status: TRPCQueryProcedure<{
     // biome-ignore lint/suspicious/noConfusingVoidType: tRPC's own type of "no input" (what `.query()` gives)
     input: void;
@@ -171,6 +199,25 @@ export type RaftAdminRecord = {
     meta: object;
     errorShape: TRPCDefaultErrorShape;
   }>;
+  /** `RaftNode.addLearner`: resolves with the configuration once the addition is committed. */
+  addLearner: AdminMutation<
+    {
+      id: NodeId;
+      url?: string | undefined;
+      promote?: boolean | undefined;
+      timeoutMs?: number | undefined;
+    },
+    ClusterConfig
+  >;
+  /** `RaftNode.changeMembership`: resolves with the configuration once it is committed. */
+  changeMembership: AdminMutation<RaftAdminMembershipInput, ClusterConfig>;
+  /** `RaftNode.removeNode`: resolves with the configuration once the removal is committed. */
+  removeNode: AdminMutation<{ id: NodeId; timeoutMs?: number | undefined }, ClusterConfig>;
+  /** `RaftNode.transferLeadership`: resolves with the new leader's id. */
+  transferLeadership: AdminMutation<
+    { to?: NodeId | undefined; timeoutMs?: number | undefined },
+    { leaderId: NodeId }
+  >;
 };
 
 /** The admin router (see {@link RaftAdminRecord}). */
@@ -340,8 +387,72 @@ export function createRaftProcedures<
         }
         return next();
       });
+      const mapAdminError = (error: unknown, raftNode: RaftNode<Command, Result>): unknown => {
+        if (error instanceof TypeError) {
+          return new TRPCError({ code: 'BAD_REQUEST', message: error.message, cause: error });
+        }
+        return mapError(error, raftNode, false);
+      };
+      /** Runs a membership call of the node, with the request's signal, mapping its errors. */
+      const membership = async <T>(
+        signal: AbortSignal | undefined,
+        call: (
+          raftNode: RaftNode<Command, Result>,
+          options: { signal?: AbortSignal },
+        ) => Promise<T>,
+      ): Promise<T> => {
+        const raftNode = resolve();
+        try {
+          return await call(raftNode, signal === undefined ? {} : { signal });
+        } catch (error) {
+          throw mapAdminError(error, raftNode);
+        }
+      };
+      const changes = guarded.errors(formatRaftError);
       return t.router({
         status: guarded.query(() => resolve().status()),
+        addLearner: changes.input(addLearnerInput).mutation(({ input, signal }) =>
+          membership(signal, (raftNode, options) =>
+            raftNode.addLearner(input.id, {
+              ...options,
+              ...timeoutOf(input),
+              ...(input.url === undefined ? {} : { url: input.url }),
+              ...(input.promote === undefined ? {} : { promote: input.promote }),
+            }),
+          ),
+        ),
+        changeMembership: changes.input(membershipInput).mutation(({ input, signal }) =>
+          membership(signal, (raftNode, options) =>
+            raftNode.changeMembership(
+              {
+                voters: input.voters,
+                ...(input.learners === undefined ? {} : { learners: input.learners }),
+                ...(input.autoPromote === undefined ? {} : { autoPromote: input.autoPromote }),
+                ...(input.addresses === undefined ? {} : { addresses: input.addresses }),
+              },
+              {
+                ...options,
+                ...timeoutOf(input),
+                ...(input.mode === undefined ? {} : { mode: input.mode }),
+              },
+            ),
+          ),
+        ),
+        removeNode: changes
+          .input(removeNodeInput)
+          .mutation(({ input, signal }) =>
+            membership(signal, (raftNode, options) =>
+              raftNode.removeNode(input.id, { ...options, ...timeoutOf(input) }),
+            ),
+          ),
+        transferLeadership: changes.input(transferInput).mutation(({ input, signal }) =>
+          membership(signal, async (raftNode, options) => ({
+            leaderId: await raftNode.transferLeadership(input.to, {
+              ...options,
+              ...timeoutOf(input),
+            }),
+          })),
+        ),
         takeSnapshot: guarded.mutation(async ({ signal }) => {
           const raftNode = resolve();
           try {
@@ -356,6 +467,30 @@ export function createRaftProcedures<
       });
     },
   };
+}
+
+const nodeIdInput = z.string().min(1).max(256);
+const timeoutInput = z.int().min(1).max(600_000).optional();
+const addLearnerInput = z.object({
+  id: nodeIdInput,
+  url: z.url().optional(),
+  promote: z.boolean().optional(),
+  timeoutMs: timeoutInput,
+});
+const membershipInput = z.object({
+  voters: z.array(nodeIdInput).min(1),
+  learners: z.array(nodeIdInput).optional(),
+  autoPromote: z.array(nodeIdInput).optional(),
+  addresses: z.record(nodeIdInput, z.url()).optional(),
+  mode: z.enum(['auto', 'joint']).optional(),
+  timeoutMs: timeoutInput,
+});
+const removeNodeInput = z.object({ id: nodeIdInput, timeoutMs: timeoutInput });
+const transferInput = z.object({ to: nodeIdInput.optional(), timeoutMs: timeoutInput });
+
+/** `{ timeoutMs }` when given, for the node's call options. */
+function timeoutOf(input: { timeoutMs?: number | undefined }): { timeoutMs?: number } {
+  return input.timeoutMs === undefined ? {} : { timeoutMs: input.timeoutMs };
 }
 
 /** The command without the stamp, should the command's parser have kept it. */

@@ -3,6 +3,7 @@ import { type TRPC_ERROR_CODE_KEY, TRPC_ERROR_CODES_BY_KEY } from '@trpc/server/
 import {
   BackpressureError,
   CommandError,
+  ConfigChangeInProgressError,
   NodeClosedError,
   type NodeId,
   NotLeaderError,
@@ -22,6 +23,7 @@ import {
  * - `backpressure`: the leader holds too many uncommitted entries;
  * - `timeout`: the deadline passed or the request was aborted; the command may still apply;
  * - `command`: the state machine's handler refused the command (a domain error, final);
+ * - `change-in-progress`: another membership change is under way; retry once it is done;
  * - `internal`: the node failed (storage, invariant); not retryable.
  */
 export type RaftErrorKind =
@@ -33,6 +35,7 @@ export type RaftErrorKind =
   | 'backpressure'
   | 'timeout'
   | 'command'
+  | 'change-in-progress'
   | 'internal';
 
 /** What the plugin adds as `error.data.raft` to the errors it maps. */
@@ -81,6 +84,7 @@ function isTrpcCode(code: string | undefined): code is TRPC_ERROR_CODE_KEY {
  * | `NodeClosedError` | SERVICE_UNAVAILABLE | `closed` |
  * | another retryable `RaftError` | SERVICE_UNAVAILABLE | `unknown-outcome` |
  * | `BackpressureError` | TOO_MANY_REQUESTS | `backpressure` |
+ * | `ConfigChangeInProgressError` | CONFLICT | `change-in-progress` |
  * | `CommandError` | its `code` if a tRPC code, else BAD_REQUEST | `command` |
  * | the deadline or the request's abort (`timedOut`) | TIMEOUT | `timeout` |
  * | another `RaftError` | INTERNAL_SERVER_ERROR | `internal` |
@@ -111,6 +115,14 @@ export function toRaftTrpcError(
       code: 'TOO_MANY_REQUESTS',
       message: error.message,
       raft: { kind: 'backpressure', retryable: true, leaderHint: context.leaderHint },
+      cause: error,
+    });
+  }
+  if (error instanceof ConfigChangeInProgressError) {
+    return new RaftTrpcError({
+      code: 'CONFLICT',
+      message: error.message,
+      raft: { kind: 'change-in-progress', retryable: true, leaderHint: context.leaderHint },
       cause: error,
     });
   }

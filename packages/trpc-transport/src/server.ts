@@ -7,6 +7,7 @@
 export {
   createRaftProcedures,
   DEFAULT_PROPOSE_TIMEOUT_MS,
+  type RaftAdminMembershipInput,
   type RaftAdminOptions,
   type RaftAdminRecord,
   type RaftAdminRouter,

@@ -134,6 +134,38 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
     }
   });
 
+  it('learns peers from updatePeers: a member a membership change added is reached and accepted', async () => {
+    await using peers = await TestPeers.start();
+    const url3 = `http://127.0.0.1:${await pickLoopbackPort()}`;
+    const n3 = createTrpcTransport({
+      nodeId: 'n3',
+      peers: { ...peers.urls, n3: url3 },
+      secret: SECRET,
+    });
+    try {
+      await n3.listen(async () => ({ type: 'ack' }));
+      const ping = { type: 'raft', messages: [] } as const;
+      await expect(peers.transport('n1').request('n3', ping, timeout(5000))).rejects.toThrow(
+        /not a peer/,
+      );
+      await expect(n3.request('n2', ping, timeout(5000))).rejects.toThrow();
+      expect(peers.received).toEqual([]);
+
+      peers.transport('n1').updatePeers({ n3: url3, n4: 'not a URL' });
+      peers.transport('n2').updatePeers({ n3: url3 });
+      await expect(peers.transport('n1').request('n3', ping, timeout(5000))).resolves.toEqual({
+        type: 'ack',
+      });
+      await expect(n3.request('n2', ping, timeout(5000))).resolves.toEqual({ type: 'ack' });
+      expect(peers.received.map((r) => `${r.from}->${r.to}`)).toEqual(['n3->n2']);
+      await expect(peers.transport('n1').request('n4', ping, timeout(5000))).rejects.toThrow(
+        /not a peer/,
+      );
+    } finally {
+      await n3.close();
+    }
+  });
+
   it('forwards a proposal and returns the leader answer (binary result, rejection with a hint)', async () => {
     let answer = 0;
     await using peers = await TestPeers.start({

@@ -43,6 +43,12 @@ export class TrpcTransport implements Transport {
   readonly #clients = new Map<NodeId, PeerClient>();
   readonly #listenAt: ListenAddress | false;
   readonly #lifetime = new AbortController();
+  readonly #signature: PeerSignature;
+  readonly #basePath: string;
+  readonly #maxResponseBytes: number;
+  readonly #fetch: PeerFetch | undefined;
+  /** Base URL of each peer a client was made for. */
+  readonly #urls = new Map<NodeId, string>();
 
   constructor(options: TrpcTransportOptions) {
     const self = options.peers[options.nodeId];
@@ -52,22 +58,41 @@ export class TrpcTransport implements Transport {
     this.#nodeId = options.nodeId;
     this.#server = new TrpcPeerServer(options);
     this.#listenAt = options.listen ?? addressOf(self);
-    const signature = new PeerSignature(options.secret);
-    for (const [id, baseUrl] of Object.entries(options.peers)) {
-      if (id === options.nodeId) continue;
+    this.#signature = new PeerSignature(options.secret);
+    this.#basePath = options.basePath ?? DEFAULT_BASE_PATH;
+    this.#maxResponseBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    this.#fetch = options.fetch;
+    this.updatePeers(options.peers);
+  }
+
+  /**
+   * Adds peers, or moves them to a new URL: the node runtime calls it with the addresses its
+   * configuration carries, so that a member added by a membership change (`addLearner(id,
+   * { url })`) is reached, and its requests accepted, by every member. Peers are never dropped:
+   * a removed member's requests still arrive, and Raft ignores them. An address that is not a
+   * URL is skipped: the member stays unreachable from here.
+   */
+  updatePeers(addresses: Readonly<Record<NodeId, string>>): void {
+    for (const [id, baseUrl] of Object.entries(addresses)) {
+      if (id === this.#nodeId || this.#urls.get(id) === baseUrl || !URL.canParse(baseUrl)) {
+        continue;
+      }
+      this.#clients.get(id)?.close();
+      this.#urls.set(id, baseUrl);
       this.#clients.set(
         id,
         new PeerClient({
-          from: options.nodeId,
+          from: this.#nodeId,
           to: id,
           baseUrl,
-          basePath: options.basePath ?? DEFAULT_BASE_PATH,
-          signature,
-          maxResponseBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
-          ...(options.fetch === undefined ? {} : { fetch: options.fetch }),
+          basePath: this.#basePath,
+          signature: this.#signature,
+          maxResponseBytes: this.#maxResponseBytes,
+          ...(this.#fetch === undefined ? {} : { fetch: this.#fetch }),
         }),
       );
     }
+    this.#server.addPeers(Object.keys(addresses));
   }
 
   /** Sends `request` to `to` once; see the class comment for when it rejects. */

@@ -1,5 +1,12 @@
 export { type CommandCodec, type CommandEnvelope, jsonCodec } from './command-codec.ts';
+export type { TransferLeadershipOptions } from './leadership-transfers.ts';
+export type {
+  AddLearnerOptions,
+  ChangeMembershipOptions,
+  MembershipCallOptions,
+} from './membership-changes.ts';
 export {
+  type CloseOptions,
   type ProposeOptions,
   RaftNode,
   type ReadConsistency,

@@ -106,6 +106,15 @@ export class ProposalTracker<Result> {
     }
   }
 
+  /** Rejects the pending proposals at and after `from` with `error`. */
+  failFrom(from: number, error: unknown): void {
+    for (const [index, pending] of this.#byIndex) {
+      if (index < from) continue;
+      this.#byIndex.delete(index);
+      pending.reject(error);
+    }
+  }
+
   /** Rejects every pending proposal with `error`. */
   failAll(error: unknown): void {
     const pending = [...this.#byIndex.values()];

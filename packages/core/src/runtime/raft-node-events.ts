@@ -1,3 +1,4 @@
+import type { ClusterConfig } from '../configuration.ts';
 import type { Role } from '../engine/ready.ts';
 import type { NodeId } from '../log-entry.ts';
 
@@ -7,6 +8,11 @@ export interface RaftNodeEvents {
   'leader-change': [event: { readonly leaderId: NodeId | null; readonly term: number }];
   /** This node's role changed. */
   'role-change': [event: { readonly role: Role; readonly previous: Role; readonly term: number }];
+  /**
+   * The configuration in effect on this node changed: an entry carrying one was appended or
+   * truncated, or a snapshot brought one (Raft paper 6: it acts before it commits).
+   */
+  'config-change': [event: { readonly config: ClusterConfig; readonly index: number }];
   /** This node learned of a higher commit index. */
   commit: [event: { readonly commitIndex: number }];
   /** The state machine applied entries up to `appliedIndex`. */

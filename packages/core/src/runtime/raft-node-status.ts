@@ -1,5 +1,5 @@
 import type { ClusterConfig } from '../configuration.ts';
-import type { ProgressState } from '../engine/progress.ts';
+import type { PeerProgress } from '../engine/raft-engine.ts';
 import type { Role } from '../engine/ready.ts';
 import type { NodeId } from '../log-entry.ts';
 
@@ -15,11 +15,16 @@ export interface RaftNodeStatus {
   readonly lastIndex: number;
   /** First index still in the log (entries before it are compacted into a snapshot). */
   readonly firstIndex: number;
+  /** The configuration in effect: the latest in this node's log, committed or not. */
   readonly config: ClusterConfig;
-  /** The leader's view of each follower; empty when not leader. */
-  readonly progress: Readonly<
-    Record<NodeId, { readonly match: number; readonly next: number; readonly state: ProgressState }>
-  >;
+  /** Index of the entry carrying `config` (the snapshot's index when it came with one). */
+  readonly configIndex: number;
+  /** Whether `config` is a joint configuration C_old,new (Raft paper 6). */
+  readonly joint: boolean;
+  /** The leader's view of each member it replicates to; empty when not leader. */
+  readonly progress: Readonly<Record<NodeId, PeerProgress>>;
+  /** The target of the leadership transfer under way (leader only), or null. */
+  readonly leadTransferee: NodeId | null;
   /** Whether the node is closed (by `close()` or a fatal error). */
   readonly closed: boolean;
 }

@@ -1,4 +1,6 @@
-import { validateConfig } from '../configuration.ts';
+import { type ClusterConfig, isJoint, sameMembership, validateConfig } from '../configuration.ts';
+import { DEFAULT_ENGINE_TUNING } from '../engine/engine-options.ts';
+import type { MembershipChange } from '../engine/membership-change.ts';
 import { RaftEngine } from '../engine/raft-engine.ts';
 import type { Ready, Role, SoftState } from '../engine/ready.ts';
 import {
@@ -7,6 +9,7 @@ import {
   InvariantViolationError,
   NodeClosedError,
   NotLeaderError,
+  ProposalDroppedError,
 } from '../errors.ts';
 import type { LogEntry, NodeId } from '../log-entry.ts';
 import type { LogStore } from '../log-store.ts';
@@ -24,6 +27,13 @@ import {
   jsonCodec,
   toAppliedEntry,
 } from './command-codec.ts';
+import { LeadershipTransfers, type TransferLeadershipOptions } from './leadership-transfers.ts';
+import {
+  type AddLearnerOptions,
+  type ChangeMembershipOptions,
+  type MembershipCallOptions,
+  MembershipChanges,
+} from './membership-changes.ts';
 import { PeerSender } from './peer-sender.ts';
 import { type LocalProposal, ProposalForwarding } from './proposal-forwarding.ts';
 import { ProposalTracker } from './proposal-tracker.ts';
@@ -45,16 +55,29 @@ export interface ProposeOptions {
 }
 
 /** How {@link RaftNode.read} makes sure of what it reads. */
-export type ReadConsistency = 'linearizable' | 'local';
+export type ReadConsistency = 'linearizable' | 'lease' | 'local';
 
 /** Options of {@link RaftNode.read}. */
 export interface ReadOptions {
   /**
    * `linearizable` (default): the read sees every write that completed before it started
-   * (ReadIndex, thesis 6.4). `local`: reads this node's state now; fast, possibly stale.
+   * (ReadIndex, thesis 6.4). `lease`: the same guarantee without a heartbeat round while the
+   * leader's lease holds (thesis 6.4.1; needs `tuning.leaseReads`, which rests on bounded clock
+   * drift: see `EngineTuning.leaseReads`); on a follower, or when the lease lapsed, it takes the
+   * ReadIndex path. `local`: reads this node's state now; fast, possibly stale.
    */
   readonly consistency?: ReadConsistency;
   readonly signal?: AbortSignal;
+}
+
+/** Options of {@link RaftNode.close}. */
+export interface CloseOptions {
+  /**
+   * A leader first hands leadership over to the most up-to-date voter (thesis 3.10), so that the
+   * cluster need not wait for an election timeout: for graceful shutdowns and rolling restarts.
+   * A failed transfer is logged at `warn`, and the node closes anyway. Default false.
+   */
+  readonly transfer?: boolean;
 }
 
 /** Entries per `StateMachine.apply` call at most (the engine bounds batches by bytes too). */
@@ -108,6 +131,13 @@ export class RaftNode<Command, Result> {
   readonly #reads: ReadBatches;
   readonly #forwarding: ProposalForwarding<Command, Result>;
   readonly #snapshots: SnapshotExchange<Command, Result>;
+  readonly #membership: MembershipChanges;
+  readonly #transfers: LeadershipTransfers;
+  readonly #tickMs: number;
+  /** With lease reads, ticks follow real time: missed ones are delivered late (catch-up). */
+  readonly #ticksFollowRealTime: boolean;
+  #ticksStartedAt = 0;
+  #ticksDelivered = 0;
 
   #applyQueue: LogEntry[] = [];
   #applying: Promise<void> | undefined;
@@ -179,12 +209,44 @@ export class RaftNode<Command, Result> {
       kick: () => this.#kick(),
       whenCarriedOut: () => this.#whenCarriedOut(),
       drainApplying: () => this.#drainApplying(),
-      replacing: (meta) => this.#proposals.replacedBySnapshot(meta.index),
+      replacing: (meta) => {
+        this.#proposals.replacedBySnapshot(meta.index);
+        this.#membership.replacedBySnapshot(meta.index);
+      },
       installed: (meta) => {
         this.#appliedWaiters.advance(meta.index);
         this.#emit('apply', { appliedIndex: meta.index });
       },
       emit: (event, ...args) => this.#emit(event, ...args),
+    });
+    this.#membership = new MembershipChanges({
+      engine: this.#engine,
+      transport: this.#transport,
+      logger: this.#logger,
+      lifetime,
+      kick: () => this.#kick(),
+      throwIfStopped: () => this.#throwIfStopped(),
+      configChanged: (config, index) => this.#emit('config-change', { config, index }),
+      removed: (commitIndex) =>
+        this.#proposals.failFrom(
+          commitIndex + 1,
+          new ProposalDroppedError(
+            'this node was removed from the cluster before the entry was known to commit; retry on the cluster with the same client session',
+          ),
+        ),
+    });
+    this.#tickMs = options.tickMs ?? 15;
+    const tuning = { ...DEFAULT_ENGINE_TUNING, ...options.tuning };
+    this.#ticksFollowRealTime = tuning.leaseReads;
+    this.#transfers = new LeadershipTransfers({
+      engine: this.#engine,
+      id: this.id,
+      logger: this.#logger,
+      tickMs: this.#tickMs,
+      electionTicks: tuning.electionTicks,
+      lifetime,
+      kick: () => this.#kick(),
+      throwIfStopped: () => this.#throwIfStopped(),
     });
     const status = init.engine.status();
     this.#commitIndex = status.commitIndex;
@@ -231,13 +293,22 @@ export class RaftNode<Command, Result> {
       ...(options.tuning === undefined ? {} : { tuning: options.tuning }),
       logger,
     });
+    const stored = engine.status().config;
+    if (!sameMembership(stored, options.config)) {
+      logger.warn(
+        { stored, given: options.config },
+        'the `config` option differs from the configuration this node stored, which it uses: the option only bootstraps a new cluster; change the membership with changeMembership(), addLearner() or removeNode()',
+      );
+    }
     const node = new RaftNode<Command, Result>({
       engine,
       options,
       logger,
       applied: recovered.applied,
     });
+    node.#membership.observe();
     await options.transport.listen(node.#handlePeerRequest);
+    node.#ticksStartedAt = performance.now();
     node.#timer = setInterval(node.#tick, tickMs);
     node.#kick();
     if (options.verifySnapshotOnStart ?? true) void node.#snapshots.verifyLatest();
@@ -298,9 +369,13 @@ export class RaftNode<Command, Result> {
     this.#throwIfStopped();
     const { signal } = options;
     signal?.throwIfAborted();
-    if ((options.consistency ?? 'linearizable') === 'local') return await fn();
+    const consistency = options.consistency ?? 'linearizable';
+    if (consistency === 'local') return await fn();
+    const lease = consistency === 'lease';
+    // A lease is counted in ticks: deliver the ticks a busy event loop held back first.
+    if (lease && this.#ticksFollowRealTime) this.#tick();
     try {
-      await abortable(this.#reads.join(), signal);
+      await abortable(this.#reads.join({ lease }), signal);
     } catch (error) {
       signal?.throwIfAborted();
       throw error;
@@ -309,7 +384,11 @@ export class RaftNode<Command, Result> {
     return await fn();
   }
 
-  /** The engine's state, the applied index and whether the node is closed. */
+  /**
+   * The engine's state (role, term, leader, indexes, the configuration in effect and whether it
+   * is joint, each member's progress on the leader, a transfer under way), the applied index
+   * and whether the node is closed.
+   */
   status(): RaftNodeStatus {
     const status = this.#engine.status();
     return {
@@ -322,9 +401,67 @@ export class RaftNode<Command, Result> {
       lastIndex: status.lastIndex,
       firstIndex: status.firstIndex,
       config: status.config,
+      configIndex: status.configIndex,
+      joint: isJoint(status.config),
       progress: status.progress,
+      leadTransferee: status.leadTransferee,
       closed: this.#stopped !== undefined,
     };
+  }
+
+  /**
+   * Changes the cluster's membership to `voters` and `learners` (Raft paper 6, thesis 4), on the
+   * leader: one step for a change of at most one voter, joint consensus (C_old,new, then C_new)
+   * otherwise. Resolves with the new configuration once it is committed (for a joint change,
+   * once C_new is). One change at a time. Rejects with:
+   * - `NotLeaderError` (with the leader's id) on a follower;
+   * - `ConfigChangeInProgressError` while another change is under way (retry after it);
+   * - `ProposalDroppedError` when a new leader overwrote the change (retry);
+   * - `MembershipChangeTimeoutError` past `timeoutMs` (default 10 s): it may still take effect;
+   * - a `TypeError`, changing nothing, for an invalid membership;
+   * - `NodeClosedError`; or the signal's reason once `signal` aborts.
+   */
+  changeMembership(
+    change: MembershipChange,
+    options: ChangeMembershipOptions = {},
+  ): Promise<ClusterConfig> {
+    return this.#membership.change(change, options);
+  }
+
+  /**
+   * Adds `id` as a learner: it receives the log (or a snapshot) but does not vote. With
+   * `promote`, the leader makes it a voter by itself once its log is within
+   * `tuning.promotionLagEntries` of its own. `url` tells every member's transport where it
+   * listens. Resolves once the learner's addition is committed; rejects as
+   * {@link changeMembership} does, and with a `TypeError` when `id` is a voter already.
+   */
+  async addLearner(id: NodeId, options: AddLearnerOptions = {}): Promise<ClusterConfig> {
+    this.#throwIfStopped();
+    return this.#membership.change(this.#membership.addLearnerChange(id, options), options);
+  }
+
+  /**
+   * Removes `id` (a voter or a learner) from the cluster; removing the leader itself makes it
+   * step down once the change commits (Raft paper 6). Resolves once the change is committed;
+   * rejects as {@link changeMembership} does, and with a `TypeError` when `id` is no member.
+   * A server that lost its disk is removed, then added back as a new learner (see the README's
+   * runbook for replacing a node).
+   */
+  async removeNode(id: NodeId, options: MembershipCallOptions = {}): Promise<ClusterConfig> {
+    this.#throwIfStopped();
+    return this.#membership.change(this.#membership.removeChange(id), options);
+  }
+
+  /**
+   * Hands leadership over to `to`, or to the voter whose log is most up to date (thesis 3.10):
+   * the leader stops accepting proposals, brings the target's log up to date, and the target
+   * starts an election at once. Resolves with the new leader's id. Rejects with
+   * `NotLeaderError` on a follower, `LeadershipTransferError` when the target did not take over
+   * within `timeoutMs` (default: an election timeout; the leader then resumes), a `TypeError`
+   * for a target that is not a voter.
+   */
+  transferLeadership(to?: NodeId, options: TransferLeadershipOptions = {}): Promise<NodeId> {
+    return this.#transfers.transfer(to, options);
   }
 
   /**
@@ -363,11 +500,24 @@ export class RaftNode<Command, Result> {
   /**
    * Stops the node: stops the timer, refuses new calls and incoming requests, fails pending
    * calls with {@link NodeClosedError}, waits for the persist and the apply batch in flight,
-   * then closes the transport. Idempotent.
+   * then closes the transport. With `transfer`, a leader first hands leadership over (see
+   * {@link CloseOptions}). Idempotent.
    */
-  close(): Promise<void> {
-    this.#closing ??= this.#close();
+  close(options: CloseOptions = {}): Promise<void> {
+    this.#closing ??= this.#handOverThenClose(options.transfer === true);
     return this.#closing;
+  }
+
+  async #handOverThenClose(transfer: boolean): Promise<void> {
+    if (transfer && this.#stopped === undefined && this.#engine.status().role === 'leader') {
+      try {
+        const leader = await this.#transfers.transfer(undefined);
+        this.#logger.info({ leader }, 'handed leadership over before closing');
+      } catch (error) {
+        this.#logger.warn({ err: error }, 'could not hand leadership over before closing');
+      }
+    }
+    await this.#close();
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -380,13 +530,27 @@ export class RaftNode<Command, Result> {
   readonly #tick = (): void => {
     if (this.#stopped !== undefined) return;
     try {
-      this.#engine.tick();
+      for (let due = this.#dueTicks(); due > 0; due--) this.#engine.tick();
     } catch (error) {
       this.#fail(error);
       return;
     }
+    this.#transfers.observe();
     this.#kick();
   };
+
+  /**
+   * Ticks to deliver now: one per timer callback, or, when ticks must follow real time (lease
+   * reads), as many as elapsed since the last delivery (none when the timer fired early).
+   */
+  #dueTicks(): number {
+    if (!this.#ticksFollowRealTime) return 1;
+    const elapsed = Math.floor((performance.now() - this.#ticksStartedAt) / this.#tickMs);
+    const due = elapsed - this.#ticksDelivered;
+    if (due <= 0) return 0;
+    this.#ticksDelivered = elapsed;
+    return due;
+  }
 
   /** Makes sure the consensus loop runs; it drains every Ready the engine has. */
   #kick(): void {
@@ -453,7 +617,10 @@ export class RaftNode<Command, Result> {
     if (ready.snapshot !== undefined) await this.#snapshots.install(ready.snapshot);
     const write = ready.write;
     if (write !== undefined) {
-      if (write.truncateFrom !== undefined) this.#proposals.truncatedFrom(write.truncateFrom);
+      if (write.truncateFrom !== undefined) {
+        this.#proposals.truncatedFrom(write.truncateFrom);
+        this.#membership.truncatedFrom(write.truncateFrom);
+      }
       await this.#logWrites.run(() =>
         storage('persist to the log store', () => this.#logStore.persist(write)),
       );
@@ -469,6 +636,8 @@ export class RaftNode<Command, Result> {
       this.#emit('commit', { commitIndex: this.#commitIndex });
     }
     for (const read of ready.reads) this.#reads.settle(read);
+    this.#membership.observe();
+    this.#transfers.observe();
   }
 
   #softStateChanged(soft: SoftState): void {
@@ -523,7 +692,8 @@ export class RaftNode<Command, Result> {
           );
         }
         batch.forEach((entry, i) => {
-          this.#proposals.applied(entry.index, entry.term, results[i]);
+          if (entry.type === 'config') this.#membership.applied(entry.index, entry.term);
+          else this.#proposals.applied(entry.index, entry.term, results[i]);
         });
         const last = batch.at(-1) as LogEntry;
         this.#appliedWaiters.advance(last.index);
@@ -623,6 +793,7 @@ export class RaftNode<Command, Result> {
     this.#timer = undefined;
     this.#lifetime.abort(reason);
     this.#proposals.failAll(reason);
+    this.#membership.failAll(reason);
     this.#reads.failAll(reason);
     this.#appliedWaiters.failAll(reason);
     for (const waiter of this.#durableWaiters) waiter.reject(reason);

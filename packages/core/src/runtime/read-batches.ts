@@ -9,6 +9,8 @@ import { SharedDeadline } from './shared-deadline.ts';
 interface ReadBatch {
   readonly id: string;
   readonly deadline: AbortSignal;
+  /** Answered from the leader's lease when it holds (thesis 6.4.1). */
+  readonly lease: boolean;
   /** Settles once the node applied up to the batch's read index. */
   readonly applied: Promise<void>;
 }
@@ -54,13 +56,15 @@ export class ReadBatches {
    * The batch this read joins. The engine takes the read index when the batch is handed over,
    * after every read of the batch arrived, so each read sees every write completed before it
    * started. Reads share a batch only when they share a deadline (see {@link SharedDeadline}),
-   * so joining never shortens a read's deadline. Settles once this node applied up to the read
-   * index, or rejects with ReadUnavailableError.
+   * so joining never shortens a read's deadline, and only when they ask for the same kind of
+   * read (`lease`: answered from the leader's lease when it holds). Settles once this node
+   * applied up to the read index, or rejects with ReadUnavailableError.
    */
-  join(): Promise<void> {
+  join(options: { lease?: boolean } = {}): Promise<void> {
     const o = this.#o;
+    const lease = options.lease === true;
     const deadline = this.#deadline.signal();
-    const open = this.#open.at(-1);
+    const open = this.#open.findLast((batch) => batch.lease === lease);
     if (open !== undefined && open.deadline === deadline) return open.applied;
     const id = `${o.idPrefix}:${++this.#seq}`;
     const applied = this.#requests
@@ -74,7 +78,7 @@ export class ReadBatches {
           { cause: error },
         );
       });
-    this.#open.push({ id, deadline, applied });
+    this.#open.push({ id, deadline, lease, applied });
     o.kick();
     return applied;
   }
@@ -83,7 +87,7 @@ export class ReadBatches {
   handOver(): void {
     if (this.#open.length === 0) return;
     for (const batch of this.#open) {
-      if (!batch.deadline.aborted) this.#o.engine.readIndex(batch.id);
+      if (!batch.deadline.aborted) this.#o.engine.readIndex(batch.id, { lease: batch.lease });
     }
     this.#open = [];
   }

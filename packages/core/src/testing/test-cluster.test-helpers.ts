@@ -23,6 +23,8 @@ export interface TestClusterOptions {
   readonly size?: number;
   readonly tickMs?: number;
   readonly applyDelayMs?: number;
+  /** Delay of each hop of the in-process network (see `InProcessNetworkOptions`). Default 0. */
+  readonly latencyMs?: number;
   readonly tuning?: Partial<EngineTuning>;
   readonly node?: Partial<RaftNodeOptions<KvCommand, KvResult>>;
   /** Wraps each node's transport (every incarnation's), e.g. to watch or damage its requests. */
@@ -35,7 +37,7 @@ export interface TestClusterOptions {
  * stores alone.
  */
 export class TestCluster {
-  readonly network: InProcessNetwork = new InProcessNetwork();
+  readonly network: InProcessNetwork;
   readonly ids: NodeId[];
   readonly disks: Map<NodeId, NodeDisk> = new Map();
   readonly nodes: Map<NodeId, KvNode> = new Map();
@@ -43,6 +45,7 @@ export class TestCluster {
 
   private constructor(options: TestClusterOptions) {
     this.#options = options;
+    this.network = new InProcessNetwork({ latencyMs: options.latencyMs ?? 0 });
     this.ids = Array.from({ length: options.size ?? 3 }, (_, i) => `n${i + 1}`);
     for (const id of this.ids) {
       this.disks.set(id, {
@@ -102,6 +105,25 @@ export class TestCluster {
     });
     this.nodes.set(id, node);
     return node;
+  }
+
+  /**
+   * Starts a server outside the cluster's configuration (empty stores, the cluster's initial
+   * configuration as its bootstrap configuration), to be added by a membership change. A server
+   * that exists already loses its stores first, as a machine whose disk was replaced.
+   */
+  async addServer(
+    id: NodeId,
+    overrides: Partial<RaftNodeOptions<KvCommand, KvResult>> = {},
+  ): Promise<KvNode> {
+    await this.stopNode(id);
+    this.disks.set(id, {
+      log: undefined,
+      snapshots: undefined,
+      stateMachine: new KvStateMachine({ applyDelayMs: this.#options.applyDelayMs ?? 0 }),
+      logStore: undefined,
+    });
+    return this.startNode(id, overrides);
   }
 
   /** Closes node `id`; its stores stay for a restart. */
