@@ -66,14 +66,16 @@ if (mode === 'replicated') {
   if (self === undefined) throw new Error(`TSRAFT_PEERS does not list this node "${id}"`);
   listenUrl = new URL(self);
   const transport = createTrpcTransport({ nodeId: id, peers, secret, listen: false });
+  const { router, responseMeta } = createReplicatedApp({
+    node: () => {
+      if (node === undefined) throw new Error('the node has not started yet');
+      return node;
+    },
+  });
   const app = createHTTPHandler({
-    router: createReplicatedApp({
-      node: () => {
-        if (node === undefined) throw new Error('the node has not started yet');
-        return node;
-      },
-    }),
+    router,
     basePath: '/trpc',
+    responseMeta,
     createContext: ({ req }): BenchAppContext => ({ admin: req.headers['x-admin'] === secret }),
   });
   handle = (req, res) => {

@@ -66,6 +66,16 @@ export const benchCommands: BenchCommands = {
       await upsert(trx, input);
       return { ok: true };
     },
+    // A run of puts as one upsert; the last put of a key wins, as one by one.
+    batchHandler: async (trx: Transaction<BenchDatabase>, commands): Promise<PutResult[]> => {
+      const last = new Map(commands.map(({ input }) => [input.key, input.value]));
+      await sql`
+        insert into kv (key, value)
+        select * from unnest(${[...last.keys()]}::text[], ${[...last.values()]}::text[])
+        on conflict (key) do update set value = excluded.value
+      `.execute(trx);
+      return commands.map(() => ({ ok: true }));
+    },
   }),
 };
 
@@ -113,22 +123,26 @@ type BenchResult = ResultOf<BenchCommands>;
 
 const benchCommand = z.object({ name: z.literal('put'), input: putInput });
 
-/** The router of one node of the replicated shape. */
+/**
+ * The router of one node of the replicated shape, and the `responseMeta` of its HTTP adapter
+ * (the leader header that lets a client's failover link move to the leader).
+ */
 export function createReplicatedApp(options: {
   node: () => RaftNode<BenchCommand, BenchResult>;
-}): ReplicatedAppRouter {
+}): { router: ReplicatedAppRouter; responseMeta: () => { headers: Record<string, string> } } {
   const raft = createRaftProcedures<BenchCommand, BenchResult, ResultMap<BenchCommands>>({
     node: options.node,
     command: benchCommand,
   });
   const t = initTRPC.context<BenchAppContext>().create();
-  return t.router({
+  const router = t.router({
     put: t.procedure
       .concat(raft.replicated)
       .input(putInput)
       .mutation(({ ctx, input }) => ctx.raft.propose({ name: 'put', input })),
     raftAdmin: raft.adminRouter<BenchAppContext>({ authorize: ({ ctx }) => ctx.admin }),
   });
+  return { router, responseMeta: raft.responseMeta };
 }
 
 /** The router of the direct shape: the same upsert, autocommit, on one Postgres. */

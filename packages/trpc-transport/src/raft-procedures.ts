@@ -9,13 +9,20 @@ import {
   type TRPCQueryProcedure,
   type TRPCUnsetMarker,
 } from '@trpc/server';
-import { type ClientSession, RaftError, type RaftNode, type RaftNodeStatus } from '@tsraft/core';
+import {
+  type ClientSession,
+  type NodeId,
+  RaftError,
+  type RaftNode,
+  type RaftNodeStatus,
+} from '@tsraft/core';
 import type { z } from 'zod';
 import {
   RAFT_SESSION_FIELD,
   type RaftSessionInput,
   raftSessionInput,
 } from './raft-session-input.ts';
+import { RAFT_LEADER_HEADER } from './raft-leader-header.ts';
 import { type RaftErrorData, RaftTrpcError, toRaftTrpcError } from './raft-trpc-error.ts';
 
 /** Default deadline of one replicated mutation: 10 s. */
@@ -188,6 +195,14 @@ export interface RaftProcedures<
   readonly linearizableQuery: RaftLinearizableBuilder;
   /** An admin router to mount under a key of your router, guarded by `authorize`. Opt-in. */
   adminRouter<Context>(options: RaftAdminOptions<Context>): RaftAdminRouter;
+  /**
+   * For your HTTP adapter's `responseMeta` option (or to merge into yours): the header
+   * `x-tsraft-leader` with the id of the leader this node knows, when it knows one. With it,
+   * `raftFailoverLink` moves a client that reached a follower to the leader after the first
+   * answer, so that later calls skip the follower's forwarding hop. The leader's id is what
+   * errors already tell any caller (`data.raft.leaderHint`).
+   */
+  responseMeta(): { headers: Record<string, string> };
 }
 
 /**
@@ -326,7 +341,30 @@ export function createRaftProcedures<
       });
       return t.router({ status: guarded.query(() => resolve().status()) });
     },
+    responseMeta: () => {
+      const leader = knownLeader(resolve());
+      const headers: Record<string, string> = {};
+      if (leader !== null) headers[RAFT_LEADER_HEADER] = leader;
+      return { headers };
+    },
   };
+}
+
+/** The leader each node knows, kept up to date by its `leader-change` events. */
+const leaders = new WeakMap<object, { id: NodeId | null }>();
+
+/** The leader `node` knows, without building its whole status on every request. */
+function knownLeader<Command, Result>(node: RaftNode<Command, Result>): NodeId | null {
+  let known = leaders.get(node);
+  if (known === undefined) {
+    const entry = { id: node.status().leaderId };
+    node.on('leader-change', ({ leaderId }) => {
+      entry.id = leaderId;
+    });
+    leaders.set(node, entry);
+    known = entry;
+  }
+  return known.id;
 }
 
 /** The command without the stamp, should the command's parser have kept it. */
