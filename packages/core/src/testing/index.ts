@@ -1,8 +1,15 @@
 /**
  * The test kit of tsraft: in-memory implementations of the core's interfaces for simulations and
- * tests, and the storage conformance suites every store runs.
+ * tests, the storage conformance suites every store runs, and the client session rules every
+ * state machine with sessions answers.
  */
 
+export {
+  type ClientSessionFixture,
+  describeClientSessionConformance,
+  type SessionAnswer,
+  type SessionCommand,
+} from './client-session-conformance.ts';
 export { FaultInjector } from './fault-injector.ts';
 export {
   InProcessNetwork,
