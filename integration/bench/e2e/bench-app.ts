@@ -127,9 +127,10 @@ const benchCommand = z.object({ name: z.literal('put'), input: putInput });
  * The router of one node of the replicated shape, and the `responseMeta` of its HTTP adapter
  * (the leader header that lets a client's failover link move to the leader).
  */
-export function createReplicatedApp(options: {
-  node: () => RaftNode<BenchCommand, BenchResult>;
-}): { router: ReplicatedAppRouter; responseMeta: () => { headers: Record<string, string> } } {
+export function createReplicatedApp(options: { node: () => RaftNode<BenchCommand, BenchResult> }): {
+  router: ReplicatedAppRouter;
+  responseMeta: () => { headers: Record<string, string> };
+} {
   const raft = createRaftProcedures<BenchCommand, BenchResult, ResultMap<BenchCommands>>({
     node: options.node,
     command: benchCommand,
