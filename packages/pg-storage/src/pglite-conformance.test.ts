@@ -4,7 +4,7 @@ import { StorageError } from '@tsraft/core';
 import {
   describeLogStoreConformance,
   describeSnapshotStoreConformance,
-} from '@tsraft/core/testing';
+} from '@tsraft/core/testing/conformance';
 import { Kysely, PGliteDialect, sql } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

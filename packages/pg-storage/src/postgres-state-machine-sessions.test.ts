@@ -1,7 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { PGlite } from '@electric-sql/pglite';
 import type { AppliedEntry } from '@tsraft/core';
-import { describeClientSessionConformance, type SessionAnswer } from '@tsraft/core/testing';
+import {
+  describeClientSessionConformance,
+  type SessionAnswer,
+} from '@tsraft/core/testing/conformance';
 import { Kysely, PGliteDialect } from 'kysely';
 import { afterAll, beforeAll } from 'vitest';
 import { z } from 'zod';

@@ -194,10 +194,17 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
   }
 
   /** A plain client of one node's app (httpLink, no session, no retries). */
-  client(id: NodeId, options: { headers?: Record<string, string> } = {}): TRPCClient<TRouter> {
+  client(
+    id: NodeId,
+    options: { headers?: Record<string, string>; transformer?: WireTransformer } = {},
+  ): TRPCClient<TRouter> {
     return createTRPCClient<TRouter>({
       links: [
-        jsonHttpLink<TRouter>({ url: `${this.urls[id]}/trpc`, headers: options.headers ?? {} }),
+        appHttpLink<TRouter>({
+          url: `${this.urls[id]}/trpc`,
+          headers: options.headers ?? {},
+          transformer: options.transformer,
+        }),
       ],
     });
   }
@@ -205,13 +212,15 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
   /**
    * A client of the whole cluster: stamped, retried mutations ({@link raftSessionLink}) that
    * move between nodes ({@link raftFailoverLink}), starting at `initial`. `onFetchFailure`
-   * counts requests that got no answer; `onFetch` sees the URL of every request.
+   * counts requests that got no answer; `onFetch` sees the URL of every request. `transformer`:
+   * the app's, if it has one.
    */
   sessionClient(
     options: {
       initial?: NodeId;
       onFetchFailure?: () => void;
       onFetch?: (url: string) => void;
+      transformer?: WireTransformer;
     } = {},
   ): TRPCClient<TRouter> {
     const counted: typeof fetch = async (input, init) => {
@@ -230,7 +239,8 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
           nodes: Object.fromEntries(
             Object.entries(this.urls).map(([id, url]) => [id, `${url}/trpc`]),
           ),
-          link: (url) => jsonHttpLink<TRouter>({ url, fetch: counted }),
+          link: (url) =>
+            appHttpLink<TRouter>({ url, fetch: counted, transformer: options.transformer }),
           ...(options.initial === undefined ? {} : { initial: options.initial }),
         }),
       ],
@@ -280,11 +290,24 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
   }
 }
 
-/** `httpLink` without a transformer, for the test apps (which have none), typed for `TRouter`. */
-function jsonHttpLink<TRouter extends AnyTRPCRouter>(options: {
+/** A tRPC data transformer, such as superjson. */
+export interface WireTransformer {
+  serialize(value: unknown): unknown;
+  deserialize(value: unknown): unknown;
+}
+
+/**
+ * `httpLink` to a test app, with the app's transformer when it has one (none by default), typed
+ * for `TRouter` (httpLink's options depend on whether the router has a transformer).
+ */
+function appHttpLink<TRouter extends AnyTRPCRouter>(options: {
   url: string;
   headers?: Record<string, string>;
   fetch?: typeof fetch;
+  transformer: WireTransformer | undefined;
 }): TRPCLink<TRouter> {
-  return httpLink<AnyTRPCRouter>(options) as TRPCLink<TRouter>;
+  const { transformer, ...rest } = options;
+  return httpLink<AnyTRPCRouter>(
+    transformer === undefined ? rest : ({ ...rest, transformer } as typeof rest),
+  ) as TRPCLink<TRouter>;
 }

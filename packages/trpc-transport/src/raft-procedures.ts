@@ -18,11 +18,8 @@ import {
 } from '@tsraft/core';
 import type { z } from 'zod';
 import { RAFT_LEADER_HEADER } from './raft-leader-header.ts';
-import {
-  RAFT_SESSION_FIELD,
-  type RaftSessionInput,
-  raftSessionInput,
-} from './raft-session-input.ts';
+import { RAFT_SESSION_FIELD, type RaftSessionInput } from './raft-session-field.ts';
+import { raftSessionInput } from './raft-session-input.ts';
 import { type RaftErrorData, RaftTrpcError, toRaftTrpcError } from './raft-trpc-error.ts';
 
 /** Default deadline of one replicated mutation: 10 s. */

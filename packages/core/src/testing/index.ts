@@ -1,15 +1,9 @@
 /**
  * The test kit of tsraft: in-memory implementations of the core's interfaces for simulations and
- * tests, the storage conformance suites every store runs, and the client session rules every
- * state machine with sessions answers.
+ * tests, the simulator and the linearizability checker. It runs anywhere (no test runner needed);
+ * the storage conformance suites, which need Vitest, are in `@tsraft/core/testing/conformance`.
  */
 
-export {
-  type ClientSessionFixture,
-  describeClientSessionConformance,
-  type SessionAnswer,
-  type SessionCommand,
-} from './client-session-conformance.ts';
 export { FaultInjector } from './fault-injector.ts';
 export {
   InProcessNetwork,
@@ -45,11 +39,3 @@ export {
   type SimulationReport,
   SMALL_BATCHES,
 } from './sim/simulator.ts';
-export {
-  describeLogStoreConformance,
-  describeSnapshotStoreConformance,
-  type LogStoreConformanceOptions,
-  type LogStoreFixture,
-  type SnapshotStoreConformanceOptions,
-  type SnapshotStoreFixture,
-} from './storage-conformance.ts';

@@ -1,14 +1,11 @@
 import type { EngineTuning } from '../engine/engine-options.ts';
 import type { NodeId } from '../log-entry.ts';
-import { InProcessNetwork } from '../testing/in-process-transport.ts';
-import { type KvCommand, type KvResult, KvStateMachine } from '../testing/kv-state-machine.ts';
-import { type MemoryLogDurableState, MemoryLogStore } from '../testing/memory-log-store.ts';
-import {
-  type MemorySnapshotDurableState,
-  MemorySnapshotStore,
-} from '../testing/memory-snapshot-store.ts';
-import { RaftNode } from './raft-node.ts';
-import type { RaftNodeOptions } from './raft-node-options.ts';
+import { RaftNode } from '../runtime/raft-node.ts';
+import type { RaftNodeOptions } from '../runtime/raft-node-options.ts';
+import { InProcessNetwork } from './in-process-transport.ts';
+import { type KvCommand, type KvResult, KvStateMachine } from './kv-state-machine.ts';
+import { type MemoryLogDurableState, MemoryLogStore } from './memory-log-store.ts';
+import { type MemorySnapshotDurableState, MemorySnapshotStore } from './memory-snapshot-store.ts';
 
 export type KvNode = RaftNode<KvCommand, KvResult>;
 
