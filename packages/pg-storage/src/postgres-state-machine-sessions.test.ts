@@ -5,7 +5,7 @@ import {
   describeClientSessionConformance,
   type SessionAnswer,
 } from '@tsraft/core/testing/conformance';
-import { Kysely, PGliteDialect } from 'kysely';
+import { Kysely, PGliteDialect, sql } from 'kysely';
 import { afterAll, beforeAll } from 'vitest';
 import { z } from 'zod';
 import type { AnyKysely } from './any-kysely.ts';
@@ -14,8 +14,10 @@ import { createPostgresStateMachine } from './postgres-state-machine.ts';
 
 let db: AnyKysely;
 
-beforeAll(() => {
+beforeAll(async () => {
   db = new Kysely({ dialect: new PGliteDialect({ pglite: new PGlite() }) });
+  // PGlite's cold start takes seconds: here, not in the first test's time.
+  await sql`select 1`.execute(db);
 });
 
 afterAll(async () => {
