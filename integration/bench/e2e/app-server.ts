@@ -8,7 +8,7 @@
  *   `TSRAFT_SECRET`.
  * - `TSRAFT_BENCH_MODE=direct`: the same upsert on the database, no Raft. Needs `TSRAFT_URL`.
  *
- * Both need `DATABASE_URL`. Prints `{"ready":true}` once it serves; the end of stdin (the parent
+ * Both need `DATABASE_URL`; `TSRAFT_TICK_MS` sets the node's `tickMs`. Prints `{"ready":true}` once it serves; the end of stdin (the parent
  * went away) or SIGTERM closes it.
  */
 import { createServer } from 'node:http';
@@ -92,9 +92,11 @@ if (mode === 'replicated') {
   await new Promise<void>((resolve) =>
     server.listen(Number(listenUrl.port), listenUrl.hostname, resolve),
   );
+  const tickMs = process.env.TSRAFT_TICK_MS;
   node = await RaftNode.start({
     id,
     config: { voters: Object.keys(peers) },
+    ...(tickMs === undefined ? {} : { tickMs: Number(tickMs) }),
     logStore,
     snapshotStore,
     stateMachine,

@@ -23,15 +23,22 @@
  *   --systems tsraft,postgres,etcd   also: tsraft-batch (httpBatchLink)
  *   --start-at follower      where the tsraft client's failover link starts: follower or leader
  *   --cpu-prof DIR           write V8 CPU profiles of the node and client processes into DIR
+ *   --baseline REF           also run tsraft (and tsraft-batch) as of the git commit REF, its own
+ *                            nodes and client from a copy of REF (which must hold this
+ *                            benchmark), interleaved with the others: before and after in one run
+ *   --tick-ms N              the nodes' tickMs (default: the node's default)
  * Postgres: `TSRAFT_PG_PROVIDER` = embedded (default here), testcontainers (image from
  * `TSRAFT_PG_IMAGE`) or external (`TSRAFT_PG_URLS`, four URLs). Postgres CPU is shown only for
  * servers whose processes this machine's /proc shows (not inside a container).
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { cpus } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 import { pickLoopbackPort } from '@tsraft/core/testing';
 import {
   EmbeddedProvider,
@@ -62,6 +69,8 @@ const { values: args } = parseArgs({
     systems: { type: 'string', default: 'tsraft,postgres,etcd' },
     'start-at': { type: 'string', default: 'follower' },
     'cpu-prof': { type: 'string' },
+    baseline: { type: 'string' },
+    'tick-ms': { type: 'string' },
   },
 });
 
@@ -81,11 +90,15 @@ if (startAt !== 'follower' && startAt !== 'leader') {
   throw new Error('--start-at must be follower or leader');
 }
 const profileDir = args['cpu-prof'];
+const tickMs = args['tick-ms'];
+if (tickMs !== undefined && !(Number(tickMs) > 0)) throw new Error('--tick-ms must be positive');
 const nodeFlags = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
 
 /** A system the client writes to, and what is measured of it. */
 interface System {
   readonly name: SystemName;
+  /** The client process to write from, when not the common one (a baseline's own). */
+  readonly client?: ClientProcess;
   readonly target: () => Promise<Target>;
   /** Server-side processes (not Postgres): label and pid. */
   readonly processes: () => Promise<readonly { label: string; pid: number }[]>;
@@ -121,14 +134,31 @@ async function main(): Promise<void> {
     );
   }
 
+  const baseline = args.baseline === undefined ? undefined : await baselineTree(args.baseline);
+  const raftClusters = needsRaft ? (baseline === undefined ? 1 : 2) : 0;
   const servers = await Promise.all(
-    Array.from({ length: (needsRaft ? 3 : 0) + (wanted.has('postgres') ? 1 : 0) }, () =>
+    Array.from({ length: 3 * raftClusters + (wanted.has('postgres') ? 1 : 0) }, () =>
       provider.start(),
     ),
   );
   cleanup.push(...servers);
   const systems: System[] = [];
-  if (needsRaft) systems.push(...(await startRaft(servers.slice(0, 3))));
+  if (baseline !== undefined && needsRaft) {
+    const client = await ClientProcess.start({
+      entry: join(baseline.root, 'integration/bench/e2e/load-client.ts'),
+      nodeFlags,
+    });
+    cleanup.push(client);
+    systems.push(
+      ...(await startRaft(servers.slice(3, 6), {
+        appServer: join(baseline.root, 'integration/bench/e2e/app-server.ts'),
+        suffix: `@${baseline.label}`,
+        client,
+      })),
+    );
+  }
+  if (needsRaft)
+    systems.push(...(await startRaft(servers.slice(0, 3), { appServer: APP_SERVER, suffix: '' })));
   if (wanted.has('postgres')) systems.push(await startDirect(servers.at(-1) as PostgresServer));
   if (etcdBinary !== undefined) systems.push(await startEtcd(etcdBinary));
 
@@ -139,7 +169,7 @@ async function main(): Promise<void> {
     for (let round = 0; round < rounds; round++) {
       const order = systems.map((_, i) => systems[(i + round) % systems.length] as System);
       for (const system of order) {
-        const result = await measure(client, system, inflight);
+        const result = await measure(system.client ?? client, system, inflight);
         results.push(result);
         console.info(
           `  ${String(inflight).padStart(3)} in flight, ${system.name.padEnd(12)} ${Math.round(result.writesPerSecond).toLocaleString('en-US').padStart(6)} writes/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, ${result.cpuPerWrite.total.toFixed(3)} ms CPU/write${result.errors > 0 ? `, ${result.errors} errors (${result.firstError})` : ''}`,
@@ -159,7 +189,10 @@ async function main(): Promise<void> {
   });
 }
 
-async function startRaft(servers: readonly PostgresServer[]): Promise<System[]> {
+async function startRaft(
+  servers: readonly PostgresServer[],
+  options: { appServer: string; suffix: string; client?: ClientProcess },
+): Promise<System[]> {
   const secret = randomBytes(24).toString('hex');
   const ids = ['n1', 'n2', 'n3'];
   const peers: Record<string, string> = {};
@@ -168,9 +201,10 @@ async function startRaft(servers: readonly PostgresServer[]): Promise<System[]> 
     ids.map((id, i) =>
       ServerProcess.start({
         label: id,
-        entry: APP_SERVER,
+        entry: options.appServer,
         nodeFlags,
         env: {
+          ...(tickMs === undefined ? {} : { TSRAFT_TICK_MS: tickMs }),
           TSRAFT_BENCH_MODE: 'replicated',
           TSRAFT_NODE_ID: id,
           TSRAFT_PEERS: JSON.stringify(peers),
@@ -208,9 +242,10 @@ async function startRaft(servers: readonly PostgresServer[]): Promise<System[]> 
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   };
-  console.info(`tsraft: 3 nodes up, leader ${await leader()}`);
+  console.info(`tsraft${options.suffix}: 3 nodes up, leader ${await leader()}`);
   const make = (name: SystemName, batch: boolean): System => ({
     name,
+    ...(options.client === undefined ? {} : { client: options.client }),
     target: async () => {
       const leaderId = await leader();
       const initial =
@@ -228,8 +263,8 @@ async function startRaft(servers: readonly PostgresServer[]): Promise<System[]> 
     counters: () => postgresCounters(probes),
   });
   const systems: System[] = [];
-  if (wanted.has('tsraft')) systems.push(make('tsraft', false));
-  if (wanted.has('tsraft-batch')) systems.push(make('tsraft-batch', true));
+  if (wanted.has('tsraft')) systems.push(make(`tsraft${options.suffix}`, false));
+  if (wanted.has('tsraft-batch')) systems.push(make(`tsraft-batch${options.suffix}`, true));
   return systems;
 }
 
@@ -370,6 +405,28 @@ async function idleCpu(system: System): Promise<number> {
   await new Promise((resolve) => setTimeout(resolve, 3_000));
   const after = await sample();
   return ((after - before) * 1000) / ((performance.now() - started) / 1000);
+}
+
+/**
+ * The files of the commit `ref` (`git archive`) under the data folder, with their dependencies
+ * installed (from pnpm's store): where a baseline's nodes and client run from.
+ */
+async function baselineTree(ref: string): Promise<{ root: string; label: string }> {
+  const run = promisify(execFile);
+  const repo = fileURLToPath(new URL('../../../', import.meta.url));
+  const { stdout } = await run('git', ['-C', repo, 'rev-parse', '--short', `${ref}^{commit}`]);
+  const label = stdout.trim();
+  const root = join(DATA_ROOT, `baseline-${label}`);
+  if (!existsSync(join(root, 'integration/bench/e2e/app-server.ts'))) {
+    await mkdir(root, { recursive: true });
+    await run('sh', ['-c', `git -C "${repo}" archive ${label} | tar -x -C "${root}"`]);
+  }
+  console.info(`baseline: ${ref} (${label}) in ${root}; installing its dependencies`);
+  await run('pnpm', ['install', '--frozen-lockfile', '--prefer-offline'], {
+    cwd: root,
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  return { root, label };
 }
 
 function postgresProvider(): PostgresProvider {

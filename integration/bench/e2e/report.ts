@@ -1,5 +1,8 @@
-/** The systems `bench:e2e` compares. */
-export type SystemName = 'tsraft' | 'tsraft-batch' | 'postgres' | 'etcd';
+/**
+ * The systems `bench:e2e` compares: `tsraft`, `tsraft-batch` (httpBatchLink), `postgres`, `etcd`,
+ * and a baseline's `tsraft@<commit>`, `tsraft-batch@<commit>`.
+ */
+export type SystemName = string;
 
 /** One measured run of one system at one number of writes in flight. */
 export interface RunResult {
@@ -87,19 +90,25 @@ export function printReport(options: {
   if (startedAt !== undefined) {
     lines.push('');
     lines.push(
-      `The tsraft client's failover link started at a follower (${startedAt}) or the leader, as --start-at says; "(leader)" marks the leader's process.`,
+      `The tsraft clients' failover links started at ${startedAt} (see --start-at); "(leader)" marks the leader's process.`,
     );
   }
   lines.push('');
-  lines.push('| in flight | tsraft / etcd (writes/s) | tsraft / Postgres without Raft |');
-  lines.push('|---|---|---|');
+  const raftSystems = systems.filter((name) => name.startsWith('tsraft'));
+  const ratio = (a: number | undefined, b: number | undefined): string =>
+    a === undefined || b === undefined ? 'n/a' : (a / b).toFixed(2);
+  lines.push(
+    `| in flight | ${raftSystems.map((name) => `${name} / etcd | ${name} / Postgres without Raft`).join(' | ')} |`,
+  );
+  lines.push(`|---|${raftSystems.map(() => '---|---|').join('')}`);
   for (const inflight of levels) {
-    const raft = medians.get(`tsraft/${inflight}`);
     const etcd = medians.get(`etcd/${inflight}`);
     const direct = medians.get(`postgres/${inflight}`);
-    const ratio = (a: number | undefined, b: number | undefined): string =>
-      a === undefined || b === undefined ? 'n/a' : (a / b).toFixed(2);
-    lines.push(`| ${inflight} | ${ratio(raft, etcd)} | ${ratio(raft, direct)} |`);
+    const cells = raftSystems.map((name) => {
+      const rate = medians.get(`${name}/${inflight}`);
+      return `${ratio(rate, etcd)} | ${ratio(rate, direct)}`;
+    });
+    lines.push(`| ${inflight} | ${cells.join(' | ')} |`);
   }
   lines.push('');
   lines.push('| system | CPU ms per second at rest (server processes and Postgres) |');
