@@ -16,6 +16,7 @@ import {
   KvStateMachine,
   type KvStateMachineOptions,
   MemoryLogStore,
+  MemorySnapshotStore,
   pickLoopbackPort,
 } from '@tsraft/core/testing';
 import { expect } from 'vitest';
@@ -167,6 +168,7 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
       id,
       config: { voters: [...ids] },
       logStore: new MemoryLogStore(),
+      snapshotStore: new MemorySnapshotStore(),
       stateMachine: machine,
       transport: options.faults === undefined ? transport : options.faults.wrap(id, transport),
       tickMs: 10,

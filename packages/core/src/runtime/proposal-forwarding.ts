@@ -82,7 +82,8 @@ export class ProposalForwarding<Command, Result> {
       case 'rejected':
         throw rejectionError(response, leader);
       case 'ack':
-        throw new RaftError(`the leader ${leader} answered a proposal with an ack`, {
+      case 'snapshot-progress':
+        throw new RaftError(`the leader ${leader} answered a proposal with ${response.type}`, {
           retryable: true,
         });
     }

@@ -170,7 +170,10 @@ export class RaftNode<Command, Result> {
       logger: this.#logger,
       logWrites: this.#logWrites,
       lifetime,
+      snapshotChunkBytes: options.snapshotChunkBytes ?? 1024 * 1024,
       snapshotTimeoutMs: options.snapshotTimeoutMs ?? 30_000,
+      snapshotInstallTimeoutMs: options.snapshotInstallTimeoutMs ?? 300_000,
+      applied: () => this.#appliedWaiters.applied,
       stopped: () => this.#stopped,
       fail: (error) => this.#fail(error),
       kick: () => this.#kick(),
@@ -181,6 +184,7 @@ export class RaftNode<Command, Result> {
         this.#appliedWaiters.advance(meta.index);
         this.#emit('apply', { appliedIndex: meta.index });
       },
+      emit: (event, ...args) => this.#emit(event, ...args),
     });
     const status = init.engine.status();
     this.#commitIndex = status.commitIndex;
@@ -236,6 +240,7 @@ export class RaftNode<Command, Result> {
     await options.transport.listen(node.#handlePeerRequest);
     node.#timer = setInterval(node.#tick, tickMs);
     node.#kick();
+    if (options.verifySnapshotOnStart ?? true) void node.#snapshots.verifyLatest();
     logger.info(
       {
         term: recovered.hardState.term,
