@@ -136,7 +136,7 @@ async function applyBoth(batch: AppliedEntry<Command>[]) {
   };
 }
 
-describe('the Postgres state machine, batch handlers', { timeout: 30_000 }, () => {
+describe('the Postgres state machine, batch handlers', () => {
   it('runs consecutive commands of one name through the batch handler: the same tables and results as one by one, writes of earlier commands seen by later ones', async () => {
     const { calls, results, expected, rows, expectedRows } = await applyBoth(
       entries([
