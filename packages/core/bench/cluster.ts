@@ -2,12 +2,17 @@
  * Benchmark of the core: an in-process 3-node cluster (RaftNode, in-memory log store, KV state
  * machine, in-process transport), 256-byte proposals.
  *
- *   pnpm --filter @tsraft/core bench [--seconds 3]
+ *   pnpm --filter @tsraft/core bench [--seconds 3] [--changes 10]
  *
  * Prints committed proposals/s, commit latency (p50/p99, measured from propose() to its result on
  * the leader) and CPU time per proposal (all three nodes run in this process, so it is the
  * cluster's CPU), for 1, 64 and 256 proposals in flight; then linearizable reads/s (ReadIndex)
  * with 64 in flight on the leader and on a follower.
+ *
+ * Then (issue 11, `membership-load.ts`): lease reads/s beside ReadIndex reads/s on the leader, in
+ * alternating rounds; and the duration (p50, p99) of membership changes and leadership transfers
+ * under 64 writes in flight (`--changes` rounds of each), with the writes/s completed during them
+ * beside those completed between them.
  *
  * Writes run twice: key/value puts through the test kit's KvStateMachine with the default JSON
  * codec (every node decodes every entry), and raw 256-byte payloads with a state machine that only
@@ -25,11 +30,22 @@ import type { AppliedEntry, CommandResult, StateMachine } from '../src/state-mac
 import { InProcessNetwork } from '../src/testing/in-process-transport.ts';
 import { type KvCommand, type KvResult, KvStateMachine } from '../src/testing/kv-state-machine.ts';
 import { MemoryLogStore } from '../src/testing/memory-log-store.ts';
+import { leaseReadRows, membershipRows } from './membership-load.ts';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' } } });
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '3' },
+    changes: { type: 'string', default: '10' },
+  },
+});
 const seconds = Number(values.seconds);
 if (!(seconds > 0 && seconds <= 600)) {
   console.error('--seconds must be a number in (0, 600]');
+  process.exit(2);
+}
+const changes = Number(values.changes);
+if (!(Number.isInteger(changes) && changes >= 1 && changes <= 1000)) {
+  console.error('--changes must be an integer in [1, 1000]');
   process.exit(2);
 }
 
@@ -241,3 +257,7 @@ for (const line of lines) console.log(format(line));
 console.log(
   '\nReference (not measured here): openraft reports about 33,000 sequential writes/s in a comparable in-memory Rust setup.',
 );
+
+const leaseTable = await leaseReadRows(seconds);
+const membershipTable = await membershipRows(changes);
+console.log(`\n${leaseTable}\n\n${membershipTable}`);
