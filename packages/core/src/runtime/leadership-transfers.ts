@@ -3,6 +3,7 @@ import { LeadershipTransferError, NotLeaderError } from '../errors.ts';
 import type { NodeId } from '../log-entry.ts';
 import type { Logger } from '../logger.ts';
 import { linkedSignal } from './abortable.ts';
+import { ConditionWaiters } from './condition-waiters.ts';
 
 /** Options of `RaftNode.transferLeadership`. */
 export interface TransferLeadershipOptions {
@@ -34,7 +35,7 @@ export interface LeadershipTransfersOptions {
  */
 export class LeadershipTransfers {
   readonly #o: LeadershipTransfersOptions;
-  #waiters = new Set<() => boolean>();
+  readonly #waiters = new ConditionWaiters();
 
   constructor(options: LeadershipTransfersOptions) {
     this.#o = options;
@@ -84,28 +85,15 @@ export class LeadershipTransfers {
     });
     const signal = deadline.signal;
     try {
-      return await new Promise<NodeId>((resolve, reject) => {
-        const waiter = (): boolean => {
-          const s = o.engine.status();
-          if (s.role === 'leader' && s.term === before.term) {
-            if (s.leadTransferee !== null) return false;
-            reject(
-              new LeadershipTransferError(
-                `${result.target} did not take over within ${timeoutTicks * o.tickMs} ms; ${o.id} leads on`,
-              ),
-            );
-            return true;
-          }
-          if (s.leaderId === null || s.leaderId === o.id) return false;
-          resolve(s.leaderId);
-          return true;
-        };
-        const onAbort = (): void => {
-          this.#waiters.delete(waiter);
-          reject(signal.reason);
-        };
-        this.#waiters.add(waiter);
-        signal.addEventListener('abort', onAbort, { once: true });
+      return await this.#waiters.until(signal, () => {
+        const s = o.engine.status();
+        if (s.role === 'leader' && s.term === before.term) {
+          if (s.leadTransferee !== null) return undefined;
+          throw new LeadershipTransferError(
+            `${result.target} did not take over within ${timeoutTicks * o.tickMs} ms; ${o.id} leads on`,
+          );
+        }
+        return s.leaderId === null || s.leaderId === o.id ? undefined : s.leaderId;
       });
     } catch (error) {
       options.signal?.throwIfAborted();
@@ -122,6 +110,6 @@ export class LeadershipTransfers {
 
   /** A tick passed or a Ready was carried out: settles the transfers that ended. */
   observe(): void {
-    for (const waiter of this.#waiters) if (waiter()) this.#waiters.delete(waiter);
+    this.#waiters.observe();
   }
 }

@@ -10,6 +10,7 @@ import type { NodeId } from '../log-entry.ts';
 import type { Logger } from '../logger.ts';
 import type { Transport } from '../transport.ts';
 import { linkedSignal } from './abortable.ts';
+import { ConditionWaiters } from './condition-waiters.ts';
 import { ProposalTracker } from './proposal-tracker.ts';
 
 /** Options of the membership calls of `RaftNode`. */
@@ -75,7 +76,7 @@ export class MembershipChanges {
   readonly #o: MembershipChangesOptions;
   /** Configuration entries this node appended as leader, until applied or overwritten. */
   readonly #entries = new ProposalTracker<undefined>();
-  #waiters = new Set<() => boolean>();
+  readonly #waiters = new ConditionWaiters();
   #seenConfigIndex = -1;
   #seenConfig: ClusterConfig | undefined;
   /** This node was a member of a configuration it used. */
@@ -171,7 +172,7 @@ export class MembershipChanges {
     } else {
       this.#removedAt = -1;
     }
-    for (const waiter of this.#waiters) if (waiter()) this.#waiters.delete(waiter);
+    this.#waiters.observe();
   }
 
   /** A configuration entry was applied. */
@@ -191,7 +192,6 @@ export class MembershipChanges {
 
   failAll(error: unknown): void {
     this.#entries.failAll(error);
-    this.#waiters.clear();
   }
 
   async #change(
@@ -257,22 +257,7 @@ export class MembershipChanges {
   }
 
   /** Resolves once `condition` holds at an observation; `signal` abandons the wait. */
-  #until(signal: AbortSignal, condition: () => boolean): Promise<void> {
-    if (condition()) return Promise.resolve();
-    signal.throwIfAborted();
-    return new Promise<void>((resolve, reject) => {
-      const waiter = (): boolean => {
-        if (!condition()) return false;
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-        return true;
-      };
-      const onAbort = (): void => {
-        this.#waiters.delete(waiter);
-        reject(signal.reason);
-      };
-      this.#waiters.add(waiter);
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
+  async #until(signal: AbortSignal, condition: () => boolean): Promise<void> {
+    await this.#waiters.until(signal, () => (condition() ? true : undefined));
   }
 }

@@ -134,13 +134,36 @@ describe('RaftNode membership changes', () => {
   });
 
   it('proposals a removed leader appended after the change fail with ProposalDroppedError once it knows it is out, instead of waiting forever', async () => {
-    // With 25 ms per hop, the proposals leave after the configuration entry and before its
-    // acknowledgements return: the leader steps down with them beyond its commit index, and
-    // is sent nothing more.
-    await using cluster = await TestCluster.start({ latencyMs: 25, tickMs: 20 });
+    // Acknowledgements to the leader stop at the configuration entry (as if the entries after it
+    // were lost): the leader commits the removal, steps down with the proposals beyond its
+    // commit index, and is sent nothing more.
+    let lost: { to: NodeId; above: number } | undefined;
+    await using cluster = await TestCluster.start({
+      wrapTransport: (_id, transport): Transport => ({
+        request: (to, request, options) =>
+          transport.request(
+            to,
+            request.type === 'raft' && lost !== undefined && to === lost.to
+              ? {
+                  type: 'raft',
+                  messages: request.messages.map((m) =>
+                    m.type === 'append-response' && m.success && m.index > (lost?.above ?? 0)
+                      ? { ...m, index: lost?.above ?? 0 }
+                      : m,
+                  ),
+                }
+              : request,
+            options,
+          ),
+        listen: (handler) => transport.listen(handler),
+        close: () => transport.close?.() ?? Promise.resolve(),
+      }),
+    });
     const leader = await cluster.waitForLeader();
+    await leader.propose(put('ready', 'yes'));
     const removal = leader.removeNode(leader.id);
-    await waitFor(() => !leader.status().config.voters.includes(leader.id));
+    lost = { to: leader.id, above: leader.status().configIndex };
+    expect(lost.above).toBe(leader.status().lastIndex);
     const proposals = Array.from({ length: 5 }, (_, i) =>
       leader.propose(put(`late${i}`, String(i))).then(
         () => 'applied',

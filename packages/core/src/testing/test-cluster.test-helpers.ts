@@ -23,8 +23,6 @@ export interface TestClusterOptions {
   readonly size?: number;
   readonly tickMs?: number;
   readonly applyDelayMs?: number;
-  /** Delay of each hop of the in-process network (see `InProcessNetworkOptions`). Default 0. */
-  readonly latencyMs?: number;
   readonly tuning?: Partial<EngineTuning>;
   readonly node?: Partial<RaftNodeOptions<KvCommand, KvResult>>;
   /** Wraps each node's transport (every incarnation's), e.g. to watch or damage its requests. */
@@ -37,7 +35,7 @@ export interface TestClusterOptions {
  * stores alone.
  */
 export class TestCluster {
-  readonly network: InProcessNetwork;
+  readonly network: InProcessNetwork = new InProcessNetwork();
   readonly ids: NodeId[];
   readonly disks: Map<NodeId, NodeDisk> = new Map();
   readonly nodes: Map<NodeId, KvNode> = new Map();
@@ -45,7 +43,6 @@ export class TestCluster {
 
   private constructor(options: TestClusterOptions) {
     this.#options = options;
-    this.network = new InProcessNetwork({ latencyMs: options.latencyMs ?? 0 });
     this.ids = Array.from({ length: options.size ?? 3 }, (_, i) => `n${i + 1}`);
     for (const id of this.ids) {
       this.disks.set(id, {
