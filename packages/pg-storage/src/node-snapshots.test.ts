@@ -1,8 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { PGlite } from '@electric-sql/pglite';
 import { type AppliedEntry, CorruptSnapshotError } from '@tsraft/core';
 import { Kysely, PGliteDialect, sql, type Transaction } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { AnyKysely } from './any-kysely.ts';
 import { type CommandOf, defineCommand } from './command-definition.ts';
