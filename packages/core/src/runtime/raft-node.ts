@@ -8,7 +8,7 @@ import {
   NodeClosedError,
   NotLeaderError,
 } from '../errors.ts';
-import type { LogEntry, NodeId } from '../log-entry.ts';
+import { entrySize, type LogEntry, type NodeId } from '../log-entry.ts';
 import type { LogStore } from '../log-store.ts';
 import { type Logger, noopLogger } from '../logger.ts';
 import type { Message } from '../message.ts';
@@ -65,6 +65,9 @@ interface RaftNodeInit<Command, Result> {
   readonly options: RaftNodeOptions<Command, Result>;
   readonly logger: Logger;
   readonly applied: number;
+  /** Index of the latest snapshot, and the bytes of the entries applied after it. */
+  readonly snapshotIndex: number;
+  readonly bytesSinceSnapshot: number;
 }
 
 /**
@@ -121,6 +124,8 @@ export class RaftNode<Command, Result> {
   #leaderId: NodeId | null = null;
   #commitIndex = 0;
   #lastTimestamp = 0;
+  #snapshotIndex: number;
+  #bytesSinceSnapshot: number;
 
   private constructor(init: RaftNodeInit<Command, Result>) {
     const { options } = init;
@@ -184,8 +189,14 @@ export class RaftNode<Command, Result> {
         this.#appliedWaiters.advance(meta.index);
         this.#emit('apply', { appliedIndex: meta.index });
       },
+      snapshotted: (meta) => {
+        this.#snapshotIndex = meta.index;
+        this.#bytesSinceSnapshot = 0;
+      },
       emit: (event, ...args) => this.#emit(event, ...args),
     });
+    this.#snapshotIndex = init.snapshotIndex;
+    this.#bytesSinceSnapshot = init.bytesSinceSnapshot;
     const status = init.engine.status();
     this.#commitIndex = status.commitIndex;
   }
@@ -236,6 +247,11 @@ export class RaftNode<Command, Result> {
       options,
       logger,
       applied: recovered.applied,
+      snapshotIndex: recovered.snapshot.index,
+      bytesSinceSnapshot: recovered.entries.reduce(
+        (bytes, entry) => (entry.index <= recovered.applied ? bytes + entrySize(entry) : bytes),
+        0,
+      ),
     });
     await options.transport.listen(node.#handlePeerRequest);
     node.#timer = setInterval(node.#tick, tickMs);
@@ -319,6 +335,8 @@ export class RaftNode<Command, Result> {
       leaderId: status.leaderId,
       commitIndex: status.commitIndex,
       appliedIndex: this.#appliedWaiters.applied,
+      snapshotIndex: this.#snapshotIndex,
+      bytesSinceSnapshot: this.#bytesSinceSnapshot,
       lastIndex: status.lastIndex,
       firstIndex: status.firstIndex,
       config: status.config,
@@ -524,6 +542,7 @@ export class RaftNode<Command, Result> {
         }
         batch.forEach((entry, i) => {
           this.#proposals.applied(entry.index, entry.term, results[i]);
+          this.#bytesSinceSnapshot += entrySize(entry);
         });
         const last = batch.at(-1) as LogEntry;
         this.#appliedWaiters.advance(last.index);

@@ -50,6 +50,8 @@ export interface SnapshotExchangeOptions<Command, Result> {
   readonly replacing: (meta: SnapshotMeta) => void;
   /** The state machine now holds the snapshot: its applied index is `meta.index`. */
   readonly installed: (meta: SnapshotMeta) => void;
+  /** The node's latest snapshot is now `meta` (taken or installed). */
+  readonly snapshotted: (meta: SnapshotMeta) => void;
   /** Emits the node's snapshot events. */
   readonly emit: <E extends 'snapshot' | 'snapshot-refused' | 'snapshot-corrupt'>(
     event: E,
@@ -140,6 +142,7 @@ export class SnapshotExchange<Command, Result> {
         await o.logWrites.run(() =>
           storage('purge the compacted log', () => o.logStore.purge(position)),
         );
+        o.snapshotted(meta);
         o.logger.info({ index: meta.index, term: meta.term }, 'took a snapshot');
         o.emit('snapshot', { index: meta.index, term: meta.term, cause: 'taken' });
         return stored;
@@ -266,6 +269,7 @@ export class SnapshotExchange<Command, Result> {
     });
     o.logger.info({ index: meta.index, term: meta.term }, 'installed a snapshot');
     o.installed(meta);
+    o.snapshotted(meta);
     o.emit('snapshot', { index: meta.index, term: meta.term, cause: 'installed' });
   }
 

@@ -242,4 +242,25 @@ describe('chunked InstallSnapshot (Raft paper 7)', () => {
     };
     await expect.poll(readable, { timeout: 3000 }).toBe(true);
   });
+
+  it('reports the latest snapshot and the bytes applied since, for a compaction policy', async () => {
+    await using cluster = await TestCluster.start({ size: 1 });
+    const node = await cluster.waitForLeader();
+    const before = node.status();
+    for (let i = 0; i < 10; i++) await node.propose(put(`k${i}`, 'v'.repeat(100)));
+    const grown = node.status();
+    expect(grown.snapshotIndex).toBe(0);
+    // Ten commands of more than 100 bytes each, besides the leader's no-op.
+    expect(grown.bytesSinceSnapshot - before.bytesSinceSnapshot).toBeGreaterThan(10 * 100);
+    const taken = await node.takeSnapshot();
+    expect(node.status()).toMatchObject({ snapshotIndex: taken?.index, bytesSinceSnapshot: 0 });
+    await node.propose(put('after', 'x'));
+    expect(node.status().bytesSinceSnapshot).toBeGreaterThan(0);
+    // A restart counts the applied entries after the snapshot again.
+    const bytes = node.status().bytesSinceSnapshot;
+    await cluster.stopNode(node.id);
+    const restarted = await cluster.startNode(node.id);
+    expect(restarted.status()).toMatchObject({ snapshotIndex: taken?.index });
+    expect(restarted.status().bytesSinceSnapshot).toBeGreaterThanOrEqual(bytes);
+  });
 });
