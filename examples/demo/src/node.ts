@@ -112,9 +112,10 @@ node = await RaftNode.start({
   stateMachine,
   transport,
 });
-// Log compaction on (Raft paper 7): a snapshot every few entries, so that this short tour shows
-// it; an application keeps the defaults (every 10,000 entries or 64 MiB of them).
-CompactionPolicy.start(node, { afterEntries: 5 });
+// Log compaction on (Raft paper 7): a snapshot every few entries, keeping no entries behind it, so
+// that this short tour shows a node catching up through a snapshot; an application keeps the
+// defaults (every 10,000 entries or 64 MiB of them, keeping the last 1,000).
+CompactionPolicy.start(node, { afterEntries: 5, retainEntries: 0 });
 node.on('leader-change', ({ leaderId, term }) => {
   if (leaderId === id) report({ event: 'leader', term });
 });

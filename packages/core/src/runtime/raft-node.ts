@@ -346,18 +346,25 @@ export class RaftNode<Command, Result> {
   }
 
   /**
-   * Exports the state machine at its applied position, saves it to the snapshot store, then
-   * drops the log up to there from memory and from the log store (Raft paper 7). Resolves with
-   * the stored snapshot, or `undefined` when nothing new was applied since the log's start. A
-   * failure of a store is fatal, as everywhere.
+   * Exports the state machine at its applied position, saves it to the snapshot store, then,
+   * once that is durable, drops the log up to there from memory and from the log store (Raft
+   * paper 7), but for the last `retainEntries` (default 0), which serve followers a little
+   * behind with entries instead of the whole snapshot. Proposals, heartbeats and applying go on
+   * meanwhile. Resolves with the stored snapshot, or `undefined` when nothing new was applied
+   * since the latest snapshot. A failure of a store is fatal, as everywhere.
    */
-  async takeSnapshot(options: { signal?: AbortSignal } = {}): Promise<StoredSnapshot | undefined> {
+  async takeSnapshot(
+    options: { signal?: AbortSignal; retainEntries?: number } = {},
+  ): Promise<StoredSnapshot | undefined> {
     this.#throwIfStopped();
     const store = this.#snapshotStore;
     if (store === undefined) throw new TypeError('takeSnapshot() needs a snapshotStore');
-    const { signal } = options;
+    const { signal, retainEntries = 0 } = options;
+    if (!(Number.isSafeInteger(retainEntries) && retainEntries >= 0)) {
+      throw new RangeError(`retainEntries must be a non-negative integer, got ${retainEntries}`);
+    }
     signal?.throwIfAborted();
-    return this.#snapshots.take(store, signal);
+    return this.#snapshots.take(store, { signal, retainEntries });
   }
 
   on<E extends RaftNodeEventName>(event: E, listener: (...args: RaftNodeEvents[E]) => void): this {

@@ -263,4 +263,46 @@ describe('chunked InstallSnapshot (Raft paper 7)', () => {
     expect(restarted.status()).toMatchObject({ snapshotIndex: taken?.index });
     expect(restarted.status().bytesSinceSnapshot).toBeGreaterThanOrEqual(bytes);
   });
+
+  it('keeps the last entries behind a snapshot, so that a follower a little behind gets entries, not the snapshot', async () => {
+    await using cluster = await TestCluster.start();
+    const leader = await cluster.waitForLeader();
+    const near = cluster.followers(leader)[0]!.id;
+    await cluster.stopNode(near);
+    for (let i = 0; i < 5; i++) await leader.propose(put(`near-${i}`, 'v'));
+    const commit = leader.status().commitIndex;
+    await cluster.waitForApplied(commit, [leader.id, cluster.followers(leader)[0]!.id]);
+    const taken = await leader.takeSnapshot({ retainEntries: 20 });
+    expect(taken?.index).toBe(commit);
+    const status = leader.status();
+    expect(status.snapshotIndex).toBe(commit);
+    // The log keeps the last 20 entries (all of them here: the log is shorter).
+    expect(status.firstIndex).toBe(1);
+    for (let i = 0; i < 30; i++) await leader.propose(put(`more-${i}`, 'v'));
+    await cluster.waitForApplied(leader.status().commitIndex, [leader.id]);
+    const second = await leader.takeSnapshot({ retainEntries: 20 });
+    expect(leader.status().firstIndex).toBe(second!.index - 20 + 1);
+    expect(cluster.disk(leader.id).log?.snapshot.index).toBe(second!.index - 20);
+    // The stopped follower missed more than the 20 kept: it needs the snapshot.
+    const installed: unknown[] = [];
+    const restarted = await cluster.startNode(near);
+    restarted.on('snapshot', (event) => installed.push(event));
+    await cluster.waitForApplied(leader.status().commitIndex);
+    expect(installed).toHaveLength(1);
+    // A follower 10 entries behind gets those entries.
+    await cluster.stopNode(near);
+    for (let i = 0; i < 10; i++) await leader.propose(put(`few-${i}`, 'v'));
+    await leader.takeSnapshot({ retainEntries: 20 });
+    const again = await cluster.startNode(near);
+    const more: unknown[] = [];
+    again.on('snapshot', (event) => more.push(event));
+    await cluster.waitForApplied(leader.status().commitIndex);
+    expect(more).toEqual([]);
+    expect(cluster.disk(near).stateMachine.get('few-9')).toBe('v');
+    // After a restart, the leader's log starts at its snapshot (the kept entries are dropped).
+    const latest = leader.status().snapshotIndex;
+    await cluster.stopNode(leader.id);
+    const back = await cluster.startNode(leader.id);
+    expect(back.status().firstIndex).toBe(latest + 1);
+  });
 });

@@ -31,12 +31,17 @@ const put = (key: string, value: string): KvCommand => ({ op: 'put', key, value 
 describe('the compaction policy (Raft paper 7: snapshots bound the log)', () => {
   it('takes a snapshot after the configured number of applied entries, and the log shrinks', async () => {
     await using node = await singleNode();
-    await using _policy = CompactionPolicy.start(node, { afterEntries: 20, afterBytes: 1 << 30 });
+    await using _policy = CompactionPolicy.start(node, {
+      afterEntries: 20,
+      afterBytes: 1 << 30,
+      retainEntries: 5,
+    });
     for (let i = 0; i < 19; i++) await node.propose(put(`k${i}`, 'v'));
     // 19 commands and the leader's no-op: the 20th applied entry.
     await expect.poll(() => node.status().snapshotIndex).toBeGreaterThanOrEqual(20);
     const { snapshotIndex, firstIndex } = node.status();
-    expect(firstIndex).toBe(snapshotIndex + 1);
+    // The last 5 entries stay behind the snapshot.
+    expect(firstIndex).toBe(snapshotIndex - 5 + 1);
   });
 
   it('takes a snapshot after the configured bytes, whatever the number of entries', async () => {
@@ -50,7 +55,7 @@ describe('the compaction policy (Raft paper 7: snapshots bound the log)', () => 
 
   it('keeps the log bounded during a long write run', async () => {
     await using node = await singleNode();
-    await using _policy = CompactionPolicy.start(node, { afterEntries: 50 });
+    await using _policy = CompactionPolicy.start(node, { afterEntries: 50, retainEntries: 10 });
     let longest = 0;
     for (let i = 0; i < 600; i++) {
       await node.propose(put(`k${i % 40}`, `${i}`));
@@ -58,8 +63,8 @@ describe('the compaction policy (Raft paper 7: snapshots bound the log)', () => 
       longest = Math.max(longest, lastIndex - firstIndex + 1);
     }
     expect(node.status().snapshotIndex).toBeGreaterThan(500);
-    // A snapshot is taken after 50 applied entries; proposals go on while it is taken.
-    expect(longest).toBeLessThan(100);
+    // A snapshot after 50 applied entries keeps 10; proposals go on while it is taken.
+    expect(longest).toBeLessThan(110);
   });
 
   it('takes a snapshot when triggered, and stops watching once stopped', async () => {
@@ -78,5 +83,6 @@ describe('the compaction policy (Raft paper 7: snapshots bound the log)', () => 
     await using node = await singleNode();
     expect(() => CompactionPolicy.start(node, { afterEntries: 0 })).toThrow(RangeError);
     expect(() => CompactionPolicy.start(node, { afterBytes: 1.5 })).toThrow(RangeError);
+    expect(() => CompactionPolicy.start(node, { retainEntries: -1 })).toThrow(RangeError);
   });
 });

@@ -13,7 +13,10 @@ export interface CompactableNode {
     RaftNodeStatus,
     'appliedIndex' | 'snapshotIndex' | 'bytesSinceSnapshot' | 'closed'
   >;
-  takeSnapshot(options?: { signal?: AbortSignal }): Promise<StoredSnapshot | undefined>;
+  takeSnapshot(options?: {
+    signal?: AbortSignal;
+    retainEntries?: number;
+  }): Promise<StoredSnapshot | undefined>;
   on(event: 'apply', listener: (...args: RaftNodeEvents['apply']) => void): unknown;
   off(event: 'apply', listener: (...args: RaftNodeEvents['apply']) => void): unknown;
 }
@@ -27,6 +30,11 @@ export interface CompactionPolicyOptions {
    * Default 64 MiB.
    */
   readonly afterBytes?: number;
+  /**
+   * Entries the log keeps behind each snapshot, so that a follower a little behind gets entries
+   * instead of the whole snapshot. Default 1,000.
+   */
+  readonly retainEntries?: number;
   /** After a failed snapshot, wait this long before the next try. Default 1,000 ms. */
   readonly retryAfterMs?: number;
   /** Where the policy logs. Default: the node's own lines only. */
@@ -35,12 +43,13 @@ export interface CompactionPolicyOptions {
 
 const DEFAULT_AFTER_ENTRIES = 10_000;
 const DEFAULT_AFTER_BYTES = 64 * 1024 * 1024;
+const DEFAULT_RETAIN_ENTRIES = 1_000;
 
 /**
  * Log compaction by policy (Raft paper 7): takes a snapshot of a node after `afterEntries`
  * applied entries or `afterBytes` of them since its latest snapshot, so that the log (and the
  * node's memory, which holds the log) stays bounded. The node compacts its log once the snapshot
- * is durable. One snapshot at a time; `trigger()` takes one now. Taking a snapshot never blocks
+ * is durable, keeping the last `retainEntries` for followers a little behind. One snapshot at a time; `trigger()` takes one now. Taking a snapshot never blocks
  * the node: its state machine exports a consistent view while proposals, heartbeats and applying
  * go on.
  *
@@ -51,6 +60,7 @@ export class CompactionPolicy implements AsyncDisposable {
   readonly #node: CompactableNode;
   readonly #afterEntries: number;
   readonly #afterBytes: number;
+  readonly #retainEntries: number;
   readonly #retryAfterMs: number;
   readonly #logger: Logger;
   #taking: Promise<StoredSnapshot | undefined> | undefined;
@@ -61,6 +71,12 @@ export class CompactionPolicy implements AsyncDisposable {
     this.#node = node;
     this.#afterEntries = positive(options.afterEntries ?? DEFAULT_AFTER_ENTRIES, 'afterEntries');
     this.#afterBytes = positive(options.afterBytes ?? DEFAULT_AFTER_BYTES, 'afterBytes');
+    this.#retainEntries = options.retainEntries ?? DEFAULT_RETAIN_ENTRIES;
+    if (!(Number.isSafeInteger(this.#retainEntries) && this.#retainEntries >= 0)) {
+      throw new RangeError(
+        `retainEntries must be a non-negative integer, got ${this.#retainEntries}`,
+      );
+    }
     this.#retryAfterMs = options.retryAfterMs ?? 1000;
     this.#logger = options.logger ?? noopLogger;
   }
@@ -116,7 +132,10 @@ export class CompactionPolicy implements AsyncDisposable {
   };
 
   #take(signal: AbortSignal | undefined): Promise<StoredSnapshot | undefined> {
-    const taking = this.#node.takeSnapshot(signal === undefined ? {} : { signal });
+    const taking = this.#node.takeSnapshot({
+      retainEntries: this.#retainEntries,
+      ...(signal === undefined ? {} : { signal }),
+    });
     this.#taking = taking;
     const done = (): void => {
       if (this.#taking === taking) this.#taking = undefined;
