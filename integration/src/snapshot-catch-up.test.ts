@@ -5,16 +5,15 @@ import { CompactionPolicy } from '@tsraft/log-compaction';
 import {
   type CommandOf,
   createPostgresStateMachine,
-  defineCommand,
   PostgresLogStore,
   PostgresSnapshotStore,
   type PostgresStateMachine,
   type ResultOf,
 } from '@tsraft/pg-storage';
-import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
+import { type KvDatabase, kvTableCommands } from './fixtures/kv-table.ts';
 import { type PostgresServer, selectProvider } from './postgres/index.ts';
 
 // Log compaction and the chunked InstallSnapshot (Raft paper 7) between three RaftNodes in this
@@ -22,23 +21,8 @@ import { type PostgresServer, selectProvider } from './postgres/index.ts';
 // catches up through the leader's snapshot, in pieces, then through the log; a cut transfer
 // resumes; a damaged piece is refused. Each test runs on fresh databases of the three servers.
 
-interface Database {
-  kv: { key: string; value: string };
-}
-
-const commands = {
-  put: defineCommand({
-    input: z.object({ key: z.string(), value: z.string() }),
-    handler: async (trx: Transaction<Database>, input) => {
-      await trx
-        .insertInto('kv')
-        .values(input)
-        .onConflict((oc) => oc.column('key').doUpdateSet({ value: input.value }))
-        .execute();
-      return { key: input.key };
-    },
-  }),
-};
+type Database = KvDatabase;
+const commands = kvTableCommands;
 type Commands = typeof commands;
 type KvNode = RaftNode<CommandOf<Commands>, ResultOf<Commands>>;
 
