@@ -22,14 +22,17 @@ class PieceTap {
   cutAfter: number | undefined;
   /** Flip a byte of the n-th data piece (counted from 1), keeping its CRC-32. */
   corruptPiece: number | undefined;
+  /** While set, snapshot requests wait for it before they leave. */
+  gate: Promise<void> | undefined;
   #dataPieces = 0;
 
   wrap(from: NodeId, transport: Transport): Transport {
     return {
       listen: (handler) => transport.listen(handler),
       close: () => transport.close?.() ?? Promise.resolve(),
-      request: (to, request, options): Promise<PeerResponse> => {
+      request: async (to, request, options): Promise<PeerResponse> => {
         if (request.type !== 'snapshot') return transport.request(to, request, options);
+        await this.gate;
         let chunk = request.chunk;
         if (chunk.data.byteLength > 0) {
           this.#dataPieces++;
@@ -304,5 +307,64 @@ describe('chunked InstallSnapshot (Raft paper 7)', () => {
     await cluster.stopNode(leader.id);
     const back = await cluster.startNode(leader.id);
     expect(back.status().firstIndex).toBe(latest + 1);
+  });
+
+  it('taking a snapshot blocks neither proposals nor applying: they go on while it is saved', async () => {
+    await using cluster = await TestCluster.start({ size: 1 });
+    const node = await cluster.waitForLeader();
+    for (let i = 0; i < 5; i++) await node.propose(put(`k${i}`, 'v'));
+    // The snapshot's save waits until the test lets it go on.
+    let release = (): void => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const store = cluster.disk(node.id).snapshots!;
+    const machine = cluster.disk(node.id).stateMachine;
+    const exportSnapshot = machine.exportSnapshot.bind(machine);
+    machine.exportSnapshot = async (options) => {
+      const exported = await exportSnapshot(options);
+      return {
+        position: exported.position,
+        chunks: (async function* () {
+          await held;
+          yield* exported.chunks;
+        })(),
+      };
+    };
+    const taking = node.takeSnapshot();
+    for (let i = 0; i < 20; i++) {
+      await expect(node.propose(put(`during-${i}`, 'v'))).resolves.toEqual({
+        op: 'put',
+        value: 'v',
+      });
+    }
+    expect(machine.get('during-19')).toBe('v');
+    expect(store.latest).toBeUndefined();
+    release();
+    const taken = await taking;
+    // The snapshot holds the state as of its index, before the writes made while it was taken.
+    expect(taken?.index).toBeLessThan(node.status().appliedIndex);
+    expect(node.status().snapshotIndex).toBe(taken?.index);
+  });
+
+  it('replication to the other followers goes on while one receives a snapshot', async () => {
+    let release = (): void => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const tap = new PieceTap();
+    const { cluster, leader, lagging, snapshot } = await laggingFollower(tap);
+    await using _ = cluster;
+    // Every piece of the snapshot waits: the transfer stays under way.
+    tap.gate = held;
+    await cluster.startNode(lagging);
+    const other = cluster.ids.find((id) => id !== leader.id && id !== lagging)!;
+    for (let i = 0; i < 10; i++) await leader.propose(put(`meanwhile-${i}`, 'v'));
+    await cluster.waitForApplied(leader.status().commitIndex, [leader.id, other]);
+    expect(cluster.disk(other).stateMachine.get('meanwhile-9')).toBe('v');
+    expect(cluster.node(lagging).status().appliedIndex).toBeLessThan(snapshot.index);
+    release();
+    await cluster.waitForApplied(leader.status().commitIndex);
+    expect(cluster.disk(lagging).stateMachine.get('meanwhile-9')).toBe('v');
   });
 });
