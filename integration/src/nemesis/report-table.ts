@@ -3,7 +3,9 @@ import type { NemesisReport, RoundReport } from './run-nemesis.ts';
 /**
  * The report of a run as text: one table row per scenario (its rounds, operations by outcome,
  * verdict, leader changes, recovery times), a total row, then the problems and the headline
- * numbers.
+ * numbers. Columns: `elected ms`: from the fault's injection to the first election won after it
+ * (rounds with one); `leader ms`: from the heal to a leader a majority follows; `caught up ms`:
+ * from the heal until every node applied what was committed when that leader was seen.
  */
 export function formatReport(report: NemesisReport, order: readonly string[]): string {
   const byScenario = new Map<string, RoundReport[]>();
@@ -22,6 +24,7 @@ export function formatReport(report: NemesisReport, order: readonly string[]): s
     'unknown',
     'verdict',
     'leader changes',
+    'elected ms p50/max',
     'leader ms p50/max',
     'caught up ms p50/max',
   ];
@@ -69,6 +72,9 @@ function row(name: string, rounds: readonly RoundReport[]): string[] {
     String(sum((round) => round.operations.unknown)),
     failures === 0 ? 'ok' : `FAIL ${failures}/${rounds.length}`,
     String(sum((round) => round.leaderChanges)),
+    percentiles(
+      rounds.flatMap((round) => (round.electedAfterMs === null ? [] : [round.electedAfterMs])),
+    ),
     percentiles(recovered.map((recovery) => recovery.leaderMs)),
     percentiles(recovered.map((recovery) => recovery.caughtUpMs)),
   ];

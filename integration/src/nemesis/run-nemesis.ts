@@ -72,6 +72,11 @@ export interface RoundReport {
   readonly operations: OperationCounts;
   /** Elections won during the round. */
   readonly leaderChanges: number;
+  /**
+   * From the injection of the fault to the first election won after it (by the nodes' clocks),
+   * `null` when no election followed (the fault spared the leader).
+   */
+  readonly electedAfterMs: number | null;
   /** Nodes that stopped on a fatal error during the round (their supervisor restarted them). */
   readonly fatalStops: number;
   /** `null` when the cluster did not recover within the bound (see `problems`). */
@@ -201,6 +206,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
       workload.start(round);
       await sleep(CALM_MS, undefined, { signal });
       let snapshot: string | null = null;
+      let injectedAt: number | undefined;
       const context: FaultContext = {
         cluster,
         random,
@@ -222,7 +228,10 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
           await sleep(holdFor / 2, undefined, { signal });
           await taking;
         },
-        note: (text) => note(`round ${round} ${scenario.name}: ${text}`),
+        note: (text) => {
+          injectedAt ??= Date.now();
+          note(`round ${round} ${scenario.name}: ${text}`);
+        },
         nodeLines: () => roundLines,
       };
       const problems: string[] = [];
@@ -266,6 +275,9 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
           `history ${linearizability.verdict === 'illegal' ? 'not linearizable' : 'undecided'}: ${linearizability.message}`,
         );
       }
+      const elections = roundLines.filter(
+        (line) => line.event === 'role' && line.role === 'leader',
+      );
       const report: RoundReport = {
         round,
         scenario: scenario.name,
@@ -275,8 +287,8 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
         healedAt,
         endedAt: now(),
         operations: countOutcomes(ops),
-        leaderChanges: roundLines.filter((line) => line.event === 'role' && line.role === 'leader')
-          .length,
+        leaderChanges: elections.length,
+        electedAfterMs: electedAfter(elections, injectedAt),
         fatalStops: roundLines.filter((line) => line.event === 'fatal').length,
         recovery,
         snapshot,
@@ -410,6 +422,15 @@ async function checkWholeRun(
   ].map((problem) => `at the end: ${problem}`);
 }
 
+function electedAfter(
+  elections: readonly NodeLine[],
+  injectedAt: number | undefined,
+): number | null {
+  if (injectedAt === undefined) return null;
+  const after = elections.map((line) => line.t - injectedAt).filter((ms) => ms >= 0);
+  return after.length === 0 ? null : Math.min(...after);
+}
+
 function countOutcomes(ops: readonly RecordedOperation[]): OperationCounts {
   let ok = 0;
   let failed = 0;
@@ -432,7 +453,9 @@ function describeRound(report: RoundReport): string {
   return (
     `[nemesis] round ${report.round} ${report.scenario}: ${report.detail} · ` +
     `${ops.total} ops (${ops.ok} ok, ${ops.failed} failed, ${ops.unknown} unknown) · ` +
-    `${report.leaderChanges} leader changes · ` +
+    `${report.leaderChanges} leader changes` +
+    (report.electedAfterMs === null ? '' : ` (first ${report.electedAfterMs} ms after the fault)`) +
+    ' · ' +
     (recovery === null
       ? 'did not recover'
       : `leader after ${Math.round(recovery.leaderMs)} ms, caught up after ${Math.round(recovery.caughtUpMs)} ms`) +

@@ -31,7 +31,10 @@ export interface FaultContext {
    * snapshot on some node (snapshots during faults).
    */
   hold(options?: { minMs?: number }): Promise<void>;
-  /** Writes a line about the fault to the run's log. */
+  /**
+   * Writes a line about the fault to the run's log. Call it as the fault is injected: the first
+   * note of a round marks the injection, from which the runner measures the next election.
+   */
   note(text: string): void;
   /** The lines nodes printed since the round started (events and logs). */
   nodeLines(): readonly NodeLine[];
