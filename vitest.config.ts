@@ -33,6 +33,17 @@ const config: ViteUserConfig = defineConfig({
       {
         extends: true,
         test: {
+          // Packs the packages, installs them into fresh apps from the npm registry: minutes.
+          name: 'packaging',
+          root: 'packaging',
+          include: ['src/**/*.test.ts'],
+          testTimeout: 300_000,
+          hookTimeout: 300_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
           name: 'integration',
           root: 'integration',
           include: ['src/**/*.test.ts'],

@@ -3,7 +3,7 @@ import { type HardState, type LogEntry, StorageError } from '@tsraft/core';
 import {
   describeLogStoreConformance,
   describeSnapshotStoreConformance,
-} from '@tsraft/core/testing';
+} from '@tsraft/core/testing/conformance';
 import { PostgresLogStore, PostgresSnapshotStore } from '@tsraft/pg-storage';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';

@@ -85,6 +85,19 @@ export class StorageError extends RaftError {
   }
 }
 
+/**
+ * A snapshot is damaged: its bytes no longer match the size or SHA-256 recorded with them, or
+ * they are not a state the state machine can restore (a truncated or foreign snapshot). Not
+ * fatal: a node refuses such a snapshot when it receives one and changes nothing, and replaces
+ * one it holds with a fresh snapshot; either way it reports it at `error` with an event.
+ */
+export class CorruptSnapshotError extends RaftError {
+  override name = 'CorruptSnapshotError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, { retryable: false, cause: options?.cause });
+  }
+}
+
 /** A command's handler rejected it on purpose; the same outcome was recorded on every node. */
 export class CommandError extends RaftError {
   override name = 'CommandError';

@@ -21,6 +21,7 @@ export type { ReadResult, Ready, Role, SoftState } from './engine/ready.ts';
 export {
   BackpressureError,
   CommandError,
+  CorruptSnapshotError,
   InvariantViolationError,
   NodeClosedError,
   NodeRecoveringError,
@@ -43,11 +44,17 @@ export { type LogFn, type Logger, noopLogger } from './logger.ts';
 export type * from './message.ts';
 export { type RandomSource, randomInt, seededRandom } from './random.ts';
 export * from './runtime/index.ts';
-export type { SnapshotStore, StoredSnapshot } from './snapshot-store.ts';
+export type { PartialSnapshot, SnapshotStore, StoredSnapshot } from './snapshot-store.ts';
 export type {
   AppliedEntry,
   ClientSession,
   CommandResult,
   StateMachine,
 } from './state-machine.ts';
-export type { PeerHandler, PeerRequest, PeerResponse, Transport } from './transport.ts';
+export type {
+  PeerHandler,
+  PeerRequest,
+  PeerResponse,
+  SnapshotChunk,
+  Transport,
+} from './transport.ts';

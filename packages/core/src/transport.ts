@@ -2,10 +2,26 @@ import type { NodeId } from './log-entry.ts';
 import type { Message } from './message.ts';
 
 /**
+ * One piece of a snapshot a leader sends (chunked InstallSnapshot, Raft paper 7): the bytes at
+ * `offset`, their CRC-32, and what the whole is (`size` bytes with SHA-256 `sha256`), so that any
+ * piece names its snapshot together with the InstallSnapshot message's index and term.
+ */
+export interface SnapshotChunk {
+  readonly size: number;
+  /** SHA-256 of the whole snapshot, hex. */
+  readonly sha256: string;
+  readonly offset: number;
+  /** May be empty: a probe that asks how much of the snapshot the follower holds. */
+  readonly data: Uint8Array;
+  /** CRC-32 (ISO-HDLC, as zlib's) of `data`. */
+  readonly crc32: number;
+}
+
+/**
  * A request from one node to another.
  * - `raft`: protocol messages, one way; the answer comes later as messages of the peer's own.
  * - `propose`: a follower forwards an encoded command envelope to the leader.
- * - `snapshot`: a leader sends a whole snapshot (chunked transfer comes with log compaction).
+ * - `snapshot`: a leader sends one piece of a snapshot; the follower answers `snapshot-progress`.
  */
 export type PeerRequest =
   | { readonly type: 'raft'; readonly messages: readonly Message[] }
@@ -13,12 +29,18 @@ export type PeerRequest =
   | {
       readonly type: 'snapshot';
       readonly message: Message & { type: 'snapshot' };
-      readonly data: Uint8Array;
+      readonly chunk: SnapshotChunk;
     };
 
 /** The answer to a {@link PeerRequest}. */
 export type PeerResponse =
   | { readonly type: 'ack' }
+  /**
+   * To a `snapshot` piece: how many of the snapshot's first bytes the follower holds durably (it
+   * sends the next piece from there). `received === size` once the follower has the whole and has
+   * handled it (installed it, or found it not needed).
+   */
+  | { readonly type: 'snapshot-progress'; readonly received: number }
   /** `result` is the encoded `CommandResult` of a forwarded proposal. */
   | { readonly type: 'proposed'; readonly result: Uint8Array }
   /** The peer refused: not the leader (with a hint), backpressure, or another typed reason. */

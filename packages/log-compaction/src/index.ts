@@ -1,5 +1,20 @@
 /**
  * @packageDocumentation
- * Snapshot policy, chunked snapshot transfer and snapshot tooling. Its first code comes with the log-compaction issue.
+ * Log compaction for tsraft: the snapshot file format (`tsraft-snapshot/1`: a snapshot's bytes
+ * framed with its metadata and checksums, read and written as streams) and the `tsraft-snapshot`
+ * tool (the package's `bin`). See the README for the design and the operator runbook.
  */
-export {};
+export {
+  SNAPSHOT_FILE_FORMAT,
+  type SnapshotFileEnd,
+  SnapshotFileError,
+  type SnapshotFileHeader,
+  type SnapshotFileProblem,
+  type SnapshotFileSource,
+} from './file/snapshot-file-format.ts';
+export {
+  type OpenSnapshotFileOptions,
+  openSnapshotFile,
+  type SnapshotFileReader,
+} from './file/snapshot-file-reader.ts';
+export { type WriteSnapshotFileOptions, writeSnapshotFile } from './file/snapshot-file-writer.ts';

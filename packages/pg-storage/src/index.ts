@@ -22,11 +22,17 @@ export {
 } from './command-definition.ts';
 export { CommandRejection, domainError } from './command-rejection.ts';
 export { CommandValidationError } from './command-validation-error.ts';
-export { type MigrateRaftSchemaOptions, migrateRaftSchema } from './migrations.ts';
+export {
+  type MigrateRaftSchemaOptions,
+  migrateRaftSchema,
+  type RaftSchemaStatus,
+  raftSchemaStatus,
+} from './migrations.ts';
 export { PostgresLogStore, type PostgresLogStoreOptions } from './postgres-log-store.ts';
 export {
   PostgresSnapshotStore,
   type PostgresSnapshotStoreOptions,
+  type SnapshotRecord,
 } from './postgres-snapshot-store.ts';
 export {
   createPostgresStateMachine,
@@ -35,4 +41,14 @@ export {
   type SavepointMode,
 } from './postgres-state-machine.ts';
 export { DEFAULT_SCHEMA } from './schema-name.ts';
-export { CorruptSnapshotError, STATE_SNAPSHOT_FORMAT } from './state-snapshot-format.ts';
+export {
+  CorruptSnapshotError,
+  STATE_SNAPSHOT_FORMAT,
+  type StateSnapshotHeader,
+} from './state-snapshot-format.ts';
+export {
+  isStateSnapshot,
+  readStateSnapshotHeader,
+  type StateSnapshotSummary,
+  summarizeStateSnapshot,
+} from './state-snapshot-summary.ts';

@@ -63,6 +63,34 @@ export async function migrateRaftSchema(options: MigrateRaftSchemaOptions): Prom
   });
 }
 
+/**
+ * Where a database's Raft schema stands for this version of the package:
+ * - `missing`: no Raft tables in the schema (a new node, or the wrong database or schema);
+ * - `outdated`: migrated by an older version; `migrateRaftSchema` (any store's `open`) updates it;
+ * - `current`: up to date;
+ * - `newer`: migrated by a newer version of this package; upgrade before using it.
+ */
+export type RaftSchemaStatus = 'missing' | 'outdated' | 'current' | 'newer';
+
+/**
+ * Reads where the Raft schema stands without changing anything (tools that must not create or
+ * migrate a schema by accident check this first).
+ *
+ * @throws TypeError for an invalid schema name; StorageError (cause kept) when Postgres fails.
+ */
+export async function raftSchemaStatus(
+  options: MigrateRaftSchemaOptions,
+): Promise<RaftSchemaStatus> {
+  const schema = validateSchemaName(options.schema ?? DEFAULT_SCHEMA);
+  const migrations = raftMigrations(schema);
+  return runStorageOperation(`reading schema "${schema}"`, options.signal, async () => {
+    const applied = await appliedMigrations(options.db, schema);
+    if (applied.length === 0) return 'missing';
+    if (applied.some((name) => !(name in migrations))) return 'newer';
+    return Object.keys(migrations).every((name) => applied.includes(name)) ? 'current' : 'outdated';
+  });
+}
+
 /** Names of the migrations recorded in `schema`, or none when its migration table is missing. */
 async function appliedMigrations(db: AnyKysely, schema: string): Promise<string[]> {
   const found = await sql<{ present: boolean }>`
@@ -171,6 +199,18 @@ function raftMigrations(schema: string): Record<string, Migration> {
             payload text not null,
             primary key (section, seq)
           )`.execute(db);
+      },
+    },
+    '0003_partial_snapshots': {
+      async up(db: AnyKysely): Promise<void> {
+        // A snapshot being received from a leader in pieces (at most one): incomplete, with the
+        // size and SHA-256 its leader announced; its chunk rows hold the bytes received so far.
+        await sql`
+          alter table ${t.snapshot} add column receiving boolean not null default false
+        `.execute(db);
+        await sql`
+          create unique index snapshot_one_partial on ${t.snapshot} (receiving) where receiving
+        `.execute(db);
       },
     },
   };

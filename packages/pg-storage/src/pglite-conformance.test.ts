@@ -4,11 +4,12 @@ import { StorageError } from '@tsraft/core';
 import {
   describeLogStoreConformance,
   describeSnapshotStoreConformance,
-} from '@tsraft/core/testing';
+} from '@tsraft/core/testing/conformance';
 import { Kysely, PGliteDialect, sql } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AnyKysely } from './any-kysely.ts';
+import { migrateRaftSchema, raftSchemaStatus } from './migrations.ts';
 import { PostgresLogStore } from './postgres-log-store.ts';
 import { PostgresSnapshotStore } from './postgres-snapshot-store.ts';
 
@@ -216,6 +217,57 @@ describe('PostgresSnapshotStore on PGlite', () => {
     `.execute(db);
     expect(rows).toEqual([{ index: 3, complete: true }]);
     expect(await store.latest()).toEqual(newest);
+    await dropSchema(schema);
+  });
+
+  it('lists snapshot rows newest first, complete or still being saved, and finds one by id', async () => {
+    const schema = freshSchema();
+    const store = await PostgresSnapshotStore.open({ db, schema, chunkBytes: 4 });
+    const config = { voters: ['a', 'b'] };
+    async function* bytes(n: number): AsyncIterable<Uint8Array> {
+      yield new Uint8Array(n).fill(7);
+    }
+    const saved = await store.save({ index: 5, term: 2, config }, bytes(10));
+    await sql`
+      insert into ${sql.id(schema, 'snapshot')} (index, term, config) values (9, 3, '{"voters":["a"]}')
+    `.execute(db);
+    const listed = await store.list();
+    expect(
+      listed.map(({ index, complete, size, storedBytes }) => ({
+        index,
+        complete,
+        size,
+        storedBytes,
+      })),
+    ).toEqual([
+      { index: 9, complete: false, size: undefined, storedBytes: 0 },
+      { index: 5, complete: true, size: 10, storedBytes: 10 },
+    ]);
+    const [, complete] = listed;
+    expect(complete).toMatchObject({ term: 2, config, sha256: saved.sha256 });
+    expect(complete?.createdAt).toBeInstanceOf(Date);
+    expect(await store.get(complete?.id ?? -1)).toEqual(complete);
+    expect(await store.get(123_456)).toBeUndefined();
+    await dropSchema(schema);
+  });
+});
+
+describe('raftSchemaStatus', () => {
+  it('tells a missing, current and newer schema apart without creating anything', async () => {
+    const schema = freshSchema();
+    expect(await raftSchemaStatus({ db, schema })).toBe('missing');
+    const { rows } = await sql`select 1 from pg_namespace where nspname = ${schema}`.execute(db);
+    expect(rows).toEqual([]);
+    await migrateRaftSchema({ db, schema });
+    expect(await raftSchemaStatus({ db, schema })).toBe('current');
+    await sql`
+      delete from ${sql.id(schema, 'tsraft_migration')} where name = '0002_state_machine'
+    `.execute(db);
+    expect(await raftSchemaStatus({ db, schema })).toBe('outdated');
+    await sql`
+      insert into ${sql.id(schema, 'tsraft_migration')} (name, timestamp) values ('9999_future', now())
+    `.execute(db);
+    expect(await raftSchemaStatus({ db, schema })).toBe('newer');
     await dropSchema(schema);
   });
 });

@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
 import {
   type ClusterConfig,
+  CorruptSnapshotError,
+  type PartialSnapshot,
   type SnapshotMeta,
   type SnapshotStore,
   StorageError,
   type StoredSnapshot,
 } from '@tsraft/core';
-import { sql } from 'kysely';
+import { type RawBuilder, sql } from 'kysely';
 import type { AnyKysely } from './any-kysely.ts';
 import { fromBytea } from './bytea.ts';
 import { assertPosition, toSafeInteger } from './int8.ts';
@@ -31,6 +33,28 @@ export interface PostgresSnapshotStoreOptions {
   readonly allowSynchronousCommitOff?: boolean;
   /** Aborts `open` (checked before the migration and the durability check). Default: none. */
   readonly signal?: AbortSignal;
+}
+
+/**
+ * A snapshot row as operators see it ({@link PostgresSnapshotStore.list}): complete, or still
+ * being saved (or left behind by a save that crashed; the next successful save deletes it).
+ */
+export interface SnapshotRecord {
+  /** The row's id: increasing, never reused. */
+  readonly id: number;
+  readonly index: number;
+  readonly term: number;
+  readonly config: ClusterConfig;
+  /** When its save started. */
+  readonly createdAt: Date;
+  readonly complete: boolean;
+  /** Whether it is being received from a leader (its size and SHA-256 are the announced ones). */
+  readonly receiving: boolean;
+  /** Size and SHA-256 (hex); `undefined` while a save is still writing it. */
+  readonly size: number | undefined;
+  readonly sha256: string | undefined;
+  /** Bytes of its chunk rows (equal to `size` for a complete snapshot that is intact). */
+  readonly storedBytes: number;
 }
 
 const DEFAULT_CHUNK_BYTES = 1024 * 1024;
@@ -97,6 +121,33 @@ export class PostgresSnapshotStore implements SnapshotStore {
     });
   }
 
+  /** Every snapshot row, complete or not, newest first. */
+  async list(options?: { signal?: AbortSignal }): Promise<SnapshotRecord[]> {
+    return runStorageOperation('listing snapshots', options?.signal, async () => {
+      const { rows } = await this.#records(sql`true`).execute(this.#db);
+      return rows.map(toSnapshotRecord);
+    });
+  }
+
+  /** The snapshot row `id`, or `undefined` when there is none. */
+  async get(id: number, options?: { signal?: AbortSignal }): Promise<SnapshotRecord | undefined> {
+    return runStorageOperation(`reading snapshot ${id}`, options?.signal, async () => {
+      const { rows } = await this.#records(sql`s.id = ${id}`).execute(this.#db);
+      const row = rows[0];
+      return row === undefined ? undefined : toSnapshotRecord(row);
+    });
+  }
+
+  #records(where: RawBuilder<unknown>): RawBuilder<Record<string, unknown>> {
+    const t = this.#tables;
+    return sql<Record<string, unknown>>`
+      select s.id, s.index, s.term, s.config, s.size, s.sha256, s.created_at, s.complete, s.receiving,
+        (select coalesce(sum(octet_length(c.data)), 0) from ${t.snapshotChunk} c
+          where c.snapshot_id = s.id) as stored_bytes
+      from ${t.snapshot} s where ${where} order by s.id desc
+    `;
+  }
+
   async save(
     meta: SnapshotMeta,
     chunks: AsyncIterable<Uint8Array>,
@@ -153,7 +204,8 @@ export class PostgresSnapshotStore implements SnapshotStore {
           `.execute(trx);
           signal?.throwIfAborted();
           // Older snapshots, and rows of saves that failed or crashed; chunks go by cascade.
-          await sql`delete from ${t.snapshot} where id < ${id}`.execute(trx);
+          // A snapshot being received stays: its transfer resumes where it stopped.
+          await sql`delete from ${t.snapshot} where id < ${id} and not receiving`.execute(trx);
           signal?.throwIfAborted();
         });
       });
@@ -212,12 +264,12 @@ export class PostgresSnapshotStore implements SnapshotStore {
       if (rows.length === 0) break;
       for (const row of rows) {
         if (toSafeInteger(row.seq, 'snapshot_chunk.seq') !== seq) {
-          throw new StorageError(`${name} is corrupt: chunk ${seq} is missing`);
+          throw new CorruptSnapshotError(`${name} is corrupt: chunk ${seq} is missing`);
         }
         const data = fromBytea(row.data, 'snapshot_chunk.data');
         size += data.byteLength;
         if (size > found.size) {
-          throw new StorageError(
+          throw new CorruptSnapshotError(
             `${name} is corrupt: more than its recorded ${found.size} bytes are stored`,
           );
         }
@@ -233,18 +285,150 @@ export class PostgresSnapshotStore implements SnapshotStore {
         );
         return rows.length > 0;
       });
-      throw new StorageError(
-        stillThere
-          ? `${name} is corrupt: ${size} bytes are stored, not the recorded ${found.size}`
-          : `${name} was deleted while it was read (a newer snapshot replaced it)`,
+      if (!stillThere) {
+        throw new StorageError(
+          `${name} was deleted while it was read (a newer snapshot replaced it)`,
+        );
+      }
+      throw new CorruptSnapshotError(
+        `${name} is corrupt: ${size} bytes are stored, not the recorded ${found.size}`,
       );
     }
     const sha256 = hash.digest('hex');
     if (sha256 !== snapshot.sha256) {
-      throw new StorageError(
+      throw new CorruptSnapshotError(
         `${name} is corrupt: its bytes have SHA-256 ${sha256}, not the recorded checksum ${snapshot.sha256}`,
       );
     }
+  }
+
+  async partial(options?: { signal?: AbortSignal }): Promise<PartialSnapshot | undefined> {
+    return runStorageOperation('reading the partial snapshot', options?.signal, async () => {
+      const row = await this.#partialRow(this.#db, false);
+      return row?.partial;
+    });
+  }
+
+  async beginPartial(
+    snapshot: StoredSnapshot,
+    options?: { signal?: AbortSignal },
+  ): Promise<PartialSnapshot> {
+    assertPosition(snapshot.index, 'snapshot index');
+    assertPosition(snapshot.term, 'snapshot term');
+    assertPosition(snapshot.size, 'snapshot size');
+    const t = this.#tables;
+    return runStorageOperation('starting to receive a snapshot', options?.signal, () =>
+      this.#db.transaction().execute(async (trx) => {
+        await sql`delete from ${t.snapshot} where receiving`.execute(trx);
+        await sql`
+          insert into ${t.snapshot} (index, term, config, size, sha256, receiving)
+          values (${snapshot.index}, ${snapshot.term}, cast(${JSON.stringify(snapshot.config)} as jsonb),
+            ${snapshot.size}, ${snapshot.sha256}, true)
+        `.execute(trx);
+        const { index, term, config, size, sha256 } = snapshot;
+        return { index, term, config, size, sha256, received: 0 };
+      }),
+    );
+  }
+
+  async appendPartial(
+    offset: number,
+    data: Uint8Array,
+    options?: { signal?: AbortSignal },
+  ): Promise<PartialSnapshot> {
+    const t = this.#tables;
+    return runStorageOperation('writing a piece of a received snapshot', options?.signal, () =>
+      this.#db.transaction().execute(async (trx) => {
+        const row = await this.#partialRow(trx, true);
+        if (row === undefined) throw new RangeError('no partial snapshot to append to');
+        const { received, size } = row.partial;
+        if (offset !== received) {
+          throw new RangeError(`the partial snapshot holds ${received} bytes, not ${offset}`);
+        }
+        if (offset + data.byteLength > size) {
+          throw new RangeError(`${offset + data.byteLength} bytes exceed the snapshot's ${size}`);
+        }
+        await sql`
+          insert into ${t.snapshotChunk} (snapshot_id, seq, data) values (${row.id}, ${row.chunks}, ${data})
+        `.execute(trx);
+        return { ...row.partial, received: received + data.byteLength };
+      }),
+    );
+  }
+
+  async completePartial(options?: { signal?: AbortSignal }): Promise<StoredSnapshot> {
+    const signal = options?.signal;
+    const t = this.#tables;
+    const row = await runStorageOperation('reading the partial snapshot', signal, () =>
+      this.#partialRow(this.#db, false),
+    );
+    if (row === undefined) throw new RangeError('no partial snapshot to complete');
+    const { index, term, config, size, sha256, received } = row.partial;
+    if (received !== size) {
+      throw new RangeError(`the partial snapshot holds ${received} of ${size} bytes`);
+    }
+    const hash = createHash('sha256');
+    for (let seq = 0; ; ) {
+      const { rows } = await runStorageOperation('reading the partial snapshot', signal, () =>
+        sql<{ data: unknown }>`
+          select data from ${t.snapshotChunk}
+          where snapshot_id = ${row.id} and seq >= ${seq}
+          order by seq limit ${READ_PAGE_ROWS}
+        `.execute(this.#db),
+      );
+      if (rows.length === 0) break;
+      for (const chunk of rows) hash.update(fromBytea(chunk.data, 'snapshot_chunk.data'));
+      seq += rows.length;
+    }
+    const actual = hash.digest('hex');
+    if (actual !== sha256) {
+      await runStorageOperation('discarding a corrupt received snapshot', signal, () =>
+        sql`delete from ${t.snapshot} where id = ${row.id}`.execute(this.#db),
+      );
+      throw new CorruptSnapshotError(
+        `the received snapshot ${index}/${term} has SHA-256 ${actual}, not the announced ${sha256}`,
+      );
+    }
+    await runStorageOperation('completing a received snapshot', signal, () =>
+      this.#db.transaction().execute(async (trx) => {
+        await sql`
+          update ${t.snapshot} set complete = true, receiving = false where id = ${row.id}
+        `.execute(trx);
+        await sql`delete from ${t.snapshot} where id <> ${row.id} and not receiving`.execute(trx);
+      }),
+    );
+    return { index, term, config, size, sha256 };
+  }
+
+  /** The partial snapshot's row (locked with `forUpdate`), the bytes and chunk rows it holds. */
+  async #partialRow(
+    db: AnyKysely,
+    forUpdate: boolean,
+  ): Promise<{ id: number; chunks: number; partial: PartialSnapshot } | undefined> {
+    const t = this.#tables;
+    const found = await sql<Record<string, unknown>>`
+      select id, index, term, config, size, sha256 from ${t.snapshot}
+      where receiving ${forUpdate ? sql`for update` : sql``}
+    `.execute(db);
+    const row = found.rows[0];
+    if (row === undefined) return undefined;
+    const id = toSafeInteger(row.id, 'snapshot.id');
+    const held = await sql<{ bytes: unknown; chunks: unknown }>`
+      select coalesce(sum(octet_length(data)), 0) as bytes, count(*) as chunks
+      from ${t.snapshotChunk} where snapshot_id = ${id}
+    `.execute(db);
+    return {
+      id,
+      chunks: toSafeInteger(held.rows[0]?.chunks, 'snapshot chunk count'),
+      partial: {
+        index: toSafeInteger(row.index, 'snapshot.index'),
+        term: toSafeInteger(row.term, 'snapshot.term'),
+        config: parseConfig(row.config),
+        size: toSafeInteger(row.size, 'snapshot.size'),
+        sha256: String(row.sha256),
+        received: toSafeInteger(held.rows[0]?.bytes, 'snapshot received bytes'),
+      },
+    };
   }
 }
 
@@ -255,6 +439,24 @@ function toStoredSnapshot(row: Record<string, unknown>): StoredSnapshot {
     config: parseConfig(row.config),
     size: toSafeInteger(row.size, 'snapshot.size'),
     sha256: String(row.sha256),
+  };
+}
+
+function toSnapshotRecord(row: Record<string, unknown>): SnapshotRecord {
+  const complete = row.complete === true;
+  const createdAt =
+    row.created_at instanceof Date ? row.created_at : new Date(String(row.created_at));
+  return {
+    id: toSafeInteger(row.id, 'snapshot.id'),
+    index: toSafeInteger(row.index, 'snapshot.index'),
+    term: toSafeInteger(row.term, 'snapshot.term'),
+    config: parseConfig(row.config),
+    createdAt,
+    complete,
+    receiving: row.receiving === true,
+    size: row.size === null ? undefined : toSafeInteger(row.size, 'snapshot.size'),
+    sha256: row.sha256 === null ? undefined : String(row.sha256),
+    storedBytes: toSafeInteger(row.stored_bytes, 'snapshot stored bytes'),
   };
 }
 

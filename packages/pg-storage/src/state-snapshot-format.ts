@@ -1,4 +1,4 @@
-import type { LogPosition } from '@tsraft/core';
+import { CorruptSnapshotError, type LogPosition } from '@tsraft/core';
 
 /**
  * The snapshot format of the Postgres state machine: UTF-8 text, one record per line.
@@ -31,10 +31,11 @@ export interface StateSnapshotHeader {
 /** The session tables' names in the header. */
 export const SESSION_SECTIONS = ['$client_session', '$client_result'] as const;
 
-/** Raised for a snapshot that is not in this format or is damaged; nothing was changed. */
-export class CorruptSnapshotError extends Error {
-  override name = 'CorruptSnapshotError';
-}
+/**
+ * Raised for a snapshot that is not in this format or is damaged; nothing was changed. The
+ * core's error, so that a node refuses such a snapshot instead of stopping.
+ */
+export { CorruptSnapshotError } from '@tsraft/core';
 
 /** The header line (without its newline). */
 export function headerLine(header: StateSnapshotHeader): string {

@@ -58,7 +58,7 @@ const router = t.router({
     ),
   snapshot: t.procedure.input(snapshotInput).mutation(({ ctx, input, signal }) => {
     checkAddressing(ctx, input.message);
-    return serve(ctx, { type: 'snapshot', message: input.message, data: input.data }, signal);
+    return serve(ctx, { type: 'snapshot', message: input.message, chunk: input.chunk }, signal);
   }),
 });
 

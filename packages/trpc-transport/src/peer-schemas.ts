@@ -1,4 +1,4 @@
-import type { Message, PeerResponse } from '@tsraft/core';
+import type { Message, PeerResponse, SnapshotChunk } from '@tsraft/core';
 import { z } from 'zod';
 import { wireBytes } from './peer-wire.ts';
 
@@ -93,16 +93,26 @@ export const proposeInput: z.ZodType<{ envelope: Uint8Array }, unknown> = z.obje
   envelope: bytes,
 });
 
-/** Input of the `snapshot` procedure: an InstallSnapshot message and the snapshot's bytes. */
+/** Input of the `snapshot` procedure: an InstallSnapshot message and one piece of its bytes. */
 export const snapshotInput: z.ZodType<
-  { message: Message & { type: 'snapshot' }; data: Uint8Array },
+  { message: Message & { type: 'snapshot' }; chunk: SnapshotChunk },
   unknown
-> = z.object({ message: installSnapshot, data: bytes });
+> = z.object({
+  message: installSnapshot,
+  chunk: z.object({
+    size: count,
+    sha256: z.string().regex(/^[0-9a-f]{64}$/, 'a SHA-256 in lower-case hex'),
+    offset: count,
+    data: bytes,
+    crc32: z.int().min(0).max(0xffff_ffff),
+  }),
+});
 
 /** What a peer may answer; the client checks every answer against it. */
 export const peerResponse: z.ZodType<PeerResponse, unknown> = z.discriminatedUnion('type', [
   z.object({ type: z.literal('ack') }),
   z.object({ type: z.literal('proposed'), result: bytes }),
+  z.object({ type: z.literal('snapshot-progress'), received: count }),
   z.object({
     type: z.literal('rejected'),
     reason: z.enum(['not-leader', 'backpressure', 'dropped', 'closed', 'timeout']),

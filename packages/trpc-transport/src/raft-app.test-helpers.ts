@@ -16,6 +16,7 @@ import {
   KvStateMachine,
   type KvStateMachineOptions,
   MemoryLogStore,
+  MemorySnapshotStore,
   pickLoopbackPort,
 } from '@tsraft/core/testing';
 import { expect } from 'vitest';
@@ -163,6 +164,7 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
       id,
       config: { voters: [...ids] },
       logStore: new MemoryLogStore(),
+      snapshotStore: new MemorySnapshotStore(),
       stateMachine: machine,
       transport: options.faults === undefined ? transport : options.faults.wrap(id, transport),
       tickMs: 10,
@@ -190,10 +192,17 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
   }
 
   /** A plain client of one node's app (httpLink, no session, no retries). */
-  client(id: NodeId, options: { headers?: Record<string, string> } = {}): TRPCClient<TRouter> {
+  client(
+    id: NodeId,
+    options: { headers?: Record<string, string>; transformer?: WireTransformer } = {},
+  ): TRPCClient<TRouter> {
     return createTRPCClient<TRouter>({
       links: [
-        jsonHttpLink<TRouter>({ url: `${this.urls[id]}/trpc`, headers: options.headers ?? {} }),
+        appHttpLink<TRouter>({
+          url: `${this.urls[id]}/trpc`,
+          headers: options.headers ?? {},
+          transformer: options.transformer,
+        }),
       ],
     });
   }
@@ -201,10 +210,10 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
   /**
    * A client of the whole cluster: stamped, retried mutations ({@link raftSessionLink}) that
    * move between nodes ({@link raftFailoverLink}), starting at `initial`. `onFetchFailure`
-   * counts requests that got no answer.
+   * counts requests that got no answer. `transformer`: the app's, if it has one.
    */
   sessionClient(
-    options: { initial?: NodeId; onFetchFailure?: () => void } = {},
+    options: { initial?: NodeId; onFetchFailure?: () => void; transformer?: WireTransformer } = {},
   ): TRPCClient<TRouter> {
     const counted: typeof fetch = async (input, init) => {
       try {
@@ -221,7 +230,8 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
           nodes: Object.fromEntries(
             Object.entries(this.urls).map(([id, url]) => [id, `${url}/trpc`]),
           ),
-          link: (url) => jsonHttpLink<TRouter>({ url, fetch: counted }),
+          link: (url) =>
+            appHttpLink<TRouter>({ url, fetch: counted, transformer: options.transformer }),
           ...(options.initial === undefined ? {} : { initial: options.initial }),
         }),
       ],
@@ -271,11 +281,24 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
   }
 }
 
-/** `httpLink` without a transformer, for the test apps (which have none), typed for `TRouter`. */
-function jsonHttpLink<TRouter extends AnyTRPCRouter>(options: {
+/** A tRPC data transformer, such as superjson. */
+export interface WireTransformer {
+  serialize(value: unknown): unknown;
+  deserialize(value: unknown): unknown;
+}
+
+/**
+ * `httpLink` to a test app, with the app's transformer when it has one (none by default), typed
+ * for `TRouter` (httpLink's options depend on whether the router has a transformer).
+ */
+function appHttpLink<TRouter extends AnyTRPCRouter>(options: {
   url: string;
   headers?: Record<string, string>;
   fetch?: typeof fetch;
+  transformer: WireTransformer | undefined;
 }): TRPCLink<TRouter> {
-  return httpLink<AnyTRPCRouter>(options) as TRPCLink<TRouter>;
+  const { transformer, ...rest } = options;
+  return httpLink<AnyTRPCRouter>(
+    transformer === undefined ? rest : ({ ...rest, transformer } as typeof rest),
+  ) as TRPCLink<TRouter>;
 }

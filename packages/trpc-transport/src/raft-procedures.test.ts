@@ -297,6 +297,21 @@ describe('the tRPC plugin on a 3-node cluster over real HTTP', () => {
       config: { voters: ['n1', 'n2', 'n3'] },
     });
   });
+
+  it('takes a snapshot through the admin router, and refuses callers who are not admins', async () => {
+    await using cluster = await AppCluster.start({ app: kvApp });
+    const leader = await cluster.leader();
+    await cluster.client(leader.id).execute.mutate({ op: 'put', key: 'k', value: 'v' });
+    const denied = await failure(() => cluster.client(leader.id).raftAdmin.takeSnapshot.mutate());
+    expect(denied.data?.code).toBe('UNAUTHORIZED');
+    const admin = cluster.client(leader.id, { headers: { 'x-admin': ADMIN_SECRET } });
+    const taken = await admin.raftAdmin.takeSnapshot.mutate();
+    expect(taken).toMatchObject({ config: { voters: ['n1', 'n2', 'n3'] } });
+    expect(taken?.index).toBeGreaterThanOrEqual(2);
+    const status = await admin.raftAdmin.status.query();
+    expect(status.firstIndex).toBe((taken?.index ?? 0) + 1);
+    await expect(admin.raftAdmin.takeSnapshot.mutate()).resolves.toBeNull();
+  });
 });
 
 describe('exactly-once through the session link while the leader is killed', () => {

@@ -9,13 +9,16 @@ import {
   type TRPCQueryProcedure,
   type TRPCUnsetMarker,
 } from '@trpc/server';
-import { type ClientSession, RaftError, type RaftNode, type RaftNodeStatus } from '@tsraft/core';
-import type { z } from 'zod';
 import {
-  RAFT_SESSION_FIELD,
-  type RaftSessionInput,
-  raftSessionInput,
-} from './raft-session-input.ts';
+  type ClientSession,
+  RaftError,
+  type RaftNode,
+  type RaftNodeStatus,
+  type StoredSnapshot,
+} from '@tsraft/core';
+import type { z } from 'zod';
+import { RAFT_SESSION_FIELD, type RaftSessionInput } from './raft-session-field.ts';
+import { raftSessionInput } from './raft-session-input.ts';
 import { type RaftErrorData, RaftTrpcError, toRaftTrpcError } from './raft-trpc-error.ts';
 
 /** Default deadline of one replicated mutation: 10 s. */
@@ -142,9 +145,10 @@ export interface RaftAdminOptions<Context> {
 }
 
 /**
- * The procedures of the admin router: `status` now (membership changes, leadership transfer and
- * snapshots as the engine gains them). This is the type to write for the admin router's key when
- * you spell out your router's type: a router nested in another appears as its record.
+ * The procedures of the admin router: `status` and `takeSnapshot` (membership changes and
+ * leadership transfer as the engine gains them). This is the type to write for the admin
+ * router's key when you spell out your router's type: a router nested in another appears as its
+ * record.
  */
 export type RaftAdminRecord = {
   /** This node's {@link RaftNodeStatus}: role, term, leader, commit and applied index, etc. */
@@ -152,6 +156,18 @@ export type RaftAdminRecord = {
     // biome-ignore lint/suspicious/noConfusingVoidType: tRPC's own type of "no input" (what `.query()` gives)
     input: void;
     output: RaftNodeStatus;
+    meta: object;
+    errorShape: TRPCDefaultErrorShape;
+  }>;
+  /**
+   * Makes this node take a snapshot now and compact its log (`RaftNode.takeSnapshot`); resolves
+   * with the stored snapshot, or `null` when nothing was applied since the last one. Fails with
+   * PRECONDITION_FAILED when the node has no snapshot store. `tsraft-snapshot create` calls it.
+   */
+  takeSnapshot: TRPCMutationProcedure<{
+    // biome-ignore lint/suspicious/noConfusingVoidType: tRPC's own type of "no input" (what `.mutate()` gives)
+    input: void;
+    output: StoredSnapshot | null;
     meta: object;
     errorShape: TRPCDefaultErrorShape;
   }>;
@@ -324,7 +340,20 @@ export function createRaftProcedures<
         }
         return next();
       });
-      return t.router({ status: guarded.query(() => resolve().status()) });
+      return t.router({
+        status: guarded.query(() => resolve().status()),
+        takeSnapshot: guarded.mutation(async ({ signal }) => {
+          const raftNode = resolve();
+          try {
+            return (await raftNode.takeSnapshot(signal === undefined ? {} : { signal })) ?? null;
+          } catch (error) {
+            if (error instanceof TypeError) {
+              throw new TRPCError({ code: 'PRECONDITION_FAILED', message: error.message });
+            }
+            throw mapError(error, raftNode, signal?.aborted ?? false);
+          }
+        }),
+      });
     },
   };
 }

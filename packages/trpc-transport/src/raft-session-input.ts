@@ -1,20 +1,5 @@
-import type { ClientSession } from '@tsraft/core';
 import { z } from 'zod';
-
-/** The input field a replicated mutation reads its client session (its stamp) from. */
-export const RAFT_SESSION_FIELD = 'raftSession';
-
-/**
- * What every replicated mutation accepts beside its own input: the stamp that makes it
- * exactly-once (thesis 6.3). {@link raftSessionLink} sets it; without it the mutation still
- * works, but a retry may apply twice.
- *
- * A type literal, not an interface: tRPC chains further `.input()` parsers only onto inputs
- * assignable to `Record<string, unknown>`, which an interface is not.
- */
-export type RaftSessionInput = {
-  readonly raftSession?: ClientSession;
-};
+import type { RaftSessionInput } from './raft-session-field.ts';
 
 /**
  * Checks the stamp (`seq` a positive safe integer, `clientId` 1 to 128 characters) and parses to

@@ -3,7 +3,7 @@ import type { AnyTRPCRouter } from '@trpc/server';
 import { observable, type Unsubscribable } from '@trpc/server/observable';
 import type { ClientSession } from '@tsraft/core';
 import { isRetryable, raftCallFailure } from './raft-client-error.ts';
-import { RAFT_SESSION_FIELD } from './raft-session-input.ts';
+import { RAFT_SESSION_FIELD } from './raft-session-field.ts';
 
 /** Options of {@link raftSessionLink}. */
 export interface RaftSessionLinkOptions {

@@ -1,7 +1,7 @@
 import { Buffer } from 'node:buffer';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { LogEntry, Message, PeerRequest } from '@tsraft/core';
+import type { LogEntry, Message, PeerRequest, SnapshotChunk } from '@tsraft/core';
 import { pickLoopbackPort } from '@tsraft/core/testing';
 import { describe, expect, it } from 'vitest';
 import { randomBytes, SECRET, TestPeers } from './test-peers.test-helpers.ts';
@@ -160,9 +160,11 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
     });
   });
 
-  it('sends a whole snapshot with its metadata and data', async () => {
-    await using peers = await TestPeers.start();
-    const data = randomBytes(8 * 1024 * 1024);
+  it('sends a piece of a snapshot with its metadata, and brings back the progress', async () => {
+    await using peers = await TestPeers.start({
+      answer: () => Promise.resolve({ type: 'snapshot-progress', received: 3 * 1024 * 1024 }),
+    });
+    const data = randomBytes(1024 * 1024);
     const message: Message & { type: 'snapshot' } = {
       type: 'snapshot',
       from: 'n1',
@@ -170,12 +172,20 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
       term: 4,
       snapshot: { index: 100, term: 3, config: { voters: ['n1', 'n2', 'n3'], learners: ['n4'] } },
     };
+    const chunk: SnapshotChunk = {
+      size: 8 * 1024 * 1024,
+      sha256: 'ab'.repeat(32),
+      offset: 2 * 1024 * 1024,
+      data,
+      crc32: 0xffff_fffe,
+    };
     await expect(
-      peers.transport('n1').request('n2', { type: 'snapshot', message, data }, timeout(20_000)),
-    ).resolves.toEqual({ type: 'ack' });
+      peers.transport('n1').request('n2', { type: 'snapshot', message, chunk }, timeout(20_000)),
+    ).resolves.toEqual({ type: 'snapshot-progress', received: 3 * 1024 * 1024 });
     const request = peers.received[0]!.request as PeerRequest & { type: 'snapshot' };
     expect(request.message).toEqual(message);
-    expect(Buffer.from(request.data).equals(Buffer.from(data))).toBe(true);
+    expect({ ...request.chunk, data: undefined }).toEqual({ ...chunk, data: undefined });
+    expect(Buffer.from(request.chunk.data).equals(Buffer.from(data))).toBe(true);
   });
 
   it('rejects at the deadline of the AbortSignal, and the peer handler sees its signal abort', async () => {

@@ -11,6 +11,32 @@ export interface RaftNodeEvents {
   commit: [event: { readonly commitIndex: number }];
   /** The state machine applied entries up to `appliedIndex`. */
   apply: [event: { readonly appliedIndex: number }];
+  /**
+   * This node took a snapshot of its state machine and compacted its log (`taken`), or installed
+   * a snapshot its leader sent (`installed`).
+   */
+  snapshot: [
+    event: { readonly index: number; readonly term: number; readonly cause: 'taken' | 'installed' },
+  ];
+  /**
+   * This node refused a snapshot a leader sent (a piece or the whole failed its checksum); it
+   * changed nothing, logged it at `error`, and the leader sends it again.
+   */
+  'snapshot-refused': [
+    event: {
+      readonly from: NodeId;
+      readonly index: number;
+      readonly term: number;
+      readonly reason: string;
+    },
+  ];
+  /**
+   * A snapshot this node holds is damaged (its bytes no longer match their checksum); logged at
+   * `error`, and a fresh snapshot is being taken to replace it.
+   */
+  'snapshot-corrupt': [
+    event: { readonly index: number; readonly term: number; readonly error: Error },
+  ];
   /** The node stopped on a fatal error (storage failure, broken invariant). Emitted once. */
   fatal: [event: { readonly error: Error }];
 }

@@ -55,8 +55,23 @@ export interface RaftNodeOptions<Command, Result> {
   readonly maxRequestsPerPeer?: number;
   /** Deadline of one request carrying Raft messages to a peer. Default 1,000 ms. */
   readonly requestTimeoutMs?: number;
-  /** Deadline of one whole-snapshot transfer to a peer. Default 30,000 ms. */
+  /**
+   * Bytes per piece of a snapshot sent to a follower (chunked InstallSnapshot: memory stays at a
+   * few pieces on both sides whatever the snapshot's size). Default 1 MiB.
+   */
+  readonly snapshotChunkBytes?: number;
+  /** Deadline of one piece of a snapshot sent to a follower. Default 30,000 ms. */
   readonly snapshotTimeoutMs?: number;
+  /**
+   * Deadline of the last piece of a snapshot sent to a follower, which it answers once it has
+   * installed the snapshot (a large state takes a while to restore). Default 300,000 ms.
+   */
+  readonly snapshotInstallTimeoutMs?: number;
+  /**
+   * Check the latest stored snapshot against its checksum in the background after the start, so
+   * that a damaged one is replaced before a follower needs it (it is read whole). Default true.
+   */
+  readonly verifySnapshotOnStart?: boolean;
   /**
    * How long a linearizable read waits for its read index before failing with
    * `ReadUnavailableError` (a forwarded read index request may be lost). Default 5,000 ms.

@@ -10,9 +10,9 @@ import {
 import { InProcessNetwork } from '../testing/in-process-transport.ts';
 import { type KvCommand, KvStateMachine } from '../testing/kv-state-machine.ts';
 import { MemoryLogStore } from '../testing/memory-log-store.ts';
+import { sleep, TestCluster, waitFor } from '../testing/test-cluster.test-helpers.ts';
 import type { Transport } from '../transport.ts';
 import { RaftNode } from './raft-node.ts';
-import { sleep, TestCluster, waitFor } from './test-cluster.test-helpers.ts';
 
 const put = (key: string, value: string): KvCommand => ({ op: 'put', key, value });
 

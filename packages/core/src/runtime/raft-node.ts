@@ -7,19 +7,16 @@ import {
   InvariantViolationError,
   NodeClosedError,
   NotLeaderError,
-  ProposalDroppedError,
-  RaftError,
-  ReadUnavailableError,
 } from '../errors.ts';
 import type { LogEntry, NodeId } from '../log-entry.ts';
 import type { LogStore } from '../log-store.ts';
 import { type Logger, noopLogger } from '../logger.ts';
-import type { InstallSnapshot, Message, SnapshotMeta } from '../message.ts';
+import type { Message } from '../message.ts';
 import { type RandomSource, seededRandom } from '../random.ts';
 import type { SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
 import type { ClientSession, CommandResult, StateMachine } from '../state-machine.ts';
-import type { PeerHandler, PeerRequest, PeerResponse, Transport } from '../transport.ts';
-import { abortable, linkedSignal } from './abortable.ts';
+import type { PeerHandler, PeerResponse, Transport } from '../transport.ts';
+import { abortable } from './abortable.ts';
 import { AppliedIndexWaiters } from './applied-index-waiters.ts';
 import {
   type CommandCodec,
@@ -27,15 +24,16 @@ import {
   jsonCodec,
   toAppliedEntry,
 } from './command-codec.ts';
-import { PeerOutbox } from './peer-outbox.ts';
+import { PeerSender } from './peer-sender.ts';
+import { type LocalProposal, ProposalForwarding } from './proposal-forwarding.ts';
 import { ProposalTracker } from './proposal-tracker.ts';
 import type { RaftNodeEventName, RaftNodeEvents } from './raft-node-events.ts';
 import type { RaftNodeOptions } from './raft-node-options.ts';
 import type { RaftNodeStatus } from './raft-node-status.ts';
-import { ReadRequests } from './read-requests.ts';
+import { ReadBatches } from './read-batches.ts';
 import { recoverNodeState, storage } from './recover-node-state.ts';
 import { SerialQueue } from './serial-queue.ts';
-import { SharedDeadline } from './shared-deadline.ts';
+import { SnapshotExchange } from './snapshot-exchange.ts';
 import { TypedEvents } from './typed-events.ts';
 
 /** Options of {@link RaftNode.propose}. */
@@ -59,16 +57,6 @@ export interface ReadOptions {
   readonly signal?: AbortSignal;
 }
 
-/** Linearizable reads that share one engine read (see RaftNode's #joinReadBatch). */
-interface ReadBatch {
-  readonly id: string;
-  readonly deadline: AbortSignal;
-  /** Settles once the node applied up to the batch's read index. */
-  readonly applied: Promise<void>;
-}
-
-/** Received snapshot data kept until the engine installs it; older ones are dropped. */
-const MAX_RECEIVED_SNAPSHOTS = 4;
 /** Entries per `StateMachine.apply` call at most (the engine bounds batches by bytes too). */
 const MAX_APPLY_BATCH = 4096;
 
@@ -104,31 +92,22 @@ export class RaftNode<Command, Result> {
   readonly #transport: Transport;
   readonly #codec: CommandCodec<Command, Result>;
   readonly #logger: Logger;
-  readonly #tickMs: number;
   readonly #forwardProposals: boolean;
-  readonly #requestTimeoutMs: number;
-  readonly #snapshotTimeoutMs: number;
-  readonly #readTimeoutMs: number;
-  readonly #forwardTimeoutMs: number;
 
   readonly #events: TypedEvents<RaftNodeEvents> = new TypedEvents(() => this.#logger);
   /** Aborted when the node stops: cuts outgoing requests short. */
   readonly #lifetime = new AbortController();
-  readonly #raftDeadline: SharedDeadline;
-  readonly #outbox: PeerOutbox;
+  readonly #peers: PeerSender;
   #readiesTaken = 0;
   #readiesDone = 0;
   #durableWaiters: { after: number; resolve: () => void; reject: (error: unknown) => void }[] = [];
-  readonly #readDeadline: SharedDeadline;
   /** `persist` and `purge` are issued one at a time (LogStore contract). */
   readonly #logWrites = new SerialQueue();
-  /** Snapshot store and state machine restore/export work, one at a time. */
-  readonly #snapshotWork = new SerialQueue();
   readonly #proposals = new ProposalTracker<Result>();
-  readonly #reads = new ReadRequests();
   readonly #appliedWaiters: AppliedIndexWaiters;
-  readonly #receivedSnapshots = new Map<string, Uint8Array>();
-  readonly #readIdPrefix = globalThis.crypto.randomUUID();
+  readonly #reads: ReadBatches;
+  readonly #forwarding: ProposalForwarding<Command, Result>;
+  readonly #snapshots: SnapshotExchange<Command, Result>;
 
   #applyQueue: LogEntry[] = [];
   #applying: Promise<void> | undefined;
@@ -142,9 +121,6 @@ export class RaftNode<Command, Result> {
   #leaderId: NodeId | null = null;
   #commitIndex = 0;
   #lastTimestamp = 0;
-  #readSeq = 0;
-  /** Read batches not yet handed to the engine, oldest first (see #joinReadBatch). */
-  #openReadBatches: ReadBatch[] = [];
 
   private constructor(init: RaftNodeInit<Command, Result>) {
     const { options } = init;
@@ -152,23 +128,64 @@ export class RaftNode<Command, Result> {
     this.#engine = init.engine;
     this.#logStore = options.logStore;
     this.#stateMachine = options.stateMachine;
-    this.#snapshotStore = options.snapshotStore;
     this.#transport = options.transport;
     this.#codec = options.codec ?? jsonCodec<Command, Result>();
     this.#logger = init.logger;
-    this.#tickMs = options.tickMs ?? 15;
     this.#forwardProposals = options.forwardProposals ?? true;
-    this.#requestTimeoutMs = options.requestTimeoutMs ?? 1000;
-    this.#raftDeadline = new SharedDeadline(this.#lifetime.signal, this.#requestTimeoutMs);
-    this.#outbox = new PeerOutbox({
-      maxRequests: options.maxRequestsPerPeer ?? 2,
-      maxQueued: 16_384,
+    const lifetime = this.#lifetime.signal;
+    this.#peers = new PeerSender({
+      engine: this.#engine,
+      transport: this.#transport,
+      logger: this.#logger,
+      lifetime,
+      requestTimeoutMs: options.requestTimeoutMs ?? 1000,
+      maxRequestsPerPeer: options.maxRequestsPerPeer ?? 2,
+      kick: () => this.#kick(),
     });
-    this.#snapshotTimeoutMs = options.snapshotTimeoutMs ?? 30_000;
-    this.#readTimeoutMs = options.readTimeoutMs ?? 5000;
-    this.#forwardTimeoutMs = options.forwardTimeoutMs ?? 10_000;
-    this.#readDeadline = new SharedDeadline(this.#lifetime.signal, this.#readTimeoutMs);
     this.#appliedWaiters = new AppliedIndexWaiters(init.applied);
+    this.#reads = new ReadBatches({
+      engine: this.#engine,
+      appliedWaiters: this.#appliedWaiters,
+      lifetime,
+      readTimeoutMs: options.readTimeoutMs ?? 5000,
+      idPrefix: globalThis.crypto.randomUUID(),
+      kick: () => this.#kick(),
+    });
+    this.#forwarding = new ProposalForwarding({
+      transport: this.#transport,
+      codec: this.#codec,
+      lifetime,
+      forwardTimeoutMs: options.forwardTimeoutMs ?? 10_000,
+      throwIfStopped: () => this.#throwIfStopped(),
+      envelope: (command, session) => this.#envelope(command, session),
+      proposeLocally: (bytes, signal) => this.#proposeLocally(bytes, signal),
+    });
+    this.#snapshotStore = options.snapshotStore;
+    this.#snapshots = new SnapshotExchange({
+      engine: this.#engine,
+      logStore: this.#logStore,
+      stateMachine: this.#stateMachine,
+      snapshotStore: options.snapshotStore,
+      transport: this.#transport,
+      logger: this.#logger,
+      logWrites: this.#logWrites,
+      lifetime,
+      snapshotChunkBytes: options.snapshotChunkBytes ?? 1024 * 1024,
+      snapshotTimeoutMs: options.snapshotTimeoutMs ?? 30_000,
+      snapshotInstallTimeoutMs: options.snapshotInstallTimeoutMs ?? 300_000,
+      applied: () => this.#appliedWaiters.applied,
+      stopped: () => this.#stopped,
+      fail: (error) => this.#fail(error),
+      kick: () => this.#kick(),
+      whenCarriedOut: () => this.#whenCarriedOut(),
+      drainApplying: () => this.#drainApplying(),
+      replacing: (meta) => this.#proposals.replacedBySnapshot(meta.index),
+      installed: (meta) => {
+        this.#appliedWaiters.advance(meta.index);
+        this.#emit('apply', { appliedIndex: meta.index });
+      },
+      emit: (event, ...args) => this.#emit(event, ...args),
+    });
     const status = init.engine.status();
     this.#commitIndex = status.commitIndex;
   }
@@ -223,6 +240,7 @@ export class RaftNode<Command, Result> {
     await options.transport.listen(node.#handlePeerRequest);
     node.#timer = setInterval(node.#tick, tickMs);
     node.#kick();
+    if (options.verifySnapshotOnStart ?? true) void node.#snapshots.verifyLatest();
     logger.info(
       {
         term: recovered.hardState.term,
@@ -262,7 +280,7 @@ export class RaftNode<Command, Result> {
       local.leaderHint !== null &&
       local.leaderHint !== this.id
     ) {
-      result = await this.#forward(local.leaderHint, bytes, signal);
+      result = await this.#forwarding.forward(local.leaderHint, bytes, signal);
     } else {
       throw new NotLeaderError(local.leaderHint);
     }
@@ -282,52 +300,13 @@ export class RaftNode<Command, Result> {
     signal?.throwIfAborted();
     if ((options.consistency ?? 'linearizable') === 'local') return await fn();
     try {
-      await abortable(this.#joinReadBatch(), signal);
+      await abortable(this.#reads.join(), signal);
     } catch (error) {
       signal?.throwIfAborted();
       throw error;
     }
     this.#throwIfStopped();
     return await fn();
-  }
-
-  /**
-   * The linearizable read batch this read joins (thesis 6.4): reads that arrive before the
-   * consensus loop hands their batch to the engine share one ReadIndex request, one heartbeat
-   * round and one wait for the applied index. The engine takes the read index when the batch is
-   * handed over, after every read of the batch arrived, so each read sees every write completed
-   * before it started. Reads share a batch only when they share a deadline (see
-   * {@link SharedDeadline}), so joining never shortens a read's deadline. Settles once this node
-   * applied up to the read index, or rejects with ReadUnavailableError.
-   */
-  #joinReadBatch(): Promise<void> {
-    const deadline = this.#readDeadline.signal();
-    const open = this.#openReadBatches.at(-1);
-    if (open !== undefined && open.deadline === deadline) return open.applied;
-    const id = `${this.#readIdPrefix}:${++this.#readSeq}`;
-    const applied = this.#reads
-      .add(id, deadline)
-      .then((index) => this.#appliedWaiters.wait(index, deadline))
-      .catch((error: unknown) => {
-        this.#engine.abandonRead(id);
-        if (!isTimeout(deadline)) throw error;
-        throw new ReadUnavailableError(
-          `the read could not be confirmed and applied within ${this.#readTimeoutMs} ms`,
-          { cause: error },
-        );
-      });
-    this.#openReadBatches.push({ id, deadline, applied });
-    this.#kick();
-    return applied;
-  }
-
-  /** Hands the open read batches to the engine, except those past their deadline (settled). */
-  #closeReadBatches(): void {
-    if (this.#openReadBatches.length === 0) return;
-    for (const batch of this.#openReadBatches) {
-      if (!batch.deadline.aborted) this.#engine.readIndex(batch.id);
-    }
-    this.#openReadBatches = [];
   }
 
   /** The engine's state, the applied index and whether the node is closed. */
@@ -360,37 +339,7 @@ export class RaftNode<Command, Result> {
     if (store === undefined) throw new TypeError('takeSnapshot() needs a snapshotStore');
     const { signal } = options;
     signal?.throwIfAborted();
-    return this.#snapshotWork.run(async () => {
-      this.#throwIfStopped();
-      try {
-        const exported = await storage('export a snapshot of the state machine', () =>
-          this.#stateMachine.exportSnapshot({ signal }),
-        );
-        const { position } = exported;
-        const status = this.#engine.status();
-        if (position.index < status.firstIndex) return undefined;
-        const meta: SnapshotMeta = {
-          index: position.index,
-          term: position.term,
-          config: status.config,
-        };
-        const stored = await storage('save a snapshot', () =>
-          store.save(meta, exported.chunks, { signal }),
-        );
-        this.#throwIfStopped();
-        this.#engine.compact(meta);
-        await this.#logWrites.run(() =>
-          storage('purge the compacted log', () => this.#logStore.purge(position)),
-        );
-        this.#logger.info({ index: meta.index, term: meta.term }, 'took a snapshot');
-        return stored;
-      } catch (error) {
-        signal?.throwIfAborted();
-        if (error instanceof NodeClosedError) throw error;
-        this.#fail(error);
-        throw this.#stopped ?? error;
-      }
-    });
+    return this.#snapshots.take(store, signal);
   }
 
   on<E extends RaftNodeEventName>(event: E, listener: (...args: RaftNodeEvents[E]) => void): this {
@@ -446,7 +395,7 @@ export class RaftNode<Command, Result> {
       this.#driving = undefined;
       // Inputs that arrived after the loop's last look (a read batch, or work that advance()
       // created after an empty Ready) must not wait for the next tick.
-      if (this.#openReadBatches.length > 0 || this.#engine.hasReady()) this.#kick();
+      if (this.#reads.hasOpen || this.#engine.hasReady()) this.#kick();
     });
   }
 
@@ -456,7 +405,7 @@ export class RaftNode<Command, Result> {
     await new Promise<void>((resolve) => setImmediate(resolve));
     try {
       while (this.#stopped === undefined) {
-        this.#closeReadBatches();
+        this.#reads.handOver();
         if (!this.#engine.hasReady()) return;
         const ready = this.#engine.ready();
         this.#readiesTaken++;
@@ -501,7 +450,7 @@ export class RaftNode<Command, Result> {
   /** Carries out `ready` in the order of its contract (see {@link Ready}). */
   async #handleReady(ready: Ready): Promise<void> {
     if (ready.softState !== undefined) this.#softStateChanged(ready.softState);
-    if (ready.snapshot !== undefined) await this.#installSnapshot(ready.snapshot);
+    if (ready.snapshot !== undefined) await this.#snapshots.install(ready.snapshot);
     const write = ready.write;
     if (write !== undefined) {
       if (write.truncateFrom !== undefined) this.#proposals.truncatedFrom(write.truncateFrom);
@@ -536,124 +485,14 @@ export class RaftNode<Command, Result> {
     }
   }
 
-  /**
-   * Installs a snapshot the leader sent (Raft paper 7): saved to the snapshot store first, then
-   * restored into the state machine, and recorded in the log store by the Ready's write. A crash
-   * between the steps is repaired at the next start (see `recoverNodeState`).
-   */
-  async #installSnapshot(meta: SnapshotMeta): Promise<void> {
-    const key = snapshotKey(meta);
-    const data = this.#receivedSnapshots.get(key);
-    if (data === undefined) {
-      throw new InvariantViolationError(
-        `the engine installs snapshot ${key}, but no data for it was received`,
-      );
-    }
-    for (const [other, _] of this.#receivedSnapshots) {
-      const index = Number(other.split('/')[0]);
-      if (index <= meta.index) this.#receivedSnapshots.delete(other);
-    }
-    // The state machine applies one batch at a time; the restore replaces its whole state.
-    await this.#drainApplying();
-    if (this.#stopped !== undefined) return;
-    this.#proposals.replacedBySnapshot(meta.index);
-    const position = { index: meta.index, term: meta.term };
-    await this.#snapshotWork.run(async () => {
-      const store = this.#snapshotStore;
-      if (store !== undefined) {
-        await storage('save the received snapshot', () => store.save(meta, chunksOf(data)));
-      }
-      await storage('restore the state machine from a snapshot', () =>
-        this.#stateMachine.restoreSnapshot(position, chunksOf(data)),
-      );
-    });
-    this.#logger.info({ index: meta.index, term: meta.term }, 'installed a snapshot');
-    this.#appliedWaiters.advance(meta.index);
-    this.#emit('apply', { appliedIndex: meta.index });
-  }
-
-  /**
-   * Sends messages fire-and-forget through the per-peer outbox (batched, a bounded number of
-   * requests in flight per peer); failures tell the engine.
-   */
+  /** Sends the Ready's messages: snapshots with their data, the rest through the outbox. */
   #send(messages: readonly Message[]): void {
-    const byPeer = new Map<NodeId, Message[]>();
+    const raft: Message[] = [];
     for (const message of messages) {
-      if (message.type === 'snapshot') {
-        void this.#sendSnapshot(message);
-        continue;
-      }
-      const batch = byPeer.get(message.to);
-      if (batch === undefined) byPeer.set(message.to, [message]);
-      else batch.push(message);
+      if (message.type === 'snapshot') void this.#snapshots.send(message);
+      else raft.push(message);
     }
-    for (const [peer, batch] of byPeer) {
-      this.#outbox.push(peer, batch);
-      this.#flushPeer(peer);
-    }
-  }
-
-  #flushPeer(peer: NodeId): void {
-    for (;;) {
-      const batch = this.#outbox.take(peer);
-      if (batch === undefined) return;
-      void this.#sendRaft(peer, batch).finally(() => {
-        this.#outbox.done(peer);
-        if (this.#stopped === undefined) this.#flushPeer(peer);
-      });
-    }
-  }
-
-  async #sendRaft(peer: NodeId, messages: Message[]): Promise<void> {
-    try {
-      const response = await this.#transport.request(
-        peer,
-        { type: 'raft', messages },
-        { signal: this.#raftDeadline.signal() },
-      );
-      if (response.type !== 'ack') throw new Error(`${peer} answered ${describe(response)}`);
-    } catch (error) {
-      if (this.#stopped !== undefined) return;
-      this.#logger.debug({ peer, err: error }, 'a peer is unreachable');
-      this.#engine.reportUnreachable(peer);
-      this.#kick();
-    }
-  }
-
-  /** Sends the whole snapshot the engine names, read from the snapshot store. */
-  async #sendSnapshot(message: InstallSnapshot): Promise<void> {
-    const peer = message.to;
-    const meta = message.snapshot;
-    try {
-      const store = this.#snapshotStore;
-      if (store === undefined) {
-        throw new Error('a follower needs a snapshot, but this node has no snapshot store');
-      }
-      const data = await this.#snapshotWork.run(async () => {
-        const latest = await storage('read the latest snapshot', () => store.latest());
-        if (latest === undefined || latest.index !== meta.index || latest.term !== meta.term) {
-          throw new Error(`snapshot ${snapshotKey(meta)} is no longer the latest stored`);
-        }
-        return storage('read a snapshot', () =>
-          collect(store.read(latest, { signal: this.#lifetime.signal })),
-        );
-      });
-      using deadline = linkedSignal({
-        parents: [this.#lifetime.signal],
-        timeoutMs: this.#snapshotTimeoutMs,
-      });
-      const response = await this.#transport.request(
-        peer,
-        { type: 'snapshot', message, data },
-        { signal: deadline.signal },
-      );
-      if (response.type !== 'ack') throw new Error(`${peer} answered ${describe(response)}`);
-    } catch (error) {
-      if (this.#stopped !== undefined) return;
-      this.#logger.warn({ peer, index: meta.index, err: error }, 'sending a snapshot failed');
-      this.#engine.reportSnapshotFailed(peer);
-      this.#kick();
-    }
+    if (raft.length > 0) this.#peers.send(raft);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -708,12 +547,7 @@ export class RaftNode<Command, Result> {
     };
   }
 
-  #proposeLocally(
-    bytes: Uint8Array,
-    signal: AbortSignal | undefined,
-  ):
-    | { kind: 'proposed'; result: Promise<CommandResult<Result>> }
-    | { kind: 'not-leader'; leaderHint: NodeId | null } {
+  #proposeLocally(bytes: Uint8Array, signal: AbortSignal | undefined): LocalProposal<Result> {
     const outcome = this.#engine.propose([bytes]);
     if (!outcome.ok) {
       if (outcome.reason === 'backpressure') throw new BackpressureError();
@@ -722,72 +556,6 @@ export class RaftNode<Command, Result> {
     const result = this.#proposals.add(outcome.index, outcome.term, signal);
     this.#kick();
     return { kind: 'proposed', result };
-  }
-
-  async #forward(
-    leader: NodeId,
-    envelope: Uint8Array,
-    signal: AbortSignal | undefined,
-  ): Promise<CommandResult<Result>> {
-    let response: PeerResponse;
-    using request = linkedSignal({
-      parents: [signal, this.#lifetime.signal],
-      timeoutMs: this.#forwardTimeoutMs,
-    });
-    try {
-      response = await abortable(
-        this.#transport.request(leader, { type: 'propose', envelope }, { signal: request.signal }),
-        request.signal,
-      );
-    } catch (error) {
-      signal?.throwIfAborted();
-      this.#throwIfStopped();
-      throw new RaftError(
-        `forwarding the proposal to the leader ${leader} failed; its outcome is unknown (a retry is safe with a client session)`,
-        { retryable: true, cause: error },
-      );
-    }
-    switch (response.type) {
-      case 'proposed':
-        return this.#codec.decodeResult(response.result);
-      case 'rejected':
-        throw rejectionError(response, leader);
-      case 'ack':
-        throw new RaftError(`the leader ${leader} answered a proposal with an ack`, {
-          retryable: true,
-        });
-    }
-  }
-
-  /** Serves a proposal a follower forwarded: proposes it here, as leader, and answers. */
-  async #serveProposal(envelopeBytes: Uint8Array, signal: AbortSignal): Promise<PeerResponse> {
-    let envelope: CommandEnvelope<Command>;
-    try {
-      envelope = this.#codec.decode(envelopeBytes);
-    } catch (error) {
-      return {
-        type: 'rejected',
-        reason: 'dropped',
-        message: `malformed command envelope: ${String(error)}`,
-      };
-    }
-    try {
-      // Re-stamped with this leader's clock: the time every replica will see.
-      const bytes = this.#codec.encode(this.#envelope(envelope.command, envelope.session));
-      const local = this.#proposeLocally(bytes, signal);
-      if (local.kind === 'not-leader') {
-        return {
-          type: 'rejected',
-          reason: 'not-leader',
-          leaderHint: local.leaderHint,
-          message: new NotLeaderError(local.leaderHint).message,
-        };
-      }
-      const result = await local.result;
-      return { type: 'proposed', result: this.#codec.encodeResult(result) };
-    } catch (error) {
-      return rejectionResponse(error, signal);
-    }
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -801,9 +569,9 @@ export class RaftNode<Command, Result> {
       case 'raft':
         return this.#stepMessages(from, request.messages);
       case 'snapshot':
-        return this.#receiveSnapshot(from, request);
+        return this.#snapshots.receive(from, request);
       case 'propose':
-        return this.#serveProposal(request.envelope, signal);
+        return this.#forwarding.serve(request.envelope, signal);
     }
   };
 
@@ -822,32 +590,6 @@ export class RaftNode<Command, Result> {
       return { type: 'rejected', reason: 'closed', message: 'the node stopped on a fatal error' };
     }
     this.#kick();
-    return { type: 'ack' };
-  }
-
-  /**
-   * Answers an InstallSnapshot only once the engine has handled it durably (installed, or found
-   * not needed): a crash before that fails the sender's request, so the leader sends the
-   * snapshot again instead of waiting for it forever.
-   */
-  async #receiveSnapshot(
-    from: NodeId,
-    request: PeerRequest & { type: 'snapshot' },
-  ): Promise<PeerResponse> {
-    const { message, data } = request;
-    if (message.from !== from) return { type: 'ack' };
-    this.#receivedSnapshots.set(snapshotKey(message.snapshot), data);
-    while (this.#receivedSnapshots.size > MAX_RECEIVED_SNAPSHOTS) {
-      const oldest = this.#receivedSnapshots.keys().next().value as string;
-      this.#receivedSnapshots.delete(oldest);
-    }
-    try {
-      this.#engine.step(message);
-      await this.#whenCarriedOut();
-    } catch (error) {
-      if (this.#stopped === undefined) this.#fail(error);
-      return { type: 'rejected', reason: 'closed', message: 'the node stopped' };
-    }
     return { type: 'ack' };
   }
 
@@ -891,7 +633,7 @@ export class RaftNode<Command, Result> {
     await this.#driving;
     await this.#applying;
     await this.#logWrites.idle();
-    await this.#snapshotWork.idle();
+    await this.#snapshots.idle();
     try {
       await this.#transport.close?.();
     } catch (error) {
@@ -916,84 +658,7 @@ function isEmpty(ready: Ready): boolean {
   );
 }
 
-function snapshotKey(meta: { index: number; term: number }): string {
-  return `${meta.index}/${meta.term}`;
-}
-
-async function* chunksOf(data: Uint8Array): AsyncIterable<Uint8Array> {
-  yield data;
-}
-
-async function collect(chunks: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of chunks) {
-    parts.push(chunk);
-    size += chunk.byteLength;
-  }
-  const whole = new Uint8Array(size);
-  let offset = 0;
-  for (const part of parts) {
-    whole.set(part, offset);
-    offset += part.byteLength;
-  }
-  return whole;
-}
-
-function describe(response: PeerResponse): string {
-  return response.type === 'rejected'
-    ? `rejected (${response.reason}): ${response.message}`
-    : response.type;
-}
-
-/** The typed error for a leader's refusal of a forwarded proposal. */
-function rejectionError(response: PeerResponse & { type: 'rejected' }, leader: NodeId): RaftError {
-  switch (response.reason) {
-    case 'not-leader':
-      return new NotLeaderError(response.leaderHint ?? null);
-    case 'backpressure':
-      return new BackpressureError(response.message);
-    case 'dropped':
-      return new ProposalDroppedError(response.message);
-    case 'closed':
-      return new NotLeaderError(null, {
-        cause: new Error(`the leader ${leader} is closed: ${response.message}`),
-      });
-    case 'timeout':
-      return new RaftError(
-        `the leader ${leader} timed out on the proposal; its outcome is unknown (a retry is safe with a client session)`,
-        { retryable: true },
-      );
-  }
-}
-
-/** The answer a leader gives a follower for a forwarded proposal that failed with `error`. */
-function rejectionResponse(error: unknown, signal: AbortSignal): PeerResponse {
-  const message = error instanceof Error ? error.message : String(error);
-  if (error instanceof NotLeaderError) {
-    return { type: 'rejected', reason: 'not-leader', leaderHint: error.leaderHint, message };
-  }
-  if (error instanceof BackpressureError)
-    return { type: 'rejected', reason: 'backpressure', message };
-  if (error instanceof ProposalDroppedError)
-    return { type: 'rejected', reason: 'dropped', message };
-  if (error instanceof NodeClosedError) return { type: 'rejected', reason: 'closed', message };
-  // Anything else leaves the outcome unknown, which the follower reports as such.
-  return {
-    type: 'rejected',
-    reason: 'timeout',
-    message: signal.aborted ? message : `failed: ${message}`,
-  };
-}
-
 function cryptoSeededRandom(): RandomSource {
   const seed = globalThis.crypto.getRandomValues(new Uint32Array(1))[0] ?? 0;
   return seededRandom(seed);
-}
-
-/** Whether `signal` aborted because its deadline passed. */
-function isTimeout(signal: AbortSignal): boolean {
-  return (
-    signal.aborted && signal.reason instanceof DOMException && signal.reason.name === 'TimeoutError'
-  );
 }

@@ -9,9 +9,9 @@ import {
   type MemorySnapshotDurableState,
   MemorySnapshotStore,
 } from '../testing/memory-snapshot-store.ts';
+import { waitFor } from '../testing/test-cluster.test-helpers.ts';
 import { RaftSupervisor } from './raft-supervisor.ts';
 import type { RaftSupervisorEvents } from './raft-supervisor-events.ts';
-import { waitFor } from './test-cluster.test-helpers.ts';
 
 type KvSupervisor = RaftSupervisor<KvCommand, KvResult>;
 

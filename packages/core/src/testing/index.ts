@@ -1,6 +1,7 @@
 /**
  * The test kit of tsraft: in-memory implementations of the core's interfaces for simulations and
- * tests, and the storage conformance suites every store runs.
+ * tests, the simulator and the linearizability checker. It runs anywhere (no test runner needed);
+ * the storage conformance suites, which need Vitest, are in `@tsraft/core/testing/conformance`.
  */
 
 export { FaultInjector } from './fault-injector.ts';
@@ -38,11 +39,3 @@ export {
   type SimulationReport,
   SMALL_BATCHES,
 } from './sim/simulator.ts';
-export {
-  describeLogStoreConformance,
-  describeSnapshotStoreConformance,
-  type LogStoreConformanceOptions,
-  type LogStoreFixture,
-  type SnapshotStoreConformanceOptions,
-  type SnapshotStoreFixture,
-} from './storage-conformance.ts';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { StorageError } from '../errors.ts';
+import { CorruptSnapshotError } from '../errors.ts';
 import { MemorySnapshotStore } from './memory-snapshot-store.ts';
 import { describeSnapshotStoreConformance } from './storage-conformance.ts';
 
@@ -38,7 +38,7 @@ describe('MemorySnapshotStore', () => {
     await expect(drain(store.read(older))).rejects.toThrow(/not stored/);
   });
 
-  it('says which snapshot is corrupt and what it found, as a StorageError', async () => {
+  it('says which snapshot is corrupt and what it found, as a CorruptSnapshotError', async () => {
     const store = new MemorySnapshotStore();
     const saved = await store.save(
       { index: 9, term: 2, config },
@@ -47,7 +47,7 @@ describe('MemorySnapshotStore', () => {
     const chunk = store.durable.latest?.chunks[0] as Uint8Array;
     chunk[1] = 7;
     const reading = drain(store.read(saved));
-    await expect(reading).rejects.toThrow(StorageError);
+    await expect(reading).rejects.toThrow(CorruptSnapshotError);
     await expect(reading).rejects.toThrow(
       new RegExp(`snapshot 9/2 is corrupt: .* but ${saved.sha256} and 3 were recorded`),
     );

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { StorageError } from '../errors.ts';
+import { CorruptSnapshotError, StorageError } from '../errors.ts';
 import type { SnapshotMeta } from '../message.ts';
-import type { SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
+import type { PartialSnapshot, SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
 
 /**
  * What a {@link MemorySnapshotStore} holds "on disk": the latest snapshot and its bytes, as the
@@ -9,6 +9,8 @@ import type { SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
  */
 export interface MemorySnapshotDurableState {
   latest: { readonly snapshot: StoredSnapshot; readonly chunks: readonly Uint8Array[] } | undefined;
+  /** The snapshot being received, and the chunks of it held so far. */
+  partial?: { readonly snapshot: StoredSnapshot; readonly chunks: Uint8Array[] } | undefined;
 }
 
 /** Options of {@link MemorySnapshotStore}. */
@@ -89,7 +91,7 @@ export class MemorySnapshotStore implements SnapshotStore {
     }
     const sha256 = hash.digest('hex');
     if (sha256 !== stored.snapshot.sha256 || size !== stored.snapshot.size) {
-      throw new StorageError(
+      throw new CorruptSnapshotError(
         `snapshot ${snapshot.index}/${snapshot.term} is corrupt: its data has SHA-256 ${sha256} ` +
           `and ${size} bytes, but ${stored.snapshot.sha256} and ${stored.snapshot.size} were recorded`,
       );
@@ -99,4 +101,66 @@ export class MemorySnapshotStore implements SnapshotStore {
       yield chunk.slice();
     }
   }
+
+  async partial(options?: { signal?: AbortSignal }): Promise<PartialSnapshot | undefined> {
+    options?.signal?.throwIfAborted();
+    const partial = this.durable.partial;
+    return partial === undefined ? undefined : withReceived(partial.snapshot, partial.chunks);
+  }
+
+  async beginPartial(
+    snapshot: StoredSnapshot,
+    options?: { signal?: AbortSignal },
+  ): Promise<PartialSnapshot> {
+    options?.signal?.throwIfAborted();
+    const { index, term, config, size, sha256 } = snapshot;
+    this.durable.partial = { snapshot: { index, term, config, size, sha256 }, chunks: [] };
+    return { index, term, config, size, sha256, received: 0 };
+  }
+
+  async appendPartial(
+    offset: number,
+    data: Uint8Array,
+    options?: { signal?: AbortSignal },
+  ): Promise<PartialSnapshot> {
+    options?.signal?.throwIfAborted();
+    const partial = this.durable.partial;
+    if (partial === undefined) throw new RangeError('no partial snapshot to append to');
+    const held = withReceived(partial.snapshot, partial.chunks);
+    if (offset !== held.received) {
+      throw new RangeError(`the partial snapshot holds ${held.received} bytes, not ${offset}`);
+    }
+    if (offset + data.byteLength > held.size) {
+      throw new RangeError(`${offset + data.byteLength} bytes exceed the snapshot's ${held.size}`);
+    }
+    partial.chunks.push(data.slice());
+    return { ...held, received: held.received + data.byteLength };
+  }
+
+  async completePartial(options?: { signal?: AbortSignal }): Promise<StoredSnapshot> {
+    const signal = options?.signal;
+    signal?.throwIfAborted();
+    const partial = this.durable.partial;
+    if (partial === undefined) throw new RangeError('no partial snapshot to complete');
+    const held = withReceived(partial.snapshot, partial.chunks);
+    if (held.received !== held.size) {
+      throw new RangeError(`the partial snapshot holds ${held.received} of ${held.size} bytes`);
+    }
+    const hash = createHash('sha256');
+    for (const chunk of partial.chunks) hash.update(chunk);
+    const sha256 = hash.digest('hex');
+    if (sha256 !== held.sha256) {
+      this.durable.partial = undefined;
+      throw new CorruptSnapshotError(
+        `the received snapshot ${held.index}/${held.term} has SHA-256 ${sha256}, not the announced ${held.sha256}`,
+      );
+    }
+    this.durable.latest = { snapshot: partial.snapshot, chunks: partial.chunks };
+    this.durable.partial = undefined;
+    return partial.snapshot;
+  }
+}
+
+function withReceived(snapshot: StoredSnapshot, chunks: readonly Uint8Array[]): PartialSnapshot {
+  return { ...snapshot, received: chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0) };
 }

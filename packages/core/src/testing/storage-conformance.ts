@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ClusterConfig } from '../configuration.ts';
+import { CorruptSnapshotError } from '../errors.ts';
 import { type HardState, INITIAL_HARD_STATE } from '../hard-state.ts';
 import { type EntryType, entrySize, type LogEntry, type LogPosition } from '../log-entry.ts';
 import type { LogStore, LogStoreState, LogWrite } from '../log-store.ts';
@@ -502,9 +503,95 @@ export function describeSnapshotStoreConformance(
         stream([bytes(5000, 6), bytes(5000, 7)]),
       );
       await fixture.corrupt(saved);
-      await expect(collect((await fixture.reopen()).read(saved))).rejects.toThrow(
-        /corrupt|checksum|sha-?256/i,
+      await expect(collect((await fixture.reopen()).read(saved))).rejects.toBeInstanceOf(
+        CorruptSnapshotError,
       );
+    });
+
+    it('receives a snapshot in pieces, across a restart, invisible until completed', async () => {
+      await using fixture = await factory();
+      const kept = await fixture.store.save({ index: 3, term: 1, config }, stream([bytes(10, 1)]));
+      const data = concat([bytes(3000, 2), bytes(2000, 3), bytes(1, 4)]);
+      const announced: StoredSnapshot = {
+        index: 9,
+        term: 2,
+        config,
+        size: data.byteLength,
+        sha256: await sha256(data),
+      };
+      expect(await fixture.store.partial()).toBeUndefined();
+      expect(await fixture.store.beginPartial(announced)).toEqual({ ...announced, received: 0 });
+      expect(await fixture.store.appendPartial(0, data.subarray(0, 3000))).toEqual({
+        ...announced,
+        received: 3000,
+      });
+      expect(await fixture.store.latest()).toEqual(kept);
+      const reopened = await fixture.reopen();
+      expect(await reopened.partial()).toEqual({ ...announced, received: 3000 });
+      await reopened.appendPartial(3000, data.subarray(3000, 5000));
+      await expect(reopened.completePartial()).rejects.toBeInstanceOf(RangeError);
+      await reopened.appendPartial(5000, data.subarray(5000));
+      const completed = await reopened.completePartial();
+      expect(completed).toEqual(announced);
+      expect(await reopened.latest()).toEqual(announced);
+      expect(await reopened.partial()).toBeUndefined();
+      expectBytes(concat(await collect((await fixture.reopen()).read(completed))), data);
+    });
+
+    it('refuses a piece that does not continue the partial snapshot, changing nothing', async () => {
+      await using fixture = await factory();
+      const { store } = fixture;
+      await expect(store.appendPartial(0, bytes(10, 1))).rejects.toBeInstanceOf(RangeError);
+      const data = bytes(100, 5);
+      const announced = { index: 4, term: 1, config, size: 100, sha256: await sha256(data) };
+      await store.beginPartial(announced);
+      await store.appendPartial(0, data.subarray(0, 40));
+      await expect(store.appendPartial(0, data.subarray(0, 40))).rejects.toBeInstanceOf(RangeError);
+      await expect(store.appendPartial(60, data.subarray(60))).rejects.toBeInstanceOf(RangeError);
+      await expect(store.appendPartial(40, bytes(61, 6))).rejects.toBeInstanceOf(RangeError);
+      expect(await (await fixture.reopen()).partial()).toEqual({ ...announced, received: 40 });
+      await store.appendPartial(40, data.subarray(40));
+      expectBytes(concat(await collect(store.read(await store.completePartial()))), data);
+    });
+
+    it('discards a received snapshot whose whole does not have the announced checksum', async () => {
+      await using fixture = await factory();
+      const { store } = fixture;
+      const kept = await store.save({ index: 2, term: 1, config }, stream([bytes(10, 1)]));
+      const data = bytes(500, 7);
+      await store.beginPartial({
+        index: 8,
+        term: 2,
+        config,
+        size: 500,
+        sha256: await sha256(bytes(500, 8)),
+      });
+      await store.appendPartial(0, data);
+      await expect(store.completePartial()).rejects.toBeInstanceOf(CorruptSnapshotError);
+      expect(await store.partial()).toBeUndefined();
+      expect(await store.latest()).toEqual(kept);
+      expect(await (await fixture.reopen()).latest()).toEqual(kept);
+    });
+
+    it('keeps one partial snapshot: beginning another discards the first', async () => {
+      await using fixture = await factory();
+      const { store } = fixture;
+      const first = bytes(50, 1);
+      await store.beginPartial({
+        index: 5,
+        term: 1,
+        config,
+        size: 50,
+        sha256: await sha256(first),
+      });
+      await store.appendPartial(0, first.subarray(0, 20));
+      const second = bytes(30, 2);
+      const announced = { index: 6, term: 2, config, size: 30, sha256: await sha256(second) };
+      await store.beginPartial(announced);
+      expect(await store.partial()).toEqual({ ...announced, received: 0 });
+      await store.appendPartial(0, second);
+      expect(await store.completePartial()).toEqual(announced);
+      expect(await (await fixture.reopen()).partial()).toBeUndefined();
     });
   });
 }

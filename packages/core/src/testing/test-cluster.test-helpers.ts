@@ -1,14 +1,12 @@
 import type { EngineTuning } from '../engine/engine-options.ts';
 import type { NodeId } from '../log-entry.ts';
-import { InProcessNetwork } from '../testing/in-process-transport.ts';
-import { type KvCommand, type KvResult, KvStateMachine } from '../testing/kv-state-machine.ts';
-import { type MemoryLogDurableState, MemoryLogStore } from '../testing/memory-log-store.ts';
-import {
-  type MemorySnapshotDurableState,
-  MemorySnapshotStore,
-} from '../testing/memory-snapshot-store.ts';
-import { RaftNode } from './raft-node.ts';
-import type { RaftNodeOptions } from './raft-node-options.ts';
+import { RaftNode } from '../runtime/raft-node.ts';
+import type { RaftNodeOptions } from '../runtime/raft-node-options.ts';
+import type { Transport } from '../transport.ts';
+import { InProcessNetwork } from './in-process-transport.ts';
+import { type KvCommand, type KvResult, KvStateMachine } from './kv-state-machine.ts';
+import { type MemoryLogDurableState, MemoryLogStore } from './memory-log-store.ts';
+import { type MemorySnapshotDurableState, MemorySnapshotStore } from './memory-snapshot-store.ts';
 
 export type KvNode = RaftNode<KvCommand, KvResult>;
 
@@ -27,6 +25,8 @@ export interface TestClusterOptions {
   readonly applyDelayMs?: number;
   readonly tuning?: Partial<EngineTuning>;
   readonly node?: Partial<RaftNodeOptions<KvCommand, KvResult>>;
+  /** Wraps each node's transport (every incarnation's), e.g. to watch or damage its requests. */
+  readonly wrapTransport?: (id: NodeId, transport: Transport) => Transport;
 }
 
 /**
@@ -91,7 +91,10 @@ export class TestCluster {
       logStore,
       stateMachine: disk.stateMachine,
       snapshotStore,
-      transport: overrides.transport ?? this.network.transport(id),
+      transport:
+        overrides.transport ??
+        this.#options.wrapTransport?.(id, this.network.transport(id)) ??
+        this.network.transport(id),
       tickMs: this.#options.tickMs ?? 5,
       tuning: { electionTicks: 10, heartbeatTicks: 2, ...this.#options.tuning },
       ...this.#options.node,

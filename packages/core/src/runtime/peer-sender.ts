@@ -1,0 +1,83 @@
+import type { RaftEngine } from '../engine/raft-engine.ts';
+import type { NodeId } from '../log-entry.ts';
+import type { Logger } from '../logger.ts';
+import type { Message } from '../message.ts';
+import type { Transport } from '../transport.ts';
+import { PeerOutbox } from './peer-outbox.ts';
+import { describeResponse } from './peer-response.ts';
+import { SharedDeadline } from './shared-deadline.ts';
+
+/** What the sender needs from the node it serves. */
+export interface PeerSenderOptions {
+  readonly engine: RaftEngine;
+  readonly transport: Transport;
+  readonly logger: Logger;
+  /** Aborted when the node stops: cuts requests short, and no more are started. */
+  readonly lifetime: AbortSignal;
+  /** Deadline of one request carrying Raft messages. */
+  readonly requestTimeoutMs: number;
+  /** Requests in flight to one peer at a time. */
+  readonly maxRequestsPerPeer: number;
+  /** Makes sure the consensus loop runs (the engine learned of an unreachable peer). */
+  readonly kick: () => void;
+}
+
+/**
+ * Sends Raft messages (all but snapshots, which travel with their data) fire-and-forget, through
+ * a per-peer {@link PeerOutbox}: batched, with a bounded number of requests in flight per peer.
+ * A request that fails tells the engine the peer is unreachable; Raft owns the retries.
+ */
+export class PeerSender {
+  readonly #o: PeerSenderOptions;
+  readonly #deadline: SharedDeadline;
+  readonly #outbox: PeerOutbox;
+
+  constructor(options: PeerSenderOptions) {
+    this.#o = options;
+    this.#deadline = new SharedDeadline(options.lifetime, options.requestTimeoutMs);
+    this.#outbox = new PeerOutbox({ maxRequests: options.maxRequestsPerPeer, maxQueued: 16_384 });
+  }
+
+  /** Queues `messages` for their peers and starts the requests the outbox allows. */
+  send(messages: readonly Message[]): void {
+    const byPeer = new Map<NodeId, Message[]>();
+    for (const message of messages) {
+      const batch = byPeer.get(message.to);
+      if (batch === undefined) byPeer.set(message.to, [message]);
+      else batch.push(message);
+    }
+    for (const [peer, batch] of byPeer) {
+      this.#outbox.push(peer, batch);
+      this.#flush(peer);
+    }
+  }
+
+  #flush(peer: NodeId): void {
+    for (;;) {
+      const batch = this.#outbox.take(peer);
+      if (batch === undefined) return;
+      void this.#request(peer, batch).finally(() => {
+        this.#outbox.done(peer);
+        if (!this.#o.lifetime.aborted) this.#flush(peer);
+      });
+    }
+  }
+
+  async #request(peer: NodeId, messages: Message[]): Promise<void> {
+    const o = this.#o;
+    try {
+      const response = await o.transport.request(
+        peer,
+        { type: 'raft', messages },
+        { signal: this.#deadline.signal() },
+      );
+      if (response.type !== 'ack')
+        throw new Error(`${peer} answered ${describeResponse(response)}`);
+    } catch (error) {
+      if (o.lifetime.aborted) return;
+      o.logger.debug({ peer, err: error }, 'a peer is unreachable');
+      o.engine.reportUnreachable(peer);
+      o.kick();
+    }
+  }
+}

@@ -1,0 +1,163 @@
+import {
+  BackpressureError,
+  NodeClosedError,
+  NotLeaderError,
+  ProposalDroppedError,
+  RaftError,
+} from '../errors.ts';
+import type { NodeId } from '../log-entry.ts';
+import type { ClientSession, CommandResult } from '../state-machine.ts';
+import type { PeerResponse, Transport } from '../transport.ts';
+import { abortable, linkedSignal } from './abortable.ts';
+import type { CommandCodec, CommandEnvelope } from './command-codec.ts';
+
+/** The outcome of proposing encoded envelope bytes on this node. */
+export type LocalProposal<Result> =
+  | { readonly kind: 'proposed'; readonly result: Promise<CommandResult<Result>> }
+  | { readonly kind: 'not-leader'; readonly leaderHint: NodeId | null };
+
+/** What proposal forwarding needs from the node it serves. */
+export interface ProposalForwardingOptions<Command, Result> {
+  readonly transport: Transport;
+  readonly codec: CommandCodec<Command, Result>;
+  /** Aborted when the node stops: cuts forwarded requests short. */
+  readonly lifetime: AbortSignal;
+  /** Deadline of one forwarded proposal. */
+  readonly forwardTimeoutMs: number;
+  /** Throws the node's `NodeClosedError` once it stopped. */
+  readonly throwIfStopped: () => void;
+  /** Wraps a command in an envelope stamped with this node's time. */
+  readonly envelope: (
+    command: Command,
+    session: ClientSession | undefined,
+  ) => CommandEnvelope<Command>;
+  /** Proposes the envelope bytes to this node's engine (throws `BackpressureError`). */
+  readonly proposeLocally: (
+    bytes: Uint8Array,
+    signal: AbortSignal | undefined,
+  ) => LocalProposal<Result>;
+}
+
+/**
+ * Proposals a follower forwards to the leader, both ends: {@link forward} sends one and turns the
+ * leader's answer into the result or a typed error; {@link serve} proposes one as leader and
+ * answers. A forwarded proposal whose answer is lost has an unknown outcome: the error says so,
+ * and a retry with the same client session is safe (thesis 6.3).
+ */
+export class ProposalForwarding<Command, Result> {
+  readonly #o: ProposalForwardingOptions<Command, Result>;
+
+  constructor(options: ProposalForwardingOptions<Command, Result>) {
+    this.#o = options;
+  }
+
+  /** Forwards encoded envelope bytes to `leader` and resolves with its result. */
+  async forward(
+    leader: NodeId,
+    envelope: Uint8Array,
+    signal: AbortSignal | undefined,
+  ): Promise<CommandResult<Result>> {
+    const o = this.#o;
+    let response: PeerResponse;
+    using request = linkedSignal({
+      parents: [signal, o.lifetime],
+      timeoutMs: o.forwardTimeoutMs,
+    });
+    try {
+      response = await abortable(
+        o.transport.request(leader, { type: 'propose', envelope }, { signal: request.signal }),
+        request.signal,
+      );
+    } catch (error) {
+      signal?.throwIfAborted();
+      o.throwIfStopped();
+      throw new RaftError(
+        `forwarding the proposal to the leader ${leader} failed; its outcome is unknown (a retry is safe with a client session)`,
+        { retryable: true, cause: error },
+      );
+    }
+    switch (response.type) {
+      case 'proposed':
+        return o.codec.decodeResult(response.result);
+      case 'rejected':
+        throw rejectionError(response, leader);
+      case 'ack':
+      case 'snapshot-progress':
+        throw new RaftError(`the leader ${leader} answered a proposal with ${response.type}`, {
+          retryable: true,
+        });
+    }
+  }
+
+  /** Serves a proposal a follower forwarded: proposes it here, as leader, and answers. */
+  async serve(envelopeBytes: Uint8Array, signal: AbortSignal): Promise<PeerResponse> {
+    const o = this.#o;
+    let envelope: CommandEnvelope<Command>;
+    try {
+      envelope = o.codec.decode(envelopeBytes);
+    } catch (error) {
+      return {
+        type: 'rejected',
+        reason: 'dropped',
+        message: `malformed command envelope: ${String(error)}`,
+      };
+    }
+    try {
+      // Re-stamped with this leader's clock: the time every replica will see.
+      const bytes = o.codec.encode(o.envelope(envelope.command, envelope.session));
+      const local = o.proposeLocally(bytes, signal);
+      if (local.kind === 'not-leader') {
+        return {
+          type: 'rejected',
+          reason: 'not-leader',
+          leaderHint: local.leaderHint,
+          message: new NotLeaderError(local.leaderHint).message,
+        };
+      }
+      const result = await local.result;
+      return { type: 'proposed', result: o.codec.encodeResult(result) };
+    } catch (error) {
+      return rejectionResponse(error, signal);
+    }
+  }
+}
+
+/** The typed error for a leader's refusal of a forwarded proposal. */
+function rejectionError(response: PeerResponse & { type: 'rejected' }, leader: NodeId): RaftError {
+  switch (response.reason) {
+    case 'not-leader':
+      return new NotLeaderError(response.leaderHint ?? null);
+    case 'backpressure':
+      return new BackpressureError(response.message);
+    case 'dropped':
+      return new ProposalDroppedError(response.message);
+    case 'closed':
+      return new NotLeaderError(null, {
+        cause: new Error(`the leader ${leader} is closed: ${response.message}`),
+      });
+    case 'timeout':
+      return new RaftError(
+        `the leader ${leader} timed out on the proposal; its outcome is unknown (a retry is safe with a client session)`,
+        { retryable: true },
+      );
+  }
+}
+
+/** The answer a leader gives a follower for a forwarded proposal that failed with `error`. */
+function rejectionResponse(error: unknown, signal: AbortSignal): PeerResponse {
+  const message = error instanceof Error ? error.message : String(error);
+  if (error instanceof NotLeaderError) {
+    return { type: 'rejected', reason: 'not-leader', leaderHint: error.leaderHint, message };
+  }
+  if (error instanceof BackpressureError)
+    return { type: 'rejected', reason: 'backpressure', message };
+  if (error instanceof ProposalDroppedError)
+    return { type: 'rejected', reason: 'dropped', message };
+  if (error instanceof NodeClosedError) return { type: 'rejected', reason: 'closed', message };
+  // Anything else leaves the outcome unknown, which the follower reports as such.
+  return {
+    type: 'rejected',
+    reason: 'timeout',
+    message: signal.aborted ? message : `failed: ${message}`,
+  };
+}

@@ -1,0 +1,107 @@
+import type { RaftEngine } from '../engine/raft-engine.ts';
+import type { ReadResult } from '../engine/ready.ts';
+import { ReadUnavailableError } from '../errors.ts';
+import type { AppliedIndexWaiters } from './applied-index-waiters.ts';
+import { ReadRequests } from './read-requests.ts';
+import { SharedDeadline } from './shared-deadline.ts';
+
+/** Linearizable reads that share one engine read (see {@link ReadBatches.join}). */
+interface ReadBatch {
+  readonly id: string;
+  readonly deadline: AbortSignal;
+  /** Settles once the node applied up to the batch's read index. */
+  readonly applied: Promise<void>;
+}
+
+/** What read batching needs from the node it serves. */
+export interface ReadBatchesOptions {
+  readonly engine: RaftEngine;
+  readonly appliedWaiters: AppliedIndexWaiters;
+  /** Aborted when the node stops. */
+  readonly lifetime: AbortSignal;
+  /** How long a read waits for its read index and the apply before it fails. */
+  readonly readTimeoutMs: number;
+  /** Unique to this node incarnation: read ids never repeat across restarts. */
+  readonly idPrefix: string;
+  /** Makes sure the consensus loop runs (a batch waits to be handed over). */
+  readonly kick: () => void;
+}
+
+/**
+ * Linearizable reads (ReadIndex, thesis 6.4), batched. Reads that arrive before the consensus
+ * loop hands their batch to the engine ({@link handOver}) share one ReadIndex request, one
+ * heartbeat round and one wait for the applied index.
+ */
+export class ReadBatches {
+  readonly #o: ReadBatchesOptions;
+  readonly #deadline: SharedDeadline;
+  readonly #requests = new ReadRequests();
+  #seq = 0;
+  /** Read batches not yet handed to the engine, oldest first. */
+  #open: ReadBatch[] = [];
+
+  constructor(options: ReadBatchesOptions) {
+    this.#o = options;
+    this.#deadline = new SharedDeadline(options.lifetime, options.readTimeoutMs);
+  }
+
+  /** Whether a batch waits to be handed to the engine. */
+  get hasOpen(): boolean {
+    return this.#open.length > 0;
+  }
+
+  /**
+   * The batch this read joins. The engine takes the read index when the batch is handed over,
+   * after every read of the batch arrived, so each read sees every write completed before it
+   * started. Reads share a batch only when they share a deadline (see {@link SharedDeadline}),
+   * so joining never shortens a read's deadline. Settles once this node applied up to the read
+   * index, or rejects with ReadUnavailableError.
+   */
+  join(): Promise<void> {
+    const o = this.#o;
+    const deadline = this.#deadline.signal();
+    const open = this.#open.at(-1);
+    if (open !== undefined && open.deadline === deadline) return open.applied;
+    const id = `${o.idPrefix}:${++this.#seq}`;
+    const applied = this.#requests
+      .add(id, deadline)
+      .then((index) => o.appliedWaiters.wait(index, deadline))
+      .catch((error: unknown) => {
+        o.engine.abandonRead(id);
+        if (!isTimeout(deadline)) throw error;
+        throw new ReadUnavailableError(
+          `the read could not be confirmed and applied within ${o.readTimeoutMs} ms`,
+          { cause: error },
+        );
+      });
+    this.#open.push({ id, deadline, applied });
+    o.kick();
+    return applied;
+  }
+
+  /** Hands the open batches to the engine, except those past their deadline (settled). */
+  handOver(): void {
+    if (this.#open.length === 0) return;
+    for (const batch of this.#open) {
+      if (!batch.deadline.aborted) this.#o.engine.readIndex(batch.id);
+    }
+    this.#open = [];
+  }
+
+  /** Answers a batch with the engine's result (its read index, or why there is none). */
+  settle(result: ReadResult): void {
+    this.#requests.settle(result);
+  }
+
+  /** Fails every batch still waiting for its read index. */
+  failAll(error: unknown): void {
+    this.#requests.failAll(error);
+  }
+}
+
+/** Whether `signal` aborted because its deadline passed. */
+function isTimeout(signal: AbortSignal): boolean {
+  return (
+    signal.aborted && signal.reason instanceof DOMException && signal.reason.name === 'TimeoutError'
+  );
+}
