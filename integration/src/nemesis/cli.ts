@@ -101,7 +101,7 @@ const [holdMin, holdMax] = values['hold-ms']
 if (holdMin === undefined || holdMax === undefined || holdMin > holdMax) {
   fail('--hold-ms must be MIN-MAX in milliseconds, e.g. 2000-6000');
 }
-let scenarios: ReturnType<typeof scenariosNamed>;
+let scenarios: ReturnType<typeof scenariosNamed> = [];
 try {
   scenarios = scenariosNamed(values.faults.split(',').filter((name) => name.trim() !== ''));
 } catch (error) {
@@ -133,15 +133,6 @@ async function postgres(): Promise<PostgresProvider | 'pglite'> {
 }
 
 const provider = await postgres();
-if (provider === 'pglite') {
-  const skipped = scenarios.filter((scenario) => scenario.name.startsWith('pg-'));
-  if (skipped.length > 0) {
-    console.log(
-      `[nemesis] PGlite runs inside each node: leaving out ${skipped.map((s) => s.name).join(', ')}`,
-    );
-    scenarios = scenarios.filter((scenario) => !skipped.includes(scenario));
-  }
-}
 const outDir =
   values.out ?? join(DATA_DIR, `${new Date().toISOString().replace(/[:.]/g, '-')}-seed${seed}`);
 const controller = new AbortController();

@@ -50,6 +50,9 @@ export class NemesisCluster implements AsyncDisposable {
   readonly #members: ReadonlyMap<string, Member>;
   readonly #links: ReadonlyMap<string, TcpProxy>;
   readonly #admins = new Map<string, TRPCClient<NemesisAppRouter>>();
+  /** Nodes whose Postgres the harness stopped or killed, and those it paused. */
+  readonly #postgresDown = new Set<string>();
+  readonly #postgresPaused = new Set<string>();
 
   private constructor(
     ids: readonly string[],
@@ -171,27 +174,59 @@ export class NemesisCluster implements AsyncDisposable {
     return this.#member(id).process;
   }
 
-  /** Node `id`'s Postgres server, or `undefined` on PGlite (in the node's process). */
-  postgres(id: string): PostgresServer | undefined {
-    return this.#member(id).postgres;
-  }
-
   /** Whether each node has a Postgres server of its own the harness can stop, kill and pause. */
   get hasPostgresServers(): boolean {
-    return this.ids.every((id) => this.postgres(id) !== undefined);
+    return this.ids.every((id) => this.#member(id).postgres !== undefined);
+  }
+
+  /** Stops node `id`'s Postgres cleanly (fast shutdown). */
+  async stopPostgres(id: string): Promise<void> {
+    await this.#server(id).stop();
+    this.#postgresDown.add(id);
+  }
+
+  /** Kills node `id`'s Postgres (SIGKILL: crash recovery at the next start). */
+  async killPostgres(id: string): Promise<void> {
+    await this.#server(id).kill();
+    this.#postgresDown.add(id);
+  }
+
+  /** Freezes node `id`'s Postgres: it hangs rather than refuses (see `PostgresServer.pause`). */
+  async pausePostgres(id: string): Promise<void> {
+    await this.#server(id).pause();
+    this.#postgresPaused.add(id);
+  }
+
+  async resumePostgres(id: string): Promise<void> {
+    await this.#server(id).resume();
+    this.#postgresPaused.delete(id);
   }
 
   /**
-   * Restarts node `id`'s Postgres after a stop or a kill (or stops and starts a running one),
-   * and points the node's proxy at wherever it came back.
+   * Starts node `id`'s Postgres again after a stop or a kill, and points the node's proxy at
+   * wherever it came back.
    */
   async restartPostgres(id: string): Promise<void> {
-    const { postgres, postgresProxy } = this.#member(id);
-    if (postgres === undefined || postgresProxy === undefined) {
-      throw new Error(`node ${id} has no Postgres server of its own`);
+    const server = this.#server(id);
+    await server.restart();
+    this.#member(id).postgresProxy?.retarget(targetOf(server));
+    this.#postgresDown.delete(id);
+    this.#postgresPaused.delete(id);
+  }
+
+  /**
+   * Undoes every fault the harness injected: links healed, paused processes and servers
+   * resumed, stopped servers and processes started again. For a scenario that failed half-way.
+   */
+  async healAll(options: { signal?: AbortSignal } = {}): Promise<void> {
+    this.healLinks();
+    for (const id of this.ids) {
+      if (this.#postgresPaused.has(id)) await this.resumePostgres(id);
+      if (this.#postgresDown.has(id)) await this.restartPostgres(id);
+      const process = this.process(id);
+      process.resume();
+      if (!process.running) await process.start(options);
     }
-    await postgres.restart();
-    postgresProxy.retarget(targetOf(postgres));
   }
 
   /** Cuts the link `from -> to` (`from`'s requests to `to`: Raft messages, forwarded proposals). */
@@ -266,6 +301,12 @@ export class NemesisCluster implements AsyncDisposable {
     const member = this.#members.get(id);
     if (member === undefined) throw new Error(`no node "${id}" in this cluster`);
     return member;
+  }
+
+  #server(id: string): PostgresServer {
+    const server = this.#member(id).postgres;
+    if (server === undefined) throw new Error(`node ${id} has no Postgres server of its own`);
+    return server;
   }
 
   #link(from: string, to: string): TcpProxy {

@@ -25,7 +25,7 @@ export interface NemesisOptions {
   readonly seed: number;
   /** Nodes in the cluster (3 or 5). */
   readonly nodes: number;
-  /** The scenarios to mix. */
+  /** The scenarios to mix; those that do not apply to the cluster are left out (with a log line). */
   readonly scenarios: readonly Scenario[];
   /** Start no round after this many ms (the round under way finishes). */
   readonly durationMs?: number;
@@ -125,8 +125,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
   if (options.durationMs === undefined && options.rounds === undefined) {
     throw new TypeError('runNemesis needs durationMs or rounds');
   }
-  const applicable = options.scenarios;
-  if (applicable.length === 0) throw new TypeError('runNemesis needs at least one scenario');
+  if (options.scenarios.length === 0) throw new TypeError('runNemesis needs at least one scenario');
   const { signal } = options;
   const random = seededRandom(options.seed);
   const catchUpBoundMs = options.catchUpBoundMs ?? 30_000;
@@ -167,13 +166,14 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
     },
     ...(signal ? { signal } : {}),
   });
-  for (const scenario of applicable) {
-    if (!scenario.appliesTo(cluster)) {
-      throw new Error(
-        `scenario ${scenario.name} does not apply to this cluster (${describePostgres(options.postgres)})`,
-      );
-    }
+  const applicable = options.scenarios.filter((scenario) => scenario.appliesTo(cluster));
+  const left = options.scenarios.filter((scenario) => !applicable.includes(scenario));
+  if (left.length > 0) {
+    log(
+      `[nemesis] leaving out ${left.map((scenario) => scenario.name).join(', ')}: not for a cluster on ${describePostgres(options.postgres)}`,
+    );
   }
+  if (applicable.length === 0) throw new Error('none of the scenarios applies to this cluster');
   note(`cluster of ${options.nodes} started (${describePostgres(options.postgres)})`);
   await waitForLeader(cluster, { timeoutMs: 30_000, ...(signal ? { signal } : {}) });
 
@@ -241,7 +241,9 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
       } catch (error) {
         if (signal?.aborted) throw error;
         problems.push(`the fault failed: ${(error as Error).message}`);
-        await healEverything(cluster);
+        await cluster.healAll(signal ? { signal } : {}).catch((heal: unknown) => {
+          problems.push(`healing after it failed too: ${(heal as Error).message}`);
+        });
       }
       await Promise.all(restarts);
       const healedAt = now();
@@ -333,21 +335,6 @@ async function takeSnapshot(cluster: NemesisCluster, id: string): Promise<string
     return taken === null ? 'nothing new to snapshot' : `index ${taken.index}`;
   } catch (error) {
     return `failed (${(error as Error).message})`;
-  }
-}
-
-/** After a scenario that failed half-way: every process running, every link and server healed. */
-async function healEverything(cluster: NemesisCluster): Promise<void> {
-  cluster.healLinks();
-  for (const id of cluster.ids) {
-    const process = cluster.process(id);
-    process.resume();
-    const server = cluster.postgres(id);
-    if (server !== undefined) {
-      await server.resume().catch(() => {});
-      await cluster.restartPostgres(id).catch(() => {});
-    }
-    if (!process.running) await process.start().catch(() => {});
   }
 }
 

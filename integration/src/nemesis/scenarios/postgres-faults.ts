@@ -1,4 +1,3 @@
-import type { PostgresServer } from '../../postgres/index.ts';
 import type { FaultContext, Scenario } from '../scenario.ts';
 import { pick } from '../scenario.ts';
 
@@ -13,12 +12,6 @@ async function target(context: FaultContext): Promise<{ id: string; role: string
   return { id: follower, role: 'follower' };
 }
 
-function serverOf(context: FaultContext, id: string): PostgresServer {
-  const server = context.cluster.postgres(id);
-  if (server === undefined) throw new Error(`node ${id} has no Postgres server of its own`);
-  return server;
-}
-
 /**
  * Takes a node's Postgres away (`how`), holds, brings it back; the node itself is left alone:
  * its supervisor restarts it once its database answers again.
@@ -31,8 +24,7 @@ function downAndBack(name: string, summary: string, how: 'stop' | 'kill'): Scena
     run: async (context) => {
       const { id, role } = await target(context);
       context.note(`${how} the Postgres of ${role} ${id}`);
-      const server = serverOf(context, id);
-      await (how === 'stop' ? server.stop() : server.kill());
+      await (how === 'stop' ? context.cluster.stopPostgres(id) : context.cluster.killPostgres(id));
       await context.hold();
       context.note(`restart the Postgres of ${id}`);
       await context.cluster.restartPostgres(id);
@@ -66,11 +58,10 @@ export const postgresHang: Scenario = {
   run: async (context) => {
     const { id, role } = await target(context);
     context.note(`pause the Postgres of ${role} ${id}`);
-    const server = serverOf(context, id);
-    await server.pause();
+    await context.cluster.pausePostgres(id);
     await context.hold({ minMs: pick(context.random, HANG_MIN_MS) });
     context.note(`resume the Postgres of ${id}`);
-    await server.resume();
+    await context.cluster.resumePostgres(id);
     return { targets: [id], detail: `hang the Postgres of ${role} ${id}` };
   },
 };
