@@ -24,7 +24,12 @@ const config: ViteUserConfig = defineConfig({
     projects: [
       unitProject('core'),
       unitProject('trpc-transport'),
-      unitProject('pg-storage'),
+      // PGlite (Postgres in WebAssembly) is slow on a loaded 2-core machine: a test may take a
+      // few times its usual seconds there.
+      {
+        ...unitProject('pg-storage'),
+        test: { ...unitProject('pg-storage').test, testTimeout: 20_000 },
+      },
       unitProject('log-compaction'),
       {
         extends: true,

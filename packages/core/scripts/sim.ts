@@ -4,6 +4,7 @@
  *   pnpm --filter @tsraft/core sim --seeds 200 [--nodes 5] [--from 1]
  *   pnpm --filter @tsraft/core sim --seed 17          (replays one seed)
  *   --small-batches: one or two entries per AppendEntries and a tiny window (more interleavings)
+ *   --membership: an operator changes the membership and transfers leadership meanwhile
  *   --options JSON: any other SimulationOptions (a failure prints the exact replay command)
  */
 import { parseArgs } from 'node:util';
@@ -21,6 +22,7 @@ const { values } = parseArgs({
     from: { type: 'string', default: '1' },
     nodes: { type: 'string', default: '3' },
     'small-batches': { type: 'boolean', default: false },
+    membership: { type: 'boolean', default: false },
     options: { type: 'string' },
   },
 });
@@ -54,7 +56,7 @@ const seeds =
     : [toInt('seed', values.seed)];
 
 console.log(
-  'seed   events  virtual-ms  leader-terms  acked  unknown  reads  crashes  partitions  snapshots  wall-ms',
+  'seed   events  virtual-ms  leader-terms  acked  unknown  reads  crashes  partitions  snapshots  changes  transfers  wall-ms',
 );
 let failures = 0;
 for (const seed of seeds) {
@@ -63,6 +65,7 @@ for (const seed of seeds) {
     const r = await runSimulation({
       nodes,
       ...(values['small-batches'] ? { tuning: SMALL_BATCHES } : {}),
+      ...(values.membership ? { membership: true } : {}),
       ...extra,
       seed,
     });
@@ -77,9 +80,11 @@ for (const seed of seeds) {
       r.crashes,
       r.partitions,
       r.snapshotsInstalled,
+      r.membershipChanges,
+      r.transfers,
       Math.round(performance.now() - started),
     ];
-    const widths = [5, 8, 11, 13, 6, 8, 6, 8, 11, 10, 8];
+    const widths = [5, 8, 11, 13, 6, 8, 6, 8, 11, 10, 8, 10, 8];
     console.log(cols.map((c, i) => String(c).padStart(widths[i] ?? 6)).join(' '));
   } catch (error) {
     failures++;

@@ -1,5 +1,29 @@
 import { describe, expect, it } from 'vitest';
 import { ClientSessions, type ClientSessionsJson } from './client-sessions.ts';
+import { describeClientSessionConformance } from './testing/client-session-conformance.ts';
+
+describeClientSessionConformance('ClientSessions', async (options) => {
+  const sessions = new ClientSessions<string>(options);
+  return {
+    apply: async (batches) =>
+      batches.map((batch) =>
+        batch.map((command) => {
+          const check = sessions.check(command, command.timestamp);
+          switch (check.kind) {
+            case 'new':
+              sessions.record(command, command.token, command.timestamp);
+              return { result: command.token };
+            case 'duplicate':
+              return { result: check.result };
+            case 'expired':
+              return { expired: true };
+            default:
+              return check satisfies never;
+          }
+        }),
+      ),
+  };
+});
 
 const HOUR = 60 * 60 * 1_000;
 const DAY = 24 * HOUR;

@@ -3,9 +3,9 @@ import type { ClientSession } from './state-machine.ts';
 /** Options of {@link ClientSessions}. */
 export interface ClientSessionsOptions {
   /**
-   * How many results a client keeps, by highest sequence number. A command older than the oldest
-   * kept result is answered `expired`: it may have executed, and its result is gone. A client may
-   * have at most this many commands in flight. Default 1,000.
+   * A client's results within this many sequence numbers of its highest are kept. A command at or
+   * below `highest - retainPerClient` is answered `expired`: it may have executed, and its result
+   * is gone. A client may have at most this many commands in flight. Default 1,000.
    */
   readonly retainPerClient?: number;
   /**
@@ -47,7 +47,7 @@ export interface ClientSessionsJson<Result> {
 interface ClientSessionJson<Result> {
   readonly clientId: string;
   readonly lastActivity: number;
-  /** Highest sequence number whose result was dropped to honour `retainPerClient`, or 0. */
+  /** Commands at or below it are expired: `highest seq - retainPerClient`, or 0. */
   readonly floor: number;
   /** Kept results as `[seq, result]`, by increasing `seq`. */
   readonly results: readonly (readonly [number, Result])[];
@@ -156,10 +156,10 @@ export class ClientSessions<Result> {
     this.#live.set(session.clientId, live);
     insertSorted(live.seqs, session.seq);
     live.results.set(session.seq, result);
-    if (live.seqs.length > this.#retainPerClient) {
-      const dropped = live.seqs.shift() as number;
-      live.results.delete(dropped);
-      live.floor = dropped;
+    // Results within retainPerClient of the highest sequence number are kept.
+    live.floor = Math.max(live.floor, (live.seqs.at(-1) as number) - this.#retainPerClient);
+    while (live.seqs.length > 0 && (live.seqs[0] as number) <= live.floor) {
+      live.results.delete(live.seqs.shift() as number);
     }
   }
 

@@ -10,13 +10,29 @@ export {
   type ClientSessionsOptions,
   type SessionCheck,
 } from './client-sessions.ts';
-export { type ClusterConfig, isVoter, members, validateConfig } from './configuration.ts';
+export {
+  type ClusterConfig,
+  decodeConfig,
+  encodeConfig,
+  isJoint,
+  isVoter,
+  members,
+  validateConfig,
+} from './configuration.ts';
 export {
   DEFAULT_ENGINE_TUNING,
   type EngineOptions,
   type EngineTuning,
 } from './engine/engine-options.ts';
-export { type EngineStatus, type ProposeResult, RaftEngine } from './engine/raft-engine.ts';
+export type { ChangeMode, MembershipChange } from './engine/membership-change.ts';
+export {
+  type ConfigChangeResult,
+  type EngineStatus,
+  type PeerProgress,
+  type ProposeResult,
+  RaftEngine,
+  type TransferResult,
+} from './engine/raft-engine.ts';
 export type { ReadResult, Ready, Role, SoftState } from './engine/ready.ts';
 export {
   BackpressureError,

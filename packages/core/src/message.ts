@@ -17,7 +17,8 @@ export type Message =
   | InstallSnapshot
   | InstallSnapshotResponse
   | ReadIndexRequest
-  | ReadIndexResponse;
+  | ReadIndexResponse
+  | TimeoutNow;
 
 export type MessageType = Message['type'];
 
@@ -58,6 +59,11 @@ export interface RequestVote extends MessageBase {
   readonly prevote: boolean;
   readonly lastIndex: number;
   readonly lastTerm: number;
+  /**
+   * Set by a candidate that campaigns because the leader handed leadership over (TimeoutNow,
+   * thesis 3.10): voters grant it even though they heard from that leader recently (thesis 4.2.3).
+   */
+  readonly transfer?: boolean;
 }
 
 export interface RequestVoteResponse extends MessageBase {
@@ -68,8 +74,10 @@ export interface RequestVoteResponse extends MessageBase {
 
 /**
  * Leader to follower, every heartbeat interval: asserts leadership and carries the commit index
- * (never beyond what the follower is known to hold). `round` numbers the heartbeat rounds a
- * ReadIndex waits on (thesis 6.4); 0 when no read waits.
+ * (never beyond what the follower is known to hold). `round` numbers the leader's heartbeat
+ * broadcasts, each its own: a ReadIndex waits for a quorum to answer a round sent after the read
+ * arrived (thesis 6.4), and a lease runs from the departure of the latest round a quorum
+ * answered (thesis 6.4.1).
  */
 export interface Heartbeat extends MessageBase {
   readonly type: 'heartbeat';
@@ -117,4 +125,13 @@ export interface ReadIndexResponse extends MessageBase {
   readonly type: 'read-index-response';
   readonly id: string;
   readonly index: number | null;
+}
+
+/**
+ * Leader to the target of a leadership transfer whose log it has brought up to date (thesis
+ * 3.10): start an election at once, without waiting for the election timeout and without a
+ * pre-vote.
+ */
+export interface TimeoutNow extends MessageBase {
+  readonly type: 'timeout-now';
 }

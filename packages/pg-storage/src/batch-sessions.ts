@@ -14,6 +14,14 @@ export interface SessionRetention {
   readonly forgetAfterMs: number;
 }
 
+/**
+ * The result of a command, filled in once the command has run: a command that runs with others
+ * of its run (a batch handler) is recorded before its result is known.
+ */
+export interface ResultSlot {
+  result: CommandResult<unknown> | undefined;
+}
+
 interface SessionRow {
   lastActive: number;
   floor: number;
@@ -46,8 +54,8 @@ export class BatchSessions {
   readonly #tables: RaftTables;
   readonly #retention: SessionRetention;
   readonly #rows: Map<string, SessionRow>;
-  readonly #results = new Map<string, CommandResult<unknown>>();
-  readonly #recorded = new Map<string, { clientId: string; seq: number; json: string }>();
+  readonly #results = new Map<string, ResultSlot>();
+  readonly #recorded = new Map<string, { clientId: string; seq: number; slot: ResultSlot }>();
 
   private constructor(
     tables: RaftTables,
@@ -105,16 +113,18 @@ export class BatchSessions {
       });
     }
     for (const [clientId, seq, result] of parseJson(loaded.results) as unknown[][]) {
-      batch.#results.set(
-        key(String(clientId), toSafeInteger(seq, 'client_result.seq')),
-        parseJson(result) as CommandResult<unknown>,
-      );
+      batch.#results.set(key(String(clientId), toSafeInteger(seq, 'client_result.seq')), {
+        result: parseJson(result) as CommandResult<unknown>,
+      });
     }
     return batch;
   }
 
-  /** Classifies the command `session` at time `now`. Changes nothing. */
-  check(session: ClientSession, now: number): SessionCheck<CommandResult<unknown>> {
+  /**
+   * Classifies the command `session` at time `now`. Changes nothing. A duplicate's result may
+   * still be pending (a command earlier in the batch that has not run yet).
+   */
+  check(session: ClientSession, now: number): SessionCheck<ResultSlot> {
     const row = this.#rows.get(session.clientId);
     if (row === undefined) return { kind: 'new' };
     const idle = now - row.lastActive;
@@ -125,8 +135,11 @@ export class BatchSessions {
     return result === undefined ? { kind: 'new' } : { kind: 'duplicate', result };
   }
 
-  /** Records the result of the new command `session`, executed at time `now`. */
-  record(session: ClientSession, result: CommandResult<unknown>, now: number): void {
+  /**
+   * Records the new command `session`, executed at time `now`, with its result `slot` (which
+   * must be filled in before {@link save}).
+   */
+  record(session: ClientSession, slot: ResultSlot, now: number): void {
     const { clientId, seq } = session;
     let row = this.#rows.get(clientId);
     if (row === undefined || now - row.lastActive > this.#retention.forgetAfterMs) {
@@ -144,8 +157,8 @@ export class BatchSessions {
     row.dirty = true;
     row.floor = Math.max(row.floor, row.highest - this.#retention.retainPerClient);
     const k = key(clientId, seq);
-    this.#results.set(k, result);
-    this.#recorded.set(k, { clientId, seq, json: JSON.stringify(result) });
+    this.#results.set(k, slot);
+    this.#recorded.set(k, { clientId, seq, slot });
   }
 
   /**
@@ -187,8 +200,8 @@ export class BatchSessions {
       (r) => r.seq > (this.#rows.get(r.clientId)?.floor ?? 0),
     );
     if (kept.length > 0) {
-      // The results are JSON text already: spliced into one JSON array without re-encoding.
-      const rows = `[${kept.map((r) => `{"c":${JSON.stringify(r.clientId)},"s":${r.seq},"r":${r.json}}`).join(',')}]`;
+      // Each result's JSON is spliced into one JSON array without encoding it twice.
+      const rows = `[${kept.map((r) => `{"c":${JSON.stringify(r.clientId)},"s":${r.seq},"r":${resultJson(r.slot)}}`).join(',')}]`;
       writes.push(sql`
         insert into ${t.clientResult} (client_id, seq, result)
         select c, s, r from jsonb_to_recordset(cast(${rows} as jsonb)) as x(c text, s int8, r jsonb)
@@ -226,6 +239,12 @@ export class BatchSessions {
       `.execute(trx);
     }
   }
+}
+
+/** A recorded result as JSON; its command must have run. */
+function resultJson(slot: ResultSlot): string {
+  if (slot.result === undefined) throw new Error('a recorded command has no result yet');
+  return JSON.stringify(slot.result);
 }
 
 /** A `json` value as the driver returns it: parsed already (`pg`), or as text. */

@@ -44,6 +44,32 @@ export interface CommandDefinition<DB, Schema extends z.ZodType, Result> {
    * node stops. Never catch a database error and carry on: Postgres aborts the transaction.
    */
   handler(trx: Transaction<DB>, input: z.output<Schema>, ctx: CommandContext): Promise<Result>;
+  /**
+   * Optional: executes a run of consecutive commands of this name at once, with set-based
+   * statements (one multi-row `INSERT ... ON CONFLICT`, `unnest(...)`, `UPDATE ... FROM (VALUES
+   * ...)`) instead of one round trip per statement per command. Called for runs of two or more
+   * commands of a batch (never with savepoints); `handler` still runs single commands and every
+   * command after a domain error.
+   *
+   * Contract: it must leave the replicated tables exactly as running `handler` on each command
+   * in order would, and return each command's result in order (one per command), including
+   * read-your-writes inside the run (a later `put` of the same key wins; an `INSERT ... ON
+   * CONFLICT DO UPDATE` cannot touch one row twice, so fold such commands first). When any
+   * command of the run would be refused, throw a domain error (`CommandRejection`, or let the
+   * constraint violation propagate): the state machine undoes the run and executes its commands
+   * one by one with `handler`, so each refusal stays its own command's. The same rules of
+   * determinism hold as for `handler`.
+   */
+  readonly batchHandler?: (
+    trx: Transaction<DB>,
+    commands: readonly BatchedCommand<z.output<Schema>>[],
+  ) => Promise<readonly Result[]>;
+}
+
+/** One command of a run given to {@link CommandDefinition.batchHandler}. */
+export interface BatchedCommand<Input> {
+  readonly input: Input;
+  readonly ctx: CommandContext;
 }
 
 /**

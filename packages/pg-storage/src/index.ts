@@ -9,6 +9,7 @@
 export type { SessionRetention } from './batch-sessions.ts';
 export {
   type AnyCommandDefinition,
+  type BatchedCommand,
   type CommandContext,
   type CommandDefinition,
   type CommandInput,

@@ -9,7 +9,7 @@ import type {
 import { StorageError } from '@tsraft/core';
 import { sql } from 'kysely';
 import type { AnyKysely, AnyTransaction } from './any-kysely.ts';
-import { BatchSessions, type SessionRetention } from './batch-sessions.ts';
+import { BatchSessions, type ResultSlot, type SessionRetention } from './batch-sessions.ts';
 import { commandContext } from './command-context.ts';
 import type {
   AnyCommandDefinition,
@@ -89,6 +89,19 @@ export interface PostgresStateMachineOptions<C extends CommandMap> {
   readonly exportConnections?: number;
   /** Aborts opening (the migration). */
   readonly signal?: AbortSignal;
+}
+
+/** A command entry, as far as executing it needs to know. */
+type NamedCommandEntry = AppliedEntry<{ readonly name: string }> & { kind: 'command' };
+
+/** A command waiting in a run for the batch handler of its definition. */
+interface RunMember {
+  /** Its position in the batch. */
+  readonly position: number;
+  readonly entry: NamedCommandEntry;
+  readonly definition: AnyCommandDefinition;
+  readonly input: unknown;
+  readonly slot: ResultSlot;
 }
 
 type Prepared =
@@ -350,7 +363,14 @@ export class PostgresStateMachine<C extends CommandMap>
     const startNow = toSafeInteger(row.now, 'applied_state.now');
     let now = startNow;
     const sessions = BatchSessions.fromLoaded(t, this.#retention, row);
-    const results: (CommandResult<unknown> | undefined)[] = [];
+    const results: (ResultSlot | undefined)[] = [];
+    /** Consecutive commands of one name with a batch handler, waiting to run together. */
+    let run: RunMember[] = [];
+    const flush = async (): Promise<void> => {
+      const members = run;
+      run = [];
+      await this.#executeRun(trx, members);
+    };
     for (const [i, entry] of entries.entries()) {
       signal?.throwIfAborted();
       if (entry.kind !== 'command') {
@@ -368,25 +388,42 @@ export class PostgresStateMachine<C extends CommandMap>
         }
         if (check.kind === 'expired') {
           results.push({
-            status: 'error',
-            error: {
-              name: 'SessionExpiredError',
-              message: `command ${session.seq} of client ${session.clientId} belongs to an expired session or is too old to answer; start a new session`,
+            result: {
+              status: 'error',
+              error: {
+                name: 'SessionExpiredError',
+                message: `command ${session.seq} of client ${session.clientId} belongs to an expired session or is too old to answer; start a new session`,
+              },
             },
           });
           continue;
         }
       }
-      const result = await this.#execute(
-        trx,
-        entry,
-        prepared[i] as Prepared,
-        i >= savepointFrom,
-        i,
-      );
-      if (session !== undefined) sessions.record(session, result, now);
-      results.push(result);
+      const slot: ResultSlot = { result: undefined };
+      // Recorded before it runs: a retry later in the batch answers from this slot.
+      if (session !== undefined) sessions.record(session, slot, now);
+      results.push(slot);
+      const command = prepared[i] as Prepared;
+      if (command.ok && command.definition.batchHandler !== undefined && i < savepointFrom) {
+        if (run[0] !== undefined && run[0].definition !== command.definition) await flush();
+        run.push({
+          position: i,
+          entry,
+          definition: command.definition,
+          input: command.input,
+          slot,
+        });
+        continue;
+      }
+      if (!command.ok) {
+        // Never executed: it changes nothing, so the run goes on past it.
+        slot.result = { status: 'error', error: command.error };
+        continue;
+      }
+      await flush();
+      slot.result = await this.#execute(trx, entry, command, i >= savepointFrom, i);
     }
+    await flush();
     const sweep = Math.floor(now / SWEEP_EVERY_MS) > Math.floor(startNow / SWEEP_EVERY_MS);
     const last = entries.at(-1) as AppliedEntry<CommandOf<C>>;
     await sessions.save(
@@ -395,13 +432,59 @@ export class PostgresStateMachine<C extends CommandMap>
       sweep,
       sql`update ${t.appliedState} set index = ${last.index}, term = ${last.term}, now = ${now}`,
     );
-    return results;
+    return results.map((slot) => slot?.result);
+  }
+
+  /**
+   * Runs consecutive commands of one name: one alone through its `handler`, two or more at once
+   * through its `batchHandler`, which must answer one result per command. A domain error of the
+   * batch handler rolls the whole batch back (an {@link OptimisticRejection} at the run's first
+   * command), so that the run is executed again command by command; any other error is fatal.
+   */
+  async #executeRun(trx: AnyTransaction, run: readonly RunMember[]): Promise<void> {
+    const first = run[0];
+    if (first === undefined) return;
+    if (run.length === 1) {
+      first.slot.result = await this.#execute(
+        trx,
+        first.entry,
+        { ok: true, definition: first.definition, input: first.input },
+        false,
+        first.position,
+      );
+      return;
+    }
+    const batchHandler = first.definition.batchHandler as NonNullable<
+      AnyCommandDefinition['batchHandler']
+    >;
+    let values: readonly unknown[];
+    try {
+      values = await batchHandler(
+        trx,
+        run.map((member) => ({ input: member.input, ctx: commandContext(member.entry) })),
+      );
+    } catch (error) {
+      if (this.#rejection(error) !== undefined) throw new OptimisticRejection(first.position);
+      throw new HandlerFailure(first.entry.command.name, first.entry.index, error);
+    }
+    if (!Array.isArray(values) || values.length !== run.length) {
+      throw new HandlerFailure(
+        first.entry.command.name,
+        first.entry.index,
+        new TypeError(
+          `the batch handler answered ${Array.isArray(values) ? values.length : 'no array of'} results for ${run.length} commands`,
+        ),
+      );
+    }
+    run.forEach((member, i) => {
+      member.slot.result = { status: 'ok', value: values[i] };
+    });
   }
 
   /** Runs one command's handler; with `savepoint`, its domain error undoes only its own work. */
   async #execute(
     trx: AnyTransaction,
-    entry: AppliedEntry<CommandOf<C>> & { kind: 'command' },
+    entry: NamedCommandEntry,
     prepared: Prepared,
     savepoint: boolean,
     position: number,

@@ -28,6 +28,8 @@ const clusterConfig = z.object({
   voters: z.array(nodeId).min(1),
   outgoingVoters: z.array(nodeId).optional(),
   learners: z.array(nodeId).optional(),
+  autoPromote: z.array(nodeId).optional(),
+  addresses: z.record(nodeId, z.string().min(1).max(2048)).optional(),
 });
 
 const installSnapshot = z.object({
@@ -58,6 +60,7 @@ const message = z.discriminatedUnion('type', [
     prevote: z.boolean(),
     lastIndex: count,
     lastTerm: count,
+    transfer: z.boolean().optional(),
   }),
   z.object({
     type: z.literal('vote-response'),
@@ -81,6 +84,7 @@ const message = z.discriminatedUnion('type', [
     id: z.string().max(1024),
     index: count.nullable(),
   }),
+  z.object({ type: z.literal('timeout-now'), ...addressing }),
 ]);
 
 /** Input of the `raft` procedure: a batch of protocol messages. */

@@ -100,6 +100,8 @@ export interface AppClusterOptions<TRouter extends AnyTRPCRouter> {
   readonly readTimeoutMs?: number;
   /** Wraps every node's transport, to inject network faults. */
   readonly faults?: FaultInjector;
+  /** The `responseMeta` of each node's HTTP adapter (e.g. the plugin's leader header). */
+  readonly responseMeta?: (deps: AppDeps) => () => { headers: Record<string, string> };
 }
 
 interface RunningNode {
@@ -144,15 +146,17 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
       listen: false,
     });
     let node: KvNode | undefined;
+    const deps: AppDeps = {
+      node: () => {
+        if (node === undefined) throw new Error(`node ${id} has not started`);
+        return node;
+      },
+      machine: () => machine,
+    };
     const app = createHTTPHandler({
-      router: options.app({
-        node: () => {
-          if (node === undefined) throw new Error(`node ${id} has not started`);
-          return node;
-        },
-        machine: () => machine,
-      }),
+      router: options.app(deps),
       basePath: '/trpc',
+      ...(options.responseMeta === undefined ? {} : { responseMeta: options.responseMeta(deps) }),
       createContext: ({ req }): AppContext => ({ admin: req.headers['x-admin'] === ADMIN_SECRET }),
     });
     const server = createServer((req, res) => {
@@ -210,12 +214,19 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
   /**
    * A client of the whole cluster: stamped, retried mutations ({@link raftSessionLink}) that
    * move between nodes ({@link raftFailoverLink}), starting at `initial`. `onFetchFailure`
-   * counts requests that got no answer. `transformer`: the app's, if it has one.
+   * counts requests that got no answer; `onFetch` sees the URL of every request. `transformer`:
+   * the app's, if it has one.
    */
   sessionClient(
-    options: { initial?: NodeId; onFetchFailure?: () => void; transformer?: WireTransformer } = {},
+    options: {
+      initial?: NodeId;
+      onFetchFailure?: () => void;
+      onFetch?: (url: string) => void;
+      transformer?: WireTransformer;
+    } = {},
   ): TRPCClient<TRouter> {
     const counted: typeof fetch = async (input, init) => {
+      options.onFetch?.(String(input));
       try {
         return await fetch(input, init);
       } catch (error) {

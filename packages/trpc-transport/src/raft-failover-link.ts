@@ -3,6 +3,7 @@ import type { AnyTRPCRouter } from '@trpc/server';
 import { observable } from '@trpc/server/observable';
 import type { NodeId } from '@tsraft/core';
 import { raftCallFailure } from './raft-client-error.ts';
+import { leaderFromContext } from './raft-leader-header.ts';
 
 /** Options of {@link raftFailoverLink}. */
 export interface RaftFailoverLinkOptions<TRouter extends AnyTRPCRouter> {
@@ -16,10 +17,12 @@ export interface RaftFailoverLinkOptions<TRouter extends AnyTRPCRouter> {
 
 /**
  * A terminating link that sends each call to one node of the cluster at a time, and moves on
- * when that node cannot serve:
+ * when that node cannot serve, or when it names another node as the leader:
  *
- * - to the leader, when an error names one (`data.raft.leaderHint`) among `nodes`, which saves
- *   the follower's forwarding hop;
+ * - to the leader, when an answer names one among `nodes` (the `x-tsraft-leader` header the
+ *   server's `createRaftProcedures(...).responseMeta` sets, or an error's
+ *   `data.raft.leaderHint`), which saves the follower's forwarding hop on every later call: a
+ *   client that starts at a follower moves after its first answer;
  * - to the next node, when no answer came (the node is down or unreachable), when the node is
  *   closed, or when it knows no leader (it may be cut off from the majority).
  *
@@ -52,6 +55,12 @@ export function raftFailoverLink<TRouter extends AnyTRPCRouter>(
         current = ids[(ids.indexOf(from) + 1) % ids.length] as NodeId;
       }
     };
+    /** An answer of `from` named `leader`: later calls go there (a call that moved on wins). */
+    const follow = (from: NodeId, leader: string | undefined): void => {
+      if (leader !== undefined && current === from && leader !== from && links.has(leader)) {
+        current = leader;
+      }
+    };
     return ({ op }) =>
       observable((observer) => {
         const target = current;
@@ -63,7 +72,10 @@ export function raftFailoverLink<TRouter extends AnyTRPCRouter>(
             throw new Error('the link of raftFailoverLink must be a terminating link');
           },
         }).subscribe({
-          next: (envelope) => observer.next(envelope),
+          next: (envelope) => {
+            follow(target, leaderFromContext(envelope.context));
+            observer.next(envelope);
+          },
           complete: () => observer.complete(),
           error: (error) => {
             moveOn(target, error);

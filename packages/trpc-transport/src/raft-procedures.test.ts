@@ -314,6 +314,46 @@ describe('the tRPC plugin on a 3-node cluster over real HTTP', () => {
   });
 });
 
+describe('leader discovery through the x-tsraft-leader header', () => {
+  /** Runs three puts from a client that starts at a follower; returns the URLs it sent to. */
+  async function putsFromAFollower(withHeader: boolean) {
+    await using cluster = await AppCluster.start({
+      app: kvApp,
+      ...(withHeader
+        ? {
+            responseMeta: (deps: AppDeps) =>
+              createRaftProcedures({ node: deps.node, command: kvCommand }).responseMeta,
+          }
+        : {}),
+    });
+    const leader = await cluster.leader();
+    const follower = cluster.others(leader.id)[0] as NodeId;
+    const sent: string[] = [];
+    const client = cluster.sessionClient({ initial: follower, onFetch: (url) => sent.push(url) });
+    for (const key of ['a', 'b', 'c']) {
+      expect(await client.put.mutate({ key, value: key })).toEqual({ key, stored: key });
+    }
+    return {
+      follower: cluster.urls[follower] as string,
+      leader: cluster.urls[leader.id] as string,
+      sent,
+    };
+  }
+
+  it('moves a client that starts at a follower to the leader after its first answer', async () => {
+    const { follower, leader, sent } = await putsFromAFollower(true);
+    expect(sent).toHaveLength(3);
+    expect(sent[0]?.startsWith(follower)).toBe(true);
+    expect(sent.slice(1).every((url) => url.startsWith(leader))).toBe(true);
+  });
+
+  it('without the header, a client stays at the follower, which forwards every call', async () => {
+    const { follower, sent } = await putsFromAFollower(false);
+    expect(sent).toHaveLength(3);
+    expect(sent.every((url) => url.startsWith(follower))).toBe(true);
+  });
+});
+
 describe('exactly-once through the session link while the leader is killed', () => {
   it('applies every acknowledged write exactly once on every surviving node (thesis 6.3)', async () => {
     await using cluster = await AppCluster.start({ app: kvApp });

@@ -11,12 +11,14 @@ import {
 } from '@trpc/server';
 import {
   type ClientSession,
+  type NodeId,
   RaftError,
   type RaftNode,
   type RaftNodeStatus,
   type StoredSnapshot,
 } from '@tsraft/core';
 import type { z } from 'zod';
+import { RAFT_LEADER_HEADER } from './raft-leader-header.ts';
 import { RAFT_SESSION_FIELD, type RaftSessionInput } from './raft-session-field.ts';
 import { raftSessionInput } from './raft-session-input.ts';
 import { type RaftErrorData, RaftTrpcError, toRaftTrpcError } from './raft-trpc-error.ts';
@@ -204,6 +206,14 @@ export interface RaftProcedures<
   readonly linearizableQuery: RaftLinearizableBuilder;
   /** An admin router to mount under a key of your router, guarded by `authorize`. Opt-in. */
   adminRouter<Context>(options: RaftAdminOptions<Context>): RaftAdminRouter;
+  /**
+   * For your HTTP adapter's `responseMeta` option (or to merge into yours): the header
+   * `x-tsraft-leader` with the id of the leader this node knows, when it knows one. With it,
+   * `raftFailoverLink` moves a client that reached a follower to the leader after the first
+   * answer, so that later calls skip the follower's forwarding hop. The leader's id is what
+   * errors already tell any caller (`data.raft.leaderHint`).
+   */
+  responseMeta(): { headers: Record<string, string> };
 }
 
 /**
@@ -355,7 +365,30 @@ export function createRaftProcedures<
         }),
       });
     },
+    responseMeta: () => {
+      const leader = knownLeader(resolve());
+      const headers: Record<string, string> = {};
+      if (leader !== null) headers[RAFT_LEADER_HEADER] = leader;
+      return { headers };
+    },
   };
+}
+
+/** The leader each node knows, kept up to date by its `leader-change` events. */
+const leaders = new WeakMap<object, { id: NodeId | null }>();
+
+/** The leader `node` knows, without building its whole status on every request. */
+function knownLeader<Command, Result>(node: RaftNode<Command, Result>): NodeId | null {
+  let known = leaders.get(node);
+  if (known === undefined) {
+    const entry = { id: node.status().leaderId };
+    node.on('leader-change', ({ leaderId }) => {
+      entry.id = leaderId;
+    });
+    leaders.set(node, entry);
+    known = entry;
+  }
+  return known.id;
 }
 
 /** The command without the stamp, should the command's parser have kept it. */

@@ -39,12 +39,23 @@ const EVERY_MESSAGE: Message[] = [
   },
   { type: 'append-response', from: 'n1', to: 'n2', term: 2, success: true, index: 9 },
   { type: 'vote', from: 'n1', to: 'n2', term: 3, prevote: true, lastIndex: 7, lastTerm: 2 },
+  {
+    type: 'vote',
+    from: 'n1',
+    to: 'n2',
+    term: 3,
+    prevote: false,
+    lastIndex: 7,
+    lastTerm: 2,
+    transfer: true,
+  },
   { type: 'vote-response', from: 'n1', to: 'n2', term: 3, prevote: false, granted: true },
   { type: 'heartbeat', from: 'n1', to: 'n2', term: 2, commit: 5, round: 1 },
   { type: 'heartbeat-response', from: 'n1', to: 'n2', term: 2, round: 1, lastIndex: 5 },
   { type: 'snapshot-response', from: 'n1', to: 'n2', term: 2, index: 10 },
   { type: 'read-index', from: 'n1', to: 'n2', term: 2, id: 'read-1' },
   { type: 'read-index-response', from: 'n1', to: 'n2', term: 2, id: 'read-1', index: null },
+  { type: 'timeout-now', from: 'n1', to: 'n2', term: 2 },
 ];
 
 function timeout(ms: number): { signal: AbortSignal } {
@@ -170,7 +181,17 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
       from: 'n1',
       to: 'n2',
       term: 4,
-      snapshot: { index: 100, term: 3, config: { voters: ['n1', 'n2', 'n3'], learners: ['n4'] } },
+      snapshot: {
+        index: 100,
+        term: 3,
+        config: {
+          voters: ['n1', 'n2', 'n3'],
+          outgoingVoters: ['n1', 'n2', 'n5'],
+          learners: ['n4', 'n5'],
+          autoPromote: ['n4'],
+          addresses: { n4: 'http://127.0.0.1:4004' },
+        },
+      },
     };
     const chunk: SnapshotChunk = {
       size: 8 * 1024 * 1024,

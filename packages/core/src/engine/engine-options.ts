@@ -34,6 +34,28 @@ export interface EngineTuning {
   readonly maxUncommittedBytes: number;
   /** Bytes of committed entries handed out to apply per batch. Default 4 MiB. */
   readonly maxApplyBytes: number;
+  /**
+   * A learner listed in `autoPromote` becomes a voter once its log is at most this many entries
+   * behind the leader's last index. Default 64.
+   */
+  readonly promotionLagEntries: number;
+  /**
+   * Lease reads (thesis 6.4.1): a leader answers a lease read at once, without a heartbeat round,
+   * while a quorum acknowledged a heartbeat it sent less than `leaseTicks` ticks ago, where
+   * `leaseTicks = floor((electionTicks - 1) / (1 + maxClockDrift)) - 1`. Needs `checkQuorum`:
+   * voters then refuse any vote for an election timeout after hearing from the leader, so no
+   * other leader can be elected during the lease. Default false.
+   *
+   * Safe only under these assumptions, which the engine cannot check:
+   * - every voter runs the same `electionTicks`, with the same tick length;
+   * - ticks follow real time: the driver delivers the ticks it missed (a blocked event loop, a
+   *   paused process) before it asks for a lease read;
+   * - no clock runs more than `maxClockDrift` faster than another (0.1: at most 10%).
+   * When a clock drifts further, a lease read can miss a write that another leader committed.
+   */
+  readonly leaseReads: boolean;
+  /** The bound on clock drift that lease reads assume (see `leaseReads`). Default 0.1. */
+  readonly maxClockDrift: number;
 }
 
 export const DEFAULT_ENGINE_TUNING: EngineTuning = Object.freeze({
@@ -47,6 +69,9 @@ export const DEFAULT_ENGINE_TUNING: EngineTuning = Object.freeze({
   maxBytesPerMessage: 1024 * 1024,
   maxUncommittedBytes: 64 * 1024 * 1024,
   maxApplyBytes: 4 * 1024 * 1024,
+  promotionLagEntries: 64,
+  leaseReads: false,
+  maxClockDrift: 0.1,
 });
 
 /** What an engine starts from: its identity, and the durable state a node restarts with. */

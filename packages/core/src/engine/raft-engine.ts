@@ -1,4 +1,12 @@
-import { type ClusterConfig, isVoter, members } from '../configuration.ts';
+import {
+  allVoters,
+  type ClusterConfig,
+  encodeConfig,
+  isJoint,
+  isVoter,
+  members,
+  sameMembership,
+} from '../configuration.ts';
 import { InvariantViolationError } from '../errors.ts';
 import type { HardState } from '../hard-state.ts';
 import { entrySize, type LogEntry, type NodeId } from '../log-entry.ts';
@@ -17,10 +25,20 @@ import type {
   RequestVote,
   RequestVoteResponse,
   SnapshotMeta,
+  TimeoutNow,
 } from '../message.ts';
 import type { RandomSource } from '../random.ts';
+import { ConfigHistory } from './config-history.ts';
 import { DEFAULT_ENGINE_TUNING, type EngineOptions, type EngineTuning } from './engine-options.ts';
 import { Inflights } from './inflights.ts';
+import { LeaderLease } from './leader-lease.ts';
+import {
+  type ChangeMode,
+  leaveJoint,
+  type MembershipChange,
+  planChange,
+  promoteLearner,
+} from './membership-change.ts';
 import { Progress, type ProgressState } from './progress.ts';
 import { quorumIndex, voteResult } from './quorum.ts';
 import { RaftLog } from './raft-log.ts';
@@ -31,7 +49,46 @@ import type { ReadResult, Ready, Role, SoftState } from './ready.ts';
 export type ProposeResult =
   | { readonly ok: true; readonly index: number; readonly term: number }
   | { readonly ok: false; readonly reason: 'not-leader'; readonly leaderHint: NodeId | null }
-  | { readonly ok: false; readonly reason: 'backpressure' };
+  | { readonly ok: false; readonly reason: 'backpressure' }
+  | TransferringRefusal;
+
+/** The leader is handing leadership over to `target` and accepts no proposals meanwhile. */
+interface TransferringRefusal {
+  readonly ok: false;
+  readonly reason: 'transferring';
+  readonly target: NodeId;
+}
+
+/**
+ * Outcome of a membership change request: the index and term of the configuration entry
+ * appended (C_old,new when `joint`: C_new follows by itself once it commits), or why none was:
+ * - `not-leader`;
+ * - `change-in-progress`: the latest configuration entry is not committed yet, or the
+ *   configuration is joint (one change at a time, Raft paper 6);
+ * - `leader-not-ready`: the leader has not committed an entry of its term yet (the safety
+ *   condition of thesis 4.1; its no-op commits within a round trip);
+ * - `transferring`: a leadership transfer is under way.
+ */
+export type ConfigChangeResult =
+  | { readonly ok: true; readonly index: number; readonly term: number; readonly joint: boolean }
+  | { readonly ok: false; readonly reason: 'not-leader'; readonly leaderHint: NodeId | null }
+  | { readonly ok: false; readonly reason: 'change-in-progress' | 'leader-not-ready' }
+  | TransferringRefusal;
+
+/** Outcome of a leadership transfer request (thesis 3.10). */
+export type TransferResult =
+  | { readonly ok: true; readonly target: NodeId }
+  | { readonly ok: false; readonly reason: 'not-leader'; readonly leaderHint: NodeId | null }
+  | { readonly ok: false; readonly reason: 'no-target' | 'transferring' };
+
+/** The leader's view of one member's log. */
+export interface PeerProgress {
+  readonly match: number;
+  readonly next: number;
+  readonly state: ProgressState;
+  /** Heard from within the current CheckQuorum interval. */
+  readonly recentActive: boolean;
+}
 
 /** A snapshot of the engine's state, for status reports and tests. */
 export interface EngineStatus {
@@ -45,11 +102,14 @@ export interface EngineStatus {
   readonly lastTerm: number;
   readonly persistedIndex: number;
   readonly firstIndex: number;
+  /** The configuration in effect: the latest in the log, committed or not (Raft paper 6). */
   readonly config: ClusterConfig;
-  /** The leader's view of each follower; empty when not leader. */
-  readonly progress: Readonly<
-    Record<NodeId, { match: number; next: number; state: ProgressState }>
-  >;
+  /** Index of the entry carrying `config` (the snapshot's index when it came with one). */
+  readonly configIndex: number;
+  /** The leader's view of each member it replicates to; empty when not leader. */
+  readonly progress: Readonly<Record<NodeId, PeerProgress>>;
+  /** The target of the leadership transfer under way, if any (leader only). */
+  readonly leadTransferee: NodeId | null;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -73,7 +133,7 @@ export class RaftEngine {
   readonly #random: RandomSource;
   readonly #logger: Logger;
   readonly #log: RaftLog;
-  #config: ClusterConfig;
+  readonly #configs: ConfigHistory;
   /** Metadata of the snapshot the log starts after: what a lagging follower is sent. */
   #snapshotMeta: SnapshotMeta;
 
@@ -83,6 +143,10 @@ export class RaftEngine {
   #role: Role = 'follower';
   #leaderId: NodeId | null = null;
 
+  /** Ticks since this engine started: the clock of leases and of the restart guard. */
+  #ticks = 0;
+  /** Started with a durable term: this server may have acknowledged a leader before. */
+  readonly #restarted: boolean;
   #electionElapsed = 0;
   #heartbeatElapsed = 0;
   #randomizedElectionTimeout = 0;
@@ -93,6 +157,9 @@ export class RaftEngine {
   #replicationPending = false;
 
   #reads = new ReadIndexTracker();
+  readonly #lease: LeaderLease;
+  /** Leader: the leadership transfer under way (thesis 3.10). */
+  #transfer: { target: NodeId; elapsed: number; timeoutTicks: number } | undefined;
   /** Leader: reads that wait for the first commit of this term (thesis 6.4, step 1). */
   #readsAwaitingCommit: { id: string; origin: NodeId }[] = [];
   /** Follower: reads forwarded to the leader, awaiting its read index. */
@@ -121,12 +188,24 @@ export class RaftEngine {
     if (this.#tuning.heartbeatTicks >= this.#tuning.electionTicks) {
       throw new TypeError('heartbeatTicks must be less than electionTicks');
     }
+    if (this.#tuning.leaseReads && !this.#tuning.checkQuorum) {
+      throw new TypeError('leaseReads needs checkQuorum');
+    }
+    if (!(this.#tuning.maxClockDrift >= 0)) throw new TypeError('maxClockDrift must be >= 0');
+    this.#lease = new LeaderLease(this.#tuning);
+    if (this.#tuning.leaseReads && this.#lease.leaseTicks < 1) {
+      throw new TypeError('leaseReads needs a longer election timeout for this maxClockDrift');
+    }
     this.#random = options.random;
     this.#logger = options.logger ?? noopLogger;
-    this.#config = options.config;
     this.#log = new RaftLog(options.snapshot, options.entries);
+    this.#configs = new ConfigHistory(
+      { index: options.snapshot.index, config: options.config },
+      options.entries,
+    );
     this.#snapshotMeta = { ...options.snapshot, config: options.config };
     this.#term = options.hardState.term;
+    this.#restarted = options.hardState.term > 0;
     this.#votedFor = options.hardState.votedFor;
     const lastIndex = this.#log.lastIndex;
     this.#commitIndex = Math.min(
@@ -145,11 +224,17 @@ export class RaftEngine {
     this.#reportedSoftState = this.#softState();
   }
 
+  /** The configuration in effect: the latest in the log, committed or not (Raft paper 6). */
+  get #config(): ClusterConfig {
+    return this.#configs.current.config;
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Inputs
 
   /** Advances logical time by one tick: election timeouts, heartbeats, CheckQuorum. */
   tick(): void {
+    this.#ticks++;
     if (this.#role === 'leader') {
       this.#tickLeader();
     } else {
@@ -162,15 +247,22 @@ export class RaftEngine {
     }
   }
 
-  /** Handles one message from a peer. Messages for another node or from a stranger are dropped. */
+  /**
+   * Handles one message from a peer. Messages for another node are dropped. Messages from servers
+   * outside this server's configuration are handled like any other: the configuration may be
+   * behind the leader's (a new member's first AppendEntries, a vote from a voter added by an
+   * entry this server has not received yet); removed servers are kept from disrupting the
+   * cluster by PreVote and CheckQuorum (thesis 4.2.3).
+   */
   step(m: Message): void {
-    if (m.to !== this.id || m.from === this.id || !members(this.#config).includes(m.from)) {
+    if (m.to !== this.id || m.from === this.id) {
       this.#logger.debug({ message: describe(m) }, 'dropped a message not meant for this node');
       return;
     }
     if (m.term > this.#term) {
-      if (m.type === 'vote' && this.#inLease()) {
-        // Thesis 4.2.3: while a leader is known to be alive, a disruptive candidate is ignored.
+      if (m.type === 'vote' && m.transfer !== true && this.#inLease()) {
+        // Thesis 4.2.3: while a leader is known to be alive, a disruptive candidate is ignored
+        // (a removed server among them). A candidate the leader handed over to is not.
         this.#logger.debug(
           { from: m.from, term: m.term },
           'ignored a vote request within the lease',
@@ -181,7 +273,12 @@ export class RaftEngine {
         (m.type === 'vote' && m.prevote) || (m.type === 'vote-response' && m.prevote && m.granted);
       if (!futureTermPrevote) {
         const leader =
-          m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot' ? m.from : null;
+          m.type === 'append' ||
+          m.type === 'heartbeat' ||
+          m.type === 'snapshot' ||
+          m.type === 'timeout-now'
+            ? m.from
+            : null;
         this.#becomeFollower(m.term, leader);
       }
     } else if (m.term < this.#term) {
@@ -212,6 +309,9 @@ export class RaftEngine {
       case 'read-index-response':
         this.#handleReadIndexResponse(m);
         return;
+      case 'timeout-now':
+        this.#handleTimeoutNow(m);
+        return;
     }
   }
 
@@ -222,6 +322,9 @@ export class RaftEngine {
   propose(payloads: readonly Uint8Array[]): ProposeResult {
     if (this.#role !== 'leader') {
       return { ok: false, reason: 'not-leader', leaderHint: this.#leaderId };
+    }
+    if (this.#transfer !== undefined) {
+      return { ok: false, reason: 'transferring', target: this.#transfer.target };
     }
     let bytes = 0;
     for (const data of payloads) bytes += data.byteLength + 24;
@@ -241,12 +344,86 @@ export class RaftEngine {
   }
 
   /**
+   * Asks the leader for a change of membership (Raft paper 6, thesis 4). One change at a time:
+   * it is refused while the latest configuration entry is uncommitted or joint, and until the
+   * leader committed an entry of its term (thesis 4.1). A change of at most one voter takes one
+   * step unless `mode` is `joint`; a larger one appends C_old,new, and the leader appends C_new
+   * by itself once C_old,new commits. Each configuration takes effect when appended. Throws a
+   * `TypeError`, changing nothing, when `change` is not a valid configuration.
+   */
+  proposeConfigChange(
+    change: MembershipChange,
+    options: { mode?: ChangeMode } = {},
+  ): ConfigChangeResult {
+    if (this.#role !== 'leader') {
+      return { ok: false, reason: 'not-leader', leaderHint: this.#leaderId };
+    }
+    if (this.#transfer !== undefined) {
+      return { ok: false, reason: 'transferring', target: this.#transfer.target };
+    }
+    const current = this.#configs.current;
+    if (isJoint(current.config) || current.index > this.#commitIndex) {
+      return { ok: false, reason: 'change-in-progress' };
+    }
+    if (this.#log.term(this.#commitIndex) !== this.#term) {
+      return { ok: false, reason: 'leader-not-ready' };
+    }
+    const { config, joint } = planChange(current.config, change, options.mode ?? 'auto');
+    const index = this.#appendConfig(config);
+    return { ok: true, index, term: this.#term, joint };
+  }
+
+  /**
+   * Hands leadership over to `to`, or to the voter whose log is most up to date (thesis 3.10).
+   * The leader refuses proposals meanwhile, brings the target's log up to date, then sends it
+   * TimeoutNow, and the target starts an election at once. The transfer ends when the leader
+   * steps down, or after `timeoutTicks` (default: `electionTicks`), when the leader resumes;
+   * {@link status} shows it under way in `leadTransferee`. A target that is not a voter of the
+   * configuration, or this node itself, is a `TypeError`.
+   */
+  transferLeadership(options: { to?: NodeId; timeoutTicks?: number } = {}): TransferResult {
+    if (this.#role !== 'leader') {
+      return { ok: false, reason: 'not-leader', leaderHint: this.#leaderId };
+    }
+    const { to } = options;
+    const timeoutTicks = options.timeoutTicks ?? this.#tuning.electionTicks;
+    if (!Number.isSafeInteger(timeoutTicks) || timeoutTicks < 1) {
+      throw new TypeError('timeoutTicks must be a positive integer');
+    }
+    if (to !== undefined) {
+      if (to === this.id) throw new TypeError(`${to} is the leader already`);
+      if (!this.#config.voters.includes(to)) {
+        throw new TypeError(`${to} is not a voter of the configuration, so it cannot lead`);
+      }
+    }
+    if (this.#transfer !== undefined) {
+      return to === undefined || to === this.#transfer.target
+        ? { ok: true, target: this.#transfer.target }
+        : { ok: false, reason: 'transferring' };
+    }
+    const target = to ?? this.#mostUpToDateVoter();
+    if (target === undefined) return { ok: false, reason: 'no-target' };
+    this.#transfer = { target, elapsed: 0, timeoutTicks };
+    this.#logger.info({ target, term: this.#term }, 'transferring leadership');
+    if (!this.#sendTimeoutNowIfCaughtUp()) this.#sendAppend(target, true);
+    return { ok: true, target };
+  }
+
+  /**
    * Requests a linearizable read (ReadIndex, thesis 6.4). The answer arrives in a later
    * {@link Ready}'s `reads` under the same `id`: a read index (serve the read once the state
    * machine has applied that far) or an error (retry, perhaps on another node).
+   *
+   * With `lease` (and `EngineTuning.leaseReads`), a leader whose lease holds answers at once
+   * with its commit index, without a heartbeat round (thesis 6.4.1; see `leaseReads` for the
+   * clock assumptions this rests on); otherwise the read takes the ReadIndex path.
    */
-  readIndex(id: string): void {
+  readIndex(id: string, options: { lease?: boolean } = {}): void {
     if (this.#role === 'leader') {
+      if (options.lease === true && this.#leaseHolds()) {
+        this.#readResults.push({ id, index: this.#commitIndex });
+        return;
+      }
       this.#leaderRead(id, this.id);
     } else if (this.#leaderId !== null && this.#role === 'follower') {
       this.#forwardedReads.add(id);
@@ -299,8 +476,23 @@ export class RaftEngine {
         `snapshot at ${meta.index} has term ${meta.term}, the log has ${this.#log.term(meta.index)}`,
       );
     }
+    const config = this.#configs.at(meta.index).config;
+    if (!sameMembership(meta.config, config)) {
+      throw new InvariantViolationError(
+        `snapshot at ${meta.index} carries the configuration ${JSON.stringify(meta.config)}, the log has ${JSON.stringify(config)} there`,
+      );
+    }
     this.#log.compact(meta.index);
+    this.#configs.compactedTo(meta.index);
     this.#snapshotMeta = meta;
+  }
+
+  /**
+   * The configuration as of log index `index` (the latest at or before it): what a snapshot
+   * covering the log up to `index` must carry. `index` must not precede the log's start.
+   */
+  configAt(index: number): ClusterConfig {
+    return this.#configs.at(index).config;
   }
 
   /** The transport could not reach `peer`: stop pipelining to it until it answers again. */
@@ -414,10 +606,16 @@ export class RaftEngine {
   }
 
   status(): EngineStatus {
-    const progress: Record<NodeId, { match: number; next: number; state: ProgressState }> = {};
+    const progress: Record<NodeId, PeerProgress> = {};
     for (const [id, pr] of this.#progress) {
-      progress[id] = { match: pr.match, next: pr.next, state: pr.state };
+      progress[id] = {
+        match: pr.match,
+        next: pr.next,
+        state: pr.state,
+        recentActive: pr.recentActive,
+      };
     }
+    const { config, index: configIndex } = this.#configs.current;
     return {
       id: this.id,
       role: this.#role,
@@ -429,8 +627,10 @@ export class RaftEngine {
       lastTerm: this.#log.lastTerm,
       persistedIndex: this.#persistedIndex,
       firstIndex: this.#log.firstIndex,
-      config: this.#config,
+      config,
+      configIndex,
       progress,
+      leadTransferee: this.#transfer?.target ?? null,
     };
   }
 
@@ -446,12 +646,19 @@ export class RaftEngine {
     return isVoter(this.#config, this.id);
   }
 
+  /**
+   * Whether this server counts as having heard from a leader within an election timeout, so it
+   * refuses votes for a later term (thesis 4.2.3, with CheckQuorum). With lease reads it also
+   * does so for its first election timeout after a restart: what it heard before was in memory,
+   * and a leader's lease may count on its acknowledgement of a heartbeat. (A server whose durable
+   * term is 0 never acknowledged a leader: it acknowledges only after persisting the term.)
+   */
   #inLease(): boolean {
-    return (
-      this.#tuning.checkQuorum &&
-      this.#leaderId !== null &&
-      this.#electionElapsed < this.#tuning.electionTicks
-    );
+    if (!this.#tuning.checkQuorum) return false;
+    if (this.#tuning.leaseReads && this.#restarted && this.#ticks < this.#tuning.electionTicks) {
+      return true;
+    }
+    return this.#leaderId !== null && this.#electionElapsed < this.#tuning.electionTicks;
   }
 
   #resetElectionTimeout(): void {
@@ -461,7 +668,7 @@ export class RaftEngine {
 
   #campaign(): void {
     if (this.#tuning.preVote) this.#becomePreCandidate();
-    else this.#becomeCandidate();
+    else this.#becomeCandidate(false);
   }
 
   #becomePreCandidate(): void {
@@ -471,26 +678,27 @@ export class RaftEngine {
     this.#leaderId = null;
     this.#votes = new Map([[this.id, true]]);
     this.#logger.info({ term: this.#term }, 'starting a pre-vote');
-    this.#requestVotes(true);
+    this.#requestVotes(true, false);
   }
 
-  #becomeCandidate(): void {
+  /** `transfer`: the leader handed leadership over (thesis 3.10); voters skip the lease check. */
+  #becomeCandidate(transfer: boolean): void {
     this.#resetState(this.#term + 1);
     this.#role = 'candidate';
     this.#votedFor = this.id;
     this.#hardStateChanged = true;
     this.#votes = new Map([[this.id, true]]);
     this.#logger.info({ term: this.#term }, 'starting an election');
-    this.#requestVotes(false);
+    this.#requestVotes(false, transfer);
   }
 
-  #requestVotes(prevote: boolean): void {
+  #requestVotes(prevote: boolean, transfer: boolean): void {
     if (voteResult(this.#config, this.#votes) === 'won') {
       this.#electionWon(prevote);
       return;
     }
     const term = prevote ? this.#term + 1 : this.#term;
-    for (const to of voters(this.#config)) {
+    for (const to of allVoters(this.#config)) {
       if (to === this.id) continue;
       this.#send({
         type: 'vote',
@@ -500,13 +708,24 @@ export class RaftEngine {
         prevote,
         lastIndex: this.#log.lastIndex,
         lastTerm: this.#log.lastTerm,
+        ...(transfer ? { transfer } : {}),
       });
     }
   }
 
   #electionWon(prevote: boolean): void {
-    if (prevote) this.#becomeCandidate();
+    if (prevote) this.#becomeCandidate(false);
     else this.#becomeLeader();
+  }
+
+  /** Thesis 3.10: the leader handed leadership over to this server; campaign now. */
+  #handleTimeoutNow(m: TimeoutNow): void {
+    if (this.#role === 'leader' || !this.#promotable()) {
+      this.#logger.info({ from: m.from }, 'ignored TimeoutNow: not a voter that could lead');
+      return;
+    }
+    this.#logger.info({ from: m.from, term: m.term }, 'leadership handed over: campaigning now');
+    this.#becomeCandidate(true);
   }
 
   #handleVote(m: RequestVote): void {
@@ -562,6 +781,7 @@ export class RaftEngine {
     this.#resetElectionTimeout();
     this.#votes = new Map();
     this.#progress = new Map();
+    this.#transfer = undefined;
     this.#uncommittedBytes = 0;
     this.#replicationPending = false;
     this.#failLeaderReads();
@@ -580,14 +800,8 @@ export class RaftEngine {
     this.#resetState(this.#term);
     this.#role = 'leader';
     this.#leaderId = this.id;
-    for (const peer of members(this.#config)) {
-      if (peer === this.id) continue;
-      const pr = new Progress(
-        this.#log.lastIndex + 1,
-        new Inflights(this.#tuning.maxInflightMessages, this.#tuning.maxInflightBytes),
-      );
-      this.#progress.set(peer, pr);
-    }
+    this.#lease.reset();
+    this.#syncProgress();
     // Raft paper 8: a no-op of the new term lets earlier entries commit and ReadIndex proceed.
     this.#log.append([
       { index: this.#log.lastIndex + 1, term: this.#term, type: 'noop', data: EMPTY },
@@ -596,12 +810,140 @@ export class RaftEngine {
     this.#logger.info({ term: this.#term }, 'became leader');
   }
 
+  /**
+   * Keeps a progress for each server the leader replicates to: the members of the configuration
+   * in effect, and those of the committed one, so that a server being removed receives the
+   * entry that removes it (and stops campaigning) until that entry commits. A new one starts
+   * probing at `next`.
+   */
+  #syncProgress(next = this.#log.lastIndex + 1): void {
+    const targets = new Set([
+      ...members(this.#config),
+      ...members(this.#configs.at(this.#commitIndex).config),
+    ]);
+    targets.delete(this.id);
+    for (const id of targets) {
+      if (this.#progress.has(id)) continue;
+      const pr = new Progress(
+        next,
+        new Inflights(this.#tuning.maxInflightMessages, this.#tuning.maxInflightBytes),
+      );
+      this.#progress.set(id, pr);
+    }
+    for (const id of this.#progress.keys()) {
+      if (!targets.has(id)) this.#progress.delete(id);
+    }
+  }
+
+  /** Appends a configuration entry; it takes effect at once (Raft paper 6). Returns its index. */
+  #appendConfig(config: ClusterConfig): number {
+    const index = this.#log.lastIndex + 1;
+    const entry: LogEntry = { index, term: this.#term, type: 'config', data: encodeConfig(config) };
+    this.#log.append([entry]);
+    this.#configs.appended([entry]);
+    this.#logger.info(
+      { index, term: this.#term, config },
+      isJoint(config) ? 'entering a joint configuration' : 'appending a configuration',
+    );
+    // A new member is sent the entry that adds it at once (and probes back from there).
+    this.#syncProgress(index);
+    this.#afterLeaderAppend();
+    return index;
+  }
+
+  /**
+   * What a leader does on its own about membership, once its latest configuration is committed
+   * (and an entry of its term with it, thesis 4.1), unless a leadership transfer is under way:
+   * - step down when that configuration leaves it out of the voters (Raft paper 6), handing over
+   *   to the most up-to-date voter first so that the cluster need not wait for an election
+   *   timeout;
+   * - append C_new when that configuration is C_old,new (Raft paper 6);
+   * - promote one caught-up learner marked `autoPromote` (one step, thesis 4.1).
+   */
+  #membershipDuties(): void {
+    if (this.#role !== 'leader' || this.#transfer !== undefined) return;
+    const current = this.#configs.current;
+    if (current.index > this.#commitIndex || this.#log.term(this.#commitIndex) !== this.#term) {
+      return;
+    }
+    this.#syncProgress();
+    const config = current.config;
+    if (!isVoter(config, this.id)) {
+      const successor = this.#mostUpToDateVoter();
+      const pr = successor === undefined ? undefined : this.#progress.get(successor);
+      if (successor !== undefined && pr?.match === this.#log.lastIndex) {
+        this.#sendTimeoutNow(successor);
+      }
+      this.#logger.info(
+        { term: this.#term, successor: successor ?? null },
+        'stepping down: the committed configuration does not include this leader',
+      );
+      this.#becomeFollower(this.#term, null);
+      return;
+    }
+    if (isJoint(config)) {
+      this.#appendConfig(leaveJoint(config));
+      return;
+    }
+    for (const id of config.autoPromote ?? []) {
+      const pr = this.#progress.get(id);
+      // Caught up (match only grows on the learner's acknowledgements), and heard from lately.
+      if (pr?.recentActive && pr.match + this.#tuning.promotionLagEntries >= this.#log.lastIndex) {
+        this.#logger.info({ learner: id, match: pr.match }, 'promoting a caught-up learner');
+        this.#appendConfig(promoteLearner(config, id));
+        return;
+      }
+    }
+  }
+
+  /** The voter of C_new (other than this node) whose log is the longest; ties go to the lower id. */
+  #mostUpToDateVoter(): NodeId | undefined {
+    let best: { id: NodeId; match: number } | undefined;
+    for (const id of [...this.#config.voters].sort()) {
+      if (id === this.id) continue;
+      const match = this.#progress.get(id)?.match ?? 0;
+      if (best === undefined || match > best.match) best = { id, match };
+    }
+    return best?.id;
+  }
+
+  /** Sends TimeoutNow to the transfer's target once its log matches the leader's. */
+  #sendTimeoutNowIfCaughtUp(): boolean {
+    const transfer = this.#transfer;
+    if (transfer === undefined) return false;
+    if (this.#progress.get(transfer.target)?.match !== this.#log.lastIndex) return false;
+    this.#sendTimeoutNow(transfer.target);
+    return true;
+  }
+
+  #sendTimeoutNow(to: NodeId): void {
+    this.#send({ type: 'timeout-now', from: this.id, to, term: this.#term });
+  }
+
+  /** Whether a lease read may be answered now (thesis 6.4.1; see `EngineTuning.leaseReads`). */
+  #leaseHolds(): boolean {
+    return (
+      this.#tuning.leaseReads &&
+      this.#transfer === undefined &&
+      this.#log.term(this.#commitIndex) === this.#term &&
+      this.#lease.holds(this.#reads.confirmedRound(this.#config, this.id), this.#ticks)
+    );
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Leader
 
   #tickLeader(): void {
     this.#heartbeatElapsed++;
     this.#electionElapsed++;
+    const transfer = this.#transfer;
+    if (transfer !== undefined && ++transfer.elapsed >= transfer.timeoutTicks) {
+      this.#logger.warn(
+        { target: transfer.target, ticks: transfer.timeoutTicks },
+        'the leadership transfer timed out; this leader resumes',
+      );
+      this.#transfer = undefined;
+    }
     if (this.#electionElapsed >= this.#tuning.electionTicks) {
       this.#electionElapsed = 0;
       if (this.#tuning.checkQuorum) {
@@ -621,8 +963,9 @@ export class RaftEngine {
     }
     if (this.#heartbeatElapsed >= this.#tuning.heartbeatTicks) {
       this.#heartbeatElapsed = 0;
-      this.#broadcastHeartbeat(this.#reads.takeRoundToSend() ?? this.#reads.heartbeatRound);
+      this.#broadcastHeartbeat(this.#reads.nextRound());
     }
+    this.#membershipDuties();
   }
 
   #afterLeaderAppend(): void {
@@ -649,6 +992,7 @@ export class RaftEngine {
   }
 
   #broadcastHeartbeat(round: number): void {
+    this.#lease.roundSent(round, this.#ticks);
     for (const [to, pr] of this.#progress) {
       const heartbeat: Heartbeat = {
         type: 'heartbeat',
@@ -731,6 +1075,7 @@ export class RaftEngine {
           this.#releaseConfirmedReads();
         }
         if (pr.match < this.#log.lastIndex) this.#sendAppend(m.from, true);
+        else if (m.from === this.#transfer?.target) this.#sendTimeoutNowIfCaughtUp();
         return;
       case 'snapshot-response':
         if (pr.state !== 'snapshot') return;
@@ -778,6 +1123,8 @@ export class RaftEngine {
         // Refill the window that the acknowledgement opened.
       }
     }
+    if (m.from === this.#transfer?.target) this.#sendTimeoutNowIfCaughtUp();
+    this.#membershipDuties();
   }
 
   /**
@@ -790,6 +1137,7 @@ export class RaftEngine {
     );
     if (index <= this.#commitIndex || this.#log.term(index) !== this.#term) return false;
     this.#commitTo(index);
+    this.#membershipDuties();
     return true;
   }
 
@@ -890,7 +1238,11 @@ export class RaftEngine {
         );
       }
       if (conflict.index <= this.#log.lastIndex) this.#truncated(conflict.index);
-      this.#log.truncateAndAppend(m.entries.slice(conflict.index - (m.prevIndex + 1)));
+      const fresh = m.entries.slice(conflict.index - (m.prevIndex + 1));
+      this.#log.truncateAndAppend(fresh);
+      // Raft paper 6: a configuration acts once in the log; a truncated one no longer does.
+      this.#configs.truncatedFrom(conflict.index);
+      this.#configs.appended(fresh);
     }
     const lastNew = m.prevIndex + m.entries.length;
     // Step 5: commit index = min(leaderCommit, index of last new entry).
@@ -932,7 +1284,7 @@ export class RaftEngine {
     this.#logger.info({ index: s.index, term: s.term }, 'installing a snapshot from the leader');
     this.#truncated(this.#log.firstIndex);
     this.#log.restore({ index: s.index, term: s.term });
-    this.#config = s.config;
+    this.#configs.restored(s.index, s.config);
     this.#snapshotMeta = s;
     this.#commitIndex = s.index;
     this.#commitChanged = true;
@@ -1070,10 +1422,6 @@ export class RaftEngine {
   #softState(): SoftState {
     return { role: this.#role, term: this.#term, leaderId: this.#leaderId };
   }
-}
-
-function voters(config: ClusterConfig): NodeId[] {
-  return [...new Set([...config.voters, ...(config.outgoingVoters ?? [])])];
 }
 
 function sameSoftState(a: SoftState | undefined, b: SoftState): boolean {

@@ -1,6 +1,6 @@
 import type { ClusterConfig } from '../configuration.ts';
 import type { NodeId } from '../log-entry.ts';
-import { hasQuorum } from './quorum.ts';
+import { hasQuorum, quorumIndex } from './quorum.ts';
 
 /** A linearizable read waiting on the leader for its heartbeat round to be confirmed. */
 export interface PendingRead {
@@ -43,12 +43,22 @@ export class ReadIndexTracker {
   }
 
   /**
-   * The round a periodic heartbeat carries: the latest one broadcast. Any heartbeat sent after a
-   * read arrived may confirm it, so repeating the round lets a quorum confirm reads whose first
-   * broadcast (or its answers) was lost, instead of leaving them to time out.
+   * The round a periodic heartbeat carries: a new one, marked sent. Any heartbeat sent after a
+   * read arrived may confirm it, so a later round lets a quorum confirm reads whose first
+   * broadcast (or its answers) was lost, instead of leaving them to time out; and every
+   * broadcast having its own round tells a lease when a quorum last heard from the leader.
    */
-  get heartbeatRound(): number {
+  nextRound(): number {
+    this.#sentRound++;
     return this.#sentRound;
+  }
+
+  /** The latest round that a quorum (with `self`) has acknowledged; 0 when none. */
+  confirmedRound(config: ClusterConfig, self: NodeId): number {
+    const round = quorumIndex(config, (id) =>
+      id === self ? this.#sentRound : (this.#acked.get(id) ?? 0),
+    );
+    return Math.min(round, this.#sentRound);
   }
 
   /** Records that `from` answered a heartbeat of `round` in the current term. */

@@ -2,7 +2,7 @@ import type { ClusterConfig } from '../configuration.ts';
 import { type HardState, INITIAL_HARD_STATE } from '../hard-state.ts';
 import type { LogEntry, LogPosition, NodeId } from '../log-entry.ts';
 import type { LogWrite } from '../log-store.ts';
-import type { Message } from '../message.ts';
+import type { Message, RequestVote } from '../message.ts';
 import { seededRandom } from '../random.ts';
 import type { EngineTuning } from './engine-options.ts';
 import { type EngineStatus, RaftEngine } from './raft-engine.ts';
@@ -31,6 +31,13 @@ export function entriesOfTerms(terms: readonly number[], firstIndex = 1): LogEnt
   }));
 }
 
+/** A RequestVote (not a pre-vote unless `prevote` says so) of `from` for `term`. */
+export function voteRequest(
+  fields: Omit<RequestVote, 'type' | 'prevote'> & { prevote?: boolean },
+): RequestVote {
+  return { type: 'vote', prevote: false, ...fields };
+}
+
 interface NodeSetup {
   /** Terms of the node's durable log entries, index 1 first. */
   readonly log?: readonly number[];
@@ -41,6 +48,13 @@ interface NodeSetup {
 
 export interface ClusterSetup {
   readonly voters: readonly NodeId[];
+  /** Learners of the initial configuration. */
+  readonly learners?: readonly NodeId[];
+  /**
+   * Servers outside the initial configuration, to be added by a membership change; they start
+   * with the initial configuration as their bootstrap configuration.
+   */
+  readonly others?: readonly NodeId[];
   readonly nodes?: Readonly<Record<NodeId, NodeSetup>>;
   /** Tuning of every node, over the paper's defaults (per-node tuning overrides it). */
   readonly tuning?: Partial<EngineTuning>;
@@ -51,6 +65,8 @@ export interface ClusterSetup {
 export interface Disk {
   hardState: HardState;
   snapshot: LogPosition;
+  /** The configuration as of `snapshot` (what a snapshot store would hold with it). */
+  config: ClusterConfig;
   entries: LogEntry[];
 }
 
@@ -90,8 +106,11 @@ export class Cluster {
 
   constructor(setup: ClusterSetup) {
     this.#setup = setup;
-    this.#config = { voters: setup.voters };
-    for (const id of setup.voters) {
+    this.#config = {
+      voters: setup.voters,
+      ...(setup.learners === undefined ? {} : { learners: setup.learners }),
+    };
+    for (const id of this.#ids) {
       const node = setup.nodes?.[id];
       const entries = entriesOfTerms(node?.log ?? []);
       const disk: Disk = {
@@ -101,6 +120,7 @@ export class Cluster {
           ...node?.hardState,
         },
         snapshot: { index: 0, term: 0 },
+        config: this.#config,
         entries,
       };
       const engine = this.#startEngine(id, disk, 0);
@@ -108,16 +128,21 @@ export class Cluster {
     }
   }
 
+  /** Every server: voters, learners and others. */
+  get #ids(): NodeId[] {
+    return [...this.#setup.voters, ...(this.#setup.learners ?? []), ...(this.#setup.others ?? [])];
+  }
+
   /** Creates the engine of `id` from its disk, as a node does when it starts. */
   #startEngine(id: NodeId, disk: Disk, applied: number): RaftEngine {
     return new RaftEngine({
       id,
-      config: this.#config,
+      config: disk.config,
       hardState: disk.hardState,
       snapshot: disk.snapshot,
       entries: disk.entries,
       applied,
-      random: seededRandom((this.#setup.seed ?? 1) * 1000 + this.#setup.voters.indexOf(id)),
+      random: seededRandom((this.#setup.seed ?? 1) * 1000 + this.#ids.indexOf(id)),
       tuning: { ...PAPER_TUNING, ...this.#setup.tuning, ...this.#setup.nodes?.[id]?.tuning },
     });
   }
@@ -167,6 +192,36 @@ export class Cluster {
     node.engine = this.#startEngine(id, node.disk, node.appliedIndex);
   }
 
+  /**
+   * `id` lost its disk: it starts again with an empty log, no term or vote, and `config` (the
+   * initial configuration unless given) as its bootstrap configuration.
+   */
+  wipe(id: NodeId, config: ClusterConfig = this.#config): void {
+    const node = this.#node(id);
+    this.pending = this.pending.filter((m) => m.to !== id && m.from !== id);
+    node.disk.hardState = INITIAL_HARD_STATE;
+    node.disk.snapshot = { index: 0, term: 0 };
+    node.disk.config = config;
+    node.disk.entries = [];
+    node.appliedIndex = 0;
+    node.engine = this.#startEngine(id, node.disk, 0);
+  }
+
+  /**
+   * `id` snapshots its state up to `index` (applied there) and compacts its log, as the node
+   * runtime does: the snapshot carries the configuration as of `index`.
+   */
+  compact(id: NodeId, index: number): void {
+    const node = this.#node(id);
+    const term = node.engine.entry(index)?.term;
+    if (term === undefined) throw new Error(`${id} holds no entry at ${index}`);
+    const config = node.engine.configAt(index);
+    node.engine.compact({ index, term, config });
+    node.disk.snapshot = { index, term };
+    node.disk.config = config;
+    node.disk.entries = node.disk.entries.filter((e) => e.index > index);
+  }
+
   /** Cuts `ids` off: messages to or from them are dropped when delivered. */
   isolate(...ids: NodeId[]): void {
     for (const id of ids) this.#isolated.add(id);
@@ -187,12 +242,15 @@ export class Cluster {
    */
   flush(...ids: NodeId[]): Ready[] {
     const out: Ready[] = [];
-    for (const id of ids.length > 0 ? ids : this.#setup.voters) {
+    for (const id of ids.length > 0 ? ids : this.#ids) {
       const node = this.#node(id);
       for (let n = 0; node.engine.hasReady(); n++) {
         if (n > 100) throw new Error(`${id} keeps reporting hasReady() with nothing new to do`);
         const ready = node.engine.ready();
-        if (ready.snapshot !== undefined) node.appliedIndex = ready.snapshot.index;
+        if (ready.snapshot !== undefined) {
+          node.appliedIndex = ready.snapshot.index;
+          node.disk.config = ready.snapshot.config;
+        }
         if (ready.write !== undefined) persist(node.disk, ready.write);
         this.pending.push(...ready.messages);
         node.applied.push(...ready.committed);

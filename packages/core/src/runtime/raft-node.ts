@@ -551,7 +551,9 @@ export class RaftNode<Command, Result> {
     const outcome = this.#engine.propose([bytes]);
     if (!outcome.ok) {
       if (outcome.reason === 'backpressure') throw new BackpressureError();
-      return { kind: 'not-leader', leaderHint: outcome.leaderHint };
+      // While handing leadership over, the leader points at the node about to lead.
+      const leaderHint = outcome.reason === 'transferring' ? outcome.target : outcome.leaderHint;
+      return { kind: 'not-leader', leaderHint };
     }
     const result = this.#proposals.add(outcome.index, outcome.term, signal);
     this.#kick();

@@ -130,7 +130,8 @@ export class SnapshotExchange<Command, Result> {
         const meta: SnapshotMeta = {
           index: position.index,
           term: position.term,
-          config: o.engine.status().config,
+          // The configuration as of the snapshot's last entry, not the latest (Raft paper 7).
+          config: o.engine.configAt(position.index),
         };
         const stored = await storage('save a snapshot', () =>
           store.save(meta, exported.chunks, { signal }),

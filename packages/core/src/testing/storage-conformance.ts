@@ -394,7 +394,14 @@ export function describeSnapshotStoreConformance(
   factory: () => Promise<SnapshotStoreFixture>,
   options: SnapshotStoreConformanceOptions = {},
 ): void {
-  const config: ClusterConfig = { voters: ['a', 'b', 'c'], learners: ['d'] };
+  // A joint configuration with every optional part: a store keeps a snapshot's configuration whole.
+  const config: ClusterConfig = {
+    voters: ['a', 'b', 'c'],
+    outgoingVoters: ['a', 'b', 'e'],
+    learners: ['d', 'e'],
+    autoPromote: ['d'],
+    addresses: { d: 'http://10.0.0.4:4000' },
+  };
 
   describe(`SnapshotStore conformance: ${name}`, () => {
     it('has no snapshot when empty', async () => {

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ClusterConfig } from '../../configuration.ts';
 import type { EngineTuning } from '../../engine/engine-options.ts';
+import { hasQuorum } from '../../engine/quorum.ts';
 import { RaftEngine } from '../../engine/raft-engine.ts';
 import type { Ready } from '../../engine/ready.ts';
 import type { NodeId } from '../../log-entry.ts';
@@ -16,11 +17,14 @@ import { InvariantChecker } from './invariant-checker.ts';
  * flight (or a duplicate of it, or a burst of them), drops one, partitions or heals, proposes,
  * takes a node's Ready (its disk is then slow: the write is outstanding until a `complete` step
  * while the node keeps receiving messages), carries Readies out, crashes and restarts a node from
- * its log store (with or without the outstanding write), or compacts a node's log.
+ * its log store (with or without the outstanding write), or compacts a node's log. In half of
+ * the runs the cluster has five servers of which three are the initial voters, and the leader is
+ * also asked for membership changes (one step or joint, with learners to promote) and leadership
+ * transfers (Raft paper 6, thesis 3.10 and 4).
  *
  * After every step the {@link InvariantChecker} checks Raft's safety properties (Raft paper,
  * Figure 3), and the driver checks the engines' durability claims against the disks: what an
- * engine counts as persisted is on its disk, a committed entry is on a majority of disks, a vote
+ * engine counts as persisted is on its disk, a committed entry is on a quorum of disks, a vote
  * is on disk before it is sent, an entry is on disk before it is applied. Each engine writes to a
  * {@link MemoryLogStore}, which rejects a write that breaks the log's shape (a term going back, a
  * second vote in a term, a gap): such a rejection fails the test too.
@@ -53,7 +57,16 @@ type Command =
   | { readonly kind: 'flush-all' }
   | { readonly kind: 'settle'; readonly rounds: number }
   | { readonly kind: 'crash'; readonly node: number; readonly keepWrite: boolean }
-  | { readonly kind: 'compact'; readonly node: number };
+  | { readonly kind: 'compact'; readonly node: number }
+  | {
+      readonly kind: 'reconfigure';
+      /** Bit masks over the five servers; voters is never empty. */
+      readonly voters: number;
+      readonly learners: number;
+      readonly joint: boolean;
+      readonly autoPromote: boolean;
+    }
+  | { readonly kind: 'transfer'; readonly node: number; readonly anyTarget: boolean };
 
 /** A node, taken modulo the cluster size. */
 const node = fc.nat(ALL_IDS.length - 1);
@@ -116,11 +129,35 @@ const commandArb: fc.Arbitrary<Command> = fc.oneof(
     weight: 1,
   },
   { arbitrary: fc.record({ kind: fc.constant('compact'), node }), weight: 2 },
+  {
+    arbitrary: fc.record({
+      kind: fc.constant('reconfigure'),
+      voters: fc.integer({ min: 1, max: 31 }),
+      learners: fc.integer({ min: 0, max: 31 }),
+      joint: fc.boolean(),
+      autoPromote: fc.boolean(),
+    }),
+    weight: 3,
+  },
+  {
+    arbitrary: fc.record({ kind: fc.constant('transfer'), node, anyTarget: fc.boolean() }),
+    weight: 1,
+  },
 );
+
+/** The servers a bit mask names. */
+function idsOf(mask: number): NodeId[] {
+  return ALL_IDS.filter((_, i) => (mask & (1 << i)) !== 0);
+}
 
 interface RunSetup {
   /** 3 nodes, or 5: with 5, a minority of two can hold entries that are never committed. */
   readonly size: 3 | 5;
+  /**
+   * Membership changes and leadership transfers: five servers, of which the first three are
+   * the initial voters, and 'reconfigure' and 'transfer' commands take effect.
+   */
+  readonly membership: boolean;
   readonly seed: number;
   readonly preVote: boolean;
   readonly checkQuorum: boolean;
@@ -131,6 +168,7 @@ interface RunSetup {
 
 const setupArb: fc.Arbitrary<RunSetup> = fc.record({
   size: fc.constantFrom(3 as const, 5 as const),
+  membership: fc.boolean(),
   seed: fc.nat(1_000_000),
   preVote: fc.boolean(),
   checkQuorum: fc.boolean(),
@@ -147,6 +185,8 @@ interface Node {
   outstanding: Ready | undefined;
   /** Index the (volatile) state machine has applied; a restart restores it from the snapshot. */
   applied: number;
+  /** The configuration as of the snapshot the disk starts with (a snapshot store keeps it). */
+  snapshotConfig: ClusterConfig;
   lives: number;
 }
 
@@ -158,6 +198,9 @@ const explored = {
   truncations: 0,
   snapshotsInstalled: 0,
   crashes: 0,
+  /** Runs in which a leader committed a configuration it appended, and a transfer completed. */
+  configsCommitted: 0,
+  transfers: 0,
 };
 
 class Interleaving {
@@ -171,6 +214,8 @@ class Interleaving {
   #proposals = 0;
   committedAnything = false;
   leaderSeen = false;
+  configCommitted = false;
+  transferred = false;
 
   constructor(setup: RunSetup) {
     this.#setup = setup;
@@ -182,25 +227,33 @@ class Interleaving {
       maxEntriesPerMessage: setup.maxEntriesPerMessage,
       maxInflightMessages: setup.maxInflightMessages,
     };
-    this.#config = { voters: ALL_IDS.slice(0, setup.size) };
-    this.nodes = this.#config.voters.map((id) => {
+    this.#config = { voters: ALL_IDS.slice(0, setup.membership ? 3 : setup.size) };
+    const servers = setup.membership ? ALL_IDS : this.#config.voters;
+    this.nodes = servers.map((id) => {
       const store = new MemoryLogStore();
       return {
         id,
-        engine: this.#start(id, store, 0, 0),
+        engine: this.#start(id, store, this.#config, 0, 0),
         store,
         outstanding: undefined,
         applied: 0,
+        snapshotConfig: this.#config,
         lives: 0,
       };
     });
   }
 
-  #start(id: NodeId, store: MemoryLogStore, applied: number, life: number): RaftEngine {
+  #start(
+    id: NodeId,
+    store: MemoryLogStore,
+    config: ClusterConfig,
+    applied: number,
+    life: number,
+  ): RaftEngine {
     const { hardState, snapshot, entries } = store.durable;
     return new RaftEngine({
       id,
-      config: this.#config,
+      config,
       hardState,
       snapshot,
       entries: [...entries],
@@ -291,7 +344,7 @@ class Interleaving {
         n.lives++;
         n.store = new MemoryLogStore({ durable: n.store.durable });
         n.applied = n.store.durable.snapshot.index;
-        n.engine = this.#start(n.id, n.store, n.applied, n.lives);
+        n.engine = this.#start(n.id, n.store, n.snapshotConfig, n.applied, n.lives);
         this.checker.restarted(n.id);
         explored.crashes++;
         return;
@@ -303,8 +356,37 @@ class Interleaving {
         if (n.applied < status.firstIndex) return;
         const term = n.engine.entry(n.applied)?.term;
         if (term === undefined) throw new Error(`${n.id} applied ${n.applied} but lacks it`);
-        n.engine.compact({ index: n.applied, term, config: status.config });
+        const config = n.engine.configAt(n.applied);
+        n.engine.compact({ index: n.applied, term, config });
+        n.snapshotConfig = config;
         await n.store.purge({ index: n.applied, term });
+        return;
+      }
+      case 'reconfigure': {
+        if (!this.#setup.membership) return;
+        const leader = this.nodes.find((n) => n.engine.status().role === 'leader');
+        const voters = idsOf(command.voters);
+        const learners = idsOf(command.learners).filter((id) => !voters.includes(id));
+        leader?.engine.proposeConfigChange(
+          {
+            voters,
+            learners,
+            ...(command.autoPromote ? { autoPromote: learners } : {}),
+          },
+          { mode: command.joint ? 'joint' : 'auto' },
+        );
+        return;
+      }
+      case 'transfer': {
+        if (!this.#setup.membership) return;
+        const leader = this.nodes.find((n) => n.engine.status().role === 'leader');
+        if (leader === undefined) return;
+        const to = this.#node(command.node).id;
+        const voters = leader.engine.status().config.voters;
+        if (command.anyTarget) leader.engine.transferLeadership();
+        else if (to !== leader.id && voters.includes(to)) {
+          leader.engine.transferLeadership({ to });
+        }
         return;
       }
       default:
@@ -335,11 +417,13 @@ class Interleaving {
     n.outstanding = undefined;
     if (ready.snapshot !== undefined) {
       n.applied = ready.snapshot.index;
+      n.snapshotConfig = ready.snapshot.config;
       explored.snapshotsInstalled++;
     }
     if (ready.write?.truncateFrom !== undefined) explored.truncations++;
     if (ready.write !== undefined) await n.store.persist(ready.write);
     for (const m of ready.messages) {
+      if (m.type === 'timeout-now') this.transferred = true;
       // A vote is durable before it is sent (Raft paper, Figure 2): a restart cannot forget it.
       if (m.type === 'vote-response' && m.granted && !m.prevote) {
         const { term, votedFor } = n.store.durable.hardState;
@@ -385,16 +469,23 @@ class Interleaving {
         ).toBeGreaterThanOrEqual(s.persistedIndex);
       }
       // A committed entry is durable on a majority of the disks (or covered by their snapshots).
+      // With membership changes: on a quorum of the configuration the leader committed it under,
+      // which is the one as of the commit index or the latest in its log (Raft paper 6).
       const committed = n.engine.entry(s.commitIndex);
-      if (committed !== undefined) {
-        const holders = this.nodes.filter((other) =>
-          holds(other.store, committed.index, committed.term),
+      const judged = !this.#setup.membership || s.role === 'leader';
+      if (committed !== undefined && judged) {
+        const holders = new Set(
+          this.nodes
+            .filter((other) => holds(other.store, committed.index, committed.term))
+            .map((other) => other.id),
         );
-        if (holders.length * 2 <= this.nodes.length) {
+        const configs = [n.engine.configAt(s.commitIndex), s.config];
+        if (!configs.some((config) => hasQuorum(config, (id) => holders.has(id)))) {
           expect.fail(
-            `${n.id} has commit index ${s.commitIndex} (term ${committed.term}), but only ${holders.map((h) => h.id).join(', ') || 'no node'} has it on disk`,
+            `${n.id} has commit index ${s.commitIndex} (term ${committed.term}), but only ${[...holders].join(', ') || 'no node'} has it on disk`,
           );
         }
+        if (s.role === 'leader' && committed.type === 'config') this.configCommitted = true;
       }
       for (let index = from; index <= s.persistedIndex; index++) {
         const onDisk = disk.entries[index - disk.snapshot.index - 1];
@@ -440,6 +531,8 @@ describe('message interleavings (fast-check)', () => {
           explored.runs++;
           if (run.leaderSeen) explored.leaders++;
           if (run.committedAnything) explored.committedRuns++;
+          if (run.configCommitted) explored.configsCommitted++;
+          if (run.transferred) explored.transfers++;
         },
       ),
       { numRuns, ...replay },
@@ -452,5 +545,7 @@ describe('message interleavings (fast-check)', () => {
     expect(explored.truncations).toBeGreaterThan(0);
     expect(explored.snapshotsInstalled).toBeGreaterThan(0);
     expect(explored.crashes).toBeGreaterThan(0);
+    expect(explored.configsCommitted).toBeGreaterThan(explored.runs / 100);
+    expect(explored.transfers).toBeGreaterThan(explored.runs / 100);
   }, 60_000);
 });

@@ -146,7 +146,7 @@ export class SimNode {
     const engine = this.engine;
     if (engine === undefined) return;
     const { position, chunks } = await this.stateMachine.exportSnapshot();
-    const meta: SnapshotMeta = { ...position, config: engine.status().config };
+    const meta: SnapshotMeta = { ...position, config: engine.configAt(position.index) };
     await this.snapshots.save(meta, chunks);
     engine.compact(meta);
     await this.#logStore.purge(position);

@@ -20,6 +20,7 @@ interface Scenario {
   readonly nodes: number;
   readonly firstSeed: number;
   readonly tuning?: Partial<EngineTuning>;
+  readonly membership?: boolean;
 }
 
 const scenarios: Scenario[] = [
@@ -45,6 +46,12 @@ const scenarios: Scenario[] = [
     firstSeed: 300_001,
     tuning: { preVote: false, checkQuorum: false },
   },
+  {
+    name: '3 voters and 2 spare servers: membership changes and leadership transfers under the same faults',
+    nodes: 3,
+    firstSeed: 400_001,
+    membership: true,
+  },
 ];
 
 describe('randomized simulation', () => {
@@ -56,15 +63,18 @@ describe('randomized simulation', () => {
         let seeds = 0;
         let acknowledged = 0;
         let reads = 0;
+        let changes = 0;
         for (let seed = onlySeed ?? scenario.firstSeed; ; seed++) {
           const report = await runSimulation({
             seed,
             nodes: scenario.nodes,
             ...(scenario.tuning === undefined ? {} : { tuning: scenario.tuning }),
+            ...(scenario.membership === true ? { membership: true } : {}),
           });
           seeds++;
           acknowledged += report.writesAcknowledged;
           reads += report.readsCompleted;
+          changes += report.membershipChanges + report.transfers;
           expect(report.writesAcknowledged, `seed ${seed} made no progress`).toBeGreaterThan(0);
           if (onlySeed !== undefined) break;
           if (seeds >= MIN_SEEDS && performance.now() - started > budgetMs) break;
@@ -73,6 +83,7 @@ describe('randomized simulation', () => {
           `[sim] ${scenario.name}: ${seeds} seeds from ${onlySeed ?? scenario.firstSeed}, ${acknowledged} acknowledged writes, ${reads} linearizable reads`,
         );
         expect(reads).toBeGreaterThan(0);
+        if (scenario.membership === true) expect(changes).toBeGreaterThan(0);
       },
       budgetMs * 3 + 60_000,
     );

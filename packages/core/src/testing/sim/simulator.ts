@@ -1,3 +1,4 @@
+import { isJoint, members } from '../../configuration.ts';
 import type { EngineTuning } from '../../engine/engine-options.ts';
 import type { Ready } from '../../engine/ready.ts';
 import type { LogEntry, NodeId } from '../../log-entry.ts';
@@ -10,6 +11,7 @@ import { type KvInput, type KvOutput, kvModel } from '../linearizability/kv-mode
 import { type Operation, UNKNOWN_OUTCOME } from '../linearizability/operation.ts';
 import { EventQueue } from './event-queue.ts';
 import { InvariantChecker } from './invariant-checker.ts';
+import { pickMembershipAction } from './membership-actions.ts';
 import { CALM_NETWORK, type NetworkFaults, SimNetwork } from './sim-network.ts';
 import { SimNode, simCodec } from './sim-node.ts';
 
@@ -32,6 +34,13 @@ export interface SimulationOptions {
   readonly crashes?: boolean;
   /** A node snapshots and compacts its log once this many entries are applied past its first index. Default 40. */
   readonly snapshotEvery?: number;
+  /**
+   * During the faulty phase an operator changes the membership every few hundred ms (grow,
+   * shrink, replace one or all voters, demote, remove the leader; one step or joint) and
+   * transfers leadership; two spare servers start outside the configuration. At the end the
+   * members of the final configuration must hold every acknowledged write. Default false.
+   */
+  readonly membership?: boolean;
   readonly tuning?: Partial<EngineTuning>;
 }
 
@@ -47,6 +56,9 @@ export interface SimulationReport {
   readonly crashes: number;
   readonly partitions: number;
   readonly snapshotsInstalled: number;
+  /** Membership changes the leader accepted, and leadership transfers it started. */
+  readonly membershipChanges: number;
+  readonly transfers: number;
 }
 
 /** A simulation found a bug. `seed` replays it exactly. */
@@ -94,6 +106,7 @@ type SimEvent =
   | { kind: 'attempt-timeout'; client: SimClient; op: PendingOperation; attempt: number }
   | { kind: 'snapshot-failed'; node: SimNode; to: NodeId; epoch: number }
   | { kind: 'fault' }
+  | { kind: 'membership' }
   | { kind: 'restart'; node: SimNode };
 
 interface PendingOperation {
@@ -164,6 +177,8 @@ class Simulation {
   #crashes = 0;
   #partitions = 0;
   #snapshotsInstalled = 0;
+  #membershipChanges = 0;
+  #transfers = 0;
   #readSeq = 0;
 
   constructor(options: SimulationOptions) {
@@ -176,16 +191,19 @@ class Simulation {
       partitions: true,
       crashes: true,
       snapshotEvery: 40,
+      membership: false,
       ...options,
     };
     this.#random = seededRandom(options.seed);
     this.#network = new SimNetwork(this.#random, this.#options.faults);
-    const ids = Array.from({ length: this.#options.nodes }, (_, i) => `n${i + 1}`);
+    const spares = this.#options.membership ? 2 : 0;
+    const ids = Array.from({ length: this.#options.nodes + spares }, (_, i) => `n${i + 1}`);
+    const voters = ids.slice(0, this.#options.nodes);
     this.#nodes = ids.map(
       (id) =>
         new SimNode({
           id,
-          config: { voters: ids },
+          config: { voters },
           ...(this.#options.tuning === undefined ? {} : { tuning: this.#options.tuning }),
         }),
     );
@@ -204,6 +222,7 @@ class Simulation {
     for (const client of this.#clients)
       this.#schedule(randomInt(this.#random, 0, 50), { kind: 'client', client });
     if (this.#options.partitions || this.#options.crashes) this.#schedule(300, { kind: 'fault' });
+    if (this.#options.membership) this.#schedule(500, { kind: 'membership' });
 
     const faultyUntil = this.#options.faultyMs;
     const deadline = faultyUntil + CONVERGE_MS + OPERATION_TIMEOUT_MS;
@@ -234,6 +253,8 @@ class Simulation {
       crashes: this.#crashes,
       partitions: this.#partitions,
       snapshotsInstalled: this.#snapshotsInstalled,
+      membershipChanges: this.#membershipChanges,
+      transfers: this.#transfers,
     };
   }
 
@@ -297,10 +318,47 @@ class Simulation {
         await this.#injectFault();
         this.#schedule(randomInt(this.#random, 200, 900), event);
         return;
+      case 'membership':
+        if (!this.#faultsOn) return;
+        this.#changeMembership();
+        this.#schedule(randomInt(this.#random, 300, 900), event);
+        return;
       case 'restart':
         if (!event.node.alive) await this.#startNode(event.node);
         return;
     }
+  }
+
+  /** The operator asks the current leader for a membership change or a leadership transfer. */
+  #changeMembership(): void {
+    const leader = this.#leader();
+    const engine = leader?.engine;
+    if (leader === undefined || engine === undefined) return;
+    const { config } = engine.status();
+    if (isJoint(config)) return;
+    const servers = this.#nodes.map((n) => n.id);
+    const action = pickMembershipAction(this.#random, config, servers);
+    if (action.kind === 'transfer') {
+      if (action.to === leader.id) return;
+      if (engine.transferLeadership(action.to === undefined ? {} : { to: action.to }).ok) {
+        this.#transfers++;
+      }
+    } else if (engine.proposeConfigChange(action.change, { mode: action.mode }).ok) {
+      this.#membershipChanges++;
+    }
+    this.#maybeReady(leader);
+  }
+
+  /** The leader of the highest term among the alive nodes, if any. */
+  #leader(): SimNode | undefined {
+    let best: { node: SimNode; term: number } | undefined;
+    for (const node of this.#nodes) {
+      const s = node.engine?.status();
+      if (s?.role === 'leader' && (best === undefined || s.term > best.term)) {
+        best = { node, term: s.term };
+      }
+    }
+    return best?.node;
   }
 
   async #startNode(node: SimNode): Promise<void> {
@@ -620,13 +678,29 @@ class Simulation {
     return this.#nodes.flatMap((n) => (n.engine === undefined ? [] : [n.engine]));
   }
 
+  /**
+   * Every client is done, every node is up, and the members of the leader's configuration (which
+   * is committed, not joint, with no learner left to promote) applied the whole log.
+   */
   #quiescent(): boolean {
     if (this.#clients.some((c) => c.op !== undefined || c.remaining > 0)) return false;
-    const statuses = this.#aliveEngines().map((e) => e.status());
-    if (statuses.length !== this.#nodes.length) return false;
-    const leader = statuses.find((s) => s.role === 'leader');
+    if (this.#nodes.some((n) => !n.alive)) return false;
+    const leader = this.#leader()?.engine?.status();
     if (leader === undefined) return false;
-    return this.#nodes.every((n) => n.appliedIndex === leader.lastIndex && n.busy === undefined);
+    const { config } = leader;
+    if (isJoint(config) || leader.configIndex > leader.commitIndex) return false;
+    if ((config.autoPromote ?? []).length > 0) return false;
+    return this.#finalMembers().every(
+      (n) => n.appliedIndex === leader.lastIndex && n.busy === undefined,
+    );
+  }
+
+  /** The members of the leader's configuration (every node when there is no leader). */
+  #finalMembers(): SimNode[] {
+    const config = this.#leader()?.engine?.status().config;
+    if (config === undefined) return this.#nodes;
+    const ids = members(config);
+    return this.#nodes.filter((n) => ids.includes(n.id));
   }
 
   async #finalChecks(): Promise<void> {
@@ -651,9 +725,10 @@ class Simulation {
         `the cluster did not converge within ${CONVERGE_MS} ms after healing (liveness): ${states.join('; ')}; clients: ${busy.join('; ') || 'done'}`,
       );
     }
-    // Every node holds the same state, and every acknowledged write is applied on every node.
-    const reference = this.#nodes[0]!;
-    for (const node of this.#nodes) {
+    // Every member holds the same state, and every acknowledged write is applied on every member.
+    const finalMembers = this.#finalMembers();
+    const reference = finalMembers[0]!;
+    for (const node of finalMembers) {
       for (const key of KEYS) {
         if (node.stateMachine.get(key) !== reference.stateMachine.get(key)) {
           throw new Error(
@@ -669,7 +744,7 @@ class Simulation {
           `acknowledged write at index ${index} (term ${term}) is not the applied entry`,
         );
       }
-      for (const node of this.#nodes) {
+      for (const node of finalMembers) {
         if (node.appliedIndex < index) {
           throw new Error(`acknowledged write at index ${index} is not applied on ${node.id}`);
         }

@@ -1,0 +1,197 @@
+import { describe, expect, it } from 'vitest';
+import type { ClientSessionsOptions } from '../client-sessions.ts';
+
+/** One command with a session, as a state machine under test receives it. */
+export interface SessionCommand {
+  readonly clientId: string;
+  readonly seq: number;
+  /** The leader-stamped timestamp of its entry. */
+  readonly timestamp: number;
+  /** Unique per command: what executing it must answer. */
+  readonly token: string;
+}
+
+/**
+ * What a state machine under test answered to a command: the result it executed or recorded (a
+ * token), or that its session is expired.
+ */
+export type SessionAnswer = { readonly result: string } | { readonly expired: true };
+
+/** A fresh state machine under test, with the given retention rules. */
+export interface ClientSessionFixture {
+  /**
+   * Applies `batches` in order, each as one batch of consecutive entries; a command that
+   * executes answers its own token, a duplicate answers the token recorded for its session's
+   * command, an expired one `{ expired: true }`.
+   */
+  apply(batches: readonly (readonly SessionCommand[])[]): Promise<SessionAnswer[][]>;
+}
+
+type Expected = 'new' | 'duplicate' | 'expired';
+
+interface Case {
+  readonly name: string;
+  readonly options: ClientSessionsOptions;
+  /** Batches of `[clientId, seq, ms after T0, expected]`. */
+  readonly batches: readonly (readonly (readonly [string, number, number, Expected])[])[];
+}
+
+const T0 = 1_700_000_000_000;
+
+/**
+ * The retention rules of client sessions (exactly-once, Raft thesis 6.3), as every state machine
+ * with sessions must answer them, in entry time (never a local clock), whatever its batches:
+ * - a command of an unknown client, or of one idle longer than `forgetAfterMs`: new;
+ * - idle longer than `expireAfterMs`, or `seq` at or below `highest seq - retainPerClient`:
+ *   expired, never executed;
+ * - a result recorded for `(clientId, seq)`: a duplicate, answered with it;
+ * - otherwise new.
+ */
+const CASES: readonly Case[] = [
+  {
+    name: 'a repeated command is a duplicate, in its own batch and in later ones',
+    options: {},
+    batches: [
+      [
+        ['a', 1, 0, 'new'],
+        ['a', 1, 1, 'duplicate'],
+        ['b', 1, 2, 'new'],
+      ],
+      [
+        ['a', 1, 3, 'duplicate'],
+        ['b', 2, 4, 'new'],
+      ],
+    ],
+  },
+  {
+    name: 'commands of one client may arrive out of order (pipelined clients)',
+    options: {},
+    batches: [
+      [
+        ['a', 3, 0, 'new'],
+        ['a', 1, 1, 'new'],
+      ],
+      [
+        ['a', 2, 2, 'new'],
+        ['a', 3, 3, 'duplicate'],
+        ['a', 1, 4, 'duplicate'],
+      ],
+    ],
+  },
+  {
+    name: 'results within retainPerClient of the highest sequence number are kept, older ones expired',
+    options: { retainPerClient: 3 },
+    batches: [
+      [
+        ['a', 1, 0, 'new'],
+        ['a', 2, 1, 'new'],
+        ['a', 3, 2, 'new'],
+      ],
+      [
+        ['a', 4, 3, 'new'],
+        ['a', 5, 4, 'new'],
+      ],
+      [
+        ['a', 1, 5, 'expired'],
+        ['a', 2, 6, 'expired'],
+        ['a', 3, 7, 'duplicate'],
+        ['a', 5, 8, 'duplicate'],
+        ['a', 6, 9, 'new'],
+        ['b', 1, 10, 'new'],
+      ],
+    ],
+  },
+  {
+    name: 'retention counts sequence numbers, not results: a jump expires what it leaves behind',
+    options: { retainPerClient: 3 },
+    batches: [
+      [
+        ['a', 1, 0, 'new'],
+        ['a', 10, 1, 'new'],
+      ],
+      [
+        ['a', 1, 2, 'expired'],
+        ['a', 7, 3, 'expired'],
+        ['a', 8, 4, 'new'],
+        ['a', 10, 5, 'duplicate'],
+      ],
+    ],
+  },
+  {
+    name: 'an idle session expires after expireAfterMs and is forgotten after forgetAfterMs',
+    options: { expireAfterMs: 100, forgetAfterMs: 300 },
+    batches: [
+      [['a', 1, 0, 'new']],
+      [['a', 2, 50, 'new']],
+      [
+        ['a', 3, 151, 'expired'],
+        ['a', 2, 152, 'expired'],
+      ],
+      [
+        ['a', 1, 351, 'new'],
+        ['a', 2, 352, 'new'],
+      ],
+    ],
+  },
+  {
+    name: 'a session stays alive while it records commands',
+    options: { expireAfterMs: 100, forgetAfterMs: 300 },
+    batches: [
+      [['a', 1, 0, 'new']],
+      [['a', 2, 90, 'new']],
+      [['a', 3, 180, 'new']],
+      [['a', 2, 270, 'duplicate']],
+    ],
+  },
+  {
+    name: 'a leader clock that steps back does not make a session younger',
+    options: { expireAfterMs: 100, forgetAfterMs: 300 },
+    batches: [[['a', 1, 0, 'new']], [['b', 1, 200, 'new']], [['a', 2, 50, 'expired']]],
+  },
+];
+
+/**
+ * Declares vitest tests that check a state machine's client sessions against the retention rules
+ * above (the same cases for every implementation: `ClientSessions` in the core, the Postgres
+ * state machine's sessions in `@tsraft/pg-storage`). Call it at the top level of a test file;
+ * `factory` makes a fresh state machine with the given options for each test.
+ */
+export function describeClientSessionConformance(
+  name: string,
+  factory: (options: ClientSessionsOptions) => Promise<ClientSessionFixture>,
+): void {
+  describe(`client session conformance: ${name}`, () => {
+    for (const testCase of CASES) {
+      it(testCase.name, async () => {
+        let counter = 0;
+        const batches = testCase.batches.map((batch) =>
+          batch.map(([clientId, seq, ms]) => ({
+            clientId,
+            seq,
+            timestamp: T0 + ms,
+            token: `${clientId}:${seq}:${++counter}`,
+          })),
+        );
+        const fixture = await factory(testCase.options);
+        const answers = await fixture.apply(batches);
+        const tokens = new Map<string, string>();
+        const outcomes = batches.map((batch, b) =>
+          batch.map((command, i): Expected | string => {
+            const answer = answers[b]?.[i];
+            const key = `${command.clientId}:${command.seq}`;
+            if (answer === undefined) return 'no answer';
+            if ('expired' in answer) return 'expired';
+            if (answer.result === command.token) {
+              tokens.set(key, command.token);
+              return 'new';
+            }
+            return answer.result === tokens.get(key)
+              ? 'duplicate'
+              : `answered ${answer.result}, not its own or a recorded token`;
+          }),
+        );
+        expect(outcomes).toEqual(testCase.batches.map((batch) => batch.map((c) => c[3])));
+      });
+    }
+  });
+}

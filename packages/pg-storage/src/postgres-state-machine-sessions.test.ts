@@ -1,0 +1,71 @@
+import { randomUUID } from 'node:crypto';
+import { PGlite } from '@electric-sql/pglite';
+import type { AppliedEntry } from '@tsraft/core';
+import {
+  describeClientSessionConformance,
+  type SessionAnswer,
+} from '@tsraft/core/testing/conformance';
+import { Kysely, PGliteDialect, sql } from 'kysely';
+import { afterAll, beforeAll } from 'vitest';
+import { z } from 'zod';
+import type { AnyKysely } from './any-kysely.ts';
+import { defineCommand } from './command-definition.ts';
+import { createPostgresStateMachine } from './postgres-state-machine.ts';
+
+let db: AnyKysely;
+
+beforeAll(async () => {
+  db = new Kysely({ dialect: new PGliteDialect({ pglite: new PGlite() }) });
+  // PGlite's cold start takes seconds: here, not in the first test's time.
+  await sql`select 1`.execute(db);
+});
+
+afterAll(async () => {
+  await db?.destroy();
+});
+
+/** A command that answers its token: what a new command executes to. */
+const commands = {
+  echo: defineCommand({
+    input: z.object({ token: z.string() }),
+    handler: async (_trx, input) => input.token,
+  }),
+};
+
+// The same retention rules as the core's `ClientSessions`, checked by the same cases.
+describeClientSessionConformance('the Postgres state machine', async (options) => {
+  const machine = await createPostgresStateMachine({
+    db,
+    schema: `s_${randomUUID().replaceAll('-', '').slice(0, 12)}`,
+    commands,
+    tables: [],
+    sessions: options,
+  });
+  let index = 0;
+  return {
+    apply: async (batches) => {
+      const answers: SessionAnswer[][] = [];
+      for (const batch of batches) {
+        const entries = batch.map(
+          (command): AppliedEntry<{ name: 'echo'; input: { token: string } }> => ({
+            kind: 'command',
+            index: ++index,
+            term: 1,
+            timestamp: command.timestamp,
+            command: { name: 'echo', input: { token: command.token } },
+            session: { clientId: command.clientId, seq: command.seq },
+          }),
+        );
+        const results = await machine.apply(entries);
+        answers.push(
+          results.map((result): SessionAnswer => {
+            if (result?.status === 'ok') return { result: String(result.value) };
+            if (result?.error.name === 'SessionExpiredError') return { expired: true };
+            throw new Error(`unexpected answer ${JSON.stringify(result)}`);
+          }),
+        );
+      }
+      return answers;
+    },
+  };
+});
