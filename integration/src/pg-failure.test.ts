@@ -9,35 +9,19 @@ import { InProcessNetwork } from '@tsraft/core/testing';
 import {
   type CommandOf,
   createPostgresStateMachine,
-  defineCommand,
   PostgresLogStore,
   PostgresSnapshotStore,
   type PostgresStateMachine,
   type ResultOf,
 } from '@tsraft/pg-storage';
-import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
+import { type KvDatabase, kvTableCommands } from './fixtures/kv-table.ts';
 import { type PostgresServer, selectProvider } from './postgres/index.ts';
 
-interface Database {
-  kv: { key: string; value: string };
-}
-
-const commands = {
-  put: defineCommand({
-    input: z.object({ key: z.string(), value: z.string() }),
-    handler: async (trx: Transaction<Database>, input) => {
-      await trx
-        .insertInto('kv')
-        .values(input)
-        .onConflict((oc) => oc.column('key').doUpdateSet({ value: input.value }))
-        .execute();
-      return { key: input.key };
-    },
-  }),
-};
+type Database = KvDatabase;
+const commands = kvTableCommands;
 type Commands = typeof commands;
 type KvSupervisor = RaftSupervisor<CommandOf<Commands>, ResultOf<Commands>>;
 

@@ -166,7 +166,7 @@ async function main(): Promise<void> {
   const before = await startNodes(demo, [leader]);
   const target = (await demo.leader()).commitIndex;
   say(
-    `  ${leader} finds its log up to index ${before[0]?.lastIndex}; the cluster has committed up to ${target} meanwhile, so the leader sends it the entries it missed.`,
+    `  ${leader} finds its log up to index ${before[0]?.lastIndex}; the cluster has committed up to ${target} meanwhile, so the leader sends it what it missed.`,
   );
   const deadline = performance.now() + 10_000;
   for (;;) {
@@ -176,8 +176,14 @@ async function main(): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   const caughtUp = await demo.client(leader).localBalances.query();
+  const rejoined = await demo.client(leader).raftAdmin.status.query();
   say(
     `${leader} rejoined as a follower and caught up to index ${target}: its own tables now read ${JSON.stringify(caughtUp)}.`,
+  );
+  say(
+    rejoined.snapshotIndex > (before[0]?.lastIndex ?? 0)
+      ? `  The entries it missed had been compacted away (every node takes a snapshot every 5 entries): the leader sent it its snapshot of index ${rejoined.snapshotIndex} in pieces, then the entries after it.`
+      : `  The leader sent it the entries it missed (its log since the latest snapshot, index ${rejoined.snapshotIndex}).`,
   );
 
   say('Every node now holds the same state (local reads of each node):');

@@ -1,7 +1,7 @@
 /**
  * One node of the demo cluster, as an OS process (started by `main.ts`): a `RaftNode` whose Raft
  * log, vote, snapshots and bank tables live in its own PGlite database (an embedded Postgres) in
- * a local folder, and one HTTP server on its own loopback URL that serves the Raft peer transport
+ * a local folder (its log compacted by snapshots every few entries), and one HTTP server on its own loopback URL that serves the Raft peer transport
  * (tRPC, every request signed with the cluster secret) under `/raft` and the bank app (`app.ts`)
  * under `/trpc`.
  *
@@ -16,6 +16,7 @@ import { createServer } from 'node:http';
 import { PGlite } from '@electric-sql/pglite';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import { type NodeId, RaftNode } from '@tsraft/core';
+import { CompactionPolicy } from '@tsraft/log-compaction';
 import {
   type CommandOf,
   createPostgresStateMachine,
@@ -111,6 +112,10 @@ node = await RaftNode.start({
   stateMachine,
   transport,
 });
+// Log compaction on (Raft paper 7): a snapshot every few entries, keeping no entries behind it, so
+// that this short tour shows a node catching up through a snapshot; an application keeps the
+// defaults (every 10,000 entries or 64 MiB of them, keeping the last 1,000).
+CompactionPolicy.start(node, { afterEntries: 5, retainEntries: 0 });
 node.on('leader-change', ({ leaderId, term }) => {
   if (leaderId === id) report({ event: 'leader', term });
 });

@@ -1,6 +1,10 @@
 import { describe, it } from 'vitest';
 import { EmbeddedProvider } from './embedded-provider.ts';
-import { expectCommittedDataSurvivesKill, expectIndependentServers } from './smoke-checks.ts';
+import {
+  expectCommittedDataSurvivesKill,
+  expectIndependentServers,
+  expectPausedServerHangs,
+} from './smoke-checks.ts';
 
 describe('embedded Postgres provider', () => {
   const provider = new EmbeddedProvider();
@@ -11,5 +15,9 @@ describe('embedded Postgres provider', () => {
 
   it('keeps committed data across kill and restart', async () => {
     await expectCommittedDataSurvivesKill(provider);
+  });
+
+  it('hangs rather than refuses while paused, and carries on once resumed', async () => {
+    await expectPausedServerHangs(provider);
   });
 });

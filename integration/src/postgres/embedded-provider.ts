@@ -84,6 +84,8 @@ class EmbeddedServer implements PostgresServer {
 
   async stop(): Promise<void> {
     this.#assertNotDisposed('stop');
+    // A paused server would hold the shutdown signal until resumed.
+    await this.#postmaster?.resume();
     await this.#postmaster?.stop();
     this.#postmaster = undefined;
   }
@@ -92,6 +94,16 @@ class EmbeddedServer implements PostgresServer {
     this.#assertNotDisposed('kill');
     await this.#postmaster?.kill();
     this.#postmaster = undefined;
+  }
+
+  async pause(): Promise<void> {
+    this.#assertNotDisposed('pause');
+    await this.#postmaster?.pause();
+  }
+
+  async resume(): Promise<void> {
+    this.#assertNotDisposed('resume');
+    await this.#postmaster?.resume();
   }
 
   /** Starts on the same port as before when it is still free, else on a new one. */

@@ -68,6 +68,14 @@ class ExternalServer implements PostgresServer {
     return Promise.reject(cannotControl('restart'));
   }
 
+  pause(): Promise<void> {
+    return Promise.reject(cannotControl('pause'));
+  }
+
+  resume(): Promise<void> {
+    return Promise.reject(cannotControl('resume'));
+  }
+
   /** Does nothing: the server belongs to whoever runs it. */
   async [Symbol.asyncDispose](): Promise<void> {}
 }
@@ -75,7 +83,7 @@ class ExternalServer implements PostgresServer {
 function cannotControl(operation: string): Error {
   return new Error(
     `The external Postgres provider cannot ${operation} a server: it does not run them. ` +
-      'Tests that stop, kill or restart servers need TSRAFT_PG_PROVIDER=embedded or testcontainers.',
+      'Tests that stop, kill, pause or restart servers need TSRAFT_PG_PROVIDER=embedded or testcontainers.',
   );
 }
 

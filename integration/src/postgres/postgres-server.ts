@@ -32,6 +32,15 @@ export interface PostgresServer extends AsyncDisposable {
    */
   kill(): Promise<void>;
   /**
+   * Freezes the server (SIGSTOP to its processes, or `docker pause`): it hangs rather than refuses.
+   * New connections get through TCP's handshake and then wait, queries in flight never answer, so
+   * clients only notice through their own timeouts. `resume()` unfreezes it; `kill()` and
+   * `[Symbol.asyncDispose]` work on a paused server.
+   */
+  pause(): Promise<void>;
+  /** Unfreezes a paused server, which carries on where it stopped; does nothing otherwise. */
+  resume(): Promise<void>;
+  /**
    * Starts the server again after `stop()` or `kill()`, or stops a running one cleanly and starts it
    * again. Resolves once it accepts connections at (the possibly new) `url`.
    */

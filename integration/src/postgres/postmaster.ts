@@ -204,6 +204,34 @@ export class Postmaster {
     }
   }
 
+  /**
+   * SIGSTOP to the postmaster and to every child it has now: the server hangs rather than refuses.
+   * Connections still open at the TCP level (the kernel accepts them) but nothing answers, so a
+   * client sees its own timeouts, not errors. `resume()` undoes it; `kill()` works on a paused
+   * server too.
+   */
+  async pause(): Promise<void> {
+    await this.#signalAll('SIGSTOP');
+  }
+
+  /** SIGCONT to the postmaster and its children: a paused server carries on where it stopped. */
+  async resume(): Promise<void> {
+    await this.#signalAll('SIGCONT');
+  }
+
+  async #signalAll(name: NodeJS.Signals): Promise<void> {
+    const pid = (await this.#pidFromLockFile()) ?? this.#child.pid;
+    if (pid === undefined) {
+      return;
+    }
+    // The postmaster first on stop (it forks no new backend once stopped), last on resume.
+    if (name === 'SIGSTOP') signal(pid, name);
+    for (const child of await childrenOf(pid)) {
+      signal(child, name);
+    }
+    if (name !== 'SIGSTOP') signal(pid, name);
+  }
+
   async #pidFromLockFile(): Promise<number | undefined> {
     try {
       const firstLine = (await readFile(join(this.#dataDir, 'postmaster.pid'), 'utf8')).split(

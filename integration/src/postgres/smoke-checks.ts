@@ -66,3 +66,32 @@ export async function expectCommittedDataSurvivesKill(provider: PostgresProvider
   await server.restart();
   expect(await readHardState()).toEqual([{ term: 7, voted_for: 'node-2' }]);
 }
+
+/**
+ * A paused server hangs rather than refuses: a query on an open connection and a new connection
+ * both get no answer (the client's own timeouts fire, not a refusal); after `resume()` the same
+ * connection answers again, and committed data is intact.
+ */
+export async function expectPausedServerHangs(provider: PostgresProvider): Promise<void> {
+  await using server = await provider.start();
+  await using open = await connect(server.url);
+  await open.query('CREATE TABLE paused (note text NOT NULL)');
+  await open.query(`INSERT INTO paused VALUES ('before the pause')`);
+
+  const hung = new pg.Client({ connectionString: server.url, query_timeout: 500 });
+  hung.on('error', () => {});
+  await hung.connect();
+
+  await server.pause();
+  await expect(hung.query('SELECT 1')).rejects.toThrow(/timeout/i);
+  // Its connection is out of step now (the answer may still come); never reuse it.
+  hung.end().catch(() => {});
+  const connecting = new pg.Client({ connectionString: server.url, connectionTimeoutMillis: 500 });
+  connecting.on('error', () => {});
+  await expect(connecting.connect()).rejects.toThrow(/timeout/i);
+  await connecting.end().catch(() => {});
+
+  await server.resume();
+  const { rows } = await open.query('SELECT note FROM paused');
+  expect(rows).toEqual([{ note: 'before the pause' }]);
+}

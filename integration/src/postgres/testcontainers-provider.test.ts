@@ -1,6 +1,10 @@
 import { describe, it } from 'vitest';
 import { forcedProviderName } from './select-provider.ts';
-import { expectCommittedDataSurvivesKill, expectIndependentServers } from './smoke-checks.ts';
+import {
+  expectCommittedDataSurvivesKill,
+  expectIndependentServers,
+  expectPausedServerHangs,
+} from './smoke-checks.ts';
 import { TestcontainersProvider } from './testcontainers-provider.ts';
 
 // Runs when testcontainers is the chosen provider (then a missing engine or image is a failure,
@@ -21,5 +25,9 @@ describe.skipIf(skipReason !== undefined)('testcontainers Postgres provider', ()
 
   it('keeps committed data across kill and restart', async () => {
     await expectCommittedDataSurvivesKill(provider);
+  });
+
+  it('hangs rather than refuses while paused, and carries on once resumed', async () => {
+    await expectPausedServerHangs(provider);
   });
 });

@@ -140,6 +140,7 @@ class TestcontainersServer implements PostgresServer {
     if (!(await this.#isRunning())) {
       return;
     }
+    await this.resume();
     await container.kill({ signal: 'SIGINT' });
     const exited = container.wait().then(() => true);
     const timedOut = new Promise<false>((resolve) =>
@@ -157,8 +158,23 @@ class TestcontainersServer implements PostgresServer {
     if (!(await this.#isRunning())) {
       return;
     }
+    // Docker refuses to signal a paused container.
+    await this.resume();
     await container.kill({ signal: 'SIGKILL' });
     await container.wait();
+  }
+
+  /** `docker pause`: the cgroup freezer stops every process of the container. */
+  async pause(): Promise<void> {
+    this.#assertNotDisposed('pause');
+    const state = (await this.#docker().inspect()).State;
+    if (state.Running && !state.Paused) await this.#docker().pause();
+  }
+
+  /** `docker unpause`. */
+  async resume(): Promise<void> {
+    this.#assertNotDisposed('resume');
+    if ((await this.#docker().inspect()).State.Paused) await this.#docker().unpause();
   }
 
   async restart(): Promise<void> {
@@ -175,6 +191,8 @@ class TestcontainersServer implements PostgresServer {
     }
     this.#disposed = true;
     try {
+      // Docker refuses to remove a paused container, even by force.
+      if ((await this.#docker().inspect()).State.Paused) await this.#docker().unpause();
       await this.#docker().remove({ force: true, v: true });
     } catch (error) {
       if (!isNotFound(error)) {

@@ -27,8 +27,9 @@ export interface PartialSnapshot extends StoredSnapshot {
  *   the whole comes after the last chunk: a consumer must read to the end before trusting it).
  * - Receiving in pieces: a store holds at most one partial snapshot, beside its complete ones
  *   and invisible to `latest()`. `beginPartial` starts one (discarding any other partial);
- *   `appendPartial` adds the next bytes, durably before it resolves; `partial` tells what is
- *   held, also after a restart; `completePartial` checks the whole against the announced size
+ *   `appendPartial` adds the next bytes; `partial` tells what is held, also after a restart. A
+ *   crash may lose the last pieces appended (a store need not flush each one; completing does):
+ *   what survives is always a prefix, and `partial` says how long; `completePartial` checks the whole against the announced size
  *   and SHA-256 and then makes it a stored snapshot exactly as `save` would (it becomes
  *   `latest()`), or, when they differ, discards it and rejects with `CorruptSnapshotError`.
  *   Memory stays bounded by the bytes of one call whatever the snapshot's size.
@@ -50,8 +51,8 @@ export interface SnapshotStore {
     options?: { signal?: AbortSignal },
   ): Promise<PartialSnapshot>;
   /**
-   * Appends `data` to the partial snapshot, whose `received` must be `offset`; resolves once it
-   * is durable. Rejects with a `RangeError` when there is no partial snapshot, `offset` is not
+   * Appends `data` to the partial snapshot, whose `received` must be `offset` (see above for
+   * durability). Rejects with a `RangeError` when there is no partial snapshot, `offset` is not
    * what it holds, or the bytes would exceed its size; then nothing changed.
    */
   appendPartial(

@@ -36,7 +36,7 @@ export type PeerRequest =
 export type PeerResponse =
   | { readonly type: 'ack' }
   /**
-   * To a `snapshot` piece: how many of the snapshot's first bytes the follower holds durably (it
+   * To a `snapshot` piece: how many of the snapshot's first bytes the follower holds (it
    * sends the next piece from there). `received === size` once the follower has the whole and has
    * handled it (installed it, or found it not needed).
    */

@@ -1,6 +1,6 @@
 /**
  * @packageDocumentation
- * Log compaction for tsraft: the snapshot file format (`tsraft-snapshot/1`: a snapshot's bytes
+ * Log compaction for tsraft: the compaction policy ({@link CompactionPolicy}), the snapshot file format (`tsraft-snapshot/1`: a snapshot's bytes
  * framed with its metadata and checksums, read and written as streams) and the `tsraft-snapshot`
  * tool (the package's `bin`). See the README for the design and the operator runbook.
  */
@@ -18,3 +18,8 @@ export {
   type SnapshotFileReader,
 } from './file/snapshot-file-reader.ts';
 export { type WriteSnapshotFileOptions, writeSnapshotFile } from './file/snapshot-file-writer.ts';
+export {
+  type CompactableNode,
+  CompactionPolicy,
+  type CompactionPolicyOptions,
+} from './policy/compaction-policy.ts';

@@ -245,6 +245,8 @@ async function benchSnapshot(
         commands,
         tables: ['snap_rows'],
         exportConnections: connections,
+        // Filled directly above, not through a log.
+        existingRows: 'accept',
       }),
     ),
   );

@@ -29,6 +29,16 @@ export {
   type RaftSchemaStatus,
   raftSchemaStatus,
 } from './migrations.ts';
+export {
+  NodeNotEmptyError,
+  type NodeState,
+  type RestoreNodeOptions,
+  readNodeState,
+  restoreNode,
+  SEED_POSITION,
+  type SeedSnapshotOptions,
+  seedSnapshot,
+} from './node-snapshots.ts';
 export { PostgresLogStore, type PostgresLogStoreOptions } from './postgres-log-store.ts';
 export {
   PostgresSnapshotStore,
@@ -37,6 +47,7 @@ export {
 } from './postgres-snapshot-store.ts';
 export {
   createPostgresStateMachine,
+  ExistingRowsError,
   PostgresStateMachine,
   type PostgresStateMachineOptions,
   type SavepointMode,

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import {
   type ClusterConfig,
   CorruptSnapshotError,
@@ -82,6 +82,11 @@ export class PostgresSnapshotStore implements SnapshotStore {
   readonly #db: AnyKysely;
   readonly #tables: RaftTables;
   readonly #chunkBytes: number;
+  /**
+   * The SHA-256 of the partial snapshot's bytes appended through this instance, so that
+   * completing it need not read them back (after a restart it does).
+   */
+  #receiving: { id: number; received: number; hash: Hash } | undefined;
 
   private constructor(db: AnyKysely, tables: RaftTables, chunkBytes: number) {
     this.#db = db;
@@ -173,11 +178,9 @@ export class PostgresSnapshotStore implements SnapshotStore {
       let seq = 0;
       const flush = async (): Promise<void> => {
         const data = buffer.subarray(0, filled);
-        await runStorageOperation('writing a snapshot chunk', signal, async () => {
-          await sql`
-            insert into ${t.snapshotChunk} (snapshot_id, seq, data) values (${id}, ${seq}, ${data})
-          `.execute(this.#db);
-        });
+        await runStorageOperation('writing a snapshot chunk', signal, () =>
+          this.#writeChunk(this.#db, id, seq, data),
+        );
         seq++;
         filled = 0;
       };
@@ -253,15 +256,22 @@ export class PostgresSnapshotStore implements SnapshotStore {
     const hash = createHash('sha256');
     let size = 0;
     let seq = 0;
-    for (;;) {
-      const { rows } = await runStorageOperation(`reading ${name}`, signal, () =>
+    const page = (from: number) => {
+      const rows = runStorageOperation(`reading ${name}`, signal, () =>
         sql<{ seq: unknown; data: unknown }>`
           select seq, data from ${t.snapshotChunk}
-          where snapshot_id = ${found.id} and seq >= ${seq}
+          where snapshot_id = ${found.id} and seq >= ${from}
           order by seq limit ${READ_PAGE_ROWS}
         `.execute(this.#db),
       );
+      rows.catch(() => {}); // awaited below, unless the reader stops first
+      return rows;
+    };
+    for (let next = page(0); ; ) {
+      const { rows } = await next;
       if (rows.length === 0) break;
+      // The next page is read while the caller consumes this one.
+      next = page(seq + rows.length);
       for (const row of rows) {
         if (toSafeInteger(row.seq, 'snapshot_chunk.seq') !== seq) {
           throw new CorruptSnapshotError(`${name} is corrupt: chunk ${seq} is missing`);
@@ -317,18 +327,21 @@ export class PostgresSnapshotStore implements SnapshotStore {
     assertPosition(snapshot.term, 'snapshot term');
     assertPosition(snapshot.size, 'snapshot size');
     const t = this.#tables;
-    return runStorageOperation('starting to receive a snapshot', options?.signal, () =>
+    const id = await runStorageOperation('starting to receive a snapshot', options?.signal, () =>
       this.#db.transaction().execute(async (trx) => {
         await sql`delete from ${t.snapshot} where receiving`.execute(trx);
-        await sql`
+        const { rows } = await sql<{ id: unknown }>`
           insert into ${t.snapshot} (index, term, config, size, sha256, receiving)
           values (${snapshot.index}, ${snapshot.term}, cast(${JSON.stringify(snapshot.config)} as jsonb),
             ${snapshot.size}, ${snapshot.sha256}, true)
+          returning id
         `.execute(trx);
-        const { index, term, config, size, sha256 } = snapshot;
-        return { index, term, config, size, sha256, received: 0 };
+        return toSafeInteger(rows[0]?.id, 'snapshot.id');
       }),
     );
+    this.#receiving = { id, received: 0, hash: createHash('sha256') };
+    const { index, term, config, size, sha256 } = snapshot;
+    return { index, term, config, size, sha256, received: 0 };
   }
 
   async appendPartial(
@@ -337,23 +350,35 @@ export class PostgresSnapshotStore implements SnapshotStore {
     options?: { signal?: AbortSignal },
   ): Promise<PartialSnapshot> {
     const t = this.#tables;
-    return runStorageOperation('writing a piece of a received snapshot', options?.signal, () =>
-      this.#db.transaction().execute(async (trx) => {
-        const row = await this.#partialRow(trx, true);
-        if (row === undefined) throw new RangeError('no partial snapshot to append to');
-        const { received, size } = row.partial;
-        if (offset !== received) {
-          throw new RangeError(`the partial snapshot holds ${received} bytes, not ${offset}`);
-        }
-        if (offset + data.byteLength > size) {
-          throw new RangeError(`${offset + data.byteLength} bytes exceed the snapshot's ${size}`);
-        }
-        await sql`
+    const appended = await runStorageOperation(
+      'writing a piece of a received snapshot',
+      options?.signal,
+      () =>
+        this.#db.transaction().execute(async (trx) => {
+          const row = await this.#partialRow(trx, true);
+          if (row === undefined) throw new RangeError('no partial snapshot to append to');
+          const { received, size } = row.partial;
+          if (offset !== received) {
+            throw new RangeError(`the partial snapshot holds ${received} bytes, not ${offset}`);
+          }
+          if (offset + data.byteLength > size) {
+            throw new RangeError(`${offset + data.byteLength} bytes exceed the snapshot's ${size}`);
+          }
+          await sql`set local synchronous_commit = off`.execute(trx);
+          await sql`
           insert into ${t.snapshotChunk} (snapshot_id, seq, data) values (${row.id}, ${row.chunks}, ${data})
         `.execute(trx);
-        return { ...row.partial, received: received + data.byteLength };
-      }),
+          return { id: row.id, partial: { ...row.partial, received: received + data.byteLength } };
+        }),
     );
+    const running = this.#receiving;
+    if (running?.id === appended.id && running.received === offset) {
+      running.hash.update(data);
+      running.received += data.byteLength;
+    } else {
+      this.#receiving = undefined;
+    }
+    return appended.partial;
   }
 
   async completePartial(options?: { signal?: AbortSignal }): Promise<StoredSnapshot> {
@@ -367,20 +392,12 @@ export class PostgresSnapshotStore implements SnapshotStore {
     if (received !== size) {
       throw new RangeError(`the partial snapshot holds ${received} of ${size} bytes`);
     }
-    const hash = createHash('sha256');
-    for (let seq = 0; ; ) {
-      const { rows } = await runStorageOperation('reading the partial snapshot', signal, () =>
-        sql<{ data: unknown }>`
-          select data from ${t.snapshotChunk}
-          where snapshot_id = ${row.id} and seq >= ${seq}
-          order by seq limit ${READ_PAGE_ROWS}
-        `.execute(this.#db),
-      );
-      if (rows.length === 0) break;
-      for (const chunk of rows) hash.update(fromBytea(chunk.data, 'snapshot_chunk.data'));
-      seq += rows.length;
-    }
-    const actual = hash.digest('hex');
+    const running = this.#receiving;
+    this.#receiving = undefined;
+    const actual =
+      running?.id === row.id && running.received === size
+        ? running.hash.digest('hex')
+        : await this.#hashPartial(row.id, signal);
     if (actual !== sha256) {
       await runStorageOperation('discarding a corrupt received snapshot', signal, () =>
         sql`delete from ${t.snapshot} where id = ${row.id}`.execute(this.#db),
@@ -398,6 +415,38 @@ export class PostgresSnapshotStore implements SnapshotStore {
       }),
     );
     return { index, term, config, size, sha256 };
+  }
+
+  /** SHA-256 of the chunks of partial snapshot `id`, read back (after a restart of this store). */
+  async #hashPartial(id: number, signal: AbortSignal | undefined): Promise<string> {
+    const t = this.#tables;
+    const hash = createHash('sha256');
+    for (let seq = 0; ; ) {
+      const { rows } = await runStorageOperation('reading the partial snapshot', signal, () =>
+        sql<{ data: unknown }>`
+          select data from ${t.snapshotChunk}
+          where snapshot_id = ${id} and seq >= ${seq}
+          order by seq limit ${READ_PAGE_ROWS}
+        `.execute(this.#db),
+      );
+      if (rows.length === 0) return hash.digest('hex');
+      for (const chunk of rows) hash.update(fromBytea(chunk.data, 'snapshot_chunk.data'));
+      seq += rows.length;
+    }
+  }
+
+  /**
+   * Writes one chunk row. Its commit need not wait for the disk: the transaction that completes
+   * the snapshot does, and a commit flushes every earlier one with it; a crash before loses only
+   * chunks of a snapshot that is not complete (and a prefix of a partial one survives).
+   */
+  async #writeChunk(db: AnyKysely, id: number, seq: number, data: Uint8Array): Promise<void> {
+    await db.transaction().execute(async (trx) => {
+      await sql`set local synchronous_commit = off`.execute(trx);
+      await sql`
+        insert into ${this.#tables.snapshotChunk} (snapshot_id, seq, data) values (${id}, ${seq}, ${data})
+      `.execute(trx);
+    });
   }
 
   /** The partial snapshot's row (locked with `forUpdate`), the bytes and chunk rows it holds. */

@@ -25,7 +25,7 @@ import { CommandValidationError } from './command-validation-error.ts';
 import { toSafeInteger } from './int8.ts';
 import { migrateRaftSchema } from './migrations.ts';
 import { type RaftTables, raftTables } from './raft-tables.ts';
-import { type ReplicatedTable, replicatedTables } from './replicated-tables.ts';
+import { assertTablesExist, type ReplicatedTable, replicatedTables } from './replicated-tables.ts';
 import { DEFAULT_SCHEMA, validateSchemaName } from './schema-name.ts';
 import { exportStateSnapshot, type StateSnapshotScope } from './state-snapshot-export.ts';
 import { restoreStateSnapshot } from './state-snapshot-restore.ts';
@@ -87,8 +87,39 @@ export interface PostgresStateMachineOptions<C extends CommandMap> {
    * Ignored on PGlite.
    */
   readonly exportConnections?: number;
+  /**
+   * What to do when the replicated tables hold rows but this node has applied nothing of a Raft
+   * log (rows from before tsraft, which would stay on this node only): `refuse` (default) rejects
+   * with {@link ExistingRowsError}, which says how to seed a cluster from them; `accept` opens
+   * anyway (tests and benchmarks that fill tables directly).
+   */
+  readonly existingRows?: 'refuse' | 'accept';
   /** Aborts opening (the migration). */
   readonly signal?: AbortSignal;
+}
+
+/**
+ * The replicated tables of a node that has applied nothing of a Raft log hold rows: no log
+ * explains them, so they would stay on this node only and its snapshots would differ from the
+ * others' of the same index. Nothing was changed.
+ */
+export class ExistingRowsError extends Error {
+  override name = 'ExistingRowsError';
+  /** The replicated tables that hold rows. */
+  readonly tables: readonly string[];
+
+  constructor(tables: readonly string[], schema: string) {
+    const list = tables.join(', ');
+    super(
+      `the replicated tables ${list} hold rows, but this node has applied nothing of a Raft log: ` +
+        'they would stay on this node only. To start a new cluster from them, seed it from this ' +
+        `node: tsraft-snapshot seed --db <this database> --schema ${schema} --tables ${tables.join(',')} ` +
+        '--voters <the node ids> --out seed.tsnap, then restore seed.tsnap into every other node ' +
+        '(see the runbook of @tsraft/log-compaction). To join an existing cluster instead, empty ' +
+        'these tables first.',
+    );
+    this.tables = tables;
+  }
 }
 
 /** A command entry, as far as executing it needs to know. */
@@ -215,19 +246,30 @@ export class PostgresStateMachine<C extends CommandMap>
     const { db, signal } = options;
     await migrateRaftSchema({ db, schema, ...(signal ? { signal } : {}) });
     const machine = new PostgresStateMachine(options, schema);
-    const names = machine.#appTables.map((table) => table.name);
-    await runStorageOperation('checking the replicated tables', signal, async () => {
-      const { rows } = await sql<{ name: string }>`
-        select n as name from jsonb_array_elements_text(cast(${JSON.stringify(names)} as jsonb)) n
-        where to_regclass(n) is null
-      `.execute(db);
-      if (rows.length > 0) {
-        throw new StorageError(
-          `the replicated tables ${rows.map((row) => row.name).join(', ')} do not exist; create them (your migrations) before opening the state machine`,
-        );
-      }
-    });
+    await runStorageOperation('checking the replicated tables', signal, () =>
+      assertTablesExist(db, machine.#appTables),
+    );
+    if (options.existingRows !== 'accept') {
+      const withRows = await runStorageOperation('checking for rows no log explains', signal, () =>
+        machine.#rowsWithoutLog(),
+      );
+      if (withRows.length > 0) throw new ExistingRowsError(withRows, schema);
+    }
     return machine;
+  }
+
+  /** The replicated tables that hold rows while nothing is applied (none once something is). */
+  async #rowsWithoutLog(): Promise<string[]> {
+    const { rows } = await sql<{ index: unknown }>`
+      select index from ${this.#tables.appliedState}
+    `.execute(this.#db);
+    if (toSafeInteger(rows[0]?.index, 'applied_state.index') > 0) return [];
+    const found: string[] = [];
+    for (const table of this.#appTables) {
+      const probe = await sql`select 1 from ${table.id} limit 1`.execute(this.#db);
+      if (probe.rows.length > 0) found.push(table.name);
+    }
+    return found;
   }
 
   /**

@@ -1,4 +1,6 @@
+import { StorageError } from '@tsraft/core';
 import { type RawBuilder, sql } from 'kysely';
+import type { AnyKysely } from './any-kysely.ts';
 
 /**
  * A replicated table of the application, as the state machine declares it: its name
@@ -26,4 +28,25 @@ export function replicatedTables(tables: readonly string[]): ReplicatedTable[] {
 
 function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
+}
+
+/**
+ * Checks that every replicated table exists.
+ *
+ * @throws StorageError naming the missing tables.
+ */
+export async function assertTablesExist(
+  db: AnyKysely,
+  tables: readonly ReplicatedTable[],
+): Promise<void> {
+  const names = tables.map((table) => table.name);
+  const { rows } = await sql<{ name: string }>`
+    select n as name from jsonb_array_elements_text(cast(${JSON.stringify(names)} as jsonb)) n
+    where to_regclass(n) is null
+  `.execute(db);
+  if (rows.length > 0) {
+    throw new StorageError(
+      `the replicated tables ${rows.map((row) => row.name).join(', ')} do not exist; create them (your migrations) first`,
+    );
+  }
 }

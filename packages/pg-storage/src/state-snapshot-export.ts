@@ -58,9 +58,17 @@ let exportCounter = 0;
  */
 export async function exportStateSnapshot(
   scope: StateSnapshotScope,
-  options?: { signal?: AbortSignal },
+  options?: {
+    signal?: AbortSignal;
+    /**
+     * The position the snapshot says it is at, instead of the applied position: seeding a new
+     * cluster from a node's existing tables (`seedSnapshot`), which no log explains yet.
+     */
+    seedPosition?: LogPosition;
+  },
 ): Promise<{ position: LogPosition; chunks: AsyncIterable<Uint8Array> }> {
   const signal = options?.signal;
+  const seedPosition = options?.seedPosition;
   // PGlite has one connection: a transaction held open while the stream is read would block
   // whoever consumes it. There the cursors are declared WITH HOLD (Postgres materializes them
   // at commit) and read after the transaction ends.
@@ -132,7 +140,7 @@ export async function exportStateSnapshot(
         if (single) await trx.commit().execute();
         return {
           header: {
-            position: {
+            position: seedPosition ?? {
               index: toSafeInteger(row.index, 'applied_state.index'),
               term: toSafeInteger(row.term, 'applied_state.term'),
             },

@@ -1,86 +1,53 @@
 import type { LogPosition } from '@tsraft/core';
 import { StorageError } from '@tsraft/core';
 import { type RawBuilder, sql } from 'kysely';
+import type { AnyKysely } from './any-kysely.ts';
 import type { StateSnapshotScope } from './state-snapshot-export.ts';
 import {
   CorruptSnapshotError,
-  lines,
-  parseHeader,
   SESSION_SECTIONS,
   type StateSnapshotHeader,
 } from './state-snapshot-format.ts';
+import { statePages } from './state-snapshot-pages.ts';
 import { runStorageOperation } from './storage-failure.ts';
 
-/** Characters of rows per staging row of a restore. */
-const STAGING_CHARS = 1024 * 1024;
+/** What a restore works on. */
+export type RestoreScope = Pick<StateSnapshotScope, 'db' | 'tables' | 'appTables' | 'pageRows'>;
+
+/** Characters of rows per statement (and per staging row) of a restore. */
+const PAGE_CHARS = 1024 * 1024;
 
 /**
- * Replaces the state of `scope` with the snapshot `chunks` at `position`: stages its rows in
- * `restore_staging` (unlogged) page by page, checking the format as it goes, then in ONE
- * transaction truncates the replicated and session tables, inserts the staged rows and sets the
- * applied position and the session clock. A snapshot that is not in the format, is truncated,
- * or holds a row that does not fit rejects with `CorruptSnapshotError` and changes nothing.
+ * Replaces the state of `scope` with the snapshot `chunks` at `position`, all or nothing: the
+ * replicated and session tables, the applied position and the session clock. A snapshot that is
+ * not in the format, is truncated, or holds a row that does not fit rejects with
+ * `CorruptSnapshotError` and changes nothing.
+ *
+ * On a server (a pool) this is ONE transaction that inserts the rows page by page as they are
+ * read ({@link restoreStateIn}); the stream may come from the same database on another
+ * connection (the snapshot store). On PGlite (one connection, which a transaction would hold
+ * while the stream needs it) the rows are first staged in `restore_staging` (unlogged), then one
+ * transaction moves them into place.
  */
 export async function restoreStateSnapshot(
-  scope: Pick<StateSnapshotScope, 'db' | 'tables' | 'appTables' | 'pageRows'>,
+  scope: RestoreScope,
   position: LogPosition,
   chunks: AsyncIterable<Uint8Array>,
   options?: { signal?: AbortSignal },
 ): Promise<void> {
   const signal = options?.signal;
-  const t = scope.tables;
-  const db = scope.db;
+  const single = scope.db.getExecutor().adapter.supportsMultipleConnections === false;
   try {
-    await runStorageOperation('clearing the restore staging table', signal, () =>
-      sql`truncate ${t.restoreStaging}`.execute(db),
-    );
-    const { header, counts } = await stage(scope, position, chunks, signal);
-    const sections: RawBuilder<unknown>[] = [
-      t.clientSession,
-      t.clientResult,
-      ...scope.appTables.map((table) => table.id),
-    ];
-    await runStorageOperation('restoring a snapshot', signal, () =>
-      db.transaction().execute(async (trx) => {
-        await sql`truncate ${sql.join(sections)}`.execute(trx);
-        for (const [i, target] of sections.entries()) {
-          const expected = counts[i] ?? 0;
-          if (expected === 0) continue;
-          signal?.throwIfAborted();
-          let inserted: bigint | undefined;
-          try {
-            const result = await sql`
-              insert into ${target} overriding system value
-              select r.* from ${t.restoreStaging} s
-              cross join lateral jsonb_populate_recordset(cast(null as ${target}), cast(s.payload as jsonb)) r
-              where s.section = ${i}
-              order by s.seq
-            `.execute(trx);
-            inserted = result.numAffectedRows;
-          } catch (error) {
-            if (isDataError(error)) {
-              throw new CorruptSnapshotError(
-                `corrupt snapshot: the rows of ${header.tables[i]} cannot be restored: ${describe(error)}`,
-                { cause: error },
-              );
-            }
-            throw error;
-          }
-          if (inserted !== undefined && Number(inserted) !== expected) {
-            throw new CorruptSnapshotError(
-              `corrupt snapshot: ${expected} lines of ${header.tables[i]} hold ${inserted} rows`,
-            );
-          }
-        }
-        await sql`
-          update ${t.appliedState}
-          set index = ${position.index}, term = ${position.term}, now = ${header.now}
-        `.execute(trx);
-        await sql`truncate ${t.restoreStaging}`.execute(trx);
-      }),
-    );
+    if (single) {
+      await restoreStaged(scope, position, chunks, signal);
+    } else {
+      await runStorageOperation('restoring a snapshot', signal, () =>
+        scope.db
+          .transaction()
+          .execute((trx) => restoreStateIn(trx, scope, position, chunks, signal)),
+      );
+    }
   } catch (error) {
-    await sql`truncate ${t.restoreStaging}`.execute(db).catch(() => {});
     if (error instanceof StorageError && error.cause instanceof CorruptSnapshotError) {
       throw error.cause;
     }
@@ -89,19 +56,142 @@ export async function restoreStateSnapshot(
 }
 
 /**
- * Reads the snapshot stream into the staging table, checking its format; returns its header
- * and the number of rows of each section. Writes nothing but staging rows.
+ * Inside the caller's transaction `trx`: truncates the replicated and session tables, inserts the
+ * snapshot's rows page by page as they are read (one statement in flight while the next page is
+ * parsed; memory: a chunk and two pages), and sets the applied position and session clock.
+ * Returns the snapshot's header.
+ *
+ * @throws CorruptSnapshotError for a snapshot that is damaged, not at `position`, or of other
+ * tables; the caller rolls back.
  */
-async function stage(
-  scope: Pick<StateSnapshotScope, 'db' | 'tables' | 'appTables' | 'pageRows'>,
+export async function restoreStateIn(
+  trx: AnyKysely,
+  scope: RestoreScope,
   position: LogPosition,
   chunks: AsyncIterable<Uint8Array>,
   signal: AbortSignal | undefined,
-): Promise<{ header: StateSnapshotHeader; counts: number[] }> {
+): Promise<StateSnapshotHeader> {
+  const targets = sectionTables(scope);
+  await sql`truncate ${sql.join(targets)}`.execute(trx);
+  const pages = statePages(chunks, {
+    pageRows: scope.pageRows,
+    pageChars: PAGE_CHARS,
+    ...(signal === undefined ? {} : { signal }),
+  });
+  let header: StateSnapshotHeader | undefined;
+  let inFlight: Promise<void> | undefined;
+  for (let next = await pages.next(); next.done !== true; next = await pages.next()) {
+    const item = next.value;
+    if (item.kind === 'header') {
+      header = checkHeader(item.header, scope, position);
+      continue;
+    }
+    const target = targets[item.section] as RawBuilder<unknown>;
+    const name = header?.tables[item.section] ?? String(item.section);
+    const payload = `[${item.rows.join(',')}]`;
+    const count = item.rows.length;
+    await inFlight;
+    inFlight = insertRows(
+      trx,
+      target,
+      name,
+      sql`select r.* from jsonb_populate_recordset(cast(null as ${target}), cast(${payload} as jsonb)) r`,
+      count,
+    );
+    // Awaited before the next statement; a failure meanwhile must not go unhandled.
+    inFlight.catch(() => {});
+  }
+  await inFlight;
+  if (header === undefined) throw new CorruptSnapshotError('corrupt snapshot: it is empty');
+  await setApplied(trx, scope, position, header);
+  return header;
+}
+
+/** PGlite: stages the rows outside any transaction, then moves them into place in one. */
+async function restoreStaged(
+  scope: RestoreScope,
+  position: LogPosition,
+  chunks: AsyncIterable<Uint8Array>,
+  signal: AbortSignal | undefined,
+): Promise<void> {
   const t = scope.tables;
+  const db = scope.db;
+  try {
+    await runStorageOperation('clearing the restore staging table', signal, () =>
+      sql`truncate ${t.restoreStaging}`.execute(db),
+    );
+    const pages = statePages(chunks, {
+      pageRows: scope.pageRows,
+      pageChars: PAGE_CHARS,
+      ...(signal === undefined ? {} : { signal }),
+    });
+    let header: StateSnapshotHeader | undefined;
+    let seq = 0;
+    let next = await pages.next();
+    for (; next.done !== true; next = await pages.next()) {
+      const item = next.value;
+      if (item.kind === 'header') {
+        header = checkHeader(item.header, scope, position);
+        continue;
+      }
+      const at = seq++;
+      const payload = `[${item.rows.join(',')}]`;
+      await runStorageOperation('staging a snapshot', signal, () =>
+        sql`
+          insert into ${t.restoreStaging} (section, seq, row_count, payload)
+          values (${item.section}, ${at}, ${item.rows.length}, ${payload})
+        `.execute(db),
+      );
+    }
+    const counts = next.value;
+    if (header === undefined) throw new CorruptSnapshotError('corrupt snapshot: it is empty');
+    const staged = header;
+    const targets = sectionTables(scope);
+    await runStorageOperation('restoring a snapshot', signal, () =>
+      db.transaction().execute(async (trx) => {
+        await sql`truncate ${sql.join(targets)}`.execute(trx);
+        for (const [i, target] of targets.entries()) {
+          const expected = counts[i] ?? 0;
+          if (expected === 0) continue;
+          signal?.throwIfAborted();
+          await insertRows(
+            trx,
+            target,
+            staged.tables[i] ?? String(i),
+            sql`
+              select r.* from ${t.restoreStaging} s
+              cross join lateral jsonb_populate_recordset(cast(null as ${target}), cast(s.payload as jsonb)) r
+              where s.section = ${i}
+              order by s.seq
+            `,
+            expected,
+          );
+        }
+        await setApplied(trx, scope, position, staged);
+        await sql`truncate ${t.restoreStaging}`.execute(trx);
+      }),
+    );
+  } catch (error) {
+    await sql`truncate ${t.restoreStaging}`.execute(db).catch(() => {});
+    throw error;
+  }
+}
+
+/** The tables a snapshot's sections go into, in the sections' order. */
+function sectionTables(scope: RestoreScope): RawBuilder<unknown>[] {
+  return [
+    scope.tables.clientSession,
+    scope.tables.clientResult,
+    ...scope.appTables.map((table) => table.id),
+  ];
+}
+
+function checkHeader(
+  header: StateSnapshotHeader,
+  scope: RestoreScope,
+  position: LogPosition,
+): StateSnapshotHeader {
   const expectedTables = [...SESSION_SECTIONS, ...scope.appTables.map((table) => table.name)];
-  const iterator = lines(chunks)[Symbol.asyncIterator]();
-  const header = parseHeader((await iterator.next()).value ?? undefined);
   if (header.position.index !== position.index || header.position.term !== position.term) {
     throw new CorruptSnapshotError(
       `the snapshot is at ${header.position.index}/${header.position.term}, not at ${position.index}/${position.term} as expected`,
@@ -112,72 +202,47 @@ async function stage(
       `the snapshot holds the tables ${header.tables.join(', ')}, but this state machine replicates ${expectedTables.join(', ')}`,
     );
   }
-  const counts = expectedTables.map(() => 0);
-  let section = -1;
-  let seq = 0;
-  let pending: string[] = [];
-  let pendingChars = 0;
-  let ended: number | undefined;
-  let total = 0;
-  const flush = async (): Promise<void> => {
-    if (pending.length === 0) return;
-    const payload = `[${pending.join(',')}]`;
-    const rowCount = pending.length;
-    pending = [];
-    pendingChars = 0;
-    const at = seq++;
-    await runStorageOperation('staging a snapshot', signal, () =>
-      sql`
-        insert into ${t.restoreStaging} (section, seq, row_count, payload)
-        values (${section}, ${at}, ${rowCount}, ${payload})
-      `.execute(scope.db),
-    );
-  };
-  for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
-    const line = next.value;
-    signal?.throwIfAborted();
-    if (ended !== undefined) throw new CorruptSnapshotError('corrupt snapshot: data after its end');
-    if (line.startsWith('{')) {
-      if (section < 0 || !line.endsWith('}')) {
-        throw new CorruptSnapshotError(
-          `corrupt snapshot: malformed row line ${JSON.stringify(line.slice(0, 60))}`,
-        );
-      }
-      pending.push(line);
-      pendingChars += line.length;
-      counts[section] = (counts[section] ?? 0) + 1;
-      total++;
-      if (pending.length >= scope.pageRows || pendingChars >= STAGING_CHARS) await flush();
-    } else if (line.startsWith('#table ')) {
-      await flush();
-      const n = Number(line.slice('#table '.length));
-      if (!Number.isSafeInteger(n) || n <= section || n >= expectedTables.length) {
-        throw new CorruptSnapshotError(`corrupt snapshot: unexpected section "${line}"`);
-      }
-      section = n;
-    } else if (line.startsWith('#end ')) {
-      await flush();
-      let end: { rows?: unknown };
-      try {
-        end = JSON.parse(line.slice('#end '.length)) as { rows?: unknown };
-      } catch (error) {
-        throw new CorruptSnapshotError('corrupt snapshot: malformed end line', { cause: error });
-      }
-      if (end.rows !== total) {
-        throw new CorruptSnapshotError(
-          `corrupt snapshot: it holds ${total} rows, its end line says ${String(end.rows)}`,
-        );
-      }
-      ended = total;
-    } else {
+  return header;
+}
+
+/** Inserts the rows `select` gives into `target` (named `name`), checking their count. */
+async function insertRows(
+  trx: AnyKysely,
+  target: RawBuilder<unknown>,
+  name: string,
+  select: RawBuilder<unknown>,
+  expected: number,
+): Promise<void> {
+  let inserted: bigint | undefined;
+  try {
+    const result = await sql`insert into ${target} overriding system value ${select}`.execute(trx);
+    inserted = result.numAffectedRows;
+  } catch (error) {
+    if (isDataError(error)) {
       throw new CorruptSnapshotError(
-        `corrupt snapshot: unexpected line ${JSON.stringify(line.slice(0, 60))}`,
+        `corrupt snapshot: the rows of ${name} cannot be restored: ${describe(error)}`,
+        { cause: error },
       );
     }
+    throw error;
   }
-  if (ended === undefined)
-    throw new CorruptSnapshotError('corrupt snapshot: it is truncated (no end line)');
-  return { header, counts };
+  if (inserted !== undefined && Number(inserted) !== expected) {
+    throw new CorruptSnapshotError(
+      `corrupt snapshot: ${expected} lines of ${name} hold ${inserted} rows`,
+    );
+  }
+}
+
+async function setApplied(
+  trx: AnyKysely,
+  scope: RestoreScope,
+  position: LogPosition,
+  header: StateSnapshotHeader,
+): Promise<void> {
+  await sql`
+    update ${scope.tables.appliedState}
+    set index = ${position.index}, term = ${position.term}, now = ${header.now}
+  `.execute(trx);
 }
 
 /** SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation). */

@@ -5,6 +5,7 @@ import {
   STATE_SNAPSHOT_FORMAT,
   type StateSnapshotHeader,
 } from './state-snapshot-format.ts';
+import { statePages } from './state-snapshot-pages.ts';
 
 /** What a Postgres state machine snapshot holds, as {@link summarizeStateSnapshot} counts it. */
 export interface StateSnapshotSummary {
@@ -35,9 +36,8 @@ export async function readStateSnapshotHeader(
 
 /**
  * Reads a whole Postgres state machine snapshot (`tsraft-pg-state/1`) and checks its structure
- * without a database: the header, the sections in the header's order, one JSON object per row
- * line, and the end line's row count. Memory stays at one chunk and one line. Whether each row
- * fits its table is checked only by a restore.
+ * without a database (see {@link statePages}). Memory stays at one chunk and one page of rows.
+ * Whether each row fits its table is checked only by a restore.
  *
  * @throws CorruptSnapshotError at the first check that fails.
  */
@@ -45,58 +45,26 @@ export async function summarizeStateSnapshot(
   chunks: AsyncIterable<Uint8Array>,
   options: { signal?: AbortSignal } = {},
 ): Promise<StateSnapshotSummary> {
+  const pages = statePages(chunks, {
+    pageRows: SUMMARY_PAGE_ROWS,
+    pageChars: SUMMARY_PAGE_CHARS,
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+  });
   let header: StateSnapshotHeader | undefined;
-  let counts: number[] = [];
-  let section = -1;
-  let total = 0;
-  let ended = false;
-  for await (const line of lines(chunks)) {
-    options.signal?.throwIfAborted();
-    if (header === undefined) {
-      header = parseHeader(line);
-      counts = header.tables.map(() => 0);
-      continue;
+  for (let next = await pages.next(); ; next = await pages.next()) {
+    if (next.done === true) {
+      const counts = next.value;
+      if (header === undefined) throw new CorruptSnapshotError('corrupt snapshot: it is empty');
+      return {
+        format: STATE_SNAPSHOT_FORMAT,
+        header,
+        rows: header.tables.map((table, i) => ({ table, rows: counts[i] ?? 0 })),
+      };
     }
-    if (ended) throw new CorruptSnapshotError('corrupt snapshot: data after its end');
-    if (line.startsWith('{')) {
-      if (section < 0 || !line.endsWith('}')) {
-        throw new CorruptSnapshotError(
-          `corrupt snapshot: malformed row line ${JSON.stringify(line.slice(0, 60))}`,
-        );
-      }
-      counts[section] = (counts[section] ?? 0) + 1;
-      total++;
-    } else if (line.startsWith('#table ')) {
-      const n = Number(line.slice('#table '.length));
-      if (!Number.isSafeInteger(n) || n <= section || n >= header.tables.length) {
-        throw new CorruptSnapshotError(`corrupt snapshot: unexpected section "${line}"`);
-      }
-      section = n;
-    } else if (line.startsWith('#end ')) {
-      let end: { rows?: unknown };
-      try {
-        end = JSON.parse(line.slice('#end '.length)) as { rows?: unknown };
-      } catch (error) {
-        throw new CorruptSnapshotError('corrupt snapshot: malformed end line', { cause: error });
-      }
-      if (end.rows !== total) {
-        throw new CorruptSnapshotError(
-          `corrupt snapshot: it holds ${total} rows, its end line says ${String(end.rows)}`,
-        );
-      }
-      ended = true;
-    } else {
-      throw new CorruptSnapshotError(
-        `corrupt snapshot: unexpected line ${JSON.stringify(line.slice(0, 60))}`,
-      );
-    }
+    if (next.value.kind === 'header') header = next.value.header;
   }
-  if (header === undefined) throw new CorruptSnapshotError('corrupt snapshot: it is empty');
-  if (!ended) throw new CorruptSnapshotError('corrupt snapshot: it is truncated (no end line)');
-  const tables = header.tables;
-  return {
-    format: STATE_SNAPSHOT_FORMAT,
-    header,
-    rows: tables.map((table, i) => ({ table, rows: counts[i] ?? 0 })),
-  };
 }
+
+/** Pages of a summary: only counted, never held long. */
+const SUMMARY_PAGE_ROWS = 10_000;
+const SUMMARY_PAGE_CHARS = 1024 * 1024;

@@ -9,7 +9,7 @@ import {
 } from '../configuration.ts';
 import { InvariantViolationError } from '../errors.ts';
 import type { HardState } from '../hard-state.ts';
-import { entrySize, type LogEntry, type NodeId } from '../log-entry.ts';
+import { entrySize, type LogEntry, type LogPosition, type NodeId } from '../log-entry.ts';
 import type { LogWrite } from '../log-store.ts';
 import { type Logger, noopLogger } from '../logger.ts';
 import type {
@@ -462,15 +462,23 @@ export class RaftEngine {
 
   /**
    * The driver saved a snapshot covering the log up to `meta.index` (at most the applied index):
-   * entries up to there leave memory, and followers that need them will be sent the snapshot.
+   * followers that need entries before the log's start are sent it from now on, and entries up
+   * to `meta.index - retainEntries` leave memory (Raft paper 7; the retained tail serves
+   * followers a little behind with entries instead of the whole snapshot). Returns the position
+   * the log now starts after when it moved, for the driver to purge its log store up to there.
    */
-  compact(meta: SnapshotMeta): void {
+  compact(meta: SnapshotMeta, retainEntries = 0): LogPosition | undefined {
     if (meta.index > this.#appliedHandedOut || meta.index > this.#persistedIndex) {
       throw new InvariantViolationError(
         `cannot compact to ${meta.index}: beyond the applied (${this.#appliedHandedOut}) or persisted (${this.#persistedIndex}) index`,
       );
     }
-    if (meta.index <= this.#log.snapshot.index) return;
+    if (!(Number.isSafeInteger(retainEntries) && retainEntries >= 0)) {
+      throw new RangeError(`retainEntries must be a non-negative integer, got ${retainEntries}`);
+    }
+    if (meta.index <= this.#snapshotMeta.index || meta.index <= this.#log.snapshot.index) {
+      return undefined;
+    }
     if (this.#log.term(meta.index) !== meta.term) {
       throw new InvariantViolationError(
         `snapshot at ${meta.index} has term ${meta.term}, the log has ${this.#log.term(meta.index)}`,
@@ -482,9 +490,13 @@ export class RaftEngine {
         `snapshot at ${meta.index} carries the configuration ${JSON.stringify(meta.config)}, the log has ${JSON.stringify(config)} there`,
       );
     }
-    this.#log.compact(meta.index);
-    this.#configs.compactedTo(meta.index);
     this.#snapshotMeta = meta;
+    const upTo = meta.index - retainEntries;
+    const term = this.#log.term(upTo);
+    if (upTo <= this.#log.snapshot.index || term === undefined) return undefined;
+    this.#log.compact(upTo);
+    this.#configs.compactedTo(upTo);
+    return { index: upTo, term };
   }
 
   /**

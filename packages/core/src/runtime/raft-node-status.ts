@@ -12,6 +12,14 @@ export interface RaftNodeStatus {
   readonly commitIndex: number;
   /** Highest index the state machine has applied. */
   readonly appliedIndex: number;
+  /** Index of the latest snapshot this node took or installed (where its log started, at start). */
+  readonly snapshotIndex: number;
+  /**
+   * Bytes (`entrySize`) of the entries applied since that snapshot (entries applied while it was
+   * being taken are not counted): what a snapshot now would let the log drop. The compaction
+   * policy of `@tsraft/log-compaction` reads it.
+   */
+  readonly bytesSinceSnapshot: number;
   readonly lastIndex: number;
   /** First index still in the log (entries before it are compacted into a snapshot). */
   readonly firstIndex: number;

@@ -11,7 +11,7 @@ import {
   NotLeaderError,
   ProposalDroppedError,
 } from '../errors.ts';
-import type { LogEntry, NodeId } from '../log-entry.ts';
+import { entrySize, type LogEntry, type NodeId } from '../log-entry.ts';
 import type { LogStore } from '../log-store.ts';
 import { type Logger, noopLogger } from '../logger.ts';
 import type { Message } from '../message.ts';
@@ -88,6 +88,9 @@ interface RaftNodeInit<Command, Result> {
   readonly options: RaftNodeOptions<Command, Result>;
   readonly logger: Logger;
   readonly applied: number;
+  /** Index of the latest snapshot, and the bytes of the entries applied after it. */
+  readonly snapshotIndex: number;
+  readonly bytesSinceSnapshot: number;
 }
 
 /**
@@ -151,6 +154,8 @@ export class RaftNode<Command, Result> {
   #leaderId: NodeId | null = null;
   #commitIndex = 0;
   #lastTimestamp = 0;
+  #snapshotIndex: number;
+  #bytesSinceSnapshot: number;
 
   private constructor(init: RaftNodeInit<Command, Result>) {
     const { options } = init;
@@ -217,6 +222,10 @@ export class RaftNode<Command, Result> {
         this.#appliedWaiters.advance(meta.index);
         this.#emit('apply', { appliedIndex: meta.index });
       },
+      snapshotted: (meta) => {
+        this.#snapshotIndex = meta.index;
+        this.#bytesSinceSnapshot = 0;
+      },
       emit: (event, ...args) => this.#emit(event, ...args),
     });
     this.#membership = new MembershipChanges({
@@ -248,6 +257,8 @@ export class RaftNode<Command, Result> {
       kick: () => this.#kick(),
       throwIfStopped: () => this.#throwIfStopped(),
     });
+    this.#snapshotIndex = init.snapshotIndex;
+    this.#bytesSinceSnapshot = init.bytesSinceSnapshot;
     const status = init.engine.status();
     this.#commitIndex = status.commitIndex;
   }
@@ -305,6 +316,11 @@ export class RaftNode<Command, Result> {
       options,
       logger,
       applied: recovered.applied,
+      snapshotIndex: recovered.snapshot.index,
+      bytesSinceSnapshot: recovered.entries.reduce(
+        (bytes, entry) => (entry.index <= recovered.applied ? bytes + entrySize(entry) : bytes),
+        0,
+      ),
     });
     node.#membership.observe();
     await options.transport.listen(node.#handlePeerRequest);
@@ -398,6 +414,8 @@ export class RaftNode<Command, Result> {
       leaderId: status.leaderId,
       commitIndex: status.commitIndex,
       appliedIndex: this.#appliedWaiters.applied,
+      snapshotIndex: this.#snapshotIndex,
+      bytesSinceSnapshot: this.#bytesSinceSnapshot,
       lastIndex: status.lastIndex,
       firstIndex: status.firstIndex,
       config: status.config,
@@ -465,18 +483,25 @@ export class RaftNode<Command, Result> {
   }
 
   /**
-   * Exports the state machine at its applied position, saves it to the snapshot store, then
-   * drops the log up to there from memory and from the log store (Raft paper 7). Resolves with
-   * the stored snapshot, or `undefined` when nothing new was applied since the log's start. A
-   * failure of a store is fatal, as everywhere.
+   * Exports the state machine at its applied position, saves it to the snapshot store, then,
+   * once that is durable, drops the log up to there from memory and from the log store (Raft
+   * paper 7), but for the last `retainEntries` (default 0), which serve followers a little
+   * behind with entries instead of the whole snapshot. Proposals, heartbeats and applying go on
+   * meanwhile. Resolves with the stored snapshot, or `undefined` when nothing new was applied
+   * since the latest snapshot. A failure of a store is fatal, as everywhere.
    */
-  async takeSnapshot(options: { signal?: AbortSignal } = {}): Promise<StoredSnapshot | undefined> {
+  async takeSnapshot(
+    options: { signal?: AbortSignal; retainEntries?: number } = {},
+  ): Promise<StoredSnapshot | undefined> {
     this.#throwIfStopped();
     const store = this.#snapshotStore;
     if (store === undefined) throw new TypeError('takeSnapshot() needs a snapshotStore');
-    const { signal } = options;
+    const { signal, retainEntries = 0 } = options;
+    if (!(Number.isSafeInteger(retainEntries) && retainEntries >= 0)) {
+      throw new RangeError(`retainEntries must be a non-negative integer, got ${retainEntries}`);
+    }
     signal?.throwIfAborted();
-    return this.#snapshots.take(store, signal);
+    return this.#snapshots.take(store, { signal, retainEntries });
   }
 
   on<E extends RaftNodeEventName>(event: E, listener: (...args: RaftNodeEvents[E]) => void): this {
@@ -694,6 +719,7 @@ export class RaftNode<Command, Result> {
         batch.forEach((entry, i) => {
           if (entry.type === 'config') this.#membership.applied(entry.index, entry.term);
           else this.#proposals.applied(entry.index, entry.term, results[i]);
+          this.#bytesSinceSnapshot += entrySize(entry);
         });
         const last = batch.at(-1) as LogEntry;
         this.#appliedWaiters.advance(last.index);

@@ -29,6 +29,8 @@ export interface RecoveredNodeState {
  * save it to the snapshot store, restore the state machine, then record it in the log store. So:
  * - a snapshot store ahead of the log store's start means the crash came before the log store
  *   recorded it: record it now (it covers committed entries only, so nothing committed is lost);
+ *   the same holds when the log kept entries behind its latest snapshot (`retainEntries`), and
+ *   the log then starts at the snapshot, keeping the entries after it;
  * - a state machine behind the log's start means the crash came before the restore: restore it
  *   from the snapshot store now.
  * Failures reject with {@link StorageError}, its `cause` the store's error.
@@ -47,10 +49,26 @@ export async function recoverNodeState<Command, Result>(options: {
     snapshotStore?.latest({ signal }),
   );
   if (latest !== undefined && latest.index > state.snapshot.index) {
-    logger.warn(
-      { snapshot: latest.index, logStart: state.snapshot.index },
-      'the log store does not record the latest snapshot (a crash during its install): recording it',
-    );
+    const retained =
+      state.lastIndex >= latest.index &&
+      (
+        await storage('read the log', () =>
+          logStore.entries(latest.index, latest.index + 1, { signal }),
+        )
+      )[0]?.term === latest.term;
+    if (retained) {
+      // Entries kept behind the snapshot for slow followers (`retainEntries`): the log now
+      // starts at the snapshot, so that its configuration is the log's base.
+      logger.info(
+        { snapshot: latest.index, logStart: state.snapshot.index },
+        'the log starts before the latest snapshot (a retained tail): it starts at the snapshot now',
+      );
+    } else {
+      logger.warn(
+        { snapshot: latest.index, logStart: state.snapshot.index },
+        'the log store does not record the latest snapshot (a crash during its install): recording it',
+      );
+    }
     const position = { index: latest.index, term: latest.term };
     await storage('record the snapshot in the log store', () =>
       logStore.persist({ snapshot: position }, { signal }),

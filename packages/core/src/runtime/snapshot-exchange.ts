@@ -50,6 +50,8 @@ export interface SnapshotExchangeOptions<Command, Result> {
   readonly replacing: (meta: SnapshotMeta) => void;
   /** The state machine now holds the snapshot: its applied index is `meta.index`. */
   readonly installed: (meta: SnapshotMeta) => void;
+  /** The node's latest snapshot is now `meta` (taken or installed). */
+  readonly snapshotted: (meta: SnapshotMeta) => void;
   /** Emits the node's snapshot events. */
   readonly emit: <E extends 'snapshot' | 'snapshot-refused' | 'snapshot-corrupt'>(
     event: E,
@@ -100,16 +102,17 @@ export class SnapshotExchange<Command, Result> {
 
   /**
    * Exports the state machine at its applied position, saves it to the snapshot store, then
-   * drops the log up to there from the engine and from the log store (Raft paper 7). Resolves
-   * with the stored snapshot, or `undefined` when nothing new was applied since the latest
-   * snapshot (with `replaceDamaged`: since before it, so that a damaged one is replaced). A store
-   * failure is fatal: the node stops and this rejects with its `NodeClosedError`.
+   * drops the log up to there, but for the last `retainEntries`, from the engine and from the
+   * log store (Raft paper 7): only once the snapshot is durable. Resolves with the stored
+   * snapshot, or `undefined` when nothing new was applied since the latest snapshot (with
+   * `replaceDamaged`: since before it, so that a damaged one is replaced). A store failure is
+   * fatal: the node stops and this rejects with its `NodeClosedError`.
    */
   take(
     store: SnapshotStore,
-    signal: AbortSignal | undefined,
-    replaceDamaged = false,
+    options: { signal?: AbortSignal | undefined; retainEntries?: number; replaceDamaged?: boolean },
   ): Promise<StoredSnapshot | undefined> {
+    const { signal, retainEntries = 0, replaceDamaged = false } = options;
     const o = this.#o;
     return this.#work.run(async () => {
       this.#throwIfStopped();
@@ -137,10 +140,13 @@ export class SnapshotExchange<Command, Result> {
           store.save(meta, exported.chunks, { signal }),
         );
         this.#throwIfStopped();
-        o.engine.compact(meta);
-        await o.logWrites.run(() =>
-          storage('purge the compacted log', () => o.logStore.purge(position)),
-        );
+        const logStart = o.engine.compact(meta, retainEntries);
+        if (logStart !== undefined) {
+          await o.logWrites.run(() =>
+            storage('purge the compacted log', () => o.logStore.purge(logStart)),
+          );
+        }
+        o.snapshotted(meta);
         o.logger.info({ index: meta.index, term: meta.term }, 'took a snapshot');
         o.emit('snapshot', { index: meta.index, term: meta.term, cause: 'taken' });
         return stored;
@@ -267,6 +273,7 @@ export class SnapshotExchange<Command, Result> {
     });
     o.logger.info({ index: meta.index, term: meta.term }, 'installed a snapshot');
     o.installed(meta);
+    o.snapshotted(meta);
     o.emit('snapshot', { index: meta.index, term: meta.term, cause: 'installed' });
   }
 
@@ -281,7 +288,7 @@ export class SnapshotExchange<Command, Result> {
       `the latest snapshot ${snapshotKey(snapshot)} in the snapshot store is damaged (${error.message}): taking a fresh one to replace it; if this repeats, check the storage of this node's database`,
     );
     o.emit('snapshot-corrupt', { index: snapshot.index, term: snapshot.term, error });
-    void this.take(store, undefined, true)
+    void this.take(store, { replaceDamaged: true })
       .catch(() => {
         // A store failure stopped the node; nothing else to do here.
       })

@@ -32,8 +32,9 @@ export interface SnapshotReceiverOptions {
 
 /**
  * The follower's side of the chunked InstallSnapshot (Raft paper 7). Pieces go into the snapshot
- * store's partial snapshot, each durable before it is acknowledged, so a transfer resumes from
- * the last acknowledged piece after a cut connection, a new leader or a restart of this node. A
+ * store's partial snapshot, each written before it is acknowledged, so a transfer resumes from
+ * the last acknowledged piece after a cut connection or a new leader, and from the last piece
+ * that reached the disk after a restart of this node (it then answers what it holds). A
  * piece is written only when it continues what is held and its CRC-32 matches. Once the whole is
  * held its size and SHA-256 are checked and it becomes the latest stored snapshot; only then is
  * the InstallSnapshot message handed to the engine, which installs it (or finds it not needed),

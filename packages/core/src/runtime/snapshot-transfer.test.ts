@@ -22,14 +22,17 @@ class PieceTap {
   cutAfter: number | undefined;
   /** Flip a byte of the n-th data piece (counted from 1), keeping its CRC-32. */
   corruptPiece: number | undefined;
+  /** While set, snapshot requests wait for it before they leave. */
+  gate: Promise<void> | undefined;
   #dataPieces = 0;
 
   wrap(from: NodeId, transport: Transport): Transport {
     return {
       listen: (handler) => transport.listen(handler),
       close: () => transport.close?.() ?? Promise.resolve(),
-      request: (to, request, options): Promise<PeerResponse> => {
+      request: async (to, request, options): Promise<PeerResponse> => {
         if (request.type !== 'snapshot') return transport.request(to, request, options);
+        await this.gate;
         let chunk = request.chunk;
         if (chunk.data.byteLength > 0) {
           this.#dataPieces++;
@@ -241,5 +244,127 @@ describe('chunked InstallSnapshot (Raft paper 7)', () => {
       }
     };
     await expect.poll(readable, { timeout: 3000 }).toBe(true);
+  });
+
+  it('reports the latest snapshot and the bytes applied since, for a compaction policy', async () => {
+    await using cluster = await TestCluster.start({ size: 1 });
+    const node = await cluster.waitForLeader();
+    const before = node.status();
+    for (let i = 0; i < 10; i++) await node.propose(put(`k${i}`, 'v'.repeat(100)));
+    const grown = node.status();
+    expect(grown.snapshotIndex).toBe(0);
+    // Ten commands of more than 100 bytes each, besides the leader's no-op.
+    expect(grown.bytesSinceSnapshot - before.bytesSinceSnapshot).toBeGreaterThan(10 * 100);
+    const taken = await node.takeSnapshot();
+    expect(node.status()).toMatchObject({ snapshotIndex: taken?.index, bytesSinceSnapshot: 0 });
+    await node.propose(put('after', 'x'));
+    expect(node.status().bytesSinceSnapshot).toBeGreaterThan(0);
+    // A restart counts the applied entries after the snapshot again.
+    const bytes = node.status().bytesSinceSnapshot;
+    await cluster.stopNode(node.id);
+    const restarted = await cluster.startNode(node.id);
+    expect(restarted.status()).toMatchObject({ snapshotIndex: taken?.index });
+    expect(restarted.status().bytesSinceSnapshot).toBeGreaterThanOrEqual(bytes);
+  });
+
+  it('keeps the last entries behind a snapshot, so that a follower a little behind gets entries, not the snapshot', async () => {
+    await using cluster = await TestCluster.start();
+    const leader = await cluster.waitForLeader();
+    const near = cluster.followers(leader)[0]!.id;
+    await cluster.stopNode(near);
+    for (let i = 0; i < 5; i++) await leader.propose(put(`near-${i}`, 'v'));
+    const commit = leader.status().commitIndex;
+    await cluster.waitForApplied(commit, [leader.id, cluster.followers(leader)[0]!.id]);
+    const taken = await leader.takeSnapshot({ retainEntries: 20 });
+    expect(taken?.index).toBe(commit);
+    const status = leader.status();
+    expect(status.snapshotIndex).toBe(commit);
+    // The log keeps the last 20 entries (all of them here: the log is shorter).
+    expect(status.firstIndex).toBe(1);
+    for (let i = 0; i < 30; i++) await leader.propose(put(`more-${i}`, 'v'));
+    await cluster.waitForApplied(leader.status().commitIndex, [leader.id]);
+    const second = await leader.takeSnapshot({ retainEntries: 20 });
+    expect(leader.status().firstIndex).toBe(second!.index - 20 + 1);
+    expect(cluster.disk(leader.id).log?.snapshot.index).toBe(second!.index - 20);
+    // The stopped follower missed more than the 20 kept: it needs the snapshot.
+    const installed: unknown[] = [];
+    const restarted = await cluster.startNode(near);
+    restarted.on('snapshot', (event) => installed.push(event));
+    await cluster.waitForApplied(leader.status().commitIndex);
+    expect(installed).toHaveLength(1);
+    // A follower 10 entries behind gets those entries.
+    await cluster.stopNode(near);
+    for (let i = 0; i < 10; i++) await leader.propose(put(`few-${i}`, 'v'));
+    await leader.takeSnapshot({ retainEntries: 20 });
+    const again = await cluster.startNode(near);
+    const more: unknown[] = [];
+    again.on('snapshot', (event) => more.push(event));
+    await cluster.waitForApplied(leader.status().commitIndex);
+    expect(more).toEqual([]);
+    expect(cluster.disk(near).stateMachine.get('few-9')).toBe('v');
+    // After a restart, the leader's log starts at its snapshot (the kept entries are dropped).
+    const latest = leader.status().snapshotIndex;
+    await cluster.stopNode(leader.id);
+    const back = await cluster.startNode(leader.id);
+    expect(back.status().firstIndex).toBe(latest + 1);
+  });
+
+  it('taking a snapshot blocks neither proposals nor applying: they go on while it is saved', async () => {
+    await using cluster = await TestCluster.start({ size: 1 });
+    const node = await cluster.waitForLeader();
+    for (let i = 0; i < 5; i++) await node.propose(put(`k${i}`, 'v'));
+    // The snapshot's save waits until the test lets it go on.
+    let release = (): void => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const store = cluster.disk(node.id).snapshots!;
+    const machine = cluster.disk(node.id).stateMachine;
+    const exportSnapshot = machine.exportSnapshot.bind(machine);
+    machine.exportSnapshot = async (options) => {
+      const exported = await exportSnapshot(options);
+      return {
+        position: exported.position,
+        chunks: (async function* () {
+          await held;
+          yield* exported.chunks;
+        })(),
+      };
+    };
+    const taking = node.takeSnapshot();
+    for (let i = 0; i < 20; i++) {
+      await expect(node.propose(put(`during-${i}`, 'v'))).resolves.toEqual({
+        op: 'put',
+        value: 'v',
+      });
+    }
+    expect(machine.get('during-19')).toBe('v');
+    expect(store.latest).toBeUndefined();
+    release();
+    const taken = await taking;
+    // The snapshot holds the state as of its index, before the writes made while it was taken.
+    expect(taken?.index).toBeLessThan(node.status().appliedIndex);
+    expect(node.status().snapshotIndex).toBe(taken?.index);
+  });
+
+  it('replication to the other followers goes on while one receives a snapshot', async () => {
+    let release = (): void => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const tap = new PieceTap();
+    const { cluster, leader, lagging, snapshot } = await laggingFollower(tap);
+    await using _ = cluster;
+    // Every piece of the snapshot waits: the transfer stays under way.
+    tap.gate = held;
+    await cluster.startNode(lagging);
+    const other = cluster.ids.find((id) => id !== leader.id && id !== lagging)!;
+    for (let i = 0; i < 10; i++) await leader.propose(put(`meanwhile-${i}`, 'v'));
+    await cluster.waitForApplied(leader.status().commitIndex, [leader.id, other]);
+    expect(cluster.disk(other).stateMachine.get('meanwhile-9')).toBe('v');
+    expect(cluster.node(lagging).status().appliedIndex).toBeLessThan(snapshot.index);
+    release();
+    await cluster.waitForApplied(leader.status().commitIndex);
+    expect(cluster.disk(lagging).stateMachine.get('meanwhile-9')).toBe('v');
   });
 });

@@ -91,6 +91,41 @@ export async function pgliteNode(
   }
 }
 
+/**
+ * A database in `folder` with the `items` table holding `rows` rows (written directly, as an
+ * application that ran before tsraft would have) and no Raft state. Closed when this resolves.
+ */
+export async function pgliteTable(folder: string, rows: number): Promise<void> {
+  const db = new Kysely<ItemsDatabase>({
+    dialect: new PGliteDialect({ pglite: new PGlite(folder) }),
+  });
+  try {
+    await sql`create table items (id int8 primary key, label text not null)`.execute(db);
+    if (rows > 0) {
+      await sql`insert into items select g, 'legacy ' || g from generate_series(1, ${rows}) g`.execute(
+        db,
+      );
+    }
+  } finally {
+    await db.destroy();
+  }
+}
+
+/** The rows of `items` in the database in `folder`, as text (the folder must not be in use). */
+export async function itemRows(folder: string): Promise<string> {
+  const db = new Kysely<ItemsDatabase>({
+    dialect: new PGliteDialect({ pglite: new PGlite(folder) }),
+  });
+  try {
+    const { rows } = await sql<{ t: string | null }>`
+      select string_agg(to_jsonb(x)::text, ',' order by id) as t from items x
+    `.execute(db);
+    return rows[0]?.t ?? '';
+  } finally {
+    await db.destroy();
+  }
+}
+
 /** What one run of the tool printed, and its exit code. */
 export interface CliRun {
   readonly code: number;

@@ -3,7 +3,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pickLoopbackPort } from '@tsraft/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cli, pgliteNode, tempFolder } from './cli.test-helpers.ts';
+import { cli, itemRows, pgliteNode, pgliteTable, tempFolder } from './cli.test-helpers.ts';
 
 // The tool on a node's PGlite folder, in this process. The same commands as OS processes on real
 // Postgres servers are in the integration tests (integration/src/snapshot-tool.test.ts).
@@ -140,5 +140,133 @@ describe('tsraft-snapshot on a node database', { timeout: 60_000 }, () => {
     const run = await cli('create', '--admin', `http://127.0.0.1:${port}/trpc`);
     expect(run.code).toBe(6);
     expect(run.stderr).toMatch(/cannot reach .*\n {2}what to do: check that the node runs/);
+  });
+
+  it('restores an exported snapshot into a fresh node: the same rows, the same snapshot', async () => {
+    const file = join(folder.path, 'backup.tsnap');
+    expect((await cli('export', 'latest', file, '--db', node, '--quiet')).code).toBe(0);
+    const fresh = join(folder.path, 'fresh-node');
+    await pgliteTable(fresh, 0);
+    const restored = await cli('restore', file, '--db', fresh, '--tables', 'items', '--json');
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(JSON.parse(restored.stdout)).toMatchObject({ restored: { index: 40, term: 1 } });
+    expect(await itemRows(fresh)).toBe(await itemRows(node));
+    const listed = JSON.parse((await cli('list', '--db', fresh, '--json')).stdout) as {
+      snapshots: { index: number; sha256: string }[];
+    };
+    const original = JSON.parse((await cli('list', '--db', node, '--json')).stdout) as {
+      snapshots: { sha256: string }[];
+    };
+    expect(listed.snapshots).toMatchObject([{ index: 40, sha256: original.snapshots[0]?.sha256 }]);
+  });
+
+  it('refuses to restore over a node with Raft state, or from a damaged file, and changes nothing', async () => {
+    const file = join(folder.path, 'backup-2.tsnap');
+    expect((await cli('export', 'latest', file, '--db', node, '--quiet')).code).toBe(0);
+    const target = join(folder.path, 'target-node');
+    await pgliteTable(target, 0);
+    await writeFile(join(folder.path, 'cut.tsnap'), (await readFile(file)).subarray(0, 200));
+    const damaged = await cli(
+      'restore',
+      join(folder.path, 'cut.tsnap'),
+      '--db',
+      target,
+      '--tables',
+      'items',
+    );
+    expect(damaged.code).toBe(4);
+    expect(await itemRows(target)).toBe('');
+    expect((await cli('restore', file, '--db', target, '--tables', 'items', '--quiet')).code).toBe(
+      0,
+    );
+    const before = await itemRows(target);
+    const again = await cli('restore', file, '--db', target, '--tables', 'items');
+    expect(again.code).toBe(5);
+    expect(again.stderr).toMatch(
+      /holds Raft state .* nothing was changed\n {2}what to do: .*--replace/,
+    );
+    expect(await itemRows(target)).toBe(before);
+    const wrongTables = await cli(
+      'restore',
+      file,
+      '--db',
+      target,
+      '--tables',
+      'items,other',
+      '--replace',
+    );
+    expect(wrongTables.code).not.toBe(0);
+    expect(await itemRows(target)).toBe(before);
+    expect(
+      (await cli('restore', file, '--db', target, '--tables', 'items', '--replace', '--quiet'))
+        .code,
+    ).toBe(0);
+  });
+
+  it('seeds a new cluster from existing tables, and refuses a node that is not new', async () => {
+    const legacy = join(folder.path, 'legacy-node');
+    await pgliteTable(legacy, 250);
+    const rows = await itemRows(legacy);
+    const seedFile = join(folder.path, 'seed.tsnap');
+    const seeded = await cli(
+      'seed',
+      '--db',
+      legacy,
+      '--tables',
+      'items',
+      '--voters',
+      'n1,n2,n3',
+      '--out',
+      seedFile,
+    );
+    expect(seeded.code, seeded.stderr).toBe(0);
+    expect(seeded.stdout).toMatch(
+      /tsraft-snapshot restore .*seed\.tsnap --db <its database> --tables items/,
+    );
+    const verified = JSON.parse((await cli('verify', seedFile, '--json')).stdout) as Record<
+      string,
+      unknown
+    >;
+    expect(verified).toMatchObject({
+      header: {
+        index: 1,
+        term: 1,
+        config: { voters: ['n1', 'n2', 'n3'] },
+        source: { kind: 'seed' },
+      },
+      state: { tables: [{ rows: 0 }, { rows: 0 }, { table: 'public.items', rows: 250 }] },
+    });
+    expect(await itemRows(legacy)).toBe(rows);
+    const other = join(folder.path, 'other-node');
+    await pgliteTable(other, 3);
+    expect(
+      (await cli('restore', seedFile, '--db', other, '--tables', 'items', '--quiet')).code,
+    ).toBe(0);
+    expect(await itemRows(other)).toBe(rows);
+    const twice = await cli(
+      'seed',
+      '--db',
+      legacy,
+      '--tables',
+      'items',
+      '--voters',
+      'n1',
+      '--out',
+      seedFile,
+    );
+    expect(twice.code).toBe(5);
+    expect(twice.stderr).toMatch(/not a new node/);
+    const badVoters = await cli(
+      'seed',
+      '--db',
+      other,
+      '--tables',
+      'items',
+      '--voters',
+      'n1,n1',
+      '--out',
+      seedFile,
+    );
+    expect(badVoters.code).toBe(2);
   });
 });

@@ -1,9 +1,12 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { raftSchemaStatus } from '@tsraft/pg-storage';
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { CliError, EXIT } from './cli-error.ts';
+
+/** How the tool's connections name themselves (and are told apart from the node's). */
+const APPLICATION_NAME = 'tsraft-snapshot';
 
 // biome-ignore lint/suspicious/noExplicitAny: the tool reads any application's database.
 type AnyDb = Kysely<any>;
@@ -76,7 +79,7 @@ function openServer(url: string, connections: number): NodeDatabase {
     connectionString: url,
     max: connections,
     connectionTimeoutMillis: 10_000,
-    application_name: 'tsraft-snapshot',
+    application_name: APPLICATION_NAME,
   });
   pool.on('error', () => {}); // an idle connection lost: the next query reports it
   const db: AnyDb = new Kysely({ dialect: new PostgresDialect({ pool }) });
@@ -121,5 +124,36 @@ function redact(url: string): string {
     return parsed.toString();
   } catch {
     return 'the database';
+  }
+}
+
+/**
+ * Refuses a database other clients are connected to (a node that still runs), unless `force`:
+ * commands that replace a node's state need it stopped. A PGlite folder cannot be checked (only
+ * one process may open it at a time: the command's own open would have failed or corrupted it;
+ * the runbook says to stop the node first).
+ *
+ * @throws CliError `refused` naming the other clients.
+ */
+export async function assertNotInUse(
+  database: NodeDatabase,
+  options: { force: boolean; signal: AbortSignal },
+): Promise<void> {
+  if (options.force || database.embedded) return;
+  const { rows } = await sql<{ clients: unknown; names: string | null }>`
+    select count(*) as clients,
+      string_agg(distinct coalesce(nullif(application_name, ''), client_addr::text, 'a local client'), ', ') as names
+    from pg_stat_activity
+    where datname = current_database() and pid <> pg_backend_pid()
+      and backend_type = 'client backend' and application_name <> ${APPLICATION_NAME}
+  `.execute(database.db);
+  const clients = Number(rows[0]?.clients ?? 0);
+  options.signal.throwIfAborted();
+  if (clients > 0) {
+    throw new CliError(
+      EXIT.refused,
+      `${clients} other client connection(s) are open to ${database.name} (${rows[0]?.names ?? 'unknown'}): the node may still be running`,
+      'stop the node (every process using this database) first; pass --force only if none of these clients is the node',
+    );
   }
 }

@@ -1,11 +1,13 @@
 import { createRequire } from 'node:module';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { EXIT, type ExitCode, toCliError } from './cli-error.ts';
 import type { CommandContext, DatabaseOptions } from './command-context.ts';
 import { createCommand } from './commands/create.ts';
 import { exportCommand } from './commands/export.ts';
 import { inspectCommand } from './commands/inspect.ts';
 import { listCommand } from './commands/list.ts';
+import { type RestoreOptions, restoreCommand } from './commands/restore.ts';
+import { type SeedOptions, seedCommand } from './commands/seed.ts';
 import { verifyCommand } from './commands/verify.ts';
 import { type CliStreams, type OutputOptions, Reporter } from './reporter.ts';
 
@@ -90,6 +92,37 @@ export async function runCli(
       .argument('<file>', 'the snapshot file, or - for standard input'),
   ).action((file: string, options: OutputOptions) => verifyCommand(file, context(options)));
 
+  withOutput(
+    withDatabase(
+      program
+        .command('restore')
+        .description(
+          'make a stopped node start from a snapshot file (checked whole first; all or nothing)',
+        )
+        .argument('<file>', 'the snapshot file')
+        .requiredOption('--tables <list>', 'the replicated tables, comma-separated, in order', list)
+        .option('--replace', 'replace the state of a node that holds some (see the runbook)', false)
+        .option('--force', 'skip the check that no other client uses the database', false),
+    ),
+  ).action((file: string, options: RestoreOptions & OutputOptions) =>
+    restoreCommand(file, options, context(options)),
+  );
+
+  withOutput(
+    withDatabase(
+      program
+        .command('seed')
+        .description(
+          "start a new cluster from a node's existing tables: write its first snapshot, install it here",
+        )
+        .requiredOption('--tables <list>', 'the replicated tables, comma-separated, in order', list)
+        .requiredOption('--voters <list>', 'the node ids of the new cluster, comma-separated', list)
+        .option('--learners <list>', 'node ids that receive the log but do not vote', list, [])
+        .requiredOption('--out <file>', 'the seed file to write')
+        .option('--force', 'skip the check that no other client uses the database', false),
+    ),
+  ).action((options: SeedOptions & OutputOptions) => seedCommand(options, context(options)));
+
   try {
     await program.parseAsync(args, { from: 'user' });
     return EXIT.ok;
@@ -117,6 +150,15 @@ function withOutput(command: Command): Command {
   return command
     .option('--json', 'print one JSON document on standard output, nothing else')
     .option('--quiet', 'no progress');
+}
+
+/** A comma-separated list: `a,b , c` is `['a', 'b', 'c']`. */
+function list(value: string): string[] {
+  const items = value.split(',').map((item) => item.trim());
+  if (items.some((item) => item === '')) {
+    throw new InvalidArgumentError(`"${value}" is not a comma-separated list of names`);
+  }
+  return items;
 }
 
 function collect(value: string, previous: string[]): string[] {

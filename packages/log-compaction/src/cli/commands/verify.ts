@@ -18,13 +18,19 @@ export async function verifyCommand(path: string, context: CommandContext): Prom
   const input = await openInput(path, context);
   let progress: Progress | undefined;
   let summary: StateSnapshotSummary | undefined;
+  let read = 0;
+  const counted = (async function* () {
+    for await (const chunk of input.chunks) {
+      read += chunk.byteLength;
+      progress?.update(read);
+      yield chunk;
+    }
+  })();
   try {
-    await using file = await openSnapshotFile(input.chunks, {
-      signal,
-      onProgress: (bytes) => progress?.update(bytes),
-    });
+    await using file = await openSnapshotFile(counted, { signal });
     const { header } = file;
-    progress = reporter.progress(`verify ${path}`, header.size);
+    // Bytes of the file (the data's size stands in for standard input).
+    progress = reporter.progress(`verify ${path}`, input.size ?? header.size);
     const [first, data] = await peek(file.data);
     if (first !== undefined && isStateSnapshot(first)) {
       summary = await summarizeStateSnapshot(data, { signal });
