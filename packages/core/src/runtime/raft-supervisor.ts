@@ -18,6 +18,7 @@ const FORWARDED_EVENTS = [
   'role-change',
   'commit',
   'apply',
+  'peer-unauthorized',
 ] as const satisfies readonly RaftNodeEventName[];
 
 /** One node and what its `open` built for it. */
