@@ -17,6 +17,8 @@ import { TypedEvents } from './typed-events.ts';
 const FORWARDED_EVENTS = [
   'leader-change',
   'role-change',
+  'config-change',
+  'config-option-ignored',
   'commit',
   'apply',
 ] as const satisfies readonly RaftNodeEventName[];
