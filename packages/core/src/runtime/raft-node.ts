@@ -156,6 +156,8 @@ export class RaftNode<Command, Result> {
   #lastTimestamp = 0;
   #snapshotIndex: number;
   #bytesSinceSnapshot: number;
+  /** The `config` option differed from the stored configuration: told at the first tick. */
+  #ignoredConfigOption: RaftNodeEvents['config-option-ignored'][0] | undefined;
 
   private constructor(init: RaftNodeInit<Command, Result>) {
     const { options } = init;
@@ -310,10 +312,13 @@ export class RaftNode<Command, Result> {
       logger,
     });
     const stored = engine.status().config;
-    if (!sameMembership(stored, options.config)) {
+    const ignoredConfigOption = sameMembership(stored, options.config)
+      ? undefined
+      : { given: options.config, stored };
+    if (ignoredConfigOption !== undefined) {
       logger.warn(
-        { stored, given: options.config },
-        'the `config` option differs from the configuration this node stored, which it uses: the option only bootstraps a new cluster; change the membership with changeMembership(), addLearner() or removeNode()',
+        ignoredConfigOption,
+        'the `config` option differs from the configuration this node stored, which it uses: the option only bootstraps a new cluster; change the membership with changeMembership(), addLearner() or removeNode(), and start the node with `config` equal to the stored one (status().config) to silence this',
       );
     }
     const node = new RaftNode<Command, Result>({
@@ -327,6 +332,7 @@ export class RaftNode<Command, Result> {
         0,
       ),
     });
+    node.#ignoredConfigOption = ignoredConfigOption;
     node.#membership.observe();
     await options.transport.listen(node.#handlePeerRequest);
     node.#ticksStartedAt = performance.now();
@@ -565,6 +571,10 @@ export class RaftNode<Command, Result> {
       return;
     }
     this.#transfers.observe();
+    if (this.#ignoredConfigOption !== undefined) {
+      this.#emit('config-option-ignored', this.#ignoredConfigOption);
+      this.#ignoredConfigOption = undefined;
+    }
     this.#kick();
   };
 

@@ -16,6 +16,8 @@ import { TypedEvents } from './typed-events.ts';
 const FORWARDED_EVENTS = [
   'leader-change',
   'role-change',
+  'config-change',
+  'config-option-ignored',
   'commit',
   'apply',
 ] as const satisfies readonly RaftNodeEventName[];
