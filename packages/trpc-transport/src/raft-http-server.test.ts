@@ -7,6 +7,7 @@ import {
   type KvResult,
   KvStateMachine,
   MemoryLogStore,
+  MemorySnapshotStore,
 } from '@tsraft/core/testing';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -82,6 +83,7 @@ async function singleNode() {
     id: 'b',
     config: { voters: ['b'] },
     logStore: new MemoryLogStore(),
+    snapshotStore: new MemorySnapshotStore(),
     stateMachine: machine,
     transport,
     tickMs: 10,
@@ -192,6 +194,7 @@ describe('errors while a node is not running', () => {
         id: 'b',
         config: { voters: ['b'] },
         logStore: new MemoryLogStore(),
+        snapshotStore: new MemorySnapshotStore(),
         stateMachine: new KvStateMachine(),
         transport,
         tickMs: 10,
