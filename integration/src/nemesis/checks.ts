@@ -68,7 +68,7 @@ function check(
  * overwritten unseen. A value that is a substring of another value counts as observed (kept):
  * the reduction only ever keeps too much.
  */
-export function withoutUnobservedUnknownWrites(
+function withoutUnobservedUnknownWrites(
   history: readonly RecordedOperation[],
 ): RecordedOperation[] {
   const seen: string[] = [];
