@@ -42,6 +42,7 @@ import type { RaftNodeOptions } from './raft-node-options.ts';
 import type { RaftNodeStatus } from './raft-node-status.ts';
 import { ReadBatches } from './read-batches.ts';
 import { recoverNodeState, storage } from './recover-node-state.ts';
+import { ReplySlots } from './reply-slots.ts';
 import { SerialQueue } from './serial-queue.ts';
 import { SnapshotExchange } from './snapshot-exchange.ts';
 import { TypedEvents } from './typed-events.ts';
@@ -132,6 +133,8 @@ export class RaftNode<Command, Result> {
   readonly #proposals = new ProposalTracker<Result>();
   readonly #appliedWaiters: AppliedIndexWaiters;
   readonly #reads: ReadBatches;
+  /** Answers to peers' `raft` requests, carried in their responses. */
+  readonly #replies = new ReplySlots();
   readonly #forwarding: ProposalForwarding<Command, Result>;
   readonly #snapshots: SnapshotExchange<Command, Result>;
   readonly #membership: MembershipChanges;
@@ -176,6 +179,9 @@ export class RaftNode<Command, Result> {
       requestTimeoutMs: options.requestTimeoutMs ?? 1000,
       maxRequestsPerPeer: options.maxRequestsPerPeer ?? 2,
       kick: () => this.#kick(),
+      receive: (from, messages) => {
+        this.#stepMessages(from, messages);
+      },
     });
     this.#appliedWaiters = new AppliedIndexWaiters(init.applied);
     this.#reads = new ReadBatches({
@@ -595,7 +601,11 @@ export class RaftNode<Command, Result> {
     try {
       while (this.#stopped === undefined) {
         this.#reads.handOver();
-        if (!this.#engine.hasReady()) return;
+        if (!this.#engine.hasReady()) {
+          // What was stepped caused nothing to carry out: no answer is coming to wait for.
+          this.#replies.settleAll();
+          return;
+        }
         const ready = this.#engine.ready();
         this.#readiesTaken++;
         if (isEmpty(ready)) {
@@ -616,6 +626,7 @@ export class RaftNode<Command, Result> {
 
   #readyDone(): void {
     this.#readiesDone = this.#readiesTaken;
+    this.#replies.readyDone(this.#readiesDone);
     this.#durableWaiters = this.#durableWaiters.filter((waiter) => {
       if (this.#readiesDone < waiter.after) return true;
       waiter.resolve();
@@ -686,7 +697,8 @@ export class RaftNode<Command, Result> {
       if (message.type === 'snapshot') void this.#snapshots.send(message);
       else raft.push(message);
     }
-    if (raft.length > 0) this.#peers.send(raft);
+    const unanswered = this.#replies.divert(raft);
+    if (unanswered.length > 0) this.#peers.send(unanswered);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -765,7 +777,9 @@ export class RaftNode<Command, Result> {
     }
     switch (request.type) {
       case 'raft':
-        return this.#stepMessages(from, request.messages);
+        return request.reply === true
+          ? this.#stepMessagesAndReply(from, request.messages, signal)
+          : this.#stepMessages(from, request.messages);
       case 'snapshot':
         return this.#snapshots.receive(from, request);
       case 'propose':
@@ -789,6 +803,23 @@ export class RaftNode<Command, Result> {
     }
     this.#kick();
     return { type: 'ack' };
+  }
+
+  /**
+   * Steps `messages`, then answers with this node's messages for `from` once the Ready that
+   * reacts to them is carried out (see {@link ReplySlots}).
+   */
+  async #stepMessagesAndReply(
+    from: NodeId,
+    messages: readonly Message[],
+    signal: AbortSignal,
+  ): Promise<PeerResponse> {
+    const stepped = this.#stepMessages(from, messages);
+    if (stepped.type !== 'ack' || this.#stopped !== undefined) return stepped;
+    const answers = await this.#replies.open(from, this.#readiesTaken + 1, signal, (unsent) =>
+      this.#peers.send(unsent),
+    );
+    return { type: 'raft', messages: answers };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -824,6 +855,7 @@ export class RaftNode<Command, Result> {
     this.#appliedWaiters.failAll(reason);
     for (const waiter of this.#durableWaiters) waiter.reject(reason);
     this.#durableWaiters = [];
+    this.#replies.settleAll();
     this.#applyQueue = [];
   }
 
