@@ -129,12 +129,8 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
     const n1 = peers.transport('n1');
     const ask = () =>
       n1.request('n2', { type: 'raft', messages: [append([])], reply: true }, timeout(10_000));
-    await expect(ask()).rejects.toThrow(
-      /answered with a message from "n3" to "n1"/,
-    );
-    await expect(ask()).rejects.toThrow(
-      /answered with a message from "n2" to "n3"/,
-    );
+    await expect(ask()).rejects.toThrow(/answered with a message from "n3" to "n1"/);
+    await expect(ask()).rejects.toThrow(/answered with a message from "n2" to "n3"/);
   });
 
   it('carries every Raft message type, with binary entries of any size, byte for byte', async () => {
