@@ -1,8 +1,10 @@
 import type { RaftEngine } from '../engine/raft-engine.ts';
+import { PeerAuthenticationError } from '../errors.ts';
 import type { NodeId } from '../log-entry.ts';
 import type { Logger } from '../logger.ts';
 import type { Message } from '../message.ts';
 import type { Transport } from '../transport.ts';
+import type { Clock } from './clock.ts';
 import { PeerOutbox } from './peer-outbox.ts';
 import { describeResponse } from './peer-response.ts';
 import { SharedDeadline } from './shared-deadline.ts';
@@ -14,6 +16,8 @@ export interface PeerSenderOptions {
   readonly logger: Logger;
   /** Aborted when the node stops: cuts requests short, and no more are started. */
   readonly lifetime: AbortSignal;
+  /** Measures deadlines. */
+  readonly clock: Clock;
   /** Deadline of one request carrying Raft messages. */
   readonly requestTimeoutMs: number;
   /** Requests in flight to one peer at a time. */
@@ -22,7 +26,12 @@ export interface PeerSenderOptions {
   readonly kick: () => void;
   /** Steps the messages a peer answered with (see `ReplySlots`) into the engine. */
   readonly receive: (from: NodeId, messages: readonly Message[]) => void;
+  /** A peer refused this node's credentials (at most once per peer per 30 s). */
+  readonly unauthorized: (peer: NodeId, error: PeerAuthenticationError) => void;
 }
+
+/** A peer's refusal of this node's credentials is reported at most this often. */
+const REPORT_UNAUTHORIZED_EVERY_MS = 30_000;
 
 /**
  * Sends Raft messages (all but snapshots, which travel with their data) through a per-peer
@@ -35,10 +44,12 @@ export class PeerSender {
   readonly #o: PeerSenderOptions;
   readonly #deadline: SharedDeadline;
   readonly #outbox: PeerOutbox;
+  /** When each peer's refusal of this node's credentials was last reported. */
+  readonly #unauthorizedAt = new Map<NodeId, number>();
 
   constructor(options: PeerSenderOptions) {
     this.#o = options;
-    this.#deadline = new SharedDeadline(options.lifetime, options.requestTimeoutMs);
+    this.#deadline = new SharedDeadline(options.lifetime, options.requestTimeoutMs, options.clock);
     this.#outbox = new PeerOutbox({ maxRequests: options.maxRequestsPerPeer, maxQueued: 16_384 });
   }
 
@@ -82,9 +93,25 @@ export class PeerSender {
       }
     } catch (error) {
       if (o.lifetime.aborted) return;
-      o.logger.debug({ peer, err: error }, 'a peer is unreachable');
+      if (error instanceof PeerAuthenticationError) this.#unauthorized(peer, error);
+      else o.logger.debug({ peer, err: error }, 'a peer is unreachable');
       o.engine.reportUnreachable(peer);
       o.kick();
     }
+  }
+
+  /**
+   * Reports a peer that refuses this node's credentials at `warn`, with what to do: otherwise it
+   * shows only as elections that never end.
+   */
+  #unauthorized(peer: NodeId, error: PeerAuthenticationError): void {
+    const now = Date.now();
+    if ((this.#unauthorizedAt.get(peer) ?? -Infinity) + REPORT_UNAUTHORIZED_EVERY_MS > now) return;
+    this.#unauthorizedAt.set(peer, now);
+    this.#o.logger.warn(
+      { peer, err: error },
+      `peer ${peer} refuses this node's credentials: give every node the same cluster secret, and list every member in each node's peers (${error.message})`,
+    );
+    this.#o.unauthorized(peer, error);
   }
 }
