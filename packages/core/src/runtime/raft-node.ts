@@ -13,7 +13,7 @@ import {
 } from '../errors.ts';
 import { entrySize, type LogEntry, type NodeId } from '../log-entry.ts';
 import type { LogStore } from '../log-store.ts';
-import { type Logger, noopLogger } from '../logger.ts';
+import { bindLogger, type Logger, noopLogger } from '../logger.ts';
 import type { Message } from '../message.ts';
 import { type RandomSource, seededRandom } from '../random.ts';
 import type { SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
@@ -275,8 +275,7 @@ export class RaftNode<Command, Result> {
     validateConfig(options.config);
     const tickMs = options.tickMs ?? 15;
     if (!(tickMs > 0)) throw new TypeError('tickMs must be positive');
-    const baseLogger = options.logger ?? noopLogger;
-    const logger = baseLogger.child?.({ node: options.id }) ?? baseLogger;
+    const logger = bindLogger(options.logger ?? noopLogger, { node: options.id });
     const signal = options.signal;
     signal?.throwIfAborted();
     let recovered: Awaited<ReturnType<typeof recoverNodeState>>;
