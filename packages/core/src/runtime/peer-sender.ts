@@ -3,6 +3,7 @@ import type { NodeId } from '../log-entry.ts';
 import type { Logger } from '../logger.ts';
 import type { Message } from '../message.ts';
 import type { Transport } from '../transport.ts';
+import type { Clock } from './clock.ts';
 import { PeerOutbox } from './peer-outbox.ts';
 import { describeResponse } from './peer-response.ts';
 import { SharedDeadline } from './shared-deadline.ts';
@@ -14,6 +15,8 @@ export interface PeerSenderOptions {
   readonly logger: Logger;
   /** Aborted when the node stops: cuts requests short, and no more are started. */
   readonly lifetime: AbortSignal;
+  /** Measures deadlines. */
+  readonly clock: Clock;
   /** Deadline of one request carrying Raft messages. */
   readonly requestTimeoutMs: number;
   /** Requests in flight to one peer at a time. */
@@ -34,7 +37,7 @@ export class PeerSender {
 
   constructor(options: PeerSenderOptions) {
     this.#o = options;
-    this.#deadline = new SharedDeadline(options.lifetime, options.requestTimeoutMs);
+    this.#deadline = new SharedDeadline(options.lifetime, options.requestTimeoutMs, options.clock);
     this.#outbox = new PeerOutbox({ maxRequests: options.maxRequestsPerPeer, maxQueued: 16_384 });
   }
 

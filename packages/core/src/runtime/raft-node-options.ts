@@ -7,6 +7,7 @@ import type { RandomSource } from '../random.ts';
 import type { SnapshotStore } from '../snapshot-store.ts';
 import type { StateMachine } from '../state-machine.ts';
 import type { Transport } from '../transport.ts';
+import type { Clock } from './clock.ts';
 import type { CommandCodec } from './command-codec.ts';
 
 /** Options of {@link RaftNode.start}. */
@@ -83,6 +84,12 @@ export interface RaftNodeOptions<Command, Result> {
    * session is safe). Default 10,000 ms.
    */
   readonly forwardTimeoutMs?: number;
+  /**
+   * Time and scheduling: ticks, deadlines, the wall-clock timestamps of commands, and the turn of
+   * the event loop a Ready waits for. Default: the process's clock ({@link realClock}). The
+   * simulator gives nodes a virtual one.
+   */
+  readonly clock?: Clock;
   /** Aborts start-up (loading the stores). It does not stop a node once started. */
   readonly signal?: AbortSignal;
 }

@@ -21,6 +21,7 @@ import type { ClientSession, CommandResult, StateMachine } from '../state-machin
 import type { PeerHandler, PeerResponse, Transport } from '../transport.ts';
 import { abortable } from './abortable.ts';
 import { AppliedIndexWaiters } from './applied-index-waiters.ts';
+import { type CancelTimer, type Clock, realClock } from './clock.ts';
 import {
   type CommandCodec,
   type CommandEnvelope,
@@ -94,7 +95,7 @@ interface RaftNodeInit<Command, Result> {
 }
 
 /**
- * A Raft node: drives a {@link RaftEngine} with real timers, a log store, a transport, a state
+ * A Raft node: drives a {@link RaftEngine} with a clock (real timers by default), a log store, a transport, a state
  * machine and a snapshot store.
  *
  * - The consensus loop carries out one engine {@link Ready} at a time, in the order its contract
@@ -119,6 +120,7 @@ export class RaftNode<Command, Result> {
   readonly #codec: CommandCodec<Command, Result>;
   readonly #logger: Logger;
   readonly #forwardProposals: boolean;
+  readonly #clock: Clock;
 
   readonly #events: TypedEvents<RaftNodeEvents> = new TypedEvents(() => this.#logger);
   /** Aborted when the node stops: cuts outgoing requests short. */
@@ -145,7 +147,7 @@ export class RaftNode<Command, Result> {
   #applyQueue: LogEntry[] = [];
   #applying: Promise<void> | undefined;
   #driving: Promise<void> | undefined;
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #cancelTicks: CancelTimer | undefined;
   /** Set once the node stops; every later call fails with it. */
   #stopped: NodeClosedError | undefined;
   #fatal: Error | undefined;
@@ -156,6 +158,8 @@ export class RaftNode<Command, Result> {
   #lastTimestamp = 0;
   #snapshotIndex: number;
   #bytesSinceSnapshot: number;
+  /** The `config` option differed from the stored configuration: told at the first tick. */
+  #ignoredConfigOption: RaftNodeEvents['config-option-ignored'][0] | undefined;
 
   private constructor(init: RaftNodeInit<Command, Result>) {
     const { options } = init;
@@ -167,12 +171,15 @@ export class RaftNode<Command, Result> {
     this.#codec = options.codec ?? jsonCodec<Command, Result>();
     this.#logger = init.logger;
     this.#forwardProposals = options.forwardProposals ?? true;
+    const clock = options.clock ?? realClock;
+    this.#clock = clock;
     const lifetime = this.#lifetime.signal;
     this.#peers = new PeerSender({
       engine: this.#engine,
       transport: this.#transport,
       logger: this.#logger,
       lifetime,
+      clock,
       requestTimeoutMs: options.requestTimeoutMs ?? 1000,
       maxRequestsPerPeer: options.maxRequestsPerPeer ?? 2,
       kick: () => this.#kick(),
@@ -182,6 +189,7 @@ export class RaftNode<Command, Result> {
       engine: this.#engine,
       appliedWaiters: this.#appliedWaiters,
       lifetime,
+      clock,
       readTimeoutMs: options.readTimeoutMs ?? 5000,
       idPrefix: globalThis.crypto.randomUUID(),
       kick: () => this.#kick(),
@@ -190,6 +198,7 @@ export class RaftNode<Command, Result> {
       transport: this.#transport,
       codec: this.#codec,
       lifetime,
+      clock,
       forwardTimeoutMs: options.forwardTimeoutMs ?? 10_000,
       throwIfStopped: () => this.#throwIfStopped(),
       envelope: (command, session) => this.#envelope(command, session),
@@ -205,6 +214,7 @@ export class RaftNode<Command, Result> {
       logger: this.#logger,
       logWrites: this.#logWrites,
       lifetime,
+      clock,
       snapshotChunkBytes: options.snapshotChunkBytes ?? 1024 * 1024,
       snapshotTimeoutMs: options.snapshotTimeoutMs ?? 30_000,
       snapshotInstallTimeoutMs: options.snapshotInstallTimeoutMs ?? 300_000,
@@ -233,6 +243,7 @@ export class RaftNode<Command, Result> {
       transport: this.#transport,
       logger: this.#logger,
       lifetime,
+      clock,
       kick: () => this.#kick(),
       throwIfStopped: () => this.#throwIfStopped(),
       configChanged: (config, index) => this.#emit('config-change', { config, index }),
@@ -254,6 +265,7 @@ export class RaftNode<Command, Result> {
       tickMs: this.#tickMs,
       electionTicks: tuning.electionTicks,
       lifetime,
+      clock,
       kick: () => this.#kick(),
       throwIfStopped: () => this.#throwIfStopped(),
     });
@@ -304,10 +316,13 @@ export class RaftNode<Command, Result> {
       logger,
     });
     const stored = engine.status().config;
-    if (!sameMembership(stored, options.config)) {
+    const ignoredConfigOption = sameMembership(stored, options.config)
+      ? undefined
+      : { given: options.config, stored };
+    if (ignoredConfigOption !== undefined) {
       logger.warn(
-        { stored, given: options.config },
-        'the `config` option differs from the configuration this node stored, which it uses: the option only bootstraps a new cluster; change the membership with changeMembership(), addLearner() or removeNode()',
+        ignoredConfigOption,
+        'the `config` option differs from the configuration this node stored, which it uses: the option only bootstraps a new cluster; change the membership with changeMembership(), addLearner() or removeNode(), and start the node with `config` equal to the stored one (status().config) to silence this',
       );
     }
     const node = new RaftNode<Command, Result>({
@@ -321,10 +336,11 @@ export class RaftNode<Command, Result> {
         0,
       ),
     });
+    node.#ignoredConfigOption = ignoredConfigOption;
     node.#membership.observe();
     await options.transport.listen(node.#handlePeerRequest);
-    node.#ticksStartedAt = performance.now();
-    node.#timer = setInterval(node.#tick, tickMs);
+    node.#ticksStartedAt = node.#clock.now();
+    node.#cancelTicks = node.#clock.setRepeating(node.#tick, tickMs);
     node.#kick();
     if (options.verifySnapshotOnStart ?? true) void node.#snapshots.verifyLatest();
     logger.info(
@@ -560,6 +576,10 @@ export class RaftNode<Command, Result> {
       return;
     }
     this.#transfers.observe();
+    if (this.#ignoredConfigOption !== undefined) {
+      this.#emit('config-option-ignored', this.#ignoredConfigOption);
+      this.#ignoredConfigOption = undefined;
+    }
     this.#kick();
   };
 
@@ -569,7 +589,7 @@ export class RaftNode<Command, Result> {
    */
   #dueTicks(): number {
     if (!this.#ticksFollowRealTime) return 1;
-    const elapsed = Math.floor((performance.now() - this.#ticksStartedAt) / this.#tickMs);
+    const elapsed = Math.floor((this.#clock.now() - this.#ticksStartedAt) / this.#tickMs);
     const due = elapsed - this.#ticksDelivered;
     if (due <= 0) return 0;
     this.#ticksDelivered = elapsed;
@@ -590,7 +610,7 @@ export class RaftNode<Command, Result> {
   async #drive(): Promise<void> {
     // Let inputs that arrive in the same pass of the event loop join this Ready: every request
     // and timer callback of this I/O phase (e.g. proposals arriving as separate HTTP requests).
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await this.#clock.afterPhase();
     try {
       while (this.#stopped === undefined) {
         this.#reads.handOver();
@@ -734,7 +754,7 @@ export class RaftNode<Command, Result> {
 
   #envelope(command: Command, session: ClientSession | undefined): CommandEnvelope<Command> {
     // Leader-stamped time, never going back on this node (session expiry reads it).
-    this.#lastTimestamp = Math.max(this.#lastTimestamp, Date.now());
+    this.#lastTimestamp = Math.max(this.#lastTimestamp, this.#clock.wallTime());
     return {
       command,
       ...(session === undefined ? {} : { session }),
@@ -814,8 +834,8 @@ export class RaftNode<Command, Result> {
   #stop(reason: NodeClosedError): void {
     if (this.#stopped !== undefined) return;
     this.#stopped = reason;
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#cancelTicks?.();
+    this.#cancelTicks = undefined;
     this.#lifetime.abort(reason);
     this.#proposals.failAll(reason);
     this.#membership.failAll(reason);

@@ -1,6 +1,7 @@
 import { NodeClosedError, NodeRecoveringError } from '../errors.ts';
 import type { NodeId } from '../log-entry.ts';
 import { bindLogger, type Logger, noopLogger } from '../logger.ts';
+import { type Clock, realClock } from './clock.ts';
 import { type ProposeOptions, RaftNode, type ReadOptions } from './raft-node.ts';
 import type { RaftNodeEventName } from './raft-node-events.ts';
 import type { RaftSupervisorEventName, RaftSupervisorEvents } from './raft-supervisor-events.ts';
@@ -16,6 +17,8 @@ import { TypedEvents } from './typed-events.ts';
 const FORWARDED_EVENTS = [
   'leader-change',
   'role-change',
+  'config-change',
+  'config-option-ignored',
   'commit',
   'apply',
 ] as const satisfies readonly RaftNodeEventName[];
@@ -59,6 +62,7 @@ export class RaftSupervisor<Command, Result> {
   readonly #open: RaftSupervisorOptions<Command, Result>['open'];
   readonly #initialMs: number;
   readonly #maxMs: number;
+  readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #events: TypedEvents<RaftSupervisorEvents> = new TypedEvents(() => this.#logger);
   /** Aborted by `close()`: stops the back-off, the `open()` and the start under way. */
@@ -79,6 +83,7 @@ export class RaftSupervisor<Command, Result> {
       throw new TypeError('backoff needs 0 < initialMs <= maxMs');
     }
     this.#logger = options.logger ?? noopLogger;
+    this.#clock = options.clock ?? realClock;
   }
 
   /**
@@ -244,6 +249,7 @@ export class RaftSupervisor<Command, Result> {
     let node: RaftNode<Command, Result>;
     try {
       node = await RaftNode.start({
+        clock: this.#clock,
         ...options,
         signal: options.signal === undefined ? signal : AbortSignal.any([options.signal, signal]),
       });
@@ -280,7 +286,7 @@ export class RaftSupervisor<Command, Result> {
   #failed(incarnation: Incarnation<Command, Result>, fatal: Error): void {
     if (this.#current !== incarnation || this.#closing !== undefined) return;
     this.#current = undefined;
-    this.#recovery = { fatal, since: Date.now(), attempt: 1, lastError: fatal };
+    this.#recovery = { fatal, since: this.#clock.wallTime(), attempt: 1, lastError: fatal };
     this.#nodeLogger(this.id).warn(
       { incarnation: incarnation.number, err: fatal },
       'the supervised raft node stopped on a fatal error; restarting it',
@@ -298,7 +304,7 @@ export class RaftSupervisor<Command, Result> {
     for (let attempt = 1; ; attempt++) {
       recovery.attempt = attempt;
       const waitMs = this.#backoffMs(attempt);
-      if (!(await sleep(waitMs, signal))) return;
+      if (!(await sleep(this.#clock, waitMs, signal))) return;
       let next: Incarnation<Command, Result>;
       try {
         next = await this.#launch(attempt);
@@ -319,7 +325,7 @@ export class RaftSupervisor<Command, Result> {
         return;
       }
       this.#run(next);
-      const downtimeMs = Date.now() - recovery.since;
+      const downtimeMs = this.#clock.wallTime() - recovery.since;
       this.#nodeLogger(this.id).info(
         { incarnation: next.number, attempts: attempt, downtimeMs },
         'the supervised raft node recovered',
@@ -374,14 +380,14 @@ export class RaftSupervisor<Command, Result> {
 }
 
 /** Waits `ms`; resolves `false` at once if `signal` aborts first. */
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<boolean> {
   if (signal.aborted) return Promise.resolve(false);
   return new Promise((resolve) => {
     const onAbort = (): void => {
-      clearTimeout(timer);
+      cancel();
       resolve(false);
     };
-    const timer = setTimeout(() => {
+    const cancel = clock.setTimer(() => {
       signal.removeEventListener('abort', onAbort);
       resolve(true);
     }, ms);

@@ -7,6 +7,7 @@ import type { InstallSnapshot, SnapshotMeta } from '../message.ts';
 import type { SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
 import type { StateMachine } from '../state-machine.ts';
 import type { PeerRequest, PeerResponse, Transport } from '../transport.ts';
+import type { Clock } from './clock.ts';
 import type { RaftNodeEvents } from './raft-node-events.ts';
 import { storage } from './recover-node-state.ts';
 import { SerialQueue } from './serial-queue.ts';
@@ -25,6 +26,8 @@ export interface SnapshotExchangeOptions<Command, Result> {
   readonly logWrites: SerialQueue;
   /** Aborted when the node stops: cuts transfers and store reads short. */
   readonly lifetime: AbortSignal;
+  /** Measures deadlines. */
+  readonly clock: Clock;
   /** Bytes per piece of a snapshot sent to a follower. */
   readonly snapshotChunkBytes: number;
   /** Deadline of one piece of a snapshot sent to a follower. */
@@ -189,6 +192,7 @@ export class SnapshotExchange<Command, Result> {
         timeoutMs: o.snapshotTimeoutMs,
         installTimeoutMs: o.snapshotInstallTimeoutMs,
         lifetime: o.lifetime,
+        clock: o.clock,
       }).send(message, latest);
       o.logger.info({ peer, index: meta.index }, 'sent a snapshot');
     } catch (error) {
