@@ -345,7 +345,7 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
     ['node:http', undefined],
     ['a fetch of its own', (url: string, init: RequestInit) => fetch(url, init)],
   ])(
-    'refuses an answer over maxBodyBytes without buffering it, sent with %s',
+    'refuses an answer over maxResponseBytes without buffering it, sent with %s',
     async (_name, send) => {
       let sent = 0;
       await using peer = await serverAsPeer(
@@ -360,7 +360,7 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
           };
           pump();
         },
-        { maxBodyBytes: 1024 * 1024, ...(send === undefined ? {} : { fetch: send }) },
+        { maxResponseBytes: 1024 * 1024, ...(send === undefined ? {} : { fetch: send }) },
       );
       await expect(
         peer.n1.request('n2', { type: 'raft', messages: [] }, timeout(5000)),
@@ -368,6 +368,38 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
       expect(sent).toBeLessThan(64 * 1024 * 1024);
     },
   );
+
+  it('refuses an answer over the default limit of 4 MiB', async () => {
+    await using peer = await serverAsPeer((req, res) => {
+      req.resume();
+      res.setHeader('content-type', 'application/json');
+      res.end(Buffer.alloc(5 * 1024 * 1024, 'a'));
+    });
+    await expect(
+      peer.n1.request('n2', { type: 'raft', messages: [] }, timeout(5000)),
+    ).rejects.toThrow(/exceeds the limit of 4194304 bytes/);
+  });
+
+  it("cuts off an answer that never ends at the call's deadline, and drops the connection", async () => {
+    let dropped = false;
+    await using peer = await serverAsPeer((req, res) => {
+      req.resume();
+      res.setHeader('content-type', 'application/json');
+      res.write('{"result":');
+      // A byte now and then, forever: under every size limit.
+      const drip = setInterval(() => res.write(' '), 10);
+      res.once('close', () => {
+        clearInterval(drip);
+        dropped = true;
+      });
+    });
+    const started = Date.now();
+    await expect(
+      peer.n1.request('n2', { type: 'raft', messages: [] }, timeout(300)),
+    ).rejects.toThrow();
+    expect(Date.now() - started).toBeLessThan(3000);
+    await expect.poll(() => dropped, { timeout: 2000 }).toBe(true);
+  });
 
   it("rejects with the peer's error status and message, and the handler is never reached", async () => {
     await using peers = await TestPeers.start();
@@ -381,7 +413,7 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
     );
     await expect(
       forger.request('n2', { type: 'raft', messages: [] }, timeout(5000)),
-    ).rejects.toThrow(/answered 401: .*signature/);
+    ).rejects.toThrow(/refused this node's credentials \(401: .*signature/);
     expect(peers.received).toHaveLength(0);
   });
 

@@ -183,6 +183,7 @@ export class RaftNode<Command, Result> {
       requestTimeoutMs: options.requestTimeoutMs ?? 1000,
       maxRequestsPerPeer: options.maxRequestsPerPeer ?? 2,
       kick: () => this.#kick(),
+      unauthorized: (peer, error) => this.#emit('peer-unauthorized', { peer, error }),
     });
     this.#appliedWaiters = new AppliedIndexWaiters(init.applied);
     this.#reads = new ReadBatches({

@@ -21,6 +21,7 @@ const FORWARDED_EVENTS = [
   'config-option-ignored',
   'commit',
   'apply',
+  'peer-unauthorized',
 ] as const satisfies readonly RaftNodeEventName[];
 
 /** One node and what its `open` built for it. */
