@@ -33,6 +33,22 @@ function say(text: string): void {
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 
 /**
+ * A linearizable read, repeated while the cluster says it may be repeated (a node that lost track
+ * of the leader for a moment answers `ReadUnavailableError`, retryable), for up to 10 s.
+ */
+async function readBalances(demo: DemoCluster, id: NodeId): Promise<Record<string, number>> {
+  const deadline = performance.now() + 10_000;
+  for (;;) {
+    try {
+      return await demo.client(id).balances.query();
+    } catch (error) {
+      if (raftErrorOf(error)?.retryable !== true || performance.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+/**
  * Gives each node a fresh database: a copy of one PGlite folder initialized once (initdb in
  * WebAssembly takes seconds per database) and kept in `.data/cache` for the next runs.
  */
@@ -124,7 +140,7 @@ async function main(): Promise<void> {
   const paid = await viaFollower.transfer.mutate({ from: 'alice', to: 'bob', amount: 30 });
   say(`  transfer 30 alice -> bob (forwarded by ${follower}): result ${JSON.stringify(paid)}`);
 
-  const read = await demo.client(other).balances.query();
+  const read = await readBalances(demo, other);
   say(
     `A linearizable read on follower ${other} (ReadIndex: the leader confirms it still leads, ${other} waits to apply that far): ${JSON.stringify(read)}`,
   );
@@ -174,7 +190,7 @@ async function main(): Promise<void> {
   say(
     `${now.id} took over as leader of term ${now.term}, ${Math.round((taken?.at ?? performance.now()) - killedAt)} ms after ${leader} was killed; two of three nodes are a majority.`,
   );
-  const after = await demo.client(now.id).balances.query();
+  const after = await readBalances(demo, now.id);
   say(
     `Exactly-once: ${transfers} transfers acknowledged, and bob went from ${paid.to} to ${after.bob} (alice ${after.alice}, 150 in total): no retry applied twice.`,
   );
