@@ -4,6 +4,7 @@ import {
   type KvResult,
   KvStateMachine,
   MemoryLogStore,
+  MemorySnapshotStore,
   pickLoopbackPort,
 } from '@tsraft/core/testing';
 import { describe, expect, it } from 'vitest';
@@ -43,6 +44,7 @@ describe('misconfiguration is loud', () => {
           id,
           config: { voters: ids },
           logStore: new MemoryLogStore(),
+          snapshotStore: new MemorySnapshotStore(),
           stateMachine: new KvStateMachine(),
           transport: createTrpcTransport({
             nodeId: id,

@@ -4,6 +4,7 @@ import {
   type KvResult,
   KvStateMachine,
   MemoryLogStore,
+  MemorySnapshotStore,
   pickLoopbackPort,
 } from '@tsraft/core/testing';
 import { describe, expect, it } from 'vitest';
@@ -44,6 +45,7 @@ describe('a captured signed peer request cannot be replayed', () => {
             id,
             config: { voters: ids },
             logStore: new MemoryLogStore(),
+            snapshotStore: new MemorySnapshotStore(),
             stateMachine: machine,
             transport,
             tickMs: 10,

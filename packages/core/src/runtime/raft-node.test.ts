@@ -11,6 +11,7 @@ import type { Message } from '../message.ts';
 import { InProcessNetwork } from '../testing/in-process-transport.ts';
 import { type KvCommand, KvStateMachine } from '../testing/kv-state-machine.ts';
 import { MemoryLogStore } from '../testing/memory-log-store.ts';
+import { MemorySnapshotStore } from '../testing/memory-snapshot-store.ts';
 import { sleep, TestCluster, waitFor } from '../testing/test-cluster.test-helpers.ts';
 import type { Transport } from '../transport.ts';
 import { RaftNode } from './raft-node.ts';
@@ -514,6 +515,7 @@ describe('RaftNode', () => {
         id: 'n1',
         config: { voters: ['n1'] },
         logStore: new MemoryLogStore(),
+        snapshotStore: new MemorySnapshotStore(),
         stateMachine: new KvStateMachine(),
         transport: new InProcessNetwork().transport('n1'),
         signal: AbortSignal.abort(new Error('no')),

@@ -13,7 +13,7 @@ import {
 } from '../errors.ts';
 import { entrySize, type LogEntry, type NodeId } from '../log-entry.ts';
 import type { LogStore } from '../log-store.ts';
-import { type Logger, noopLogger } from '../logger.ts';
+import { bindLogger, type Logger, noopLogger } from '../logger.ts';
 import type { Message } from '../message.ts';
 import { type RandomSource, seededRandom } from '../random.ts';
 import type { SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
@@ -116,7 +116,7 @@ export class RaftNode<Command, Result> {
   readonly #engine: RaftEngine;
   readonly #logStore: LogStore;
   readonly #stateMachine: StateMachine<Command, Result>;
-  readonly #snapshotStore: SnapshotStore | undefined;
+  readonly #snapshotStore: SnapshotStore;
   readonly #transport: Transport;
   readonly #codec: CommandCodec<Command, Result>;
   readonly #logger: Logger;
@@ -292,10 +292,14 @@ export class RaftNode<Command, Result> {
     options: RaftNodeOptions<Command, Result>,
   ): Promise<RaftNode<Command, Result>> {
     validateConfig(options.config);
+    if (options.snapshotStore === undefined) {
+      throw new TypeError(
+        'snapshotStore is required: any node may have to receive a snapshot from its leader, and it must be durable before the log records it (use MemorySnapshotStore from @tsraft/core/testing in tests, PostgresSnapshotStore with pg-storage)',
+      );
+    }
     const tickMs = options.tickMs ?? 15;
     if (!(tickMs > 0)) throw new TypeError('tickMs must be positive');
-    const baseLogger = options.logger ?? noopLogger;
-    const logger = baseLogger.child?.({ node: options.id }) ?? baseLogger;
+    const logger = bindLogger(options.logger ?? noopLogger, { node: options.id });
     const signal = options.signal;
     signal?.throwIfAborted();
     let recovered: Awaited<ReturnType<typeof recoverNodeState>>;
@@ -518,7 +522,6 @@ export class RaftNode<Command, Result> {
   ): Promise<StoredSnapshot | undefined> {
     this.#throwIfStopped();
     const store = this.#snapshotStore;
-    if (store === undefined) throw new TypeError('takeSnapshot() needs a snapshotStore');
     const { signal, retainEntries = 0 } = options;
     if (!(Number.isSafeInteger(retainEntries) && retainEntries >= 0)) {
       throw new RangeError(`retainEntries must be a non-negative integer, got ${retainEntries}`);
@@ -671,7 +674,8 @@ export class RaftNode<Command, Result> {
   /** Carries out `ready` in the order of its contract (see {@link Ready}). */
   async #handleReady(ready: Ready): Promise<void> {
     if (ready.softState !== undefined) this.#softStateChanged(ready.softState);
-    if (ready.snapshot !== undefined) await this.#snapshots.install(ready.snapshot);
+    // A snapshot not installed (the node stopped first) must not be recorded in the log store.
+    if (ready.snapshot !== undefined && !(await this.#snapshots.install(ready.snapshot))) return;
     const write = ready.write;
     if (write !== undefined) {
       if (write.truncateFrom !== undefined) {
