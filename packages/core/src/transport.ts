@@ -45,8 +45,16 @@ export type PeerResponse =
    * handled it (installed it, or found it not needed).
    */
   | { readonly type: 'snapshot-progress'; readonly received: number }
-  /** `result` is the encoded `CommandResult` of a forwarded proposal. */
-  | { readonly type: 'proposed'; readonly result: Uint8Array }
+  /**
+   * `result` is the encoded `CommandResult` of a forwarded proposal, whose entry the leader
+   * appended at (`index`, `term`).
+   */
+  | {
+      readonly type: 'proposed';
+      readonly result: Uint8Array;
+      readonly index: number;
+      readonly term: number;
+    }
   /** The peer refused: not the leader (with a hint), backpressure, or another typed reason. */
   | {
       readonly type: 'rejected';

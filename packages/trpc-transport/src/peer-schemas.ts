@@ -120,7 +120,12 @@ export const snapshotInput: z.ZodType<
 export const peerResponse: z.ZodType<PeerResponse, unknown> = z.discriminatedUnion('type', [
   z.object({ type: z.literal('ack') }),
   z.object({ type: z.literal('raft'), messages: z.array(message) }),
-  z.object({ type: z.literal('proposed'), result: bytes }),
+  z.object({
+    type: z.literal('proposed'),
+    result: bytes,
+    index: z.int().min(1),
+    term: z.int().min(1),
+  }),
   z.object({ type: z.literal('snapshot-progress'), received: count }),
   z.object({
     type: z.literal('rejected'),

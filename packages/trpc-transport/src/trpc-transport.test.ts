@@ -216,6 +216,8 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
           ? {
               type: 'proposed',
               result: Buffer.concat([Buffer.from(request.envelope), Buffer.from('!')]),
+              index: 7,
+              term: 3,
             }
           : { type: 'rejected', reason: 'not-leader', leaderHint: 'n3', message: 'not the leader' };
       },
@@ -226,7 +228,7 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
       { type: 'propose', envelope: Buffer.from('{"command":1}') },
       timeout(5000),
     );
-    expect(proposed.type).toBe('proposed');
+    expect(proposed).toMatchObject({ type: 'proposed', index: 7, term: 3 });
     const result = (proposed as { result: Uint8Array }).result;
     expect(result.constructor).toBe(Uint8Array);
     expect(Buffer.from(result).toString()).toBe('{"command":1}!');

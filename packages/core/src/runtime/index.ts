@@ -8,6 +8,7 @@ export type {
 } from './membership-changes.ts';
 export {
   type CloseOptions,
+  type ProposedCommand,
   type ProposeOptions,
   RaftNode,
   type ReadConsistency,

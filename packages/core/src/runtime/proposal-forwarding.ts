@@ -14,8 +14,21 @@ import type { CommandCodec, CommandEnvelope } from './command-codec.ts';
 
 /** The outcome of proposing encoded envelope bytes on this node. */
 export type LocalProposal<Result> =
-  | { readonly kind: 'proposed'; readonly result: Promise<CommandResult<Result>> }
+  | {
+      readonly kind: 'proposed';
+      /** Where the leader (this node) appended the entry. */
+      readonly index: number;
+      readonly term: number;
+      readonly result: Promise<CommandResult<Result>>;
+    }
   | { readonly kind: 'not-leader'; readonly leaderHint: NodeId | null };
+
+/** The outcome of a proposal: where its entry is in the log, and the state machine's answer. */
+export interface ProposalOutcome<Result> {
+  readonly index: number;
+  readonly term: number;
+  readonly result: CommandResult<Result>;
+}
 
 /** What proposal forwarding needs from the node it serves. */
 export interface ProposalForwardingOptions<Command, Result> {
@@ -54,12 +67,12 @@ export class ProposalForwarding<Command, Result> {
     this.#o = options;
   }
 
-  /** Forwards encoded envelope bytes to `leader` and resolves with its result. */
+  /** Forwards encoded envelope bytes to `leader`; resolves with its entry's position and result. */
   async forward(
     leader: NodeId,
     envelope: Uint8Array,
     signal: AbortSignal | undefined,
-  ): Promise<CommandResult<Result>> {
+  ): Promise<ProposalOutcome<Result>> {
     const o = this.#o;
     let response: PeerResponse;
     using request = linkedSignal({
@@ -82,7 +95,11 @@ export class ProposalForwarding<Command, Result> {
     }
     switch (response.type) {
       case 'proposed':
-        return o.codec.decodeResult(response.result);
+        return {
+          index: response.index,
+          term: response.term,
+          result: o.codec.decodeResult(response.result),
+        };
       case 'rejected':
         throw rejectionError(response, leader);
       case 'ack':
@@ -120,7 +137,12 @@ export class ProposalForwarding<Command, Result> {
         };
       }
       const result = await local.result;
-      return { type: 'proposed', result: o.codec.encodeResult(result) };
+      return {
+        type: 'proposed',
+        result: o.codec.encodeResult(result),
+        index: local.index,
+        term: local.term,
+      };
     } catch (error) {
       return rejectionResponse(error, signal);
     }

@@ -129,6 +129,27 @@ describe('RaftNode', () => {
     expect(cluster.disk(leader.id).stateMachine.get('f')).toBe('x');
   });
 
+  it('proposeWithPosition resolves with the entry index and term, on the leader and forwarded from a follower', async () => {
+    await using cluster = await TestCluster.start();
+    const leader = await cluster.waitForLeader();
+    const follower = cluster.followers(leader)[0]!;
+    const onLeader = await leader.proposeWithPosition(put('a', '1'));
+    const forwarded = await follower.proposeWithPosition(put('b', '2'));
+    const term = leader.status().term;
+    expect(onLeader).toEqual({ index: onLeader.index, term, result: { op: 'put', value: '1' } });
+    expect(forwarded).toEqual({
+      index: onLeader.index + 1,
+      term,
+      result: { op: 'put', value: '2' },
+    });
+    // The position is the entry's: the leader's log holds the command there.
+    const entry = cluster
+      .disk(leader.id)
+      .log?.entries.find((candidate) => candidate.index === forwarded.index);
+    expect(entry).toMatchObject({ index: forwarded.index, term });
+    expect(new TextDecoder().decode(entry?.data)).toContain('"key":"b"');
+  });
+
   it('fails a forwarded proposal the leader never answers once forwardTimeoutMs passes', async () => {
     await using cluster = await TestCluster.start();
     const leader = await cluster.waitForLeader();

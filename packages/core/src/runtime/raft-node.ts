@@ -17,7 +17,7 @@ import { bindLogger, type Logger, noopLogger } from '../logger.ts';
 import type { Message } from '../message.ts';
 import { type RandomSource, seededRandom } from '../random.ts';
 import type { SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
-import type { ClientSession, CommandResult, StateMachine } from '../state-machine.ts';
+import type { ClientSession, StateMachine } from '../state-machine.ts';
 import type { PeerHandler, PeerResponse, Transport } from '../transport.ts';
 import { abortable } from './abortable.ts';
 import { AppliedIndexWaiters } from './applied-index-waiters.ts';
@@ -36,7 +36,11 @@ import {
   MembershipChanges,
 } from './membership-changes.ts';
 import { PeerSender } from './peer-sender.ts';
-import { type LocalProposal, ProposalForwarding } from './proposal-forwarding.ts';
+import {
+  type LocalProposal,
+  ProposalForwarding,
+  type ProposalOutcome,
+} from './proposal-forwarding.ts';
 import { ProposalTracker } from './proposal-tracker.ts';
 import type { RaftNodeEventName, RaftNodeEvents } from './raft-node-events.ts';
 import type { RaftNodeOptions } from './raft-node-options.ts';
@@ -54,6 +58,16 @@ export interface ProposeOptions {
   readonly session?: ClientSession;
   /** Abandons the wait (rejecting with the signal's reason); the command may still apply. */
   readonly signal?: AbortSignal;
+}
+
+/** What {@link RaftNode.proposeWithPosition} resolves with. */
+export interface ProposedCommand<Result> {
+  /** Index of the command's entry in the log. */
+  readonly index: number;
+  /** Term of the command's entry: the term of the leader that appended it. */
+  readonly term: number;
+  /** The state machine's result. */
+  readonly result: Result;
 }
 
 /** How {@link RaftNode.read} makes sure of what it reads. */
@@ -381,25 +395,40 @@ export class RaftNode<Command, Result> {
    * - {@link NodeClosedError}; or the signal's reason once `signal` aborts.
    */
   async propose(command: Command, options: ProposeOptions = {}): Promise<Result> {
+    return (await this.proposeWithPosition(command, options)).result;
+  }
+
+  /**
+   * {@link propose}, resolving also with where the command's entry is in the log: its `index`
+   * and `term` (the leader's, for a forwarded proposal), for logging or for waiting elsewhere
+   * until a node has applied that index. A command that a client session had already executed
+   * answers the recorded result at the position of this proposal's entry, not the first one's.
+   * Rejects as {@link propose} does.
+   */
+  async proposeWithPosition(
+    command: Command,
+    options: ProposeOptions = {},
+  ): Promise<ProposedCommand<Result>> {
     this.#throwIfStopped();
     const { session, signal } = options;
     signal?.throwIfAborted();
     const bytes = this.#codec.encode(this.#envelope(command, session));
     const local = this.#proposeLocally(bytes, signal);
-    let result: CommandResult<Result>;
+    let outcome: ProposalOutcome<Result>;
     if (local.kind === 'proposed') {
-      result = await local.result;
+      outcome = { index: local.index, term: local.term, result: await local.result };
     } else if (
       this.#forwardProposals &&
       local.leaderHint !== null &&
       local.leaderHint !== this.id
     ) {
-      result = await this.#forwarding.forward(local.leaderHint, bytes, signal);
+      outcome = await this.#forwarding.forward(local.leaderHint, bytes, signal);
     } else {
       throw new NotLeaderError(local.leaderHint);
     }
+    const { result } = outcome;
     if (result.status === 'error') throw new CommandError(result.error);
-    return result.value;
+    return { index: outcome.index, term: outcome.term, result: result.value };
   }
 
   /**
@@ -790,7 +819,7 @@ export class RaftNode<Command, Result> {
     }
     const result = this.#proposals.add(outcome.index, outcome.term, signal);
     this.#kick();
-    return { kind: 'proposed', result };
+    return { kind: 'proposed', index: outcome.index, term: outcome.term, result };
   }
 
   // ---------------------------------------------------------------------------------------------

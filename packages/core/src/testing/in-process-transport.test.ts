@@ -32,12 +32,12 @@ describe('InProcessNetwork', () => {
     let received: Uint8Array | undefined;
     b.listen(async (_from, request) => {
       if (request.type === 'propose') received = request.envelope;
-      return { type: 'proposed', result: new Uint8Array([9]) };
+      return { type: 'proposed', result: new Uint8Array([9]), index: 4, term: 2 };
     });
     const response = await a.request('b', { type: 'propose', envelope }, options());
     envelope[0] = 42;
     expect(received).toEqual(new Uint8Array([1, 2, 3]));
-    expect(response).toEqual({ type: 'proposed', result: new Uint8Array([9]) });
+    expect(response).toEqual({ type: 'proposed', result: new Uint8Array([9]), index: 4, term: 2 });
   });
 
   it('rejects requests to a node that is unknown, closed, partitioned or behind a dropped link', async () => {
