@@ -128,7 +128,17 @@ export class PeerClient {
       }
       throw new Error(`peer "${this.#to}" answered ${status}: ${message}`);
     }
-    return peerResponse.parse(peerTransformer.deserialize(answer.result.data));
+    const response = peerResponse.parse(peerTransformer.deserialize(answer.result.data));
+    if (response.type === 'raft') {
+      for (const message of response.messages) {
+        if (message.from !== this.#to || message.to !== this.#from) {
+          throw new Error(
+            `peer "${this.#to}" answered with a message from "${message.from}" to "${message.to}" (${message.type})`,
+          );
+        }
+      }
+    }
+    return response;
   }
 }
 

@@ -93,6 +93,46 @@ async function serverAsPeer(
 }
 
 describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
+  it("passes the reply flag on and carries the peer's answering messages back in the response", async () => {
+    const answers: Message[] = [
+      { type: 'append-response', from: 'n2', to: 'n1', term: 2, success: true, index: 9 },
+      { type: 'heartbeat-response', from: 'n2', to: 'n1', term: 2, round: 3, lastIndex: 9 },
+    ];
+    await using peers = await TestPeers.start({
+      answer: async (_from, request) =>
+        request.type === 'raft' && request.reply === true
+          ? { type: 'raft', messages: answers }
+          : { type: 'ack' },
+    });
+    const n1 = peers.transport('n1');
+    await expect(
+      n1.request('n2', { type: 'raft', messages: [append([])], reply: true }, timeout(10_000)),
+    ).resolves.toEqual({ type: 'raft', messages: answers });
+    await expect(
+      n1.request('n2', { type: 'raft', messages: [append([])] }, timeout(10_000)),
+    ).resolves.toEqual({ type: 'ack' });
+    expect(peers.received.map((r) => (r.request as { reply?: boolean }).reply)).toEqual([
+      true,
+      undefined,
+    ]);
+  });
+
+  it('refuses an answer that carries a message from another node or for another node', async () => {
+    const forged: Message[][] = [
+      [{ type: 'append-response', from: 'n3', to: 'n1', term: 2, success: true, index: 9 }],
+      [{ type: 'append-response', from: 'n2', to: 'n3', term: 2, success: true, index: 9 }],
+    ];
+    let next = 0;
+    await using peers = await TestPeers.start({
+      answer: async () => ({ type: 'raft', messages: forged[next++] ?? [] }),
+    });
+    const n1 = peers.transport('n1');
+    const ask = () =>
+      n1.request('n2', { type: 'raft', messages: [append([])], reply: true }, timeout(10_000));
+    await expect(ask()).rejects.toThrow(/answered with a message from "n3" to "n1"/);
+    await expect(ask()).rejects.toThrow(/answered with a message from "n2" to "n3"/);
+  });
+
   it('carries every Raft message type, with binary entries of any size, byte for byte', async () => {
     await using peers = await TestPeers.start();
     const large = randomBytes(3 * 1024 * 1024);

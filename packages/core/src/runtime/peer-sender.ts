@@ -24,6 +24,8 @@ export interface PeerSenderOptions {
   readonly maxRequestsPerPeer: number;
   /** Makes sure the consensus loop runs (the engine learned of an unreachable peer). */
   readonly kick: () => void;
+  /** Steps the messages a peer answered with (see `ReplySlots`) into the engine. */
+  readonly receive: (from: NodeId, messages: readonly Message[]) => void;
   /** A peer refused this node's credentials (at most once per peer per 30 s). */
   readonly unauthorized: (peer: NodeId, error: PeerAuthenticationError) => void;
 }
@@ -32,9 +34,11 @@ export interface PeerSenderOptions {
 const REPORT_UNAUTHORIZED_EVERY_MS = 30_000;
 
 /**
- * Sends Raft messages (all but snapshots, which travel with their data) fire-and-forget, through
- * a per-peer {@link PeerOutbox}: batched, with a bounded number of requests in flight per peer.
- * A request that fails tells the engine the peer is unreachable; Raft owns the retries.
+ * Sends Raft messages (all but snapshots, which travel with their data) through a per-peer
+ * {@link PeerOutbox}: batched, with a bounded number of requests in flight per peer. Each request
+ * asks the peer to answer with its own messages for this node (`reply`), which are stepped here
+ * as if they had arrived on their own. A request that fails tells the engine the peer is
+ * unreachable; Raft owns the retries.
  */
 export class PeerSender {
   readonly #o: PeerSenderOptions;
@@ -79,11 +83,14 @@ export class PeerSender {
     try {
       const response = await o.transport.request(
         peer,
-        { type: 'raft', messages },
+        { type: 'raft', messages, reply: true },
         { signal: this.#deadline.signal() },
       );
-      if (response.type !== 'ack')
+      if (response.type === 'raft') {
+        if (response.messages.length > 0 && !o.lifetime.aborted) o.receive(peer, response.messages);
+      } else if (response.type !== 'ack') {
         throw new Error(`${peer} answered ${describeResponse(response)}`);
+      }
     } catch (error) {
       if (o.lifetime.aborted) return;
       if (error instanceof PeerAuthenticationError) this.#unauthorized(peer, error);

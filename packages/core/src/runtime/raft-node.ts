@@ -13,7 +13,7 @@ import {
 } from '../errors.ts';
 import { entrySize, type LogEntry, type NodeId } from '../log-entry.ts';
 import type { LogStore } from '../log-store.ts';
-import { type Logger, noopLogger } from '../logger.ts';
+import { bindLogger, type Logger, noopLogger } from '../logger.ts';
 import type { Message } from '../message.ts';
 import { type RandomSource, seededRandom } from '../random.ts';
 import type { SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
@@ -43,6 +43,7 @@ import type { RaftNodeOptions } from './raft-node-options.ts';
 import type { RaftNodeStatus } from './raft-node-status.ts';
 import { ReadBatches } from './read-batches.ts';
 import { recoverNodeState, storage } from './recover-node-state.ts';
+import { ReplySlots } from './reply-slots.ts';
 import { SerialQueue } from './serial-queue.ts';
 import { SnapshotExchange } from './snapshot-exchange.ts';
 import { TypedEvents } from './typed-events.ts';
@@ -134,6 +135,8 @@ export class RaftNode<Command, Result> {
   readonly #proposals = new ProposalTracker<Result>();
   readonly #appliedWaiters: AppliedIndexWaiters;
   readonly #reads: ReadBatches;
+  /** Answers to peers' `raft` requests, carried in their responses. */
+  readonly #replies = new ReplySlots();
   readonly #forwarding: ProposalForwarding<Command, Result>;
   readonly #snapshots: SnapshotExchange<Command, Result>;
   readonly #membership: MembershipChanges;
@@ -183,6 +186,9 @@ export class RaftNode<Command, Result> {
       requestTimeoutMs: options.requestTimeoutMs ?? 1000,
       maxRequestsPerPeer: options.maxRequestsPerPeer ?? 2,
       kick: () => this.#kick(),
+      receive: (from, messages) => {
+        this.#stepMessages(from, messages);
+      },
       unauthorized: (peer, error) => this.#emit('peer-unauthorized', { peer, error }),
     });
     this.#appliedWaiters = new AppliedIndexWaiters(init.applied);
@@ -293,8 +299,7 @@ export class RaftNode<Command, Result> {
     }
     const tickMs = options.tickMs ?? 15;
     if (!(tickMs > 0)) throw new TypeError('tickMs must be positive');
-    const baseLogger = options.logger ?? noopLogger;
-    const logger = baseLogger.child?.({ node: options.id }) ?? baseLogger;
+    const logger = bindLogger(options.logger ?? noopLogger, { node: options.id });
     const signal = options.signal;
     signal?.throwIfAborted();
     let recovered: Awaited<ReturnType<typeof recoverNodeState>>;
@@ -620,7 +625,11 @@ export class RaftNode<Command, Result> {
     try {
       while (this.#stopped === undefined) {
         this.#reads.handOver();
-        if (!this.#engine.hasReady()) return;
+        if (!this.#engine.hasReady()) {
+          // What was stepped caused nothing to carry out: no answer is coming to wait for.
+          this.#replies.settleAll();
+          return;
+        }
         const ready = this.#engine.ready();
         this.#readiesTaken++;
         if (isEmpty(ready)) {
@@ -641,6 +650,7 @@ export class RaftNode<Command, Result> {
 
   #readyDone(): void {
     this.#readiesDone = this.#readiesTaken;
+    this.#replies.readyDone(this.#readiesDone);
     this.#durableWaiters = this.#durableWaiters.filter((waiter) => {
       if (this.#readiesDone < waiter.after) return true;
       waiter.resolve();
@@ -712,7 +722,8 @@ export class RaftNode<Command, Result> {
       if (message.type === 'snapshot') void this.#snapshots.send(message);
       else raft.push(message);
     }
-    if (raft.length > 0) this.#peers.send(raft);
+    const unanswered = this.#replies.divert(raft);
+    if (unanswered.length > 0) this.#peers.send(unanswered);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -791,7 +802,9 @@ export class RaftNode<Command, Result> {
     }
     switch (request.type) {
       case 'raft':
-        return this.#stepMessages(from, request.messages);
+        return request.reply === true
+          ? this.#stepMessagesAndReply(from, request.messages, signal)
+          : this.#stepMessages(from, request.messages);
       case 'snapshot':
         return this.#snapshots.receive(from, request);
       case 'propose':
@@ -815,6 +828,23 @@ export class RaftNode<Command, Result> {
     }
     this.#kick();
     return { type: 'ack' };
+  }
+
+  /**
+   * Steps `messages`, then answers with this node's messages for `from` once the Ready that
+   * reacts to them is carried out (see {@link ReplySlots}).
+   */
+  async #stepMessagesAndReply(
+    from: NodeId,
+    messages: readonly Message[],
+    signal: AbortSignal,
+  ): Promise<PeerResponse> {
+    const stepped = this.#stepMessages(from, messages);
+    if (stepped.type !== 'ack' || this.#stopped !== undefined) return stepped;
+    const answers = await this.#replies.open(from, this.#readiesTaken + 1, signal, (unsent) =>
+      this.#peers.send(unsent),
+    );
+    return { type: 'raft', messages: answers };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -850,6 +880,7 @@ export class RaftNode<Command, Result> {
     this.#appliedWaiters.failAll(reason);
     for (const waiter of this.#durableWaiters) waiter.reject(reason);
     this.#durableWaiters = [];
+    this.#replies.settleAll();
     this.#applyQueue = [];
   }
 
