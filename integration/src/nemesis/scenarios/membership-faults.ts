@@ -76,7 +76,7 @@ function describeConfig(status: RaftNodeStatus): string {
  * while a joint configuration finishes. Throws when the membership is not full after
  * {@link CHANGE_TIMEOUT_MS}.
  */
-export async function restoreMembership(context: FaultContext): Promise<void> {
+async function restoreMembership(context: FaultContext): Promise<void> {
   const { ids } = context.cluster;
   const deadline = performance.now() + CHANGE_TIMEOUT_MS;
   let last = 'no leader answered';
