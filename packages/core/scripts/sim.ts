@@ -5,9 +5,13 @@
  *   pnpm --filter @tsraft/core sim --seed 17          (replays one seed)
  *   --small-batches: one or two entries per AppendEntries and a tiny window (more interleavings)
  *   --membership: an operator changes the membership and transfers leadership meanwhile
+ *   --plan NAME: a scripted membership workload instead (grow, shrink, replace-one-by-one,
+ *     replace-all-joint, remove-leader; its own number of nodes); --crash-in-joint: the leader
+ *     may crash between C_old,new and C_new
  *   --options JSON: any other SimulationOptions (a failure prints the exact replay command)
  */
 import { parseArgs } from 'node:util';
+import type { MembershipPlanName } from '../src/testing/sim/membership-plans.ts';
 import {
   runSimulation,
   SimulationFailure,
@@ -20,9 +24,11 @@ const { values } = parseArgs({
     seeds: { type: 'string', default: '20' },
     seed: { type: 'string' },
     from: { type: 'string', default: '1' },
-    nodes: { type: 'string', default: '3' },
+    nodes: { type: 'string' },
     'small-batches': { type: 'boolean', default: false },
     membership: { type: 'boolean', default: false },
+    plan: { type: 'string' },
+    'crash-in-joint': { type: 'boolean', default: false },
     options: { type: 'string' },
   },
 });
@@ -45,8 +51,8 @@ if (values.options !== undefined) {
     process.exit(2);
   }
 }
-const nodes = toInt('nodes', values.nodes);
-if (nodes < 1 || nodes > 9) {
+const nodes = values.nodes === undefined ? undefined : toInt('nodes', values.nodes);
+if (nodes !== undefined && (nodes < 1 || nodes > 9)) {
   console.error('--nodes must be between 1 and 9');
   process.exit(2);
 }
@@ -56,16 +62,18 @@ const seeds =
     : [toInt('seed', values.seed)];
 
 console.log(
-  'seed   events  virtual-ms  leader-terms  acked  unknown  reads  crashes  partitions  snapshots  changes  transfers  wall-ms',
+  'seed   events  virtual-ms  leader-terms  acked  unknown  reads  crashes  partitions  snapshots  changes  transfers  joint-crashes  wall-ms',
 );
 let failures = 0;
 for (const seed of seeds) {
   const started = performance.now();
   try {
     const r = await runSimulation({
-      nodes,
+      ...(nodes === undefined ? {} : { nodes }),
       ...(values['small-batches'] ? { tuning: SMALL_BATCHES } : {}),
       ...(values.membership ? { membership: true } : {}),
+      ...(values.plan === undefined ? {} : { membership: values.plan as MembershipPlanName }),
+      ...(values['crash-in-joint'] ? { crashInJoint: true } : {}),
       ...extra,
       seed,
     });
@@ -82,9 +90,10 @@ for (const seed of seeds) {
       r.snapshotsInstalled,
       r.membershipChanges,
       r.transfers,
+      r.crashesInJoint,
       Math.round(performance.now() - started),
     ];
-    const widths = [5, 8, 11, 13, 6, 8, 6, 8, 11, 10, 8, 10, 8];
+    const widths = [5, 8, 11, 13, 6, 8, 6, 8, 11, 10, 8, 10, 14, 8];
     console.log(cols.map((c, i) => String(c).padStart(widths[i] ?? 6)).join(' '));
   } catch (error) {
     failures++;

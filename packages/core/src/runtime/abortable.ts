@@ -1,3 +1,5 @@
+import type { CancelTimer, Clock } from './clock.ts';
+
 /**
  * Settles as `promise` does, or rejects with `signal.reason` as soon as `signal` aborts (the
  * work behind `promise` is not cancelled; its outcome is ignored).
@@ -39,16 +41,18 @@ export interface LinkedSignal extends Disposable {
 export function linkedSignal(options: {
   parents: readonly (AbortSignal | undefined)[];
   timeoutMs?: number;
+  /** Measures the deadline. */
+  clock: Clock;
 }): LinkedSignal {
   const controller = new AbortController();
   const parents = options.parents.filter((parent): parent is AbortSignal => parent !== undefined);
   let timedOut = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let cancelTimer: CancelTimer | undefined;
   const onAbort = (event: Event): void => {
     controller.abort((event.target as AbortSignal).reason);
   };
   const dispose = (): void => {
-    if (timer !== undefined) clearTimeout(timer);
+    cancelTimer?.();
     for (const parent of parents) parent.removeEventListener('abort', onAbort);
   };
   for (const parent of parents) {
@@ -60,7 +64,7 @@ export function linkedSignal(options: {
   }
   if (!controller.signal.aborted && options.timeoutMs !== undefined) {
     const ms = options.timeoutMs;
-    timer = setTimeout(() => {
+    cancelTimer = options.clock.setTimer(() => {
       timedOut = true;
       controller.abort(new DOMException(`the deadline of ${ms} ms passed`, 'TimeoutError'));
     }, ms);

@@ -1,3 +1,4 @@
+export { type CancelTimer, type Clock, realClock } from './clock.ts';
 export { type CommandCodec, type CommandEnvelope, jsonCodec } from './command-codec.ts';
 export type { TransferLeadershipOptions } from './leadership-transfers.ts';
 export type {

@@ -3,6 +3,7 @@ import { LeadershipTransferError, NotLeaderError } from '../errors.ts';
 import type { NodeId } from '../log-entry.ts';
 import type { Logger } from '../logger.ts';
 import { linkedSignal } from './abortable.ts';
+import type { Clock } from './clock.ts';
 import { ConditionWaiters } from './condition-waiters.ts';
 
 /** Options of `RaftNode.transferLeadership`. */
@@ -25,6 +26,8 @@ export interface LeadershipTransfersOptions {
   readonly electionTicks: number;
   /** Aborted when the node stops. */
   readonly lifetime: AbortSignal;
+  /** Measures deadlines. */
+  readonly clock: Clock;
   readonly kick: () => void;
   readonly throwIfStopped: () => void;
 }
@@ -81,6 +84,7 @@ export class LeadershipTransfers {
     // timeout for this node to learn who won.
     using deadline = linkedSignal({
       parents: [options.signal, o.lifetime],
+      clock: o.clock,
       timeoutMs: (timeoutTicks + 2 * o.electionTicks) * o.tickMs,
     });
     const signal = deadline.signal;

@@ -10,6 +10,7 @@ import type { NodeId } from '../log-entry.ts';
 import type { Logger } from '../logger.ts';
 import type { Transport } from '../transport.ts';
 import { linkedSignal } from './abortable.ts';
+import type { Clock } from './clock.ts';
 import { ConditionWaiters } from './condition-waiters.ts';
 import { ProposalTracker } from './proposal-tracker.ts';
 
@@ -51,6 +52,8 @@ export interface MembershipChangesOptions {
   readonly logger: Logger;
   /** Aborted when the node stops. */
   readonly lifetime: AbortSignal;
+  /** Measures deadlines. */
+  readonly clock: Clock;
   readonly kick: () => void;
   readonly throwIfStopped: () => void;
   /** Tells the node's listeners that the configuration in effect changed. */
@@ -103,6 +106,7 @@ export class MembershipChanges {
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     using deadline = linkedSignal({
       parents: [options.signal, this.#o.lifetime],
+      clock: this.#o.clock,
       timeoutMs,
     });
     try {

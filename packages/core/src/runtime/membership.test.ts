@@ -3,6 +3,7 @@ import type { ClusterConfig } from '../configuration.ts';
 import { ConfigChangeInProgressError, LeadershipTransferError, NotLeaderError } from '../errors.ts';
 import type { NodeId } from '../log-entry.ts';
 import type { Logger } from '../logger.ts';
+import type { Message } from '../message.ts';
 import type { KvCommand } from '../testing/kv-state-machine.ts';
 import { type KvNode, TestCluster, waitFor } from '../testing/test-cluster.test-helpers.ts';
 import type { Transport } from '../transport.ts';
@@ -138,23 +139,25 @@ describe('RaftNode membership changes', () => {
     // were lost): the leader commits the removal, steps down with the proposals beyond its
     // commit index, and is sent nothing more.
     let lost: { to: NodeId; above: number } | undefined;
+    // Acknowledgements travel in requests to the leader and in the answers to its own requests.
+    const cut = (messages: readonly Message[]): Message[] =>
+      messages.map((m) =>
+        m.type === 'append-response' && m.success && m.index > (lost?.above ?? 0)
+          ? { ...m, index: lost?.above ?? 0 }
+          : m,
+      );
     await using cluster = await TestCluster.start({
-      wrapTransport: (_id, transport): Transport => ({
-        request: (to, request, options) =>
-          transport.request(
-            to,
+      wrapTransport: (id, transport): Transport => ({
+        request: async (to, request, options) => {
+          const sent =
             request.type === 'raft' && lost !== undefined && to === lost.to
-              ? {
-                  type: 'raft',
-                  messages: request.messages.map((m) =>
-                    m.type === 'append-response' && m.success && m.index > (lost?.above ?? 0)
-                      ? { ...m, index: lost?.above ?? 0 }
-                      : m,
-                  ),
-                }
-              : request,
-            options,
-          ),
+              ? { ...request, messages: cut(request.messages) }
+              : request;
+          const response = await transport.request(to, sent, options);
+          return response.type === 'raft' && lost !== undefined && id === lost.to
+            ? { type: 'raft', messages: cut(response.messages) }
+            : response;
+        },
         listen: (handler) => transport.listen(handler),
         close: () => transport.close?.() ?? Promise.resolve(),
       }),
@@ -217,7 +220,48 @@ describe('RaftNode membership changes', () => {
     await waitFor(() => told.filter((a) => a.n4 === 'http://10.0.0.4:4000').length >= 4);
   });
 
-  it('a node started with a config option that differs from what it stored says so at warn level', async () => {
+  it('the addresses a change gave are kept with the configuration: they survive a restart and reach a new member through a snapshot', async () => {
+    const told = new Map<NodeId, Record<string, string>[]>();
+    await using cluster = await TestCluster.start({
+      wrapTransport: (id, transport): Transport => ({
+        request: (to, request, options) => transport.request(to, request, options),
+        listen: (handler) => transport.listen(handler),
+        close: () => transport.close?.() ?? Promise.resolve(),
+        updatePeers: (addresses) => {
+          told.set(id, [...(told.get(id) ?? []), { ...addresses }]);
+        },
+      }),
+    });
+    const URL4 = 'http://10.0.0.4:4000';
+    const leader = await cluster.waitForLeader();
+    await cluster.addServer('n4');
+    await leader.addLearner('n4', { url: URL4 });
+    for (let i = 0; i < 5; i++) await leader.propose(put(`k${i}`, String(i)));
+    const follower = cluster.followers(leader).find((n) => n.id !== 'n4')!;
+    await cluster.waitForApplied(leader.status().commitIndex, [follower.id]);
+
+    // A restart: the address comes back from the node's own log, before anyone sends it a thing.
+    await cluster.stopNode(follower.id);
+    told.delete(follower.id);
+    await cluster.startNode(follower.id);
+    expect(told.get(follower.id)?.[0]).toEqual({ n4: URL4 });
+
+    // A snapshot: the configuration entry that carried the address is compacted away on the
+    // leader, so n5 learns the configuration, addresses included, from the snapshot alone.
+    const snapshot = await leader.takeSnapshot();
+    expect(snapshot?.config.addresses).toEqual({ n4: URL4 });
+    await cluster.addServer('n5');
+    await leader.addLearner('n5');
+    await cluster.waitForApplied(leader.status().commitIndex, ['n5']);
+    expect(cluster.node('n5').status().snapshotIndex).toBeGreaterThanOrEqual(snapshot!.index);
+    expect(told.get('n5')?.some((addresses) => addresses.n4 === URL4)).toBe(true);
+    await cluster.stopNode('n5');
+    told.delete('n5');
+    await cluster.startNode('n5');
+    expect(told.get('n5')?.[0]).toEqual({ n4: URL4 });
+  });
+
+  it('a node started with a config option that differs from what it stored says so at warn level and in an event, and uses what it stored', async () => {
     await using cluster = await TestCluster.start();
     const leader = await cluster.waitForLeader();
     await cluster.addServer('n4');
@@ -227,8 +271,27 @@ describe('RaftNode membership changes', () => {
     await cluster.stopNode(follower.id);
     const logger = capturingLogger();
     const restarted = await cluster.startNode(follower.id, { logger });
+    const events: unknown[] = [];
+    restarted.on('config-option-ignored', (event) => events.push(event));
     expect(logger.warnings.some((w) => w.includes('differs from the configuration'))).toBe(true);
     expect(restarted.status().config).toEqual({ voters: ['n1', 'n2', 'n3', 'n4'] });
+    await waitFor(() => events.length > 0, { what: 'the config-option-ignored event' });
+    expect(events).toEqual([
+      { given: { voters: ['n1', 'n2', 'n3'] }, stored: { voters: ['n1', 'n2', 'n3', 'n4'] } },
+    ]);
+
+    // Started again with the stored configuration as its option: no warning, no event.
+    await cluster.stopNode(follower.id);
+    const quiet = capturingLogger();
+    const again = await cluster.startNode(follower.id, {
+      logger: quiet,
+      config: { voters: ['n1', 'n2', 'n3', 'n4'] },
+    });
+    const none: unknown[] = [];
+    again.on('config-option-ignored', (event) => none.push(event));
+    await waitFor(() => again.status().leaderId !== null, { what: 'a leader known' });
+    expect(quiet.warnings.filter((w) => w.includes('differs from the configuration'))).toEqual([]);
+    expect(none).toEqual([]);
   });
 
   it('replaces a node that lost its disk: remove it, then add it back as a new learner that is promoted', async () => {

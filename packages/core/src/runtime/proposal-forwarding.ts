@@ -9,6 +9,7 @@ import type { NodeId } from '../log-entry.ts';
 import type { ClientSession, CommandResult } from '../state-machine.ts';
 import type { PeerResponse, Transport } from '../transport.ts';
 import { abortable, linkedSignal } from './abortable.ts';
+import type { Clock } from './clock.ts';
 import type { CommandCodec, CommandEnvelope } from './command-codec.ts';
 
 /** The outcome of proposing encoded envelope bytes on this node. */
@@ -22,6 +23,8 @@ export interface ProposalForwardingOptions<Command, Result> {
   readonly codec: CommandCodec<Command, Result>;
   /** Aborted when the node stops: cuts forwarded requests short. */
   readonly lifetime: AbortSignal;
+  /** Measures deadlines. */
+  readonly clock: Clock;
   /** Deadline of one forwarded proposal. */
   readonly forwardTimeoutMs: number;
   /** Throws the node's `NodeClosedError` once it stopped. */
@@ -61,6 +64,7 @@ export class ProposalForwarding<Command, Result> {
     let response: PeerResponse;
     using request = linkedSignal({
       parents: [signal, o.lifetime],
+      clock: o.clock,
       timeoutMs: o.forwardTimeoutMs,
     });
     try {
@@ -82,6 +86,7 @@ export class ProposalForwarding<Command, Result> {
       case 'rejected':
         throw rejectionError(response, leader);
       case 'ack':
+      case 'raft':
       case 'snapshot-progress':
         throw new RaftError(`the leader ${leader} answered a proposal with ${response.type}`, {
           retryable: true,

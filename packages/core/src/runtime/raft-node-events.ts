@@ -13,6 +13,17 @@ export interface RaftNodeEvents {
    * truncated, or a snapshot brought one (Raft paper 6: it acts before it commits).
    */
   'config-change': [event: { readonly config: ClusterConfig; readonly index: number }];
+  /**
+   * The `config` option this node was started with differs from the configuration it stored
+   * (in its log or latest snapshot), which it uses: the option only bootstraps a new cluster.
+   * Logged at `warn` when the node starts, and emitted once at its first tick, so that listeners
+   * attached right after `start()` resolves hear it. To change the membership, use
+   * `changeMembership()`, `addLearner()` or `removeNode()`; to silence it, start the node with
+   * `config` equal to `stored`.
+   */
+  'config-option-ignored': [
+    event: { readonly given: ClusterConfig; readonly stored: ClusterConfig },
+  ];
   /** This node learned of a higher commit index. */
   commit: [event: { readonly commitIndex: number }];
   /** The state machine applied entries up to `appliedIndex`. */
@@ -43,6 +54,12 @@ export interface RaftNodeEvents {
   'snapshot-corrupt': [
     event: { readonly index: number; readonly term: number; readonly error: Error },
   ];
+  /**
+   * A peer refused this node's credentials (`PeerAuthenticationError`: for the tRPC transport, a
+   * 401): the nodes were given different cluster secrets, or the peer does not list this node.
+   * Logged at `warn`; emitted at most once per peer per 30 s while it lasts.
+   */
+  'peer-unauthorized': [event: { readonly peer: NodeId; readonly error: Error }];
   /** The node stopped on a fatal error (storage failure, broken invariant). Emitted once. */
   fatal: [event: { readonly error: Error }];
 }

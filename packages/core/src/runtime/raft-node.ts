@@ -13,7 +13,7 @@ import {
 } from '../errors.ts';
 import { entrySize, type LogEntry, type NodeId } from '../log-entry.ts';
 import type { LogStore } from '../log-store.ts';
-import { type Logger, noopLogger } from '../logger.ts';
+import { bindLogger, type Logger, noopLogger } from '../logger.ts';
 import type { Message } from '../message.ts';
 import { type RandomSource, seededRandom } from '../random.ts';
 import type { SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
@@ -21,6 +21,7 @@ import type { ClientSession, CommandResult, StateMachine } from '../state-machin
 import type { PeerHandler, PeerResponse, Transport } from '../transport.ts';
 import { abortable } from './abortable.ts';
 import { AppliedIndexWaiters } from './applied-index-waiters.ts';
+import { type CancelTimer, type Clock, realClock } from './clock.ts';
 import {
   type CommandCodec,
   type CommandEnvelope,
@@ -42,6 +43,7 @@ import type { RaftNodeOptions } from './raft-node-options.ts';
 import type { RaftNodeStatus } from './raft-node-status.ts';
 import { ReadBatches } from './read-batches.ts';
 import { recoverNodeState, storage } from './recover-node-state.ts';
+import { ReplySlots } from './reply-slots.ts';
 import { SerialQueue } from './serial-queue.ts';
 import { SnapshotExchange } from './snapshot-exchange.ts';
 import { TypedEvents } from './typed-events.ts';
@@ -94,7 +96,7 @@ interface RaftNodeInit<Command, Result> {
 }
 
 /**
- * A Raft node: drives a {@link RaftEngine} with real timers, a log store, a transport, a state
+ * A Raft node: drives a {@link RaftEngine} with a clock (real timers by default), a log store, a transport, a state
  * machine and a snapshot store.
  *
  * - The consensus loop carries out one engine {@link Ready} at a time, in the order its contract
@@ -114,11 +116,12 @@ export class RaftNode<Command, Result> {
   readonly #engine: RaftEngine;
   readonly #logStore: LogStore;
   readonly #stateMachine: StateMachine<Command, Result>;
-  readonly #snapshotStore: SnapshotStore | undefined;
+  readonly #snapshotStore: SnapshotStore;
   readonly #transport: Transport;
   readonly #codec: CommandCodec<Command, Result>;
   readonly #logger: Logger;
   readonly #forwardProposals: boolean;
+  readonly #clock: Clock;
 
   readonly #events: TypedEvents<RaftNodeEvents> = new TypedEvents(() => this.#logger);
   /** Aborted when the node stops: cuts outgoing requests short. */
@@ -132,6 +135,8 @@ export class RaftNode<Command, Result> {
   readonly #proposals = new ProposalTracker<Result>();
   readonly #appliedWaiters: AppliedIndexWaiters;
   readonly #reads: ReadBatches;
+  /** Answers to peers' `raft` requests, carried in their responses. */
+  readonly #replies = new ReplySlots();
   readonly #forwarding: ProposalForwarding<Command, Result>;
   readonly #snapshots: SnapshotExchange<Command, Result>;
   readonly #membership: MembershipChanges;
@@ -145,7 +150,7 @@ export class RaftNode<Command, Result> {
   #applyQueue: LogEntry[] = [];
   #applying: Promise<void> | undefined;
   #driving: Promise<void> | undefined;
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #cancelTicks: CancelTimer | undefined;
   /** Set once the node stops; every later call fails with it. */
   #stopped: NodeClosedError | undefined;
   #fatal: Error | undefined;
@@ -156,6 +161,8 @@ export class RaftNode<Command, Result> {
   #lastTimestamp = 0;
   #snapshotIndex: number;
   #bytesSinceSnapshot: number;
+  /** The `config` option differed from the stored configuration: told at the first tick. */
+  #ignoredConfigOption: RaftNodeEvents['config-option-ignored'][0] | undefined;
 
   private constructor(init: RaftNodeInit<Command, Result>) {
     const { options } = init;
@@ -167,21 +174,29 @@ export class RaftNode<Command, Result> {
     this.#codec = options.codec ?? jsonCodec<Command, Result>();
     this.#logger = init.logger;
     this.#forwardProposals = options.forwardProposals ?? true;
+    const clock = options.clock ?? realClock;
+    this.#clock = clock;
     const lifetime = this.#lifetime.signal;
     this.#peers = new PeerSender({
       engine: this.#engine,
       transport: this.#transport,
       logger: this.#logger,
       lifetime,
+      clock,
       requestTimeoutMs: options.requestTimeoutMs ?? 1000,
       maxRequestsPerPeer: options.maxRequestsPerPeer ?? 2,
       kick: () => this.#kick(),
+      receive: (from, messages) => {
+        this.#stepMessages(from, messages);
+      },
+      unauthorized: (peer, error) => this.#emit('peer-unauthorized', { peer, error }),
     });
     this.#appliedWaiters = new AppliedIndexWaiters(init.applied);
     this.#reads = new ReadBatches({
       engine: this.#engine,
       appliedWaiters: this.#appliedWaiters,
       lifetime,
+      clock,
       readTimeoutMs: options.readTimeoutMs ?? 5000,
       idPrefix: globalThis.crypto.randomUUID(),
       kick: () => this.#kick(),
@@ -190,6 +205,7 @@ export class RaftNode<Command, Result> {
       transport: this.#transport,
       codec: this.#codec,
       lifetime,
+      clock,
       forwardTimeoutMs: options.forwardTimeoutMs ?? 10_000,
       throwIfStopped: () => this.#throwIfStopped(),
       envelope: (command, session) => this.#envelope(command, session),
@@ -205,6 +221,7 @@ export class RaftNode<Command, Result> {
       logger: this.#logger,
       logWrites: this.#logWrites,
       lifetime,
+      clock,
       snapshotChunkBytes: options.snapshotChunkBytes ?? 1024 * 1024,
       snapshotTimeoutMs: options.snapshotTimeoutMs ?? 30_000,
       snapshotInstallTimeoutMs: options.snapshotInstallTimeoutMs ?? 300_000,
@@ -233,6 +250,7 @@ export class RaftNode<Command, Result> {
       transport: this.#transport,
       logger: this.#logger,
       lifetime,
+      clock,
       kick: () => this.#kick(),
       throwIfStopped: () => this.#throwIfStopped(),
       configChanged: (config, index) => this.#emit('config-change', { config, index }),
@@ -254,6 +272,7 @@ export class RaftNode<Command, Result> {
       tickMs: this.#tickMs,
       electionTicks: tuning.electionTicks,
       lifetime,
+      clock,
       kick: () => this.#kick(),
       throwIfStopped: () => this.#throwIfStopped(),
     });
@@ -273,10 +292,14 @@ export class RaftNode<Command, Result> {
     options: RaftNodeOptions<Command, Result>,
   ): Promise<RaftNode<Command, Result>> {
     validateConfig(options.config);
+    if (options.snapshotStore === undefined) {
+      throw new TypeError(
+        'snapshotStore is required: any node may have to receive a snapshot from its leader, and it must be durable before the log records it (use MemorySnapshotStore from @tsraft/core/testing in tests, PostgresSnapshotStore with pg-storage)',
+      );
+    }
     const tickMs = options.tickMs ?? 15;
     if (!(tickMs > 0)) throw new TypeError('tickMs must be positive');
-    const baseLogger = options.logger ?? noopLogger;
-    const logger = baseLogger.child?.({ node: options.id }) ?? baseLogger;
+    const logger = bindLogger(options.logger ?? noopLogger, { node: options.id });
     const signal = options.signal;
     signal?.throwIfAborted();
     let recovered: Awaited<ReturnType<typeof recoverNodeState>>;
@@ -305,10 +328,13 @@ export class RaftNode<Command, Result> {
       logger,
     });
     const stored = engine.status().config;
-    if (!sameMembership(stored, options.config)) {
+    const ignoredConfigOption = sameMembership(stored, options.config)
+      ? undefined
+      : { given: options.config, stored };
+    if (ignoredConfigOption !== undefined) {
       logger.warn(
-        { stored, given: options.config },
-        'the `config` option differs from the configuration this node stored, which it uses: the option only bootstraps a new cluster; change the membership with changeMembership(), addLearner() or removeNode()',
+        ignoredConfigOption,
+        'the `config` option differs from the configuration this node stored, which it uses: the option only bootstraps a new cluster; change the membership with changeMembership(), addLearner() or removeNode(), and start the node with `config` equal to the stored one (status().config) to silence this',
       );
     }
     const node = new RaftNode<Command, Result>({
@@ -322,10 +348,11 @@ export class RaftNode<Command, Result> {
         0,
       ),
     });
+    node.#ignoredConfigOption = ignoredConfigOption;
     node.#membership.observe();
     await options.transport.listen(node.#handlePeerRequest);
-    node.#ticksStartedAt = performance.now();
-    node.#timer = setInterval(node.#tick, tickMs);
+    node.#ticksStartedAt = node.#clock.now();
+    node.#cancelTicks = node.#clock.setRepeating(node.#tick, tickMs);
     node.#kick();
     if (options.verifySnapshotOnStart ?? true) void node.#snapshots.verifyLatest();
     logger.info(
@@ -495,7 +522,6 @@ export class RaftNode<Command, Result> {
   ): Promise<StoredSnapshot | undefined> {
     this.#throwIfStopped();
     const store = this.#snapshotStore;
-    if (store === undefined) throw new TypeError('takeSnapshot() needs a snapshotStore');
     const { signal, retainEntries = 0 } = options;
     if (!(Number.isSafeInteger(retainEntries) && retainEntries >= 0)) {
       throw new RangeError(`retainEntries must be a non-negative integer, got ${retainEntries}`);
@@ -561,6 +587,10 @@ export class RaftNode<Command, Result> {
       return;
     }
     this.#transfers.observe();
+    if (this.#ignoredConfigOption !== undefined) {
+      this.#emit('config-option-ignored', this.#ignoredConfigOption);
+      this.#ignoredConfigOption = undefined;
+    }
     this.#kick();
   };
 
@@ -570,7 +600,7 @@ export class RaftNode<Command, Result> {
    */
   #dueTicks(): number {
     if (!this.#ticksFollowRealTime) return 1;
-    const elapsed = Math.floor((performance.now() - this.#ticksStartedAt) / this.#tickMs);
+    const elapsed = Math.floor((this.#clock.now() - this.#ticksStartedAt) / this.#tickMs);
     const due = elapsed - this.#ticksDelivered;
     if (due <= 0) return 0;
     this.#ticksDelivered = elapsed;
@@ -591,11 +621,15 @@ export class RaftNode<Command, Result> {
   async #drive(): Promise<void> {
     // Let inputs that arrive in the same pass of the event loop join this Ready: every request
     // and timer callback of this I/O phase (e.g. proposals arriving as separate HTTP requests).
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await this.#clock.afterPhase();
     try {
       while (this.#stopped === undefined) {
         this.#reads.handOver();
-        if (!this.#engine.hasReady()) return;
+        if (!this.#engine.hasReady()) {
+          // What was stepped caused nothing to carry out: no answer is coming to wait for.
+          this.#replies.settleAll();
+          return;
+        }
         const ready = this.#engine.ready();
         this.#readiesTaken++;
         if (isEmpty(ready)) {
@@ -616,6 +650,7 @@ export class RaftNode<Command, Result> {
 
   #readyDone(): void {
     this.#readiesDone = this.#readiesTaken;
+    this.#replies.readyDone(this.#readiesDone);
     this.#durableWaiters = this.#durableWaiters.filter((waiter) => {
       if (this.#readiesDone < waiter.after) return true;
       waiter.resolve();
@@ -639,7 +674,8 @@ export class RaftNode<Command, Result> {
   /** Carries out `ready` in the order of its contract (see {@link Ready}). */
   async #handleReady(ready: Ready): Promise<void> {
     if (ready.softState !== undefined) this.#softStateChanged(ready.softState);
-    if (ready.snapshot !== undefined) await this.#snapshots.install(ready.snapshot);
+    // A snapshot not installed (the node stopped first) must not be recorded in the log store.
+    if (ready.snapshot !== undefined && !(await this.#snapshots.install(ready.snapshot))) return;
     const write = ready.write;
     if (write !== undefined) {
       if (write.truncateFrom !== undefined) {
@@ -686,7 +722,8 @@ export class RaftNode<Command, Result> {
       if (message.type === 'snapshot') void this.#snapshots.send(message);
       else raft.push(message);
     }
-    if (raft.length > 0) this.#peers.send(raft);
+    const unanswered = this.#replies.divert(raft);
+    if (unanswered.length > 0) this.#peers.send(unanswered);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -735,7 +772,7 @@ export class RaftNode<Command, Result> {
 
   #envelope(command: Command, session: ClientSession | undefined): CommandEnvelope<Command> {
     // Leader-stamped time, never going back on this node (session expiry reads it).
-    this.#lastTimestamp = Math.max(this.#lastTimestamp, Date.now());
+    this.#lastTimestamp = Math.max(this.#lastTimestamp, this.#clock.wallTime());
     return {
       command,
       ...(session === undefined ? {} : { session }),
@@ -765,7 +802,9 @@ export class RaftNode<Command, Result> {
     }
     switch (request.type) {
       case 'raft':
-        return this.#stepMessages(from, request.messages);
+        return request.reply === true
+          ? this.#stepMessagesAndReply(from, request.messages, signal)
+          : this.#stepMessages(from, request.messages);
       case 'snapshot':
         return this.#snapshots.receive(from, request);
       case 'propose':
@@ -789,6 +828,23 @@ export class RaftNode<Command, Result> {
     }
     this.#kick();
     return { type: 'ack' };
+  }
+
+  /**
+   * Steps `messages`, then answers with this node's messages for `from` once the Ready that
+   * reacts to them is carried out (see {@link ReplySlots}).
+   */
+  async #stepMessagesAndReply(
+    from: NodeId,
+    messages: readonly Message[],
+    signal: AbortSignal,
+  ): Promise<PeerResponse> {
+    const stepped = this.#stepMessages(from, messages);
+    if (stepped.type !== 'ack' || this.#stopped !== undefined) return stepped;
+    const answers = await this.#replies.open(from, this.#readiesTaken + 1, signal, (unsent) =>
+      this.#peers.send(unsent),
+    );
+    return { type: 'raft', messages: answers };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -815,8 +871,8 @@ export class RaftNode<Command, Result> {
   #stop(reason: NodeClosedError): void {
     if (this.#stopped !== undefined) return;
     this.#stopped = reason;
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#cancelTicks?.();
+    this.#cancelTicks = undefined;
     this.#lifetime.abort(reason);
     this.#proposals.failAll(reason);
     this.#membership.failAll(reason);
@@ -824,6 +880,7 @@ export class RaftNode<Command, Result> {
     this.#appliedWaiters.failAll(reason);
     for (const waiter of this.#durableWaiters) waiter.reject(reason);
     this.#durableWaiters = [];
+    this.#replies.settleAll();
     this.#applyQueue = [];
   }
 

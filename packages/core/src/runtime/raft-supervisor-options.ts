@@ -1,4 +1,5 @@
 import type { Logger } from '../logger.ts';
+import type { Clock } from './clock.ts';
 import type { RaftNodeOptions } from './raft-node-options.ts';
 
 /** What {@link RaftSupervisorOptions.open} is told about the node it opens. */
@@ -43,6 +44,11 @@ export interface RaftSupervisorOptions<Command, Result> {
    * to spread. Defaults: `initialMs` 100, `maxMs` 5,000.
    */
   readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
+  /**
+   * Times the back-off and the downtime. Nodes whose options (from `open`) give no `clock` take
+   * this one. Default: the process's clock.
+   */
+  readonly clock?: Clock;
   /** Where the supervisor logs restarts (`warn`) and recoveries (`info`). Default: discards. */
   readonly logger?: Logger;
   /**

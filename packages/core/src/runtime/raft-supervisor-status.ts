@@ -18,7 +18,7 @@ export type RaftSupervisorStatus =
       readonly attempt: number;
       readonly fatal: Error;
       readonly lastError: Error;
-      /** `Date.now()` when the node stopped. */
+      /** Wall time (`Date.now()` unless the supervisor was given a clock) when the node stopped. */
       readonly since: number;
     }
   | { readonly state: 'closed'; readonly id: NodeId };

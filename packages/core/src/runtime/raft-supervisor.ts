@@ -1,6 +1,7 @@
 import { NodeClosedError, NodeRecoveringError } from '../errors.ts';
 import type { NodeId } from '../log-entry.ts';
-import { type Logger, noopLogger } from '../logger.ts';
+import { bindLogger, type Logger, noopLogger } from '../logger.ts';
+import { type Clock, realClock } from './clock.ts';
 import { type ProposeOptions, RaftNode, type ReadOptions } from './raft-node.ts';
 import type { RaftNodeEventName } from './raft-node-events.ts';
 import type { RaftSupervisorEventName, RaftSupervisorEvents } from './raft-supervisor-events.ts';
@@ -16,8 +17,11 @@ import { TypedEvents } from './typed-events.ts';
 const FORWARDED_EVENTS = [
   'leader-change',
   'role-change',
+  'config-change',
+  'config-option-ignored',
   'commit',
   'apply',
+  'peer-unauthorized',
 ] as const satisfies readonly RaftNodeEventName[];
 
 /** One node and what its `open` built for it. */
@@ -59,6 +63,7 @@ export class RaftSupervisor<Command, Result> {
   readonly #open: RaftSupervisorOptions<Command, Result>['open'];
   readonly #initialMs: number;
   readonly #maxMs: number;
+  readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #events: TypedEvents<RaftSupervisorEvents> = new TypedEvents(() => this.#logger);
   /** Aborted by `close()`: stops the back-off, the `open()` and the start under way. */
@@ -79,6 +84,7 @@ export class RaftSupervisor<Command, Result> {
       throw new TypeError('backoff needs 0 < initialMs <= maxMs');
     }
     this.#logger = options.logger ?? noopLogger;
+    this.#clock = options.clock ?? realClock;
   }
 
   /**
@@ -244,6 +250,7 @@ export class RaftSupervisor<Command, Result> {
     let node: RaftNode<Command, Result>;
     try {
       node = await RaftNode.start({
+        clock: this.#clock,
         ...options,
         signal: options.signal === undefined ? signal : AbortSignal.any([options.signal, signal]),
       });
@@ -280,9 +287,9 @@ export class RaftSupervisor<Command, Result> {
   #failed(incarnation: Incarnation<Command, Result>, fatal: Error): void {
     if (this.#current !== incarnation || this.#closing !== undefined) return;
     this.#current = undefined;
-    this.#recovery = { fatal, since: Date.now(), attempt: 1, lastError: fatal };
-    this.#logger.warn(
-      { node: this.id, incarnation: incarnation.number, err: fatal },
+    this.#recovery = { fatal, since: this.#clock.wallTime(), attempt: 1, lastError: fatal };
+    this.#nodeLogger(this.id).warn(
+      { incarnation: incarnation.number, err: fatal },
       'the supervised raft node stopped on a fatal error; restarting it',
     );
     this.#recovering = this.#recover(incarnation).finally(() => {
@@ -298,7 +305,7 @@ export class RaftSupervisor<Command, Result> {
     for (let attempt = 1; ; attempt++) {
       recovery.attempt = attempt;
       const waitMs = this.#backoffMs(attempt);
-      if (!(await sleep(waitMs, signal))) return;
+      if (!(await sleep(this.#clock, waitMs, signal))) return;
       let next: Incarnation<Command, Result>;
       try {
         next = await this.#launch(attempt);
@@ -307,8 +314,8 @@ export class RaftSupervisor<Command, Result> {
         const failure = error instanceof Error ? error : new Error(String(error));
         recovery.lastError = failure;
         const retryInMs = this.#backoffMs(attempt + 1);
-        this.#logger.warn(
-          { node: this.id, attempt, retryInMs, err: failure },
+        this.#nodeLogger(this.id).warn(
+          { attempt, retryInMs, err: failure },
           `restarting the raft node failed: ${failure.message}`,
         );
         this.#emit('restart-failed', { attempt, error: failure, retryInMs });
@@ -319,14 +326,19 @@ export class RaftSupervisor<Command, Result> {
         return;
       }
       this.#run(next);
-      const downtimeMs = Date.now() - recovery.since;
-      this.#logger.info(
-        { node: this.id, incarnation: next.number, attempts: attempt, downtimeMs },
+      const downtimeMs = this.#clock.wallTime() - recovery.since;
+      this.#nodeLogger(this.id).info(
+        { incarnation: next.number, attempts: attempt, downtimeMs },
         'the supervised raft node recovered',
       );
       this.#emit('recovered', { incarnation: next.number, attempts: attempt, downtimeMs });
       return;
     }
+  }
+
+  /** The logger with the node's id bound, unless the user's logger binds `node` itself. */
+  #nodeLogger(id: NodeId | undefined): Logger {
+    return id === undefined ? this.#logger : bindLogger(this.#logger, { node: id });
   }
 
   #backoffMs(attempt: number): number {
@@ -338,7 +350,7 @@ export class RaftSupervisor<Command, Result> {
     try {
       await incarnation.node.close();
     } catch (error) {
-      this.#logger.warn({ node: this.id, err: error }, 'closing a supervised raft node failed');
+      this.#nodeLogger(this.id).warn({ err: error }, 'closing a supervised raft node failed');
     }
     await this.#release(incarnation.options, { closeTransport: false });
   }
@@ -351,7 +363,7 @@ export class RaftSupervisor<Command, Result> {
       if (how.closeTransport) await options.transport.close?.();
       await options.release?.();
     } catch (error) {
-      this.#logger.warn({ node: options.id, err: error }, 'releasing a node incarnation failed');
+      this.#nodeLogger(options.id).warn({ err: error }, 'releasing a node incarnation failed');
     }
   }
 
@@ -369,14 +381,14 @@ export class RaftSupervisor<Command, Result> {
 }
 
 /** Waits `ms`; resolves `false` at once if `signal` aborts first. */
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<boolean> {
   if (signal.aborted) return Promise.resolve(false);
   return new Promise((resolve) => {
     const onAbort = (): void => {
-      clearTimeout(timer);
+      cancel();
       resolve(false);
     };
-    const timer = setTimeout(() => {
+    const cancel = clock.setTimer(() => {
       signal.removeEventListener('abort', onAbort);
       resolve(true);
     }, ms);

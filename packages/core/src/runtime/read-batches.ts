@@ -2,6 +2,7 @@ import type { RaftEngine } from '../engine/raft-engine.ts';
 import type { ReadResult } from '../engine/ready.ts';
 import { ReadUnavailableError } from '../errors.ts';
 import type { AppliedIndexWaiters } from './applied-index-waiters.ts';
+import type { Clock } from './clock.ts';
 import { ReadRequests } from './read-requests.ts';
 import { SharedDeadline } from './shared-deadline.ts';
 
@@ -21,6 +22,8 @@ export interface ReadBatchesOptions {
   readonly appliedWaiters: AppliedIndexWaiters;
   /** Aborted when the node stops. */
   readonly lifetime: AbortSignal;
+  /** Measures deadlines. */
+  readonly clock: Clock;
   /** How long a read waits for its read index and the apply before it fails. */
   readonly readTimeoutMs: number;
   /** Unique to this node incarnation: read ids never repeat across restarts. */
@@ -44,7 +47,7 @@ export class ReadBatches {
 
   constructor(options: ReadBatchesOptions) {
     this.#o = options;
-    this.#deadline = new SharedDeadline(options.lifetime, options.readTimeoutMs);
+    this.#deadline = new SharedDeadline(options.lifetime, options.readTimeoutMs, options.clock);
   }
 
   /** Whether a batch waits to be handed to the engine. */

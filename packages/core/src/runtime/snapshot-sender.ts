@@ -4,6 +4,7 @@ import type { InstallSnapshot } from '../message.ts';
 import type { SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
 import type { Transport } from '../transport.ts';
 import { linkedSignal } from './abortable.ts';
+import type { Clock } from './clock.ts';
 import { describeResponse } from './peer-response.ts';
 import { piecesFrom } from './snapshot-pieces.ts';
 
@@ -27,6 +28,8 @@ export interface SnapshotSenderOptions {
   readonly installTimeoutMs: number;
   /** Aborted when the node stops. */
   readonly lifetime: AbortSignal;
+  /** Measures deadlines. */
+  readonly clock: Clock;
 }
 
 /**
@@ -110,6 +113,7 @@ export class SnapshotSender {
     const waitsForInstall = data.byteLength === 0 || offset + data.byteLength === snapshot.size;
     using deadline = linkedSignal({
       parents: [o.lifetime],
+      clock: o.clock,
       timeoutMs: waitsForInstall ? o.installTimeoutMs : o.timeoutMs,
     });
     const response = await o.transport.request(

@@ -40,6 +40,11 @@ export class EventQueue<T> {
     return { time: top.time, item: top.item };
   }
 
+  /** Time of the earliest event, if any. */
+  peekTime(): number | undefined {
+    return this.#heap[0]?.time;
+  }
+
   get size(): number {
     return this.#heap.length;
   }

@@ -12,13 +12,14 @@ import { type Operation, UNKNOWN_OUTCOME } from '../linearizability/operation.ts
 import { EventQueue } from './event-queue.ts';
 import { InvariantChecker } from './invariant-checker.ts';
 import { pickMembershipAction } from './membership-actions.ts';
+import { type MembershipPlanName, MembershipPlanRun, planServers } from './membership-plans.ts';
 import { CALM_NETWORK, type NetworkFaults, SimNetwork } from './sim-network.ts';
 import { SimNode, simCodec } from './sim-node.ts';
 
 /** What to simulate. Everything random is drawn from `seed`. */
 export interface SimulationOptions {
   readonly seed: number;
-  /** Number of voters. Default 3. */
+  /** Number of voters. Default 3, or the voters of the `membership` plan. */
   readonly nodes?: number;
   /** Simulated clients, each running one operation at a time. Default 4. */
   readonly clients?: number;
@@ -39,8 +40,18 @@ export interface SimulationOptions {
    * shrink, replace one or all voters, demote, remove the leader; one step or joint) and
    * transfers leadership; two spare servers start outside the configuration. At the end the
    * members of the final configuration must hold every acknowledged write. Default false.
+   *
+   * A plan's name instead runs that scripted workload (`MEMBERSHIP_PLANS`: grow, shrink, replace
+   * one by one, replace all through joint consensus, remove the leader) under the same faults,
+   * asking the leader for each step again until it is committed; the run converges only once
+   * the whole plan is done, faults healed or not.
    */
-  readonly membership?: boolean;
+  readonly membership?: boolean | MembershipPlanName;
+  /**
+   * With a `membership` plan: while faults last, the leader crashes (and restarts later) half of
+   * the times it is found between a joint configuration C_old,new and C_new. Default false.
+   */
+  readonly crashInJoint?: boolean;
   readonly tuning?: Partial<EngineTuning>;
 }
 
@@ -59,6 +70,10 @@ export interface SimulationReport {
   /** Membership changes the leader accepted, and leadership transfers it started. */
   readonly membershipChanges: number;
   readonly transfers: number;
+  /** Leaders crashed between C_old,new and C_new (`crashInJoint`). */
+  readonly crashesInJoint: number;
+  /** The voters of the final configuration, sorted. */
+  readonly finalVoters: readonly NodeId[];
 }
 
 /** A simulation found a bug. `seed` replays it exactly. */
@@ -179,11 +194,23 @@ class Simulation {
   #snapshotsInstalled = 0;
   #membershipChanges = 0;
   #transfers = 0;
+  #crashesInJoint = 0;
   #readSeq = 0;
+  readonly #plan: MembershipPlanRun | undefined;
 
   constructor(options: SimulationOptions) {
+    const plan = typeof options.membership === 'string' ? options.membership : undefined;
+    if (
+      plan !== undefined &&
+      options.nodes !== undefined &&
+      options.nodes !== planServers(plan).voters
+    ) {
+      throw new TypeError(
+        `the membership plan ${plan} starts with ${planServers(plan).voters} voters; leave \`nodes\` out`,
+      );
+    }
     this.#options = {
-      nodes: 3,
+      nodes: plan === undefined ? 3 : planServers(plan).voters,
       clients: 4,
       operationsPerClient: 40,
       faultyMs: 8_000,
@@ -192,12 +219,15 @@ class Simulation {
       crashes: true,
       snapshotEvery: 40,
       membership: false,
+      crashInJoint: false,
       ...options,
     };
     this.#random = seededRandom(options.seed);
     this.#network = new SimNetwork(this.#random, this.#options.faults);
-    const spares = this.#options.membership ? 2 : 0;
+    const spares =
+      plan === undefined ? (this.#options.membership ? 2 : 0) : planServers(plan).spares;
     const ids = Array.from({ length: this.#options.nodes + spares }, (_, i) => `n${i + 1}`);
+    this.#plan = plan === undefined ? undefined : new MembershipPlanRun(plan, ids);
     const voters = ids.slice(0, this.#options.nodes);
     this.#nodes = ids.map(
       (id) =>
@@ -255,6 +285,8 @@ class Simulation {
       snapshotsInstalled: this.#snapshotsInstalled,
       membershipChanges: this.#membershipChanges,
       transfers: this.#transfers,
+      crashesInJoint: this.#crashesInJoint,
+      finalVoters: [...(this.#leader()?.engine?.status().config.voters ?? [])].sort(),
     };
   }
 
@@ -319,6 +351,11 @@ class Simulation {
         this.#schedule(randomInt(this.#random, 200, 900), event);
         return;
       case 'membership':
+        if (this.#plan !== undefined) {
+          if (this.#plan.done) return;
+          this.#schedule(await this.#followPlan(this.#plan), event);
+          return;
+        }
         if (!this.#faultsOn) return;
         this.#changeMembership();
         this.#schedule(randomInt(this.#random, 300, 900), event);
@@ -347,6 +384,36 @@ class Simulation {
       this.#membershipChanges++;
     }
     this.#maybeReady(leader);
+  }
+
+  /**
+   * The operator asks the current leader for the next step of the plan; with `crashInJoint`,
+   * a leader found between C_old,new and C_new may crash instead. Resolves with the delay to
+   * the next look: short while a change is under way, so that the joint phase is seen.
+   */
+  async #followPlan(plan: MembershipPlanRun): Promise<number> {
+    const soon = randomInt(this.#random, 1, 10);
+    const later = randomInt(this.#random, 5, 60);
+    const leader = this.#leader();
+    const engine = leader?.engine;
+    if (leader === undefined || engine === undefined) return later;
+    const { config, configIndex, commitIndex } = engine.status();
+    if (isJoint(config)) {
+      if (this.#options.crashInJoint && this.#faultsOn && this.#random.next() < 0.5) {
+        await this.#crash(leader);
+        this.#crashesInJoint++;
+        this.#schedule(randomInt(this.#random, 50, 1_200), { kind: 'restart', node: leader });
+      }
+      return soon;
+    }
+    if (configIndex > commitIndex) return soon;
+    const action = plan.next(config, leader.id);
+    if (action?.kind !== 'change') return later;
+    if (engine.proposeConfigChange(action.change, { mode: action.mode }).ok) {
+      this.#membershipChanges++;
+    }
+    this.#maybeReady(leader);
+    return soon;
   }
 
   /** The leader of the highest term among the alive nodes, if any. */
@@ -684,6 +751,7 @@ class Simulation {
    */
   #quiescent(): boolean {
     if (this.#clients.some((c) => c.op !== undefined || c.remaining > 0)) return false;
+    if (this.#plan !== undefined && !this.#plan.done) return false;
     if (this.#nodes.some((n) => !n.alive)) return false;
     const leader = this.#leader()?.engine?.status();
     if (leader === undefined) return false;
@@ -722,7 +790,7 @@ class Simulation {
             `${c.name} ${c.remaining} left${c.op === undefined ? '' : `, ${c.op.input.kind} since ${c.op.call} ms, attempt ${c.op.attempt}`}`,
         );
       throw new Error(
-        `the cluster did not converge within ${CONVERGE_MS} ms after healing (liveness): ${states.join('; ')}; clients: ${busy.join('; ') || 'done'}`,
+        `the cluster did not converge within ${CONVERGE_MS} ms after healing (liveness): ${states.join('; ')}; clients: ${busy.join('; ') || 'done'}${this.#plan === undefined ? '' : `; ${this.#plan.describe()}`}`,
       );
     }
     // Every member holds the same state, and every acknowledged write is applied on every member.
