@@ -5,10 +5,10 @@ import {
   describeSnapshotStoreConformance,
 } from '@tsraft/core/testing/conformance';
 import { PostgresLogStore, PostgresSnapshotStore } from '@tsraft/pg-storage';
+import { type PostgresServer, selectProvider } from '@tsraft/testing';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PostgresServer, selectProvider } from './postgres/index.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the stores take a Kysely of any database type.
 type AnyKysely = Kysely<any>;
