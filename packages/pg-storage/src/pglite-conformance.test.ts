@@ -9,6 +9,7 @@ import { Kysely, PGliteDialect, sql } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AnyKysely } from './any-kysely.ts';
+import { CrashingProcess } from './crashing-dialect.test-helpers.ts';
 import { migrateRaftSchema, raftSchemaStatus } from './migrations.ts';
 import { PostgresLogStore } from './postgres-log-store.ts';
 import { PostgresSnapshotStore } from './postgres-snapshot-store.ts';
@@ -16,9 +17,11 @@ import { PostgresSnapshotStore } from './postgres-snapshot-store.ts';
 // One in-memory PGlite for the file (a cold start takes seconds); each fixture gets a schema of
 // its own, dropped when it is disposed. "Reopen" is a new store over the same database.
 let db: AnyKysely;
+let dialect: PGliteDialect;
 
 beforeAll(async () => {
-  db = new Kysely({ dialect: new PGliteDialect({ pglite: new PGlite() }) });
+  dialect = new PGliteDialect({ pglite: new PGlite() });
+  db = new Kysely({ dialect });
   await sql`select 1`.execute(db);
 });
 
@@ -34,12 +37,21 @@ async function dropSchema(schema: string): Promise<void> {
   await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(db);
 }
 
+// Each store runs in a process of its own: a Kysely over the file's PGlite whose connection the
+// suite can kill between statements (an open transaction then rolls back, as in Postgres).
 describeLogStoreConformance('Postgres on PGlite', async () => {
   const schema = freshSchema();
-  const store = await PostgresLogStore.open({ db, schema });
+  let process = new CrashingProcess();
+  const open = () =>
+    PostgresLogStore.open({ db: new Kysely({ dialect: process.dialect(dialect) }), schema });
+  const store = await open();
   return {
     store,
-    reopen: () => PostgresLogStore.open({ db, schema }),
+    reopen: () => {
+      process = new CrashingProcess();
+      return open();
+    },
+    crashAfter: (steps) => process.crashAfter(steps),
     [Symbol.asyncDispose]: () => dropSchema(schema),
   };
 });
