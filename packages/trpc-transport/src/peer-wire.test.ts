@@ -61,11 +61,14 @@ describe('the peer wire encoding', () => {
 
   it('checks answers with the same rules', () => {
     const result = new Uint8Array([7, 8, 9]);
-    expect(peerResponse.parse(roundTrip({ type: 'proposed', result }))).toEqual({
-      type: 'proposed',
-      result,
-    });
-    expect(peerResponse.safeParse({ type: 'proposed', result: 'not binary' }).success).toBe(false);
+    expect(peerResponse.parse(roundTrip({ type: 'proposed', result, index: 12, term: 3 }))).toEqual(
+      { type: 'proposed', result, index: 12, term: 3 },
+    );
+    expect(
+      peerResponse.safeParse({ type: 'proposed', result: 'not binary', index: 1, term: 1 }).success,
+    ).toBe(false);
+    const bytes = roundTrip({ type: 'proposed', result, index: 0, term: 1 });
+    expect(peerResponse.safeParse(bytes).success).toBe(false);
   });
 
   it('unwraps only the { json } envelope', () => {
