@@ -82,6 +82,8 @@ export class SnapshotExchange<Command, Result> {
   readonly #receiver: SnapshotReceiver;
   /** Followers a snapshot is being sent to: one transfer per follower at a time. */
   readonly #sending = new Set<NodeId>();
+  /** The latest request the engine made for a follower while a transfer to it was under way. */
+  readonly #queued = new Map<NodeId, InstallSnapshot>();
   /** Whether a fresh snapshot is being taken to replace a damaged one. */
   #replacingDamaged = false;
 
@@ -172,7 +174,12 @@ export class SnapshotExchange<Command, Result> {
     const o = this.#o;
     const peer = message.to;
     const meta = message.snapshot;
-    if (this.#sending.has(peer)) return;
+    if (this.#sending.has(peer)) {
+      // One transfer per follower: the engine's newer request goes once this one ends (it may
+      // be a snapshot taken since, which the follower needs: dropping it would stall it).
+      this.#queued.set(peer, message);
+      return;
+    }
     this.#sending.add(peer);
     let latest: StoredSnapshot | undefined;
     try {
@@ -206,6 +213,9 @@ export class SnapshotExchange<Command, Result> {
       o.kick();
     } finally {
       this.#sending.delete(peer);
+      const queued = this.#queued.get(peer);
+      this.#queued.delete(peer);
+      if (queued !== undefined && o.stopped() === undefined) void this.send(queued);
     }
   }
 
