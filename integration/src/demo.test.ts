@@ -35,6 +35,8 @@ it('the demo tour elects a leader, fails over, catches up and stops everything',
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
   clearTimeout(timer);
 
+  // Each node's database is a copy of one initialized once (initdb), never initialized anew.
+  expect(output).toContain('copied a freshly initialized database to');
   const first = /(n\d) won the election \(term (\d+)\)/.exec(output);
   expect(first, output).not.toBeNull();
   expect(output).toMatch(

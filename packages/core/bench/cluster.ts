@@ -30,6 +30,7 @@ import type { AppliedEntry, CommandResult, StateMachine } from '../src/state-mac
 import { InProcessNetwork } from '../src/testing/in-process-transport.ts';
 import { type KvCommand, type KvResult, KvStateMachine } from '../src/testing/kv-state-machine.ts';
 import { MemoryLogStore } from '../src/testing/memory-log-store.ts';
+import { MemorySnapshotStore } from '../src/testing/memory-snapshot-store.ts';
 import { leaseReadRows, membershipRows } from './membership-load.ts';
 
 const { values } = parseArgs({
@@ -110,6 +111,7 @@ async function startCluster<Command, Result, Machine extends StateMachine<Comman
         id,
         config: { voters: ids },
         logStore: new MemoryLogStore(),
+        snapshotStore: new MemorySnapshotStore(),
         stateMachine: machines[i]!,
         transport: network.transport(id),
         codec,

@@ -14,6 +14,7 @@ import { RaftNode } from '../src/runtime/raft-node.ts';
 import { InProcessNetwork } from '../src/testing/in-process-transport.ts';
 import { type KvCommand, type KvResult, KvStateMachine } from '../src/testing/kv-state-machine.ts';
 import { MemoryLogStore } from '../src/testing/memory-log-store.ts';
+import { MemorySnapshotStore } from '../src/testing/memory-snapshot-store.ts';
 
 type KvNode = RaftNode<KvCommand, KvResult>;
 
@@ -30,6 +31,7 @@ async function startNodes(
         id,
         config: { voters },
         logStore: new MemoryLogStore(),
+        snapshotStore: new MemorySnapshotStore(),
         stateMachine: machines[i]!,
         transport: network.transport(id),
         tuning: { leaseReads },

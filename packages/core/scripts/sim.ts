@@ -6,9 +6,13 @@
  *   --small-batches: one or two entries per AppendEntries and a tiny window (more interleavings)
  *   --membership: an operator changes the membership and transfers leadership meanwhile
  *   --log: print the nodes' log lines (info and above) with their virtual time
+ *   --plan NAME: a scripted membership workload instead (grow, shrink, replace-one-by-one,
+ *     replace-all-joint, remove-leader; its own number of nodes); --crash-in-joint: the leader
+ *     may crash between C_old,new and C_new
  *   --options JSON: any other SimulationOptions (a failure prints the exact replay command)
  */
 import { parseArgs } from 'node:util';
+import type { MembershipPlanName } from '../src/testing/sim/membership-plans.ts';
 import {
   runSimulation,
   SimulationFailure,
@@ -21,10 +25,12 @@ const { values } = parseArgs({
     seeds: { type: 'string', default: '20' },
     seed: { type: 'string' },
     from: { type: 'string', default: '1' },
-    nodes: { type: 'string', default: '3' },
+    nodes: { type: 'string' },
     'small-batches': { type: 'boolean', default: false },
     membership: { type: 'boolean', default: false },
     log: { type: 'boolean', default: false },
+    plan: { type: 'string' },
+    'crash-in-joint': { type: 'boolean', default: false },
     options: { type: 'string' },
   },
 });
@@ -47,8 +53,8 @@ if (values.options !== undefined) {
     process.exit(2);
   }
 }
-const nodes = toInt('nodes', values.nodes);
-if (nodes < 1 || nodes > 9) {
+const nodes = values.nodes === undefined ? undefined : toInt('nodes', values.nodes);
+if (nodes !== undefined && (nodes < 1 || nodes > 9)) {
   console.error('--nodes must be between 1 and 9');
   process.exit(2);
 }
@@ -58,16 +64,18 @@ const seeds =
     : [toInt('seed', values.seed)];
 
 console.log(
-  'seed   events  virtual-ms  terms  acked  unknown  reads  crashes  in-flight  closes  partitions  io-fail  restarts  slow-io  snap-taken  snap-installed  changes  transfers  wall-ms',
+  'seed   events  virtual-ms  terms  acked  unknown  reads  crashes  in-flight  closes  partitions  io-fail  restarts  slow-io  snap-taken  snap-installed  changes  transfers  joint-crashes  wall-ms',
 );
 let failures = 0;
 for (const seed of seeds) {
   const started = performance.now();
   try {
     const r = await runSimulation({
-      nodes,
+      ...(nodes === undefined ? {} : { nodes }),
       ...(values['small-batches'] ? { tuning: SMALL_BATCHES } : {}),
       ...(values.membership ? { membership: true } : {}),
+      ...(values.plan === undefined ? {} : { membership: values.plan as MembershipPlanName }),
+      ...(values['crash-in-joint'] ? { crashInJoint: true } : {}),
       ...extra,
       ...(values.log ? { log: (line: string) => console.log(line) } : {}),
       seed,
@@ -91,9 +99,10 @@ for (const seed of seeds) {
       r.snapshotsInstalled,
       r.membershipChanges,
       r.transfers,
+      r.crashesInJoint,
       Math.round(performance.now() - started),
     ];
-    const widths = [5, 8, 11, 6, 6, 8, 6, 8, 10, 7, 11, 8, 9, 8, 11, 15, 8, 10, 8];
+    const widths = [5, 8, 11, 6, 6, 8, 6, 8, 10, 7, 11, 8, 9, 8, 11, 15, 8, 10, 14, 8];
     console.log(cols.map((c, i) => String(c).padStart(widths[i] ?? 6)).join(' '));
   } catch (error) {
     failures++;

@@ -152,3 +152,16 @@ export class LeadershipTransferError extends RaftError {
     super(message, { retryable: options?.retryable ?? true, cause: options?.cause });
   }
 }
+
+/**
+ * A peer refused this node's credentials (for the tRPC transport: it answered 401). Almost
+ * always a misconfiguration: the nodes were given different cluster secrets, or this node is not
+ * in the peer's list of members. Transports throw it from `Transport.request`; the node logs it at
+ * `warn` with what to do and emits `peer-unauthorized`.
+ */
+export class PeerAuthenticationError extends RaftError {
+  override name = 'PeerAuthenticationError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, { retryable: false, cause: options?.cause });
+  }
+}

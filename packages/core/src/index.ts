@@ -45,6 +45,7 @@ export {
   NodeClosedError,
   NodeRecoveringError,
   NotLeaderError,
+  PeerAuthenticationError,
   ProposalDroppedError,
   RaftError,
   ReadUnavailableError,

@@ -19,12 +19,14 @@ export interface SnapshotChunk {
 
 /**
  * A request from one node to another.
- * - `raft`: protocol messages, one way; the answer comes later as messages of the peer's own.
+ * - `raft`: protocol messages. With `reply`, the peer answers with the messages it has for the
+ *   sender once it has carried out its reaction to these (persisted first, as always), in a `raft`
+ *   response; without, it answers `ack` at once and its answers travel later in requests of its own.
  * - `propose`: a follower forwards an encoded command envelope to the leader.
  * - `snapshot`: a leader sends one piece of a snapshot; the follower answers `snapshot-progress`.
  */
 export type PeerRequest =
-  | { readonly type: 'raft'; readonly messages: readonly Message[] }
+  | { readonly type: 'raft'; readonly messages: readonly Message[]; readonly reply?: boolean }
   | { readonly type: 'propose'; readonly envelope: Uint8Array }
   | {
       readonly type: 'snapshot';
@@ -35,6 +37,8 @@ export type PeerRequest =
 /** The answer to a {@link PeerRequest}. */
 export type PeerResponse =
   | { readonly type: 'ack' }
+  /** To a `raft` request with `reply`: the peer's messages for the sender, maybe none. */
+  | { readonly type: 'raft'; readonly messages: readonly Message[] }
   /**
    * To a `snapshot` piece: how many of the snapshot's first bytes the follower holds (it
    * sends the next piece from there). `received === size` once the follower has the whole and has

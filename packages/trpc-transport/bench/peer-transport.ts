@@ -13,13 +13,14 @@
  * plugin's replicated mutations/s (`bench/replicated-mutations.ts`).
  */
 import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { Agent, createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import type { LogEntry, Message, PeerRequest } from '@tsraft/core';
 import { pickLoopbackPort } from '@tsraft/core/testing';
 import { raftInput } from '../src/peer-schemas.ts';
-import { PeerSignature, SIGNATURE_HEADERS } from '../src/peer-signature.ts';
+import { bodyDigest, PeerSignature, SIGNATURE_HEADERS, sameDigest } from '../src/peer-signature.ts';
 import { peerTransformer } from '../src/peer-wire.ts';
 import { createTrpcTransport } from '../src/trpc-transport.ts';
 import { benchReplicatedMutations } from './replicated-mutations.ts';
@@ -220,15 +221,29 @@ async function main(): Promise<void> {
   const steps = workloads.map(({ name, request }) => {
     const body = encode(request);
     const bytes = Buffer.from(body);
-    const parts = { method: 'POST', path: '/raft/raft', from: 'n1', to: 'n2', timestamp: '1' };
-    const signed = signature.sign(parts, body);
+    const parts = {
+      method: 'POST',
+      path: '/raft/raft',
+      from: 'n1',
+      to: 'n2',
+      timestamp: '1',
+      nonce: 'AAAAAAAAAAAAAAAAAAAAAA.1',
+      bodyDigest: bodyDigest(body),
+    };
+    const signed = signature.sign(parts);
     const parsed = peerTransformer.deserialize(JSON.parse(body));
     return {
       workload: name,
       'body bytes': bytes.byteLength,
       'encode µs': microseconds(() => encode(request)).toFixed(1),
-      'sign µs': microseconds(() => signature.sign(parts, body)).toFixed(1),
-      'verify µs': microseconds(() => signature.verify(parts, bytes, signed)).toFixed(1),
+      'sign µs': microseconds(() =>
+        signature.sign({ ...parts, bodyDigest: bodyDigest(body) }),
+      ).toFixed(1),
+      'verify µs': microseconds(
+        () =>
+          signature.verify(parts, signed) &&
+          sameDigest(parts.bodyDigest, createHash('sha256').update(bytes).digest()),
+      ).toFixed(1),
       'decode µs': microseconds(() =>
         peerTransformer.deserialize(JSON.parse(bytes.toString('utf8'))),
       ).toFixed(1),
@@ -252,6 +267,8 @@ async function main(): Promise<void> {
   const bareUrl = `http://127.0.0.1:${(bare.address() as AddressInfo).port}/raft/raft`;
   const agent = new Agent({ keepAlive: true });
   const references: Row[] = [];
+  const stream = randomBytes(16).toString('base64url');
+  let counter = 0;
   for (const workload of workloads) {
     const body = encode(workload.request);
     const wire = Buffer.byteLength(body);
@@ -273,19 +290,26 @@ async function main(): Promise<void> {
         workload.payload,
         wire,
         async () => {
-          const timestamp = String(Date.now());
           const fresh = encode(workload.request);
+          const parts = {
+            method: 'POST',
+            path: '/raft/raft',
+            from: 'n1',
+            to: 'n2',
+            timestamp: String(Date.now()),
+            nonce: `${stream}.${++counter}`,
+            bodyDigest: bodyDigest(fresh),
+          };
           const response = await fetch(`${peers.n2}/raft/raft`, {
             method: 'POST',
             body: fresh,
             headers: {
               'content-type': 'application/json',
               [SIGNATURE_HEADERS.from]: 'n1',
-              [SIGNATURE_HEADERS.timestamp]: timestamp,
-              [SIGNATURE_HEADERS.signature]: signature.sign(
-                { method: 'POST', path: '/raft/raft', from: 'n1', to: 'n2', timestamp },
-                fresh,
-              ),
+              [SIGNATURE_HEADERS.timestamp]: parts.timestamp,
+              [SIGNATURE_HEADERS.nonce]: parts.nonce,
+              [SIGNATURE_HEADERS.bodyDigest]: parts.bodyDigest,
+              [SIGNATURE_HEADERS.signature]: signature.sign(parts),
             },
           });
           if (response.status !== 200) throw new Error(`status ${response.status}`);

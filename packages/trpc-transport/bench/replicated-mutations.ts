@@ -23,6 +23,7 @@ import {
   type KvResult,
   KvStateMachine,
   MemoryLogStore,
+  MemorySnapshotStore,
 } from '@tsraft/core/testing';
 import { z } from 'zod';
 import { createRaftProcedures } from '../src/raft-procedures.ts';
@@ -82,6 +83,7 @@ async function startCluster(ids: NodeId[]): Promise<Map<NodeId, BenchNode>> {
         id,
         config: { voters: ids },
         logStore: new MemoryLogStore(),
+        snapshotStore: new MemorySnapshotStore(),
         stateMachine: new KvStateMachine(),
         transport,
       });

@@ -1,9 +1,11 @@
 import { Buffer } from 'node:buffer';
+import { randomBytes } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type RequestOptions } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { NodeId, PeerRequest, PeerResponse } from '@tsraft/core';
+import { PeerAuthenticationError } from '@tsraft/core';
 import { peerResponse } from './peer-schemas.ts';
-import { type PeerSignature, SIGNATURE_HEADERS } from './peer-signature.ts';
+import { bodyDigest, type PeerSignature, SIGNATURE_HEADERS } from './peer-signature.ts';
 import { peerTransformer } from './peer-wire.ts';
 
 /** The `fetch` the peer client sends with; the global one by default. */
@@ -55,6 +57,9 @@ export class PeerClient {
   readonly #agent: HttpAgent | undefined;
   /** The path of the procedures, e.g. `/raft`, without a trailing slash. */
   readonly #path: string;
+  /** This client's nonce stream (128 random bits) and its last counter: one nonce per request. */
+  readonly #stream = randomBytes(16).toString('base64url');
+  #counter = 0;
 
   constructor(options: PeerClientOptions) {
     const base = new URL(options.basePath, new URL(options.baseUrl));
@@ -81,20 +86,30 @@ export class PeerClient {
 
   /**
    * Sends `request` once. Rejects when the peer is unreachable, when `signal` aborts, when the
-   * peer answers with an error status, or when its answer is malformed.
+   * peer answers with an error status (401: `PeerAuthenticationError`), or when its answer is
+   * malformed or longer than the limit.
    */
   async request(request: PeerRequest, signal: AbortSignal): Promise<PeerResponse> {
     // The procedure is the request's type; the input is the rest.
     const { type, ...input } = request;
     const path = `${this.#path}/${type}`;
     const body = JSON.stringify(peerTransformer.serialize(input));
-    const timestamp = String(Date.now());
-    const parts = { method: 'POST', path, from: this.#from, to: this.#to, timestamp };
+    const parts = {
+      method: 'POST',
+      path,
+      from: this.#from,
+      to: this.#to,
+      timestamp: String(Date.now()),
+      nonce: `${this.#stream}.${++this.#counter}`,
+      bodyDigest: bodyDigest(body),
+    };
     const headers = {
       'content-type': 'application/json',
       [SIGNATURE_HEADERS.from]: this.#from,
-      [SIGNATURE_HEADERS.timestamp]: timestamp,
-      [SIGNATURE_HEADERS.signature]: this.#signature.sign(parts, body),
+      [SIGNATURE_HEADERS.timestamp]: parts.timestamp,
+      [SIGNATURE_HEADERS.nonce]: parts.nonce,
+      [SIGNATURE_HEADERS.bodyDigest]: parts.bodyDigest,
+      [SIGNATURE_HEADERS.signature]: this.#signature.sign(parts),
     };
     const { status, text } = await this.#send(path, headers, body, signal);
     let answer: { result?: { data?: unknown }; error?: unknown };
@@ -106,9 +121,24 @@ export class PeerClient {
     if (status !== 200 || answer?.result === undefined) {
       const error = peerTransformer.deserialize(answer?.error) as { message?: unknown } | undefined;
       const message = typeof error?.message === 'string' ? error.message : 'no message';
+      if (status === 401) {
+        throw new PeerAuthenticationError(
+          `peer "${this.#to}" refused this node's credentials (401: ${message})`,
+        );
+      }
       throw new Error(`peer "${this.#to}" answered ${status}: ${message}`);
     }
-    return peerResponse.parse(peerTransformer.deserialize(answer.result.data));
+    const response = peerResponse.parse(peerTransformer.deserialize(answer.result.data));
+    if (response.type === 'raft') {
+      for (const message of response.messages) {
+        if (message.from !== this.#to || message.to !== this.#from) {
+          throw new Error(
+            `peer "${this.#to}" answered with a message from "${message.from}" to "${message.to}" (${message.type})`,
+          );
+        }
+      }
+    }
+    return response;
   }
 }
 

@@ -49,7 +49,8 @@ function checkAddressing(ctx: PeerContext, message: Message): void {
 const router = t.router({
   raft: t.procedure.input(raftInput).mutation(({ ctx, input, signal }) => {
     for (const message of input.messages) checkAddressing(ctx, message);
-    return serve(ctx, { type: 'raft', messages: input.messages }, signal);
+    const request: PeerRequest = { type: 'raft', messages: input.messages };
+    return serve(ctx, input.reply === true ? { ...request, reply: true } : request, signal);
   }),
   propose: t.procedure
     .input(proposeInput)

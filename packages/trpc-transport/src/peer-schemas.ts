@@ -87,9 +87,13 @@ const message = z.discriminatedUnion('type', [
   z.object({ type: z.literal('timeout-now'), ...addressing }),
 ]);
 
-/** Input of the `raft` procedure: a batch of protocol messages. */
-export const raftInput: z.ZodType<{ messages: Message[] }, unknown> = z.object({
+/**
+ * Input of the `raft` procedure: a batch of protocol messages, and whether the sender takes the
+ * peer's answers in the response.
+ */
+export const raftInput: z.ZodType<{ messages: Message[]; reply?: boolean }, unknown> = z.object({
   messages: z.array(message),
+  reply: z.boolean().optional(),
 });
 
 /** Input of the `propose` procedure: an encoded command envelope a follower forwards. */
@@ -115,6 +119,7 @@ export const snapshotInput: z.ZodType<
 /** What a peer may answer; the client checks every answer against it. */
 export const peerResponse: z.ZodType<PeerResponse, unknown> = z.discriminatedUnion('type', [
   z.object({ type: z.literal('ack') }),
+  z.object({ type: z.literal('raft'), messages: z.array(message) }),
   z.object({ type: z.literal('proposed'), result: bytes }),
   z.object({ type: z.literal('snapshot-progress'), received: count }),
   z.object({

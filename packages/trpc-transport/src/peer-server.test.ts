@@ -3,7 +3,13 @@ import type { Message } from '@tsraft/core';
 import { describe, expect, it } from 'vitest';
 import { createTrpcPeerServer } from './peer-server.ts';
 import { peerTransformer } from './peer-wire.ts';
-import { SECRET, signedPost, TestPeers } from './test-peers.test-helpers.ts';
+import {
+  freshNonce,
+  SECRET,
+  signedHeaders,
+  signedPost,
+  TestPeers,
+} from './test-peers.test-helpers.ts';
 
 /** A request body as the peer client writes it. */
 const encode = (value: unknown): string => JSON.stringify(peerTransformer.serialize(value));
@@ -65,7 +71,7 @@ describe('the peer server refuses bad requests over real HTTP, and keeps serving
     ['an unknown node id', { from: 'mallory' }, /not a peer/],
     ['a wrong secret', { secret: 'not the cluster secret at all' }, /signature/],
     ['a request signed for another node', { to: 'n3' }, /signature/],
-    ['a tampered body', { signedBody: encode({ messages: [] }) }, /signature/],
+    ['a tampered body', { signedBody: encode({ messages: [] }) }, /signed digest/],
     ['a stale timestamp', { timestamp: Date.now() - 10 * 60_000 }, /timestamp/],
     ['no signature', { headers: { 'x-tsraft-signature': '' } }, /no node id/],
     ['a signature with stray characters', { signatureSuffix: '!!==' }, /signature/],
@@ -140,10 +146,52 @@ describe('the peer server refuses bad requests over real HTTP, and keeps serving
     const status = await rawPost(
       peers.url('n2'),
       {
+        ...signedHeaders(PATH, goodBody, { timestamp: Date.now() - 10 * 60_000 }),
         'content-length': '1000',
-        'x-tsraft-from': 'n1',
-        'x-tsraft-timestamp': String(Date.now() - 10 * 60_000),
-        'x-tsraft-signature': 'x'.repeat(43),
+      },
+      (req) => req.flushHeaders(),
+    );
+    expect(status).toBe(401);
+    expect(peers.received).toHaveLength(0);
+  });
+
+  it('accepts each signed request once: a replay is refused with 401, the handler reached once', async () => {
+    await using peers = await TestPeers.start();
+    const headers = signedHeaders(PATH, goodBody);
+    const send = () =>
+      fetch(`${peers.url('n2')}${PATH}`, { method: 'POST', body: goodBody, headers });
+    expect((await send()).status).toBe(200);
+    const replayed = await send();
+    expect(replayed.status).toBe(401);
+    expectCleanError(await replayed.text(), /replayed request is refused/);
+    expect(peers.received).toHaveLength(1);
+  });
+
+  it('accepts requests of one stream out of order, each once', async () => {
+    await using peers = await TestPeers.start();
+    const stream = freshNonce().split('.')[0];
+    const post = (counter: number) =>
+      signedPost(peers.url('n2'), PATH, goodBody, { nonce: `${stream}.${counter}` });
+    expect((await post(3)).status).toBe(200);
+    expect((await post(1)).status).toBe(200); // overtaken by 3 on the way
+    expect((await post(2)).status).toBe(200);
+    expect((await post(2)).status).toBe(401);
+    expect((await post(3)).status).toBe(401);
+    expect((await post(4)).status).toBe(200);
+    expect(peers.received).toHaveLength(4);
+    const malformed = await signedPost(peers.url('n2'), PATH, goodBody, { nonce: 'not-a-nonce' });
+    expect(malformed.status).toBe(401);
+    expectCleanError(malformed.text, /nonce is malformed/);
+  });
+
+  it('answers 401 to a wrong signature before reading any of a 60 MiB body', async () => {
+    await using peers = await TestPeers.start();
+    // Announces 60 MiB and sends none of it: only a refusal made before reading can answer.
+    const status = await rawPost(
+      peers.url('n2'),
+      {
+        ...signedHeaders(PATH, goodBody, { secret: 'not the cluster secret at all' }),
+        'content-length': String(60 * 1024 * 1024),
       },
       (req) => req.flushHeaders(),
     );
@@ -168,18 +216,10 @@ describe('the peer server refuses bad requests over real HTTP, and keeps serving
     expectCleanError(announced.text, /exceeds the limit of 4096 bytes/);
 
     // Chunked, without Content-Length: the server counts bytes as they arrive.
-    const status = await rawPost(
-      peers.url('n2'),
-      {
-        'x-tsraft-from': 'n1',
-        'x-tsraft-timestamp': String(Date.now()),
-        'x-tsraft-signature': 'unchecked-before-the-size',
-      },
-      (req) => {
-        for (let i = 0; i < 4; i += 1) req.write('y'.repeat(2048));
-        req.end();
-      },
-    );
+    const status = await rawPost(peers.url('n2'), signedHeaders(PATH, 'y'.repeat(8192)), (req) => {
+      for (let i = 0; i < 4; i += 1) req.write('y'.repeat(2048));
+      req.end();
+    });
     expect(status).toBe(413);
     expect(peers.received).toHaveLength(0);
     expect((await signedPost(peers.url('n2'), PATH, goodBody)).status).toBe(200);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   createServer as createHttpServer,
   type IncomingMessage,
@@ -17,15 +18,18 @@ import {
   type PeerProcedure,
   peerErrorMessage,
 } from './peer-router.ts';
-import { PeerSignature, SIGNATURE_HEADERS } from './peer-signature.ts';
+import { PeerSignature, SIGNATURE_HEADERS, sameDigest } from './peer-signature.ts';
 import { peerTransformer } from './peer-wire.ts';
 import { BodyTooLargeError, readBody } from './read-body.ts';
+import { ReplayGuard } from './replay-guard.ts';
 
 /** Default limit of one request body: 64 MiB (a whole snapshot travels in one request). */
 export const DEFAULT_MAX_BODY_BYTES: number = 64 * 1024 * 1024;
 /** Default base path of the peer procedures. */
 export const DEFAULT_BASE_PATH = '/raft';
 const DEFAULT_MAX_CLOCK_SKEW_MS = 60_000;
+/** A misconfiguration is logged at `warn` at most this often per peer. */
+const WARN_EVERY_MS = 30_000;
 
 /** Options of {@link createTrpcPeerServer}. */
 export interface TrpcPeerServerOptions {
@@ -50,8 +54,9 @@ export interface TrpcPeerServerOptions {
    */
   readonly tls?: HttpsServerOptions;
   /**
-   * How far a request's signed timestamp may be from this node's clock. Bounds the window in
-   * which a captured request can be replayed. Default 60,000 ms.
+   * How far a request's signed timestamp may be from this node's clock. Each request is
+   * accepted once; what was accepted is remembered for this window (see `ReplayGuard`).
+   * Default 60,000 ms.
    */
   readonly maxClockSkewMs?: number;
   /** Where the server logs refused requests and handler failures. Default: discards. */
@@ -72,10 +77,12 @@ export interface ListenAddress {
  * validates the envelope and calls the {@link PeerHandler}; the answer is `{ result: { data } }`.
  *
  * Answers, before the handler is ever reached: 401 for a request without valid credentials
- * (unknown node id, missing or wrong signature, timestamp too far off, or signed for another
- * node), 413 for a body over the limit, 404 for a path that names no procedure, 405 for a method
+ * (unknown node id, missing or wrong signature, timestamp too far off, signed for another node, a
+ * replay of a request accepted before, or a body that is not the one signed), 413 for a body over the limit, 404 for a path that names no procedure, 405 for a method
  * other than POST, 400 for malformed JSON or an invalid envelope, 503 while no handler is
- * installed or after `close()`. Error bodies carry a message, never a stack trace. The handler's
+ * installed or after `close()`. Error bodies carry a message, never a stack trace. No byte of a
+ * body is read before the request's signature (which covers headers and the body's digest) has
+ * verified and its nonce was found new. The handler's
  * signal aborts when the client goes away before the answer is sent.
  */
 export class TrpcPeerServer {
@@ -87,6 +94,9 @@ export class TrpcPeerServer {
   readonly #tls: HttpsServerOptions | undefined;
   readonly #maxClockSkewMs: number;
   readonly #logger: Logger;
+  readonly #replays: ReplayGuard;
+  /** When a bad signature of each peer was last logged at `warn`. */
+  readonly #warnedAt = new Map<NodeId, number>();
   #handler: PeerHandler | undefined;
   #server: ReturnType<typeof createHttpServer> | undefined;
   #closed = false;
@@ -101,6 +111,7 @@ export class TrpcPeerServer {
     this.#tls = options.tls;
     this.#maxClockSkewMs = options.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS;
     this.#logger = options.logger ?? noopLogger;
+    this.#replays = new ReplayGuard(this.#maxClockSkewMs);
     this.#handler = options.handler;
   }
 
@@ -186,8 +197,16 @@ export class TrpcPeerServer {
     }
     const from = header(req, SIGNATURE_HEADERS.from);
     const timestamp = header(req, SIGNATURE_HEADERS.timestamp);
+    const nonce = header(req, SIGNATURE_HEADERS.nonce);
+    const digest = header(req, SIGNATURE_HEADERS.bodyDigest);
     const signature = header(req, SIGNATURE_HEADERS.signature);
-    if (from === undefined || timestamp === undefined || signature === undefined) {
+    if (
+      from === undefined ||
+      timestamp === undefined ||
+      nonce === undefined ||
+      digest === undefined ||
+      signature === undefined
+    ) {
       this.#refuse(res, 'the request carries no node id and signature');
       return;
     }
@@ -195,10 +214,35 @@ export class TrpcPeerServer {
       this.#refuse(res, 'the request comes from a node that is not a peer of this cluster');
       return;
     }
-    // Checked before the body is read, so stale or forged timestamps cost no buffering.
-    const skew = Math.abs(Date.now() - Number(timestamp));
-    if (!(skew <= this.#maxClockSkewMs)) {
+    // Everything up to the body is checked before a byte of it is read: a request without valid
+    // credentials costs no buffering.
+    const now = Date.now();
+    const signedAt = Number(timestamp);
+    if (!(Math.abs(now - signedAt) <= this.#maxClockSkewMs)) {
       this.#refuse(res, 'the request timestamp is too far from this node clock');
+      return;
+    }
+    const parts = {
+      method: req.method ?? '',
+      path: req.url ?? '',
+      from,
+      to: this.#nodeId,
+      timestamp,
+      nonce,
+      bodyDigest: digest,
+    };
+    if (!this.#signature.verify(parts, signature)) {
+      this.#badSignature(res, from);
+      return;
+    }
+    const seen = this.#replays.accept(from, nonce, { signedAt, now });
+    if (seen !== 'ok') {
+      this.#refuse(
+        res,
+        seen === 'replay'
+          ? 'the request was accepted before: a replayed request is refused'
+          : 'the request nonce is malformed',
+      );
       return;
     }
     const declared = Number(req.headers['content-length'] ?? 0);
@@ -214,15 +258,8 @@ export class TrpcPeerServer {
       else res.destroy();
       return;
     }
-    const parts = {
-      method: req.method ?? '',
-      path: req.url ?? '',
-      from,
-      to: this.#nodeId,
-      timestamp,
-    };
-    if (!this.#signature.verify(parts, body, signature)) {
-      this.#refuse(res, 'the request signature is not valid for this cluster');
+    if (!sameDigest(digest, createHash('sha256').update(body).digest())) {
+      this.#refuse(res, 'the request body does not match its signed digest');
       return;
     }
     const procedure = procedureOf(parts.path, this.#basePath);
@@ -275,6 +312,23 @@ export class TrpcPeerServer {
       this.#logger.warn({ err: error, path: procedure }, 'a peer request failed');
       sendPeerError(res, 500, message);
     }
+  }
+
+  /**
+   * A request of a known peer whose signature does not verify: almost always nodes configured
+   * with different cluster secrets, which otherwise shows only as elections that never end.
+   * Logged at `warn` with what to do, at most once per peer per {@link WARN_EVERY_MS}.
+   */
+  #badSignature(res: ServerResponse, from: NodeId): void {
+    const now = Date.now();
+    if ((this.#warnedAt.get(from) ?? -Infinity) + WARN_EVERY_MS <= now) {
+      this.#warnedAt.set(from, now);
+      this.#logger.warn(
+        { peer: from },
+        `refused requests of node "${from}" whose signatures do not verify with this node's cluster secret: give every node of the cluster the same secret (or someone is forging requests)`,
+      );
+    }
+    this.#refuse(res, 'the request signature is not valid for this cluster');
   }
 
   #refuse(res: ServerResponse, message: string): void {

@@ -1,9 +1,15 @@
 import { Buffer } from 'node:buffer';
-import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
+import {
+  createHash,
+  createHmac,
+  createSecretKey,
+  type KeyObject,
+  timingSafeEqual,
+} from 'node:crypto';
 import type { NodeId } from '@tsraft/core';
 
-/** An HMAC-SHA256 digest (32 bytes) in unpadded base64url: 43 characters. */
-const CANONICAL_SIGNATURE = /^[A-Za-z0-9_-]{43}$/;
+/** An HMAC-SHA256 or SHA-256 digest (32 bytes) in unpadded base64url: 43 characters. */
+const CANONICAL_DIGEST = /^[A-Za-z0-9_-]{43}$/;
 
 /** The headers that authenticate a request between peers. */
 export const SIGNATURE_HEADERS = {
@@ -11,14 +17,18 @@ export const SIGNATURE_HEADERS = {
   from: 'x-tsraft-from',
   /** Milliseconds since the epoch when the request was signed. */
   timestamp: 'x-tsraft-timestamp',
-  /** HMAC-SHA256 of the request, base64url. */
+  /** `<stream>.<counter>`: names the request once (see `ReplayGuard`). */
+  nonce: 'x-tsraft-nonce',
+  /** SHA-256 of the body, base64url: the signature covers the body through it. */
+  bodyDigest: 'x-tsraft-body-sha256',
+  /** HMAC-SHA256 of the request's headers above, its method, path and receiver, base64url. */
   signature: 'x-tsraft-signature',
 } as const;
 
 /** Shortest cluster secret accepted, in bytes. */
 const MIN_SECRET_BYTES = 16;
 
-/** What a signature covers, besides the body. */
+/** What a signature covers. The body is covered through its digest. */
 export interface SignedParts {
   readonly method: string;
   /** The request's path and query, as sent on the request line. */
@@ -27,12 +37,30 @@ export interface SignedParts {
   /** The receiving node: a request signed for one node is refused by every other. */
   readonly to: NodeId;
   readonly timestamp: string;
+  /** Unique per request of one sender: a receiver accepts each nonce once. */
+  readonly nonce: string;
+  /** {@link bodyDigest} of the body. */
+  readonly bodyDigest: string;
+}
+
+/** SHA-256 of a request body, base64url: what {@link SignedParts.bodyDigest} holds. */
+export function bodyDigest(body: string | Uint8Array): string {
+  return createHash('sha256').update(body).digest('base64url');
+}
+
+/** Whether the digest `given` (base64url) equals the raw digest `actual`; constant time. */
+export function sameDigest(given: string, actual: Buffer): boolean {
+  if (!CANONICAL_DIGEST.test(given)) return false;
+  const bytes = Buffer.from(given, 'base64url');
+  return bytes.byteLength === actual.byteLength && timingSafeEqual(bytes, actual);
 }
 
 /**
  * Signs and verifies requests between the nodes of one cluster with HMAC-SHA256 keyed by the
- * shared cluster secret, over the method, path, sender, receiver, timestamp and body. The secret
- * never travels; a changed byte anywhere invalidates the signature.
+ * shared cluster secret, over the method, path, sender, receiver, timestamp, nonce and the
+ * body's SHA-256. The signature covers headers only, so a receiver checks it before reading a
+ * byte of the body, then checks the body against the signed digest while reading it. The secret
+ * never travels; a changed byte anywhere invalidates the request.
  */
 export class PeerSignature {
   readonly #key: KeyObject;
@@ -47,25 +75,21 @@ export class PeerSignature {
   }
 
   /** The signature of a request, base64url. */
-  sign(parts: SignedParts, body: string | Uint8Array): string {
-    return this.#digest(parts, body).toString('base64url');
+  sign(parts: SignedParts): string {
+    return this.#digest(parts).toString('base64url');
   }
 
   /** Whether `signature` is the request's signature; compares in constant time. */
-  verify(parts: SignedParts, body: Uint8Array, signature: string): boolean {
+  verify(parts: SignedParts, signature: string): boolean {
     // Only the one canonical spelling: base64url decoding would skip stray characters.
-    if (!CANONICAL_SIGNATURE.test(signature)) return false;
-    const expected = this.#digest(parts, body);
-    const given = Buffer.from(signature, 'base64url');
-    return given.byteLength === expected.byteLength && timingSafeEqual(given, expected);
+    return sameDigest(signature, this.#digest(parts));
   }
 
-  #digest(parts: SignedParts, body: string | Uint8Array): Buffer {
+  #digest(parts: SignedParts): Buffer {
     return createHmac('sha256', this.#key)
       .update(
-        `tsraft-peer-v1\n${parts.method}\n${parts.path}\n${parts.from}\n${parts.to}\n${parts.timestamp}\n`,
+        `tsraft-peer-v2\n${parts.method}\n${parts.path}\n${parts.from}\n${parts.to}\n${parts.timestamp}\n${parts.nonce}\n${parts.bodyDigest}`,
       )
-      .update(body)
       .digest();
   }
 }

@@ -12,4 +12,9 @@ export {
   TrpcPeerServer,
   type TrpcPeerServerOptions,
 } from './peer-server.ts';
-export { createTrpcTransport, TrpcTransport, type TrpcTransportOptions } from './trpc-transport.ts';
+export {
+  createTrpcTransport,
+  DEFAULT_MAX_RESPONSE_BYTES,
+  TrpcTransport,
+  type TrpcTransportOptions,
+} from './trpc-transport.ts';

@@ -190,8 +190,8 @@ export type RaftAdminRecord = {
   }>;
   /**
    * Makes this node take a snapshot now and compact its log (`RaftNode.takeSnapshot`); resolves
-   * with the stored snapshot, or `null` when nothing was applied since the last one. Fails with
-   * PRECONDITION_FAILED when the node has no snapshot store. `tsraft-snapshot create` calls it.
+   * with the stored snapshot, or `null` when nothing was applied since the last one.
+   * `tsraft-snapshot create` calls it.
    */
   takeSnapshot: TRPCMutationProcedure<{
     // biome-ignore lint/suspicious/noConfusingVoidType: tRPC's own type of "no input" (what `.mutate()` gives)
@@ -467,9 +467,6 @@ export function createRaftProcedures<
           try {
             return (await raftNode.takeSnapshot(signal === undefined ? {} : { signal })) ?? null;
           } catch (error) {
-            if (error instanceof TypeError) {
-              throw new TRPCError({ code: 'PRECONDITION_FAILED', message: error.message });
-            }
             throw mapError(error, raftNode, signal?.aborted ?? false);
           }
         }),

@@ -1,6 +1,6 @@
 import type { NodeId, PeerHandler, PeerRequest } from '@tsraft/core';
 import { pickLoopbackPort } from '@tsraft/core/testing';
-import { PeerSignature, SIGNATURE_HEADERS } from './peer-signature.ts';
+import { bodyDigest, PeerSignature, SIGNATURE_HEADERS } from './peer-signature.ts';
 import { createTrpcTransport, type TrpcTransport } from './trpc-transport.ts';
 
 export const SECRET = 'a cluster secret for the tests';
@@ -70,6 +70,8 @@ export interface SignedPostOptions {
   readonly to?: NodeId;
   readonly secret?: string;
   readonly timestamp?: number;
+  /** Default: a new one per call. */
+  readonly nonce?: string;
   /** Sign this body but send `body`. */
   readonly signedBody?: string;
   readonly headers?: Record<string, string>;
@@ -79,6 +81,40 @@ export interface SignedPostOptions {
   readonly signatureSuffix?: string;
 }
 
+/** A new nonce of a stream of its own. */
+export function freshNonce(): string {
+  return `${Buffer.from(randomBytes(16)).toString('base64url')}.1`;
+}
+
+/** The headers of a request as a peer signs it (or mis-signs it, as `options` say). */
+export function signedHeaders(
+  path: string,
+  body: string,
+  options: SignedPostOptions = {},
+): Record<string, string> {
+  const from = options.from ?? 'n1';
+  const method = options.method ?? 'POST';
+  const parts = {
+    method,
+    path,
+    from,
+    to: options.to ?? 'n2',
+    timestamp: String(options.timestamp ?? Date.now()),
+    nonce: options.nonce ?? freshNonce(),
+    bodyDigest: bodyDigest(options.signedBody ?? body),
+  };
+  const signature = new PeerSignature(options.secret ?? SECRET).sign(parts);
+  return {
+    'content-type': 'application/json',
+    [SIGNATURE_HEADERS.from]: from,
+    [SIGNATURE_HEADERS.timestamp]: parts.timestamp,
+    [SIGNATURE_HEADERS.nonce]: parts.nonce,
+    [SIGNATURE_HEADERS.bodyDigest]: parts.bodyDigest,
+    [SIGNATURE_HEADERS.signature]: signature + (options.signatureSuffix ?? ''),
+    ...options.headers,
+  };
+}
+
 /** POSTs `body` as a peer would, signed (or mis-signed, as `options` say), with plain fetch. */
 export async function signedPost(
   baseUrl: string,
@@ -86,23 +122,10 @@ export async function signedPost(
   body: string,
   options: SignedPostOptions = {},
 ): Promise<{ status: number; text: string }> {
-  const from = options.from ?? 'n1';
-  const method = options.method ?? 'POST';
-  const timestamp = String(options.timestamp ?? Date.now());
-  const signature = new PeerSignature(options.secret ?? SECRET).sign(
-    { method, path, from, to: options.to ?? 'n2', timestamp },
-    options.signedBody ?? body,
-  );
   const response = await fetch(`${baseUrl}${path}`, {
-    method,
+    method: options.method ?? 'POST',
     body,
-    headers: {
-      'content-type': 'application/json',
-      [SIGNATURE_HEADERS.from]: from,
-      [SIGNATURE_HEADERS.timestamp]: timestamp,
-      [SIGNATURE_HEADERS.signature]: signature + (options.signatureSuffix ?? ''),
-      ...options.headers,
-    },
+    headers: signedHeaders(path, body, options),
   });
   return { status: response.status, text: await response.text() };
 }

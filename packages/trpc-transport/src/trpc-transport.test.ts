@@ -93,6 +93,46 @@ async function serverAsPeer(
 }
 
 describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
+  it("passes the reply flag on and carries the peer's answering messages back in the response", async () => {
+    const answers: Message[] = [
+      { type: 'append-response', from: 'n2', to: 'n1', term: 2, success: true, index: 9 },
+      { type: 'heartbeat-response', from: 'n2', to: 'n1', term: 2, round: 3, lastIndex: 9 },
+    ];
+    await using peers = await TestPeers.start({
+      answer: async (_from, request) =>
+        request.type === 'raft' && request.reply === true
+          ? { type: 'raft', messages: answers }
+          : { type: 'ack' },
+    });
+    const n1 = peers.transport('n1');
+    await expect(
+      n1.request('n2', { type: 'raft', messages: [append([])], reply: true }, timeout(10_000)),
+    ).resolves.toEqual({ type: 'raft', messages: answers });
+    await expect(
+      n1.request('n2', { type: 'raft', messages: [append([])] }, timeout(10_000)),
+    ).resolves.toEqual({ type: 'ack' });
+    expect(peers.received.map((r) => (r.request as { reply?: boolean }).reply)).toEqual([
+      true,
+      undefined,
+    ]);
+  });
+
+  it('refuses an answer that carries a message from another node or for another node', async () => {
+    const forged: Message[][] = [
+      [{ type: 'append-response', from: 'n3', to: 'n1', term: 2, success: true, index: 9 }],
+      [{ type: 'append-response', from: 'n2', to: 'n3', term: 2, success: true, index: 9 }],
+    ];
+    let next = 0;
+    await using peers = await TestPeers.start({
+      answer: async () => ({ type: 'raft', messages: forged[next++] ?? [] }),
+    });
+    const n1 = peers.transport('n1');
+    const ask = () =>
+      n1.request('n2', { type: 'raft', messages: [append([])], reply: true }, timeout(10_000));
+    await expect(ask()).rejects.toThrow(/answered with a message from "n3" to "n1"/);
+    await expect(ask()).rejects.toThrow(/answered with a message from "n2" to "n3"/);
+  });
+
   it('carries every Raft message type, with binary entries of any size, byte for byte', async () => {
     await using peers = await TestPeers.start();
     const large = randomBytes(3 * 1024 * 1024);
@@ -345,7 +385,7 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
     ['node:http', undefined],
     ['a fetch of its own', (url: string, init: RequestInit) => fetch(url, init)],
   ])(
-    'refuses an answer over maxBodyBytes without buffering it, sent with %s',
+    'refuses an answer over maxResponseBytes without buffering it, sent with %s',
     async (_name, send) => {
       let sent = 0;
       await using peer = await serverAsPeer(
@@ -360,7 +400,7 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
           };
           pump();
         },
-        { maxBodyBytes: 1024 * 1024, ...(send === undefined ? {} : { fetch: send }) },
+        { maxResponseBytes: 1024 * 1024, ...(send === undefined ? {} : { fetch: send }) },
       );
       await expect(
         peer.n1.request('n2', { type: 'raft', messages: [] }, timeout(5000)),
@@ -368,6 +408,38 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
       expect(sent).toBeLessThan(64 * 1024 * 1024);
     },
   );
+
+  it('refuses an answer over the default limit of 4 MiB', async () => {
+    await using peer = await serverAsPeer((req, res) => {
+      req.resume();
+      res.setHeader('content-type', 'application/json');
+      res.end(Buffer.alloc(5 * 1024 * 1024, 'a'));
+    });
+    await expect(
+      peer.n1.request('n2', { type: 'raft', messages: [] }, timeout(5000)),
+    ).rejects.toThrow(/exceeds the limit of 4194304 bytes/);
+  });
+
+  it("cuts off an answer that never ends at the call's deadline, and drops the connection", async () => {
+    let dropped = false;
+    await using peer = await serverAsPeer((req, res) => {
+      req.resume();
+      res.setHeader('content-type', 'application/json');
+      res.write('{"result":');
+      // A byte now and then, forever: under every size limit.
+      const drip = setInterval(() => res.write(' '), 10);
+      res.once('close', () => {
+        clearInterval(drip);
+        dropped = true;
+      });
+    });
+    const started = Date.now();
+    await expect(
+      peer.n1.request('n2', { type: 'raft', messages: [] }, timeout(300)),
+    ).rejects.toThrow();
+    expect(Date.now() - started).toBeLessThan(3000);
+    await expect.poll(() => dropped, { timeout: 2000 }).toBe(true);
+  });
 
   it("rejects with the peer's error status and message, and the handler is never reached", async () => {
     await using peers = await TestPeers.start();
@@ -381,7 +453,7 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
     );
     await expect(
       forger.request('n2', { type: 'raft', messages: [] }, timeout(5000)),
-    ).rejects.toThrow(/answered 401: .*signature/);
+    ).rejects.toThrow(/refused this node's credentials \(401: .*signature/);
     expect(peers.received).toHaveLength(0);
   });
 

@@ -2,7 +2,6 @@ import type { NodeId, PeerHandler, PeerRequest, PeerResponse, Transport } from '
 import { PeerClient, type PeerFetch } from './peer-client.ts';
 import {
   DEFAULT_BASE_PATH,
-  DEFAULT_MAX_BODY_BYTES,
   type ListenAddress,
   TrpcPeerServer,
   type TrpcPeerServerOptions,
@@ -27,7 +26,18 @@ export interface TrpcTransportOptions extends Omit<TrpcPeerServerOptions, 'handl
    * closed by {@link TrpcTransport.close}.
    */
   readonly fetch?: PeerFetch;
+  /**
+   * Largest answer accepted from a peer, in bytes: a longer one fails the call (the peer is then
+   * reported unreachable) and is never buffered past the limit. The largest answer Raft expects
+   * is the result of a forwarded proposal; raise the limit if your commands return more.
+   * Default {@link DEFAULT_MAX_RESPONSE_BYTES} (4 MiB). An answer that never ends is cut off by the
+   * call's deadline (the node's `requestTimeoutMs`, `forwardTimeoutMs`, `snapshotTimeoutMs`).
+   */
+  readonly maxResponseBytes?: number;
 }
+
+/** Default limit of a peer's answer: 4 MiB. */
+export const DEFAULT_MAX_RESPONSE_BYTES: number = 4 * 1024 * 1024;
 
 /**
  * A {@link Transport} over HTTP(S) with tRPC: one signed tRPC mutation per {@link PeerRequest},
@@ -60,7 +70,8 @@ export class TrpcTransport implements Transport {
     this.#listenAt = options.listen ?? addressOf(self);
     this.#signature = new PeerSignature(options.secret);
     this.#basePath = options.basePath ?? DEFAULT_BASE_PATH;
-    this.#maxResponseBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    this.#maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+    if (!(this.#maxResponseBytes > 0)) throw new TypeError('maxResponseBytes must be positive');
     this.#fetch = options.fetch;
     this.updatePeers(options.peers);
   }

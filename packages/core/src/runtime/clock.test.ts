@@ -5,6 +5,7 @@ import type { AppliedEntry, CommandResult } from '../state-machine.ts';
 import { InProcessNetwork } from '../testing/in-process-transport.ts';
 import { type KvCommand, type KvResult, KvStateMachine } from '../testing/kv-state-machine.ts';
 import { MemoryLogStore } from '../testing/memory-log-store.ts';
+import { MemorySnapshotStore } from '../testing/memory-snapshot-store.ts';
 import { VirtualTime } from '../testing/sim/virtual-time.ts';
 import { RaftNode } from './raft-node.ts';
 import { RaftSupervisor } from './raft-supervisor.ts';
@@ -31,6 +32,7 @@ describe('the clock a node is given', () => {
       id: 'n1',
       config: { voters: ['n1'] },
       logStore: new MemoryLogStore(),
+      snapshotStore: new MemorySnapshotStore(),
       stateMachine,
       transport: new InProcessNetwork().transport('n1'),
       tickMs: 10,
@@ -80,6 +82,7 @@ describe('the clock a node is given', () => {
           id: 'n1',
           config: { voters: ['n1'] },
           logStore,
+          snapshotStore: new MemorySnapshotStore(),
           stateMachine: new KvStateMachine(),
           transport: network.transport('n1'),
           tickMs: 10,

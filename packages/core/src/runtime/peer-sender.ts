@@ -1,4 +1,5 @@
 import type { RaftEngine } from '../engine/raft-engine.ts';
+import { PeerAuthenticationError } from '../errors.ts';
 import type { NodeId } from '../log-entry.ts';
 import type { Logger } from '../logger.ts';
 import type { Message } from '../message.ts';
@@ -23,17 +24,28 @@ export interface PeerSenderOptions {
   readonly maxRequestsPerPeer: number;
   /** Makes sure the consensus loop runs (the engine learned of an unreachable peer). */
   readonly kick: () => void;
+  /** Steps the messages a peer answered with (see `ReplySlots`) into the engine. */
+  readonly receive: (from: NodeId, messages: readonly Message[]) => void;
+  /** A peer refused this node's credentials (at most once per peer per 30 s). */
+  readonly unauthorized: (peer: NodeId, error: PeerAuthenticationError) => void;
 }
 
+/** A peer's refusal of this node's credentials is reported at most this often. */
+const REPORT_UNAUTHORIZED_EVERY_MS = 30_000;
+
 /**
- * Sends Raft messages (all but snapshots, which travel with their data) fire-and-forget, through
- * a per-peer {@link PeerOutbox}: batched, with a bounded number of requests in flight per peer.
- * A request that fails tells the engine the peer is unreachable; Raft owns the retries.
+ * Sends Raft messages (all but snapshots, which travel with their data) through a per-peer
+ * {@link PeerOutbox}: batched, with a bounded number of requests in flight per peer. Each request
+ * asks the peer to answer with its own messages for this node (`reply`), which are stepped here
+ * as if they had arrived on their own. A request that fails tells the engine the peer is
+ * unreachable; Raft owns the retries.
  */
 export class PeerSender {
   readonly #o: PeerSenderOptions;
   readonly #deadline: SharedDeadline;
   readonly #outbox: PeerOutbox;
+  /** When each peer's refusal of this node's credentials was last reported. */
+  readonly #unauthorizedAt = new Map<NodeId, number>();
 
   constructor(options: PeerSenderOptions) {
     this.#o = options;
@@ -71,16 +83,35 @@ export class PeerSender {
     try {
       const response = await o.transport.request(
         peer,
-        { type: 'raft', messages },
+        { type: 'raft', messages, reply: true },
         { signal: this.#deadline.signal() },
       );
-      if (response.type !== 'ack')
+      if (response.type === 'raft') {
+        if (response.messages.length > 0 && !o.lifetime.aborted) o.receive(peer, response.messages);
+      } else if (response.type !== 'ack') {
         throw new Error(`${peer} answered ${describeResponse(response)}`);
+      }
     } catch (error) {
       if (o.lifetime.aborted) return;
-      o.logger.debug({ peer, err: error }, 'a peer is unreachable');
+      if (error instanceof PeerAuthenticationError) this.#unauthorized(peer, error);
+      else o.logger.debug({ peer, err: error }, 'a peer is unreachable');
       o.engine.reportUnreachable(peer);
       o.kick();
     }
+  }
+
+  /**
+   * Reports a peer that refuses this node's credentials at `warn`, with what to do: otherwise it
+   * shows only as elections that never end.
+   */
+  #unauthorized(peer: NodeId, error: PeerAuthenticationError): void {
+    const now = Date.now();
+    if ((this.#unauthorizedAt.get(peer) ?? -Infinity) + REPORT_UNAUTHORIZED_EVERY_MS > now) return;
+    this.#unauthorizedAt.set(peer, now);
+    this.#o.logger.warn(
+      { peer, err: error },
+      `peer ${peer} refuses this node's credentials: give every node the same cluster secret, and list every member in each node's peers (${error.message})`,
+    );
+    this.#o.unauthorized(peer, error);
   }
 }

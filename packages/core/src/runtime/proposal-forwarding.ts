@@ -86,6 +86,7 @@ export class ProposalForwarding<Command, Result> {
       case 'rejected':
         throw rejectionError(response, leader);
       case 'ack':
+      case 'raft':
       case 'snapshot-progress':
         throw new RaftError(`the leader ${leader} answered a proposal with ${response.type}`, {
           retryable: true,

@@ -54,6 +54,12 @@ export interface RaftNodeEvents {
   'snapshot-corrupt': [
     event: { readonly index: number; readonly term: number; readonly error: Error },
   ];
+  /**
+   * A peer refused this node's credentials (`PeerAuthenticationError`: for the tRPC transport, a
+   * 401): the nodes were given different cluster secrets, or the peer does not list this node.
+   * Logged at `warn`; emitted at most once per peer per 30 s while it lasts.
+   */
+  'peer-unauthorized': [event: { readonly peer: NodeId; readonly error: Error }];
   /** The node stopped on a fatal error (storage failure, broken invariant). Emitted once. */
   fatal: [event: { readonly error: Error }];
 }

@@ -24,11 +24,12 @@ export interface RaftNodeOptions<Command, Result> {
   /** The application's replicated state. */
   readonly stateMachine: StateMachine<Command, Result>;
   /**
-   * Durable snapshots. Needed to take snapshots, to send them to lagging followers and to
-   * receive them crash-safely. Default: none (a received snapshot is restored into the state
-   * machine only, and a node that compacted nothing never needs one).
+   * Durable snapshots: to take them, to send them to lagging followers and to receive them
+   * crash-safely. Required: any node may have to receive a snapshot once the leader compacted
+   * the entries it lacks, and a received snapshot must be durable before the log store records
+   * it (else a crash in between leaves a state machine ahead of the log).
    */
-  readonly snapshotStore?: SnapshotStore;
+  readonly snapshotStore: SnapshotStore;
   /**
    * Moves requests between nodes. The node installs its handler with `listen` and, on
    * `close()`, calls the transport's `close()`: once started, the node owns the transport.

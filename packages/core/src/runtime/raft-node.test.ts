@@ -7,9 +7,11 @@ import {
   ReadUnavailableError,
   StorageError,
 } from '../errors.ts';
+import type { Message } from '../message.ts';
 import { InProcessNetwork } from '../testing/in-process-transport.ts';
 import { type KvCommand, KvStateMachine } from '../testing/kv-state-machine.ts';
 import { MemoryLogStore } from '../testing/memory-log-store.ts';
+import { MemorySnapshotStore } from '../testing/memory-snapshot-store.ts';
 import { sleep, TestCluster, waitFor } from '../testing/test-cluster.test-helpers.ts';
 import type { Transport } from '../transport.ts';
 import { RaftNode } from './raft-node.ts';
@@ -35,6 +37,59 @@ describe('RaftNode', () => {
       expect(cluster.disk(id).stateMachine.get('a')).toBe('1+');
       expect(cluster.disk(id).stateMachine.get('b')).toBe('2');
     }
+  });
+
+  it('answers a peer in the response of its request once the reaction is durable: a follower sends no request of its own to acknowledge appends', async () => {
+    const seen = { appendAcksInRequests: 0, appendAcksInResponses: 0, requestsToLeader: 0 };
+    let leaderId: string | undefined;
+    const count = (
+      messages: readonly Message[],
+      into: 'appendAcksInRequests' | 'appendAcksInResponses',
+    ) => {
+      seen[into] += messages.filter(
+        (m) => m.type === 'append-response' && m.to === leaderId,
+      ).length;
+    };
+    await using cluster = await TestCluster.start({
+      // Slow ticks and long deadlines: no election and no request given up during the writes.
+      tickMs: 50,
+      node: { requestTimeoutMs: 30_000 },
+      wrapTransport: (_id, transport): Transport => ({
+        request: async (to, request, options) => {
+          if (request.type === 'raft') {
+            count(request.messages, 'appendAcksInRequests');
+            if (to === leaderId) seen.requestsToLeader++;
+          }
+          const response = await transport.request(to, request, options);
+          if (response.type === 'raft') count(response.messages, 'appendAcksInResponses');
+          return response;
+        },
+        listen: (handler) => transport.listen(handler),
+        close: () => transport.close?.() ?? Promise.resolve(),
+      }),
+    });
+    const leader = await cluster.waitForLeader();
+    const term = leader.status().term;
+    leaderId = leader.id;
+    for (let i = 0; i < 20; i++) await leader.propose(put(`k${i}`, String(i)));
+    expect(leader.status().term).toBe(term);
+    // Each of the 20 writes was acknowledged by a majority, in answers to the leader's requests.
+    expect(seen.appendAcksInResponses).toBeGreaterThanOrEqual(20);
+    expect(seen.appendAcksInRequests).toBe(0);
+    expect(seen.requestsToLeader).toBe(0);
+  });
+
+  it('answers a request without reply (a peer of an earlier version) with ack at once, and one with reply and nothing to react to with no message', async () => {
+    await using cluster = await TestCluster.start({ size: 1 });
+    const node = await cluster.waitForLeader();
+    const peer = cluster.network.transport('n9');
+    const signal = new AbortController().signal;
+    await expect(
+      peer.request(node.id, { type: 'raft', messages: [] }, { signal }),
+    ).resolves.toEqual({ type: 'ack' });
+    await expect(
+      peer.request(node.id, { type: 'raft', messages: [], reply: true }, { signal }),
+    ).resolves.toEqual({ type: 'raft', messages: [] });
   });
 
   it('runs a single-node cluster: its own durable write commits', async () => {
@@ -460,6 +515,7 @@ describe('RaftNode', () => {
         id: 'n1',
         config: { voters: ['n1'] },
         logStore: new MemoryLogStore(),
+        snapshotStore: new MemorySnapshotStore(),
         stateMachine: new KvStateMachine(),
         transport: new InProcessNetwork().transport('n1'),
         signal: AbortSignal.abort(new Error('no')),

@@ -13,7 +13,7 @@ import {
 } from '../errors.ts';
 import { entrySize, type LogEntry, type NodeId } from '../log-entry.ts';
 import type { LogStore } from '../log-store.ts';
-import { type Logger, noopLogger } from '../logger.ts';
+import { bindLogger, type Logger, noopLogger } from '../logger.ts';
 import type { Message } from '../message.ts';
 import { type RandomSource, seededRandom } from '../random.ts';
 import type { SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
@@ -43,6 +43,7 @@ import type { RaftNodeOptions } from './raft-node-options.ts';
 import type { RaftNodeStatus } from './raft-node-status.ts';
 import { ReadBatches } from './read-batches.ts';
 import { recoverNodeState, storage } from './recover-node-state.ts';
+import { ReplySlots } from './reply-slots.ts';
 import { SerialQueue } from './serial-queue.ts';
 import { SnapshotExchange } from './snapshot-exchange.ts';
 import { TypedEvents } from './typed-events.ts';
@@ -125,7 +126,7 @@ export class RaftNode<Command, Result> {
   readonly #engine: RaftEngine;
   readonly #logStore: LogStore;
   readonly #stateMachine: StateMachine<Command, Result>;
-  readonly #snapshotStore: SnapshotStore | undefined;
+  readonly #snapshotStore: SnapshotStore;
   readonly #transport: Transport;
   readonly #codec: CommandCodec<Command, Result>;
   readonly #logger: Logger;
@@ -144,6 +145,8 @@ export class RaftNode<Command, Result> {
   readonly #proposals = new ProposalTracker<Result>();
   readonly #appliedWaiters: AppliedIndexWaiters;
   readonly #reads: ReadBatches;
+  /** Answers to peers' `raft` requests, carried in their responses. */
+  readonly #replies = new ReplySlots();
   readonly #forwarding: ProposalForwarding<Command, Result>;
   readonly #snapshots: SnapshotExchange<Command, Result>;
   readonly #membership: MembershipChanges;
@@ -197,6 +200,10 @@ export class RaftNode<Command, Result> {
       requestTimeoutMs: options.requestTimeoutMs ?? 1000,
       maxRequestsPerPeer: options.maxRequestsPerPeer ?? 2,
       kick: () => this.#kick(),
+      receive: (from, messages) => {
+        this.#stepMessages(from, messages);
+      },
+      unauthorized: (peer, error) => this.#emit('peer-unauthorized', { peer, error }),
     });
     this.#appliedWaiters = new AppliedIndexWaiters(init.applied);
     this.#reads = new ReadBatches({
@@ -299,10 +306,14 @@ export class RaftNode<Command, Result> {
     options: RaftNodeOptions<Command, Result>,
   ): Promise<RaftNode<Command, Result>> {
     validateConfig(options.config);
+    if (options.snapshotStore === undefined) {
+      throw new TypeError(
+        'snapshotStore is required: any node may have to receive a snapshot from its leader, and it must be durable before the log records it (use MemorySnapshotStore from @tsraft/core/testing in tests, PostgresSnapshotStore with pg-storage)',
+      );
+    }
     const tickMs = options.tickMs ?? 15;
     if (!(tickMs > 0)) throw new TypeError('tickMs must be positive');
-    const baseLogger = options.logger ?? noopLogger;
-    const logger = baseLogger.child?.({ node: options.id }) ?? baseLogger;
+    const logger = bindLogger(options.logger ?? noopLogger, { node: options.id });
     const signal = options.signal;
     signal?.throwIfAborted();
     let recovered: Awaited<ReturnType<typeof recoverNodeState>>;
@@ -525,7 +536,6 @@ export class RaftNode<Command, Result> {
   ): Promise<StoredSnapshot | undefined> {
     this.#throwIfStopped();
     const store = this.#snapshotStore;
-    if (store === undefined) throw new TypeError('takeSnapshot() needs a snapshotStore');
     const { signal, retainEntries = 0 } = options;
     if (!(Number.isSafeInteger(retainEntries) && retainEntries >= 0)) {
       throw new RangeError(`retainEntries must be a non-negative integer, got ${retainEntries}`);
@@ -629,7 +639,11 @@ export class RaftNode<Command, Result> {
     try {
       while (this.#stopped === undefined) {
         this.#reads.handOver();
-        if (!this.#engine.hasReady()) return;
+        if (!this.#engine.hasReady()) {
+          // What was stepped caused nothing to carry out: no answer is coming to wait for.
+          this.#replies.settleAll();
+          return;
+        }
         const ready = this.#engine.ready();
         this.#readiesTaken++;
         if (isEmpty(ready)) {
@@ -650,6 +664,7 @@ export class RaftNode<Command, Result> {
 
   #readyDone(): void {
     this.#readiesDone = this.#readiesTaken;
+    this.#replies.readyDone(this.#readiesDone);
     this.#durableWaiters = this.#durableWaiters.filter((waiter) => {
       if (this.#readiesDone < waiter.after) return true;
       waiter.resolve();
@@ -673,7 +688,8 @@ export class RaftNode<Command, Result> {
   /** Carries out `ready` in the order of its contract (see {@link Ready}). */
   async #handleReady(ready: Ready): Promise<void> {
     if (ready.softState !== undefined) this.#softStateChanged(ready.softState);
-    if (ready.snapshot !== undefined) await this.#snapshots.install(ready.snapshot);
+    // A snapshot not installed (the node stopped first) must not be recorded in the log store.
+    if (ready.snapshot !== undefined && !(await this.#snapshots.install(ready.snapshot))) return;
     const write = ready.write;
     if (write !== undefined) {
       if (write.truncateFrom !== undefined) {
@@ -720,7 +736,8 @@ export class RaftNode<Command, Result> {
       if (message.type === 'snapshot') void this.#snapshots.send(message);
       else raft.push(message);
     }
-    if (raft.length > 0) this.#peers.send(raft);
+    const unanswered = this.#replies.divert(raft);
+    if (unanswered.length > 0) this.#peers.send(unanswered);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -799,7 +816,9 @@ export class RaftNode<Command, Result> {
     }
     switch (request.type) {
       case 'raft':
-        return this.#stepMessages(from, request.messages);
+        return request.reply === true
+          ? this.#stepMessagesAndReply(from, request.messages, signal)
+          : this.#stepMessages(from, request.messages);
       case 'snapshot':
         return this.#snapshots.receive(from, request);
       case 'propose':
@@ -823,6 +842,23 @@ export class RaftNode<Command, Result> {
     }
     this.#kick();
     return { type: 'ack' };
+  }
+
+  /**
+   * Steps `messages`, then answers with this node's messages for `from` once the Ready that
+   * reacts to them is carried out (see {@link ReplySlots}).
+   */
+  async #stepMessagesAndReply(
+    from: NodeId,
+    messages: readonly Message[],
+    signal: AbortSignal,
+  ): Promise<PeerResponse> {
+    const stepped = this.#stepMessages(from, messages);
+    if (stepped.type !== 'ack' || this.#stopped !== undefined) return stepped;
+    const answers = await this.#replies.open(from, this.#readiesTaken + 1, signal, (unsent) =>
+      this.#peers.send(unsent),
+    );
+    return { type: 'raft', messages: answers };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -858,6 +894,7 @@ export class RaftNode<Command, Result> {
     this.#appliedWaiters.failAll(reason);
     for (const waiter of this.#durableWaiters) waiter.reject(reason);
     this.#durableWaiters = [];
+    this.#replies.settleAll();
     this.#applyQueue = [];
   }
 

@@ -1,6 +1,6 @@
 import { NodeClosedError, NodeRecoveringError } from '../errors.ts';
 import type { NodeId } from '../log-entry.ts';
-import { type Logger, noopLogger } from '../logger.ts';
+import { bindLogger, type Logger, noopLogger } from '../logger.ts';
 import { type Clock, realClock } from './clock.ts';
 import { type ProposeOptions, RaftNode, type ReadOptions } from './raft-node.ts';
 import type { RaftNodeEventName } from './raft-node-events.ts';
@@ -21,6 +21,7 @@ const FORWARDED_EVENTS = [
   'config-option-ignored',
   'commit',
   'apply',
+  'peer-unauthorized',
 ] as const satisfies readonly RaftNodeEventName[];
 
 /** One node and what its `open` built for it. */
@@ -287,8 +288,8 @@ export class RaftSupervisor<Command, Result> {
     if (this.#current !== incarnation || this.#closing !== undefined) return;
     this.#current = undefined;
     this.#recovery = { fatal, since: this.#clock.wallTime(), attempt: 1, lastError: fatal };
-    this.#logger.warn(
-      { node: this.id, incarnation: incarnation.number, err: fatal },
+    this.#nodeLogger(this.id).warn(
+      { incarnation: incarnation.number, err: fatal },
       'the supervised raft node stopped on a fatal error; restarting it',
     );
     this.#recovering = this.#recover(incarnation).finally(() => {
@@ -313,8 +314,8 @@ export class RaftSupervisor<Command, Result> {
         const failure = error instanceof Error ? error : new Error(String(error));
         recovery.lastError = failure;
         const retryInMs = this.#backoffMs(attempt + 1);
-        this.#logger.warn(
-          { node: this.id, attempt, retryInMs, err: failure },
+        this.#nodeLogger(this.id).warn(
+          { attempt, retryInMs, err: failure },
           `restarting the raft node failed: ${failure.message}`,
         );
         this.#emit('restart-failed', { attempt, error: failure, retryInMs });
@@ -326,13 +327,18 @@ export class RaftSupervisor<Command, Result> {
       }
       this.#run(next);
       const downtimeMs = this.#clock.wallTime() - recovery.since;
-      this.#logger.info(
-        { node: this.id, incarnation: next.number, attempts: attempt, downtimeMs },
+      this.#nodeLogger(this.id).info(
+        { incarnation: next.number, attempts: attempt, downtimeMs },
         'the supervised raft node recovered',
       );
       this.#emit('recovered', { incarnation: next.number, attempts: attempt, downtimeMs });
       return;
     }
+  }
+
+  /** The logger with the node's id bound, unless the user's logger binds `node` itself. */
+  #nodeLogger(id: NodeId | undefined): Logger {
+    return id === undefined ? this.#logger : bindLogger(this.#logger, { node: id });
   }
 
   #backoffMs(attempt: number): number {
@@ -344,7 +350,7 @@ export class RaftSupervisor<Command, Result> {
     try {
       await incarnation.node.close();
     } catch (error) {
-      this.#logger.warn({ node: this.id, err: error }, 'closing a supervised raft node failed');
+      this.#nodeLogger(this.id).warn({ err: error }, 'closing a supervised raft node failed');
     }
     await this.#release(incarnation.options, { closeTransport: false });
   }
@@ -357,7 +363,7 @@ export class RaftSupervisor<Command, Result> {
       if (how.closeTransport) await options.transport.close?.();
       await options.release?.();
     } catch (error) {
-      this.#logger.warn({ node: options.id, err: error }, 'releasing a node incarnation failed');
+      this.#nodeLogger(options.id).warn({ err: error }, 'releasing a node incarnation failed');
     }
   }
 

@@ -9,7 +9,7 @@ import type { StateMachine } from '../state-machine.ts';
 import type { PeerRequest, PeerResponse, Transport } from '../transport.ts';
 import type { Clock } from './clock.ts';
 import type { RaftNodeEvents } from './raft-node-events.ts';
-import { storage } from './recover-node-state.ts';
+import { restoreFromSnapshot, storage } from './recover-node-state.ts';
 import { SerialQueue } from './serial-queue.ts';
 import { SnapshotReceiver } from './snapshot-receiver.ts';
 import { SnapshotSender } from './snapshot-sender.ts';
@@ -19,7 +19,7 @@ export interface SnapshotExchangeOptions<Command, Result> {
   readonly engine: RaftEngine;
   readonly logStore: LogStore;
   readonly stateMachine: StateMachine<Command, Result>;
-  readonly snapshotStore: SnapshotStore | undefined;
+  readonly snapshotStore: SnapshotStore;
   readonly transport: Transport;
   readonly logger: Logger;
   /** The node's `persist` and `purge` queue: the purge after a snapshot waits its turn there. */
@@ -184,9 +184,6 @@ export class SnapshotExchange<Command, Result> {
     let latest: StoredSnapshot | undefined;
     try {
       const store = o.snapshotStore;
-      if (store === undefined) {
-        throw new Error('a follower needs a snapshot, but this node has no snapshot store');
-      }
       latest = await storage('read the latest snapshot', () => store.latest());
       if (latest === undefined || latest.index !== meta.index || latest.term !== meta.term) {
         throw new Error(`snapshot ${snapshotKey(meta)} is no longer the latest stored`);
@@ -237,7 +234,6 @@ export class SnapshotExchange<Command, Result> {
   async verifyLatest(): Promise<void> {
     const o = this.#o;
     const store = o.snapshotStore;
-    if (store === undefined) return;
     let latest: StoredSnapshot | undefined;
     try {
       latest = await store.latest({ signal: o.lifetime });
@@ -260,20 +256,17 @@ export class SnapshotExchange<Command, Result> {
    * names it: the receiver made it the latest stored snapshot; it is restored into the state
    * machine here, and the Ready's write then records it in the log store. A crash between the
    * steps is repaired at the next start (see `recoverNodeState`). Waits for the apply loop
-   * first: the restore replaces the whole state it applies to.
+   * first: the restore replaces the whole state it applies to. Resolves with whether the
+   * snapshot was installed: not when the node stopped meanwhile (`close()`, a fatal error), and
+   * then the caller must not record it in the log store either. A state machine that refuses
+   * the snapshot is fatal, with a `StorageError` that says what to do; the log stays as it was.
    */
-  async install(meta: SnapshotMeta): Promise<void> {
+  async install(meta: SnapshotMeta): Promise<boolean> {
     const o = this.#o;
     const store = o.snapshotStore;
-    if (store === undefined) {
-      throw new InvariantViolationError(
-        `the engine installs snapshot ${snapshotKey(meta)}, but this node has no snapshot store`,
-      );
-    }
     await o.drainApplying();
-    if (o.stopped() !== undefined) return;
+    if (o.stopped() !== undefined) return false;
     o.replacing(meta);
-    const position = { index: meta.index, term: meta.term };
     await this.#work.run(async () => {
       const latest = await storage('read the latest snapshot', () => store.latest());
       if (latest === undefined || latest.index !== meta.index || latest.term !== meta.term) {
@@ -281,21 +274,21 @@ export class SnapshotExchange<Command, Result> {
           `the engine installs snapshot ${snapshotKey(meta)}, but the latest stored is ${latest === undefined ? 'none' : snapshotKey(latest)}`,
         );
       }
-      await storage('restore the state machine from a snapshot', () =>
-        o.stateMachine.restoreSnapshot(position, store.read(latest, { signal: o.lifetime })),
-      );
+      await restoreFromSnapshot(o.stateMachine, store, latest, o.lifetime);
     });
+    if (o.stopped() !== undefined) return false;
     o.logger.info({ index: meta.index, term: meta.term }, 'installed a snapshot');
     o.installed(meta);
     o.snapshotted(meta);
     o.emit('snapshot', { index: meta.index, term: meta.term, cause: 'installed' });
+    return true;
   }
 
   /** A stored snapshot is damaged: report it, and take a fresh one to replace it. */
   #damaged(snapshot: StoredSnapshot, error: CorruptSnapshotError): void {
     const o = this.#o;
     const store = o.snapshotStore;
-    if (this.#replacingDamaged || store === undefined) return;
+    if (this.#replacingDamaged) return;
     this.#replacingDamaged = true;
     o.logger.error(
       { index: snapshot.index, term: snapshot.term, err: error },

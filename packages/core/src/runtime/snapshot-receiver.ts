@@ -12,7 +12,7 @@ import { SerialQueue } from './serial-queue.ts';
 /** What a {@link SnapshotReceiver} needs from its node. */
 export interface SnapshotReceiverOptions {
   readonly engine: RaftEngine;
-  readonly store: SnapshotStore | undefined;
+  readonly store: SnapshotStore;
   readonly logger: Logger;
   /**
    * The node's snapshot work queue: a received snapshot is completed (made the latest stored)
@@ -67,17 +67,6 @@ export class SnapshotReceiver {
     const store = o.store;
     if (message.from !== from) {
       return { type: 'rejected', reason: 'dropped', message: "the sender is not the message's" };
-    }
-    if (store === undefined) {
-      o.logger.error(
-        { from, index: message.snapshot.index },
-        'a leader sends a snapshot, but this node has no snapshot store to receive it in: start it with one (snapshotStore)',
-      );
-      return {
-        type: 'rejected',
-        reason: 'dropped',
-        message: 'this node has no snapshot store: it cannot receive snapshots',
-      };
     }
     const status = o.engine.status();
     if (message.term < status.term) {

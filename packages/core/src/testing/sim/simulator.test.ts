@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { EngineTuning } from '../../engine/engine-options.ts';
+import type { NodeId } from '../../log-entry.ts';
+import type { MembershipPlanName } from './membership-plans.ts';
 import { CALM_NETWORK } from './sim-network.ts';
 import { CALM_DISK } from './sim-process.ts';
 import { runSimulation, SMALL_BATCHES } from './simulator.ts';
@@ -24,7 +26,12 @@ interface Scenario {
   readonly nodes: number;
   readonly firstSeed: number;
   readonly tuning?: Partial<EngineTuning>;
-  readonly membership?: boolean;
+  readonly membership?: boolean | MembershipPlanName;
+  readonly crashInJoint?: boolean;
+  /** What every seed's final configuration must hold as voters (a plan's end). */
+  readonly finalVoters?: (voters: readonly NodeId[]) => boolean;
+  /** Share of the budget. Default 1. */
+  readonly budgetShare?: number;
 }
 
 const scenarios: Scenario[] = [
@@ -55,6 +62,50 @@ const scenarios: Scenario[] = [
     nodes: 3,
     firstSeed: 400_001,
     membership: true,
+  },
+  // Issue 11's membership workloads, each driven to its end (the run converges only then) under
+  // message loss, duplication, partitions and crash-restarts, with linearizable reads meanwhile.
+  {
+    name: 'grow 3 -> 5 (a learner promoted once caught up, then a voter in one step)',
+    nodes: 3,
+    firstSeed: 500_001,
+    membership: 'grow',
+    finalVoters: (voters) => voters.length === 5,
+    budgetShare: 1 / 3,
+  },
+  {
+    name: 'shrink 5 -> 3 (a follower, then the leader through joint consensus), the leader crashing between C_old,new and C_new',
+    nodes: 5,
+    firstSeed: 600_001,
+    membership: 'shrink',
+    crashInJoint: true,
+    finalVoters: (voters) => voters.length === 3,
+    budgetShare: 1 / 3,
+  },
+  {
+    name: 'replace every member one by one (add a spare, remove an original)',
+    nodes: 3,
+    firstSeed: 700_001,
+    membership: 'replace-one-by-one',
+    finalVoters: (voters) => voters.join() === 'n4,n5,n6',
+    budgetShare: 1 / 3,
+  },
+  {
+    name: 'replace all members at once through joint consensus, the leader crashing between C_old,new and C_new',
+    nodes: 3,
+    firstSeed: 800_001,
+    membership: 'replace-all-joint',
+    crashInJoint: true,
+    finalVoters: (voters) => voters.join() === 'n4,n5,n6',
+    budgetShare: 1 / 3,
+  },
+  {
+    name: 'remove the leader, twice (5 -> 3)',
+    nodes: 5,
+    firstSeed: 900_001,
+    membership: 'remove-leader',
+    finalVoters: (voters) => voters.length === 3,
+    budgetShare: 1 / 3,
   },
 ];
 
@@ -87,7 +138,9 @@ describe('randomized simulation', () => {
       scenario.name,
       async () => {
         const started = performance.now();
+        const scenarioBudgetMs = budgetMs * (scenario.budgetShare ?? 1);
         let seeds = 0;
+        let crashesInJoint = 0;
         let acknowledged = 0;
         let reads = 0;
         let changes = 0;
@@ -97,8 +150,16 @@ describe('randomized simulation', () => {
             seed,
             nodes: scenario.nodes,
             ...(scenario.tuning === undefined ? {} : { tuning: scenario.tuning }),
-            ...(scenario.membership === true ? { membership: true } : {}),
+            ...(scenario.membership === undefined ? {} : { membership: scenario.membership }),
+            ...(scenario.crashInJoint === true ? { crashInJoint: true } : {}),
           });
+          crashesInJoint += report.crashesInJoint;
+          if (scenario.finalVoters !== undefined) {
+            expect(
+              scenario.finalVoters(report.finalVoters),
+              `seed ${seed} ended with the voters ${report.finalVoters.join(',')}`,
+            ).toBe(true);
+          }
           seeds++;
           acknowledged += report.writesAcknowledged;
           reads += report.readsCompleted;
@@ -106,14 +167,15 @@ describe('randomized simulation', () => {
           for (const counter of FAULT_COUNTERS) totals[counter] += report[counter];
           expect(report.writesAcknowledged, `seed ${seed} made no progress`).toBeGreaterThan(0);
           if (onlySeed !== undefined) break;
-          if (seeds >= MIN_SEEDS && performance.now() - started > budgetMs) break;
+          if (seeds >= MIN_SEEDS && performance.now() - started > scenarioBudgetMs) break;
         }
         console.info(
-          `[sim] ${scenario.name}: ${seeds} seeds from ${onlySeed ?? scenario.firstSeed}, ${acknowledged} acknowledged writes, ${reads} linearizable reads, faults ${JSON.stringify(totals)}`,
+          `[sim] ${scenario.name}: ${seeds} seeds from ${onlySeed ?? scenario.firstSeed}, ${acknowledged} acknowledged writes, ${reads} linearizable reads${scenario.crashInJoint === true ? `, ${crashesInJoint} leaders crashed between C_old,new and C_new` : ''}, faults ${JSON.stringify(totals)}`,
         );
         expect(reads).toBeGreaterThan(0);
         if (onlySeed === undefined) expectEveryFault(scenario.name, totals);
-        if (scenario.membership === true) expect(changes).toBeGreaterThan(0);
+        if (scenario.membership !== undefined) expect(changes).toBeGreaterThan(0);
+        if (scenario.crashInJoint === true) expect(crashesInJoint).toBeGreaterThan(0);
       },
       budgetMs * 3 + 60_000,
     );

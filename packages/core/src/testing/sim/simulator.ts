@@ -15,6 +15,7 @@ import { type KvInput, type KvOutput, kvModel } from '../linearizability/kv-mode
 import { type Operation, UNKNOWN_OUTCOME } from '../linearizability/operation.ts';
 import { InvariantChecker } from './invariant-checker.ts';
 import { pickMembershipAction } from './membership-actions.ts';
+import { type MembershipPlanName, MembershipPlanRun, planServers } from './membership-plans.ts';
 import { CALM_NETWORK, type NetworkFaults, SimNetwork } from './sim-network.ts';
 import {
   CALM_DISK,
@@ -31,7 +32,7 @@ import { VirtualTime } from './virtual-time.ts';
 /** What to simulate. Everything random is drawn from `seed`. */
 export interface SimulationOptions {
   readonly seed: number;
-  /** Number of voters. Default 3. */
+  /** Number of voters. Default 3, or the voters of the `membership` plan. */
   readonly nodes?: number;
   /** Simulated clients, each running one operation at a time. Default 4. */
   readonly clients?: number;
@@ -60,8 +61,18 @@ export interface SimulationOptions {
    * shrink, replace one or all voters, demote, remove the leader; one step or joint) and
    * transfers leadership; two spare servers start outside the configuration. At the end the
    * members of the final configuration must hold every acknowledged write. Default false.
+   *
+   * A plan's name instead runs that scripted workload (`MEMBERSHIP_PLANS`: grow, shrink, replace
+   * one by one, replace all through joint consensus, remove the leader) under the same faults,
+   * asking the leader for each step again until it is committed; the run converges only once
+   * the whole plan is done, faults healed or not.
    */
-  readonly membership?: boolean;
+  readonly membership?: boolean | MembershipPlanName;
+  /**
+   * With a `membership` plan: while faults last, the leader crashes (and restarts later) half of
+   * the times it is found between a joint configuration C_old,new and C_new. Default false.
+   */
+  readonly crashInJoint?: boolean;
   readonly tuning?: Partial<EngineTuning>;
   /** Receives the nodes' log lines (info and above), stamped with virtual time. Default: none. */
   readonly log?: (line: string) => void;
@@ -93,6 +104,10 @@ export interface SimulationReport {
   /** Membership changes and leadership transfers that completed. */
   readonly membershipChanges: number;
   readonly transfers: number;
+  /** Leaders crashed between C_old,new and C_new (`crashInJoint`). */
+  readonly crashesInJoint: number;
+  /** The voters of the final configuration, sorted. */
+  readonly finalVoters: readonly NodeId[];
 }
 
 /** A simulation found a bug. `seed` replays it exactly. */
@@ -222,10 +237,22 @@ class Simulation {
   #snapshotsInstalled = 0;
   #membershipChanges = 0;
   #transfers = 0;
+  #crashesInJoint = 0;
+  readonly #plan: MembershipPlanRun | undefined;
 
   constructor(options: SimulationOptions) {
+    const plan = typeof options.membership === 'string' ? options.membership : undefined;
+    if (
+      plan !== undefined &&
+      options.nodes !== undefined &&
+      options.nodes !== planServers(plan).voters
+    ) {
+      throw new TypeError(
+        `the membership plan ${plan} starts with ${planServers(plan).voters} voters; leave \`nodes\` out`,
+      );
+    }
     this.#options = {
-      nodes: 3,
+      nodes: plan === undefined ? 3 : planServers(plan).voters,
       clients: 4,
       operationsPerClient: 40,
       faultyMs: 8_000,
@@ -236,13 +263,16 @@ class Simulation {
       storageFailures: true,
       snapshots: true,
       membership: false,
+      crashInJoint: false,
       ...options,
     };
     this.#random = seededRandom(options.seed);
     this.#network = new SimNetwork(this.#random, this.#options.faults);
     this.#switchboard = new SimSwitchboard(this.#time, this.#network);
-    const spares = this.#options.membership ? 2 : 0;
+    const spares =
+      plan === undefined ? (this.#options.membership ? 2 : 0) : planServers(plan).spares;
     const ids = Array.from({ length: this.#options.nodes + spares }, (_, i) => `n${i + 1}`);
+    this.#plan = plan === undefined ? undefined : new MembershipPlanRun(plan, ids);
     this.#voters = ids.slice(0, this.#options.nodes);
     this.#servers = ids.map((id) => ({
       id,
@@ -273,7 +303,9 @@ class Simulation {
     }
     if (this.#options.partitions || this.#options.crashes) time.at(300, () => this.#fault());
     if (this.#options.snapshots) time.at(100, () => this.#snapshot());
-    if (this.#options.membership) time.at(500, () => this.#changeMembership());
+    const plan = this.#plan;
+    if (plan !== undefined) time.at(500, () => this.#followPlan(plan));
+    else if (this.#options.membership) time.at(500, () => this.#changeMembership());
     let healed = false;
     time.at(this.#options.faultyMs, () => {
       healed = true;
@@ -307,6 +339,8 @@ class Simulation {
       snapshotsInstalled: this.#snapshotsInstalled,
       membershipChanges: this.#membershipChanges,
       transfers: this.#transfers,
+      crashesInJoint: this.#crashesInJoint,
+      finalVoters: [...(this.#leader()?.status().config.voters ?? [])].sort(),
     };
   }
 
@@ -586,6 +620,41 @@ class Simulation {
     }
   }
 
+  /**
+   * The operator asks the current leader for the next step of the plan; with `crashInJoint`, a
+   * leader found between C_old,new and C_new may crash instead. Looks again soon while a change
+   * is under way, so that the joint phase is seen.
+   */
+  #followPlan(plan: MembershipPlanRun): void {
+    if (plan.done) return;
+    const soon = randomInt(this.#random, 1, 10);
+    const later = randomInt(this.#random, 5, 60);
+    const again = (ms: number): void => {
+      this.#time.at(ms, () => this.#followPlan(plan));
+    };
+    const leader = this.#leader();
+    if (leader === undefined) return again(later);
+    const { config, configIndex, commitIndex } = leader.status();
+    if (isJoint(config)) {
+      if (this.#options.crashInJoint && this.#faultsOn && this.#random.next() < 0.5) {
+        const server = this.#servers.find((s) => s.id === leader.id) as Server;
+        if (server.process !== undefined) {
+          this.#kill(server, server.process);
+          this.#crashesInJoint++;
+        }
+      }
+      return again(soon);
+    }
+    if (configIndex > commitIndex) return again(soon);
+    const action = plan.next(config, leader.id);
+    if (action?.kind !== 'change') return again(later);
+    leader.changeMembership(action.change, { mode: action.mode, timeoutMs: 2_000 }).then(
+      () => this.#membershipChanges++,
+      () => {},
+    );
+    again(soon);
+  }
+
   /** The leader of the highest term among the running nodes, if any. */
   #leader(): RaftNode<KvCommand, KvResult> | undefined {
     let best: { node: RaftNode<KvCommand, KvResult>; term: number } | undefined;
@@ -763,6 +832,7 @@ class Simulation {
    */
   #quiescent(): boolean {
     if (this.#clients.some((c) => c.op !== undefined || c.remaining > 0)) return false;
+    if (this.#plan !== undefined && !this.#plan.done) return false;
     if (this.#servers.some((s) => this.#nodeOf(s) === undefined)) return false;
     const leader = this.#leader()?.status();
     if (leader === undefined) return false;
@@ -801,7 +871,7 @@ class Simulation {
             `${c.name} ${c.remaining} left${c.op === undefined ? '' : `, ${c.op.input.kind} since ${c.op.call} ms, attempt ${c.op.attempt}`}`,
         );
       throw new Error(
-        `the cluster did not converge within ${CONVERGE_MS} ms after healing (liveness): ${states.join('; ')}; clients: ${busy.join('; ') || 'done'}`,
+        `the cluster did not converge within ${CONVERGE_MS} ms after healing (liveness): ${states.join('; ')}; clients: ${busy.join('; ') || 'done'}${this.#plan === undefined ? '' : `; ${this.#plan.describe()}`}`,
       );
     }
     // Every member holds the same state.
