@@ -190,4 +190,41 @@ describe('the nemesis checks catch what they are for', () => {
       'n3 is at applied index 41, n1 at 42',
     ]);
   });
+
+  it('an outage with many writes of unknown outcome that nothing observed is decided, not left undecided (the search alone is exponential in them)', () => {
+    // Sixteen appends that timed out during an outage, none ever seen: the checker on its own
+    // runs past any reasonable time on these (8 of them already take seconds).
+    const outage = [
+      ...Array.from({ length: 16 }, (_, i) =>
+        op({ kind: 'append', value: `[u${i}]`, call: i, outcome: 'unknown', writeId: `u${i}` }),
+      ),
+      op({ kind: 'append', value: '[a]', call: 50, writeId: 'a' }),
+      op({ kind: 'get', call: 60, output: '[a]' }),
+    ];
+    expect(checkLinearizable(outage, { timeoutMs: 10_000 })).toEqual({
+      verdict: 'ok',
+      operations: 18,
+    });
+    // One of them seen by a read is kept, and placed before that read.
+    const oneSeen = [...outage, op({ kind: 'get', call: 70, output: '[a][u3]' })];
+    expect(checkLinearizable(oneSeen, { timeoutMs: 10_000 }).verdict).toBe('ok');
+    // And a lost acknowledged write among them is still caught.
+    const lost = [
+      ...outage.slice(0, 3),
+      op({ kind: 'append', value: '[b]', call: 80, writeId: 'b' }),
+      op({ kind: 'get', call: 90, output: '[a]' }),
+      op({ kind: 'get', call: 100, output: '' }),
+    ];
+    expect(checkLinearizable(lost, { timeoutMs: 10_000 }).verdict).toBe('illegal');
+  });
+
+  it('a failed compare-and-set that only an unobserved write of unknown outcome explains is fine', () => {
+    const history = [
+      op({ kind: 'put', value: 'x', call: 0, outcome: 'unknown', writeId: 'x' }),
+      op({ kind: 'cas', expected: '', value: 'y', call: 10, output: false, writeId: 'y' }),
+    ];
+    expect(checkLinearizable(history)).toEqual({ verdict: 'ok', operations: 2 });
+    // Without that write, the same failure is a violation.
+    expect(checkLinearizable(history.slice(1)).verdict).toBe('illegal');
+  });
 });

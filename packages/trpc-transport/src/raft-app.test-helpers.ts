@@ -1,7 +1,5 @@
-import { createServer, type Server } from 'node:http';
 import { createTRPCClient, httpLink, type TRPCClient, type TRPCLink } from '@trpc/client';
 import type { AnyTRPCRouter } from '@trpc/server';
-import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import {
   type AppliedEntry,
   type CommandResult,
@@ -22,6 +20,7 @@ import {
 import { expect } from 'vitest';
 import { z } from 'zod';
 import { raftFailoverLink } from './raft-failover-link.ts';
+import { createRaftHttpServer, type RaftHttpServer } from './raft-http-server.ts';
 import { raftSessionLink } from './raft-session-link.ts';
 import { SECRET } from './test-peers.test-helpers.ts';
 import { createTrpcTransport } from './trpc-transport.ts';
@@ -107,19 +106,27 @@ export interface AppClusterOptions<TRouter extends AnyTRPCRouter> {
 interface RunningNode {
   readonly node: KvNode;
   readonly machine: KvStateMachine;
-  readonly server: Server;
+  readonly server: RaftHttpServer;
 }
 
 /**
- * Raft nodes in this process, each with one HTTP server on 127.0.0.1 that serves the peer
- * transport under `/raft` and the user's app router (`app`) under `/trpc`.
+ * Raft nodes in this process, each with one HTTP server on 127.0.0.1 (`createRaftHttpServer`)
+ * that serves the peer transport under `/raft` and the user's app router (`app`) under `/trpc`.
  */
 export class AppCluster<TRouter extends AnyTRPCRouter> {
   readonly urls: Record<NodeId, string>;
   readonly running: Map<NodeId, RunningNode> = new Map();
+  readonly #ids: readonly NodeId[];
+  readonly #options: AppClusterOptions<TRouter>;
 
-  private constructor(urls: Record<NodeId, string>) {
+  private constructor(
+    urls: Record<NodeId, string>,
+    ids: readonly NodeId[],
+    options: AppClusterOptions<TRouter>,
+  ) {
     this.urls = urls;
+    this.#ids = ids;
+    this.#options = options;
   }
 
   static async start<TRouter extends AnyTRPCRouter>(
@@ -128,9 +135,23 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
     const ids = options.ids ?? ['n1', 'n2', 'n3'];
     const urls: Record<NodeId, string> = {};
     for (const id of ids) urls[id] = `http://127.0.0.1:${await pickLoopbackPort()}`;
-    const cluster = new AppCluster<TRouter>(urls);
+    const cluster = new AppCluster<TRouter>(urls, ids, options);
     await Promise.all((options.running ?? ids).map((id) => cluster.#startNode(id, ids, options)));
     return cluster;
+  }
+
+  /**
+   * Starts a server outside the cluster's initial ids at `url` (default: a free loopback port),
+   * knowing every URL known so far and bootstrapping from the initial voters. The nodes already
+   * running do not know its URL: a membership change that adds it must carry it. Resolves with
+   * its URL.
+   */
+  async startServer(id: NodeId, url?: string): Promise<string> {
+    if (this.urls[id] !== undefined) throw new Error(`${id} has a URL already`);
+    const own = url ?? `http://127.0.0.1:${await pickLoopbackPort()}`;
+    this.urls[id] = own;
+    await this.#startNode(id, this.#ids, this.#options);
+    return own;
   }
 
   async #startNode(
@@ -141,7 +162,7 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
     const machine = new RefusingKvStateMachine(options.machine);
     const transport = createTrpcTransport({
       nodeId: id,
-      peers: this.urls,
+      peers: { ...this.urls },
       secret: SECRET,
       listen: false,
     });
@@ -153,17 +174,16 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
       },
       machine: () => machine,
     };
-    const app = createHTTPHandler({
+    const server = createRaftHttpServer({
       router: options.app(deps),
+      transport,
       basePath: '/trpc',
-      ...(options.responseMeta === undefined ? {} : { responseMeta: options.responseMeta(deps) }),
+      ...(options.responseMeta === undefined
+        ? {}
+        : { raft: { responseMeta: options.responseMeta(deps) } }),
       createContext: ({ req }): AppContext => ({ admin: req.headers['x-admin'] === ADMIN_SECRET }),
     });
-    const server = createServer((req, res) => {
-      if (!transport.handle(req, res)) app(req, res);
-    });
-    const port = Number(new URL(this.urls[id] as string).port);
-    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    await server.listen({ port: Number(new URL(this.urls[id] as string).port) });
     node = await RaftNode.start<KvCommand, KvResult>({
       id,
       config: { voters: [...ids] },
@@ -280,10 +300,8 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
     const running = this.running.get(id);
     if (running === undefined) return;
     this.running.delete(id);
-    running.server.closeAllConnections();
-    const closed = new Promise<void>((resolve) => running.server.close(() => resolve()));
+    const closed = running.server.close();
     await running.node.close();
-    running.server.closeAllConnections();
     await closed;
   }
 

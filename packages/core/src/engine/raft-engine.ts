@@ -812,6 +812,12 @@ export class RaftEngine {
     this.#resetState(this.#term);
     this.#role = 'leader';
     this.#leaderId = this.id;
+    // Uncommitted entries inherited from earlier terms count toward backpressure like the
+    // leader's own: #commitTo subtracts every command it commits.
+    for (let i = this.#commitIndex + 1; i <= this.#log.lastIndex; i++) {
+      const entry = this.#log.entry(i);
+      if (entry?.type === 'command') this.#uncommittedBytes += entrySize(entry);
+    }
     this.#lease.reset();
     this.#syncProgress();
     // Raft paper 8: a no-op of the new term lets earlier entries commit and ReadIndex proceed.
@@ -1163,7 +1169,7 @@ export class RaftEngine {
     if (this.#role === 'leader') {
       for (let i = this.#commitIndex + 1; i <= index; i++) {
         const entry = this.#log.entry(i);
-        if (entry?.type === 'command') this.#uncommittedBytes -= entry.data.byteLength + 24;
+        if (entry?.type === 'command') this.#uncommittedBytes -= entrySize(entry);
       }
       this.#uncommittedBytes = Math.max(0, this.#uncommittedBytes);
     }

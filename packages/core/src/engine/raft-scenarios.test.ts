@@ -803,6 +803,43 @@ describe('Flow control', () => {
     expect(cluster.status('n1').commitIndex).toBe(3);
     expect(leader.propose([payload(10)])).toMatchObject({ ok: true, index: 4 });
   });
+
+  it('backpressure: a new leader counts the uncommitted entries it inherited, so their commit does not hide its own', () => {
+    const limit = 150;
+    const cluster = new Cluster({ voters: THREE, tuning: { maxUncommittedBytes: limit } });
+    cluster.elect('n1');
+    // n1 replicates two 34-byte commands of term 1 to both followers and hears no answer.
+    cluster.engine('n1').propose([payload(10), payload(10)]);
+    cluster.flush('n1');
+    cluster.deliver({ type: 'append', from: 'n1' });
+    cluster.flush('n2', 'n3');
+    cluster.drop();
+    cluster.isolate('n1');
+    // n2 wins term 2; its no-op (index 4) is on its way to n3, not answered yet.
+    cluster.campaign('n2');
+    cluster.stabilize({ hold: { type: 'append' } });
+    expect(cluster.status('n2')).toMatchObject({ role: 'leader', commitIndex: 1 });
+    const leader = cluster.engine('n2');
+    const own: number[] = [];
+    const proposeUntilRefused = () => {
+      for (;;) {
+        const outcome = leader.propose([payload(10)]);
+        if (!outcome.ok) return;
+        own.push(outcome.index);
+      }
+    };
+    proposeUntilRefused();
+    // n3 answers the no-op: it commits, and the inherited commands with it; n2's own do not.
+    cluster.deliver({ type: 'append', from: 'n2', to: 'n3' });
+    cluster.flush('n3');
+    cluster.deliver({ type: 'append-response', to: 'n2' });
+    cluster.flush('n2');
+    expect(cluster.status('n2').commitIndex).toBe(4);
+    proposeUntilRefused();
+    const uncommittedOwnBytes = own.filter((index) => index > 4).length * 34;
+    expect(uncommittedOwnBytes).toBeLessThanOrEqual(limit);
+    expect(uncommittedOwnBytes).toBeGreaterThan(limit - 34);
+  });
 });
 
 describe('Raft paper 7, log compaction: InstallSnapshot', () => {
