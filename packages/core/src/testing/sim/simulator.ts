@@ -633,7 +633,10 @@ class Simulation {
       this.#time.at(ms, () => this.#followPlan(plan));
     };
     const leader = this.#leader();
-    if (leader === undefined) return again(later);
+    if (leader === undefined) {
+      again(later);
+      return;
+    }
     const { config, configIndex, commitIndex } = leader.status();
     if (isJoint(config)) {
       if (this.#options.crashInJoint && this.#faultsOn && this.#random.next() < 0.5) {
@@ -643,11 +646,18 @@ class Simulation {
           this.#crashesInJoint++;
         }
       }
-      return again(soon);
+      again(soon);
+      return;
     }
-    if (configIndex > commitIndex) return again(soon);
+    if (configIndex > commitIndex) {
+      again(soon);
+      return;
+    }
     const action = plan.next(config, leader.id);
-    if (action?.kind !== 'change') return again(later);
+    if (action?.kind !== 'change') {
+      again(later);
+      return;
+    }
     leader.changeMembership(action.change, { mode: action.mode, timeoutMs: 2_000 }).then(
       () => this.#membershipChanges++,
       () => {},
