@@ -123,6 +123,7 @@ const FAULT_COUNTERS = [
   'slowStorageCalls',
   'snapshotsTaken',
   'snapshotsInstalled',
+  'writesUnknown',
 ] as const;
 
 /** Fails when a scenario's seeds did not inject every kind of fault: such a run proves little. */

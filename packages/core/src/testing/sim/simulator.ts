@@ -89,7 +89,7 @@ export interface SimulationReport {
   readonly readsCompleted: number;
   /** Processes that died (killed, crashed at a crash point, or during `close()`). */
   readonly crashes: number;
-  /** Crashes that hit a process with a storage call in flight. */
+  /** Crashes that hit a process with a storage call in flight (at a crash point or not). */
   readonly crashesInFlight: number;
   /** Graceful restarts (`close()`, then a new process), some crashing half-way. */
   readonly closes: number;
@@ -140,7 +140,7 @@ export const FAULTY_DISK: DiskFaults = Object.freeze({
   minLatencyMs: 0,
   maxLatencyMs: 3,
   slow: 0.01,
-  slowMs: 300,
+  slowMs: 500,
   fail: 0.002,
   crash: 0.002,
 });
@@ -153,7 +153,7 @@ export const SMALL_BATCHES: Partial<EngineTuning> = Object.freeze({
 
 const TICK_MS = 10;
 const ATTEMPT_TIMEOUT_MS = 400;
-const OPERATION_TIMEOUT_MS = 3_000;
+const OPERATION_TIMEOUT_MS = 1_500;
 const CONVERGE_MS = 5_000;
 const KEYS = ['x', 'y', 'z'];
 
@@ -382,7 +382,13 @@ class Simulation {
       (supervisor) => {
         if (!process.alive) return;
         server.supervisor = supervisor;
-        supervisor.on('fatal', ({ error }) => this.#nodeStopped(server, error));
+        supervisor.on('fatal', ({ error }) => {
+          this.#nodeStopped(server, error);
+          // Sometimes the process dies while its supervisor restarts the node.
+          if (this.#options.crashes && this.#faultsOn && this.#random.next() < 0.3) {
+            this.#time.at(randomInt(this.#random, 0, 60), () => this.#kill(server, process));
+          }
+        });
         supervisor.on('recovered', () => this.#supervisorRestarts++);
       },
       (error: unknown) => {
@@ -490,7 +496,13 @@ class Simulation {
       this.#boot(server);
       return;
     }
-    this.#time.at(randomInt(this.#random, 50, 1_200), () => {
+    // A third of the processes come back at once (a service manager restarting them): within
+    // the election under way, so that what a node promised before dying is put to the test.
+    const delay =
+      this.#random.next() < 0.33
+        ? randomInt(this.#random, 5, 60)
+        : randomInt(this.#random, 50, 1_200);
+    this.#time.at(delay, () => {
       if (this.#faultsOn) this.#boot(server);
     });
   }
@@ -525,22 +537,40 @@ class Simulation {
   // -------------------------------------------------------------------------------------------
   // Faults and operators
 
+  /**
+   * One fault, drawn: a crash of any process or of the leader's, a graceful restart, the leader
+   * cut off from everyone (a deposed leader that does not know it yet: stale reads, and
+   * entries of its term left on a minority, Raft paper Figure 8), a partition, a one-way cut,
+   * or a healed network.
+   */
   #fault(): void {
     if (!this.#faultsOn) return;
     const up = this.#servers.filter((s) => s.process !== undefined);
+    const leader = this.#leader();
+    const leaderServer = this.#servers.find((s) => s.id === leader?.id);
+    const { crashes, partitions } = this.#options;
     const roll = this.#random.next();
-    if (this.#options.crashes && roll < 0.2 && up.length > 0) {
+    if (crashes && roll < 0.12 && up.length > 0) {
       const server = up[randomInt(this.#random, 0, up.length)]!;
       this.#kill(server, server.process as SimProcess);
-    } else if (this.#options.crashes && roll < 0.3 && up.length > 0) {
+    } else if (crashes && roll < 0.22 && leaderServer?.process !== undefined) {
+      this.#kill(leaderServer, leaderServer.process);
+    } else if (crashes && roll < 0.3 && up.length > 0) {
       this.#gracefulRestart(up[randomInt(this.#random, 0, up.length)]!);
-    } else if (this.#options.partitions && roll < 0.55) {
+    } else if (partitions && roll < 0.45 && leader !== undefined) {
+      this.#network.heal();
+      this.#network.partition([
+        [leader.id],
+        this.#servers.map((s) => s.id).filter((id) => id !== leader.id),
+      ]);
+      this.#partitions++;
+    } else if (partitions && roll < 0.62) {
       const ids = this.#shuffled(this.#servers.map((s) => s.id));
       const cut = randomInt(this.#random, 1, ids.length);
       this.#network.heal();
       this.#network.partition([ids.slice(0, cut), ids.slice(cut)]);
       this.#partitions++;
-    } else if (this.#options.partitions && roll < 0.7) {
+    } else if (partitions && roll < 0.72) {
       // An asymmetric fault: one node can send but not receive, or the reverse.
       const [victim, ...others] = this.#shuffled(this.#servers.map((s) => s.id));
       for (const other of others) {
@@ -551,7 +581,7 @@ class Simulation {
     } else {
       this.#network.heal();
     }
-    this.#time.at(randomInt(this.#random, 200, 900), () => this.#fault());
+    this.#time.at(randomInt(this.#random, 150, 700), () => this.#fault());
   }
 
   /** `close()` (a rolling restart), sometimes crashing half-way through it; then a new process. */
