@@ -267,15 +267,21 @@ export class SnapshotExchange<Command, Result> {
     await o.drainApplying();
     if (o.stopped() !== undefined) return false;
     o.replacing(meta);
-    await this.#work.run(async () => {
-      const latest = await storage('read the latest snapshot', () => store.latest());
-      if (latest === undefined || latest.index !== meta.index || latest.term !== meta.term) {
-        throw new InvariantViolationError(
-          `the engine installs snapshot ${snapshotKey(meta)}, but the latest stored is ${latest === undefined ? 'none' : snapshotKey(latest)}`,
-        );
-      }
-      await restoreFromSnapshot(o.stateMachine, store, latest, o.lifetime);
-    });
+    try {
+      await this.#work.run(async () => {
+        const latest = await storage('read the latest snapshot', () => store.latest());
+        if (latest === undefined || latest.index !== meta.index || latest.term !== meta.term) {
+          throw new InvariantViolationError(
+            `the engine installs snapshot ${snapshotKey(meta)}, but the latest stored is ${latest === undefined ? 'none' : snapshotKey(latest)}`,
+          );
+        }
+        await restoreFromSnapshot(o.stateMachine, store, latest, o.lifetime);
+      });
+    } catch (error) {
+      // close() cut the restore short (its reads abort with the node's lifetime): not a fault.
+      if (o.stopped() !== undefined) return false;
+      throw error;
+    }
     if (o.stopped() !== undefined) return false;
     o.logger.info({ index: meta.index, term: meta.term }, 'installed a snapshot');
     o.installed(meta);
