@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { PGlite } from '@electric-sql/pglite';
 import { StorageError } from '@tsraft/core';
 import {
@@ -208,6 +208,37 @@ describe('PostgresSnapshotStore on PGlite', () => {
       }
     };
     await expect(read()).rejects.toThrow(/corrupt: chunk 1 is missing/);
+    await dropSchema(schema);
+  });
+
+  it('appends a received piece in one statement, yet finds out when the database lost the last pieces', async () => {
+    const schema = freshSchema();
+    const store = await PostgresSnapshotStore.open({ db, schema });
+    const data = new Uint8Array(300).map((_, i) => i % 251);
+    const announced = {
+      index: 4,
+      term: 2,
+      config: { voters: ['a'] },
+      size: data.byteLength,
+      sha256: createHash('sha256').update(data).digest('hex'),
+    };
+    await store.beginPartial(announced);
+    for (let offset = 0; offset < 200; offset += 50) {
+      await store.appendPartial(offset, data.subarray(offset, offset + 50));
+    }
+    // What a crash of Postgres with `synchronous_commit = off` may do: the last pieces go.
+    await sql`delete from ${sql.id(schema, 'snapshot_chunk')} where seq >= 2`.execute(db);
+    await expect(store.appendPartial(200, data.subarray(200, 250))).rejects.toThrow(
+      /holds 100 bytes, not 200/,
+    );
+    expect((await store.partial())?.received).toBe(100);
+    for (let offset = 100; offset < 300; offset += 50) {
+      await store.appendPartial(offset, data.subarray(offset, offset + 50));
+    }
+    expect(await store.completePartial()).toEqual(announced);
+    const read: Uint8Array[] = [];
+    for await (const chunk of store.read(announced)) read.push(chunk);
+    expect(Buffer.concat(read)).toEqual(Buffer.from(data));
     await dropSchema(schema);
   });
 
