@@ -882,6 +882,45 @@ describe('Raft paper 7, log compaction: InstallSnapshot', () => {
     // The state machine was restored from the snapshot; only what follows it is applied.
     expect(cluster.applied('n3').map((e) => e.index)).toEqual([1, 7, 8]);
   });
+
+  it('Figure 13, receiver step 6: a snapshot whose last entry the follower holds keeps the entries after it; one within its commit index changes nothing', () => {
+    const config = { voters: THREE };
+    const cluster = new Cluster(config);
+    cluster.elect('n1');
+    // n2 receives entries 2..4 and hears of no commit beyond the no-op yet.
+    cluster.engine('n1').propose([payload(1), payload(1), payload(1)]);
+    cluster.flush('n1');
+    cluster.deliver({ type: 'append', to: 'n2' });
+    cluster.flush('n2');
+    cluster.drop();
+    expect(cluster.status('n2')).toMatchObject({ lastIndex: 4, commitIndex: 1 });
+    const snapshotUpTo = (index: number): Message => ({
+      type: 'snapshot',
+      from: 'n1',
+      to: 'n2',
+      term: 1,
+      snapshot: { index, term: 1, config },
+    });
+
+    cluster.engine('n2').step(snapshotUpTo(3));
+    const kept = cluster.flush('n2');
+    expect(kept.some((r) => r.snapshot !== undefined)).toBe(false);
+    expect(cluster.status('n2')).toMatchObject({ firstIndex: 1, lastIndex: 4, commitIndex: 3 });
+    expect(cluster.disk('n2').entries.map((e) => e.index)).toEqual([1, 2, 3, 4]);
+    expect(sent(kept, 'snapshot-response')).toEqual([
+      { type: 'snapshot-response', from: 'n2', to: 'n1', term: 1, index: 3 },
+    ]);
+
+    // A late duplicate, within the commit index: answered with the commit index, nothing else.
+    cluster.drop();
+    cluster.engine('n2').step(snapshotUpTo(2));
+    const ignored = cluster.flush('n2');
+    expect(ignored.some((r) => r.snapshot !== undefined || r.write !== undefined)).toBe(false);
+    expect(cluster.status('n2')).toMatchObject({ lastIndex: 4, commitIndex: 3 });
+    expect(sent(ignored, 'snapshot-response')).toEqual([
+      { type: 'snapshot-response', from: 'n2', to: 'n1', term: 1, index: 3 },
+    ]);
+  });
 });
 
 describe('Figure 2, persistent state: durable before it is announced', () => {
