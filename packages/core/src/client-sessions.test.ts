@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { ClientSessions, type ClientSessionsJson } from './client-sessions.ts';
+import {
+  ClientSessions,
+  type ClientSessionsJson,
+  sessionConflictResult,
+} from './client-sessions.ts';
+import { commandDigest } from './command-digest.ts';
 import { describeClientSessionConformance } from './testing/client-session-conformance.ts';
 
 describeClientSessionConformance('ClientSessions', async (options) => {
@@ -8,15 +13,18 @@ describeClientSessionConformance('ClientSessions', async (options) => {
     apply: async (batches) =>
       batches.map((batch) =>
         batch.map((command) => {
-          const check = sessions.check(command, command.timestamp);
+          const key = { ...command, digest: commandDigest(command.command) };
+          const check = sessions.check(key, command.timestamp);
           switch (check.kind) {
             case 'new':
-              sessions.record(command, command.token, command.timestamp);
+              sessions.record(key, command.token, command.timestamp);
               return { result: command.token };
             case 'duplicate':
               return { result: check.result };
             case 'expired':
               return { expired: true };
+            case 'conflict':
+              return { conflict: true };
             default:
               return check satisfies never;
           }
@@ -229,5 +237,37 @@ describe('ClientSessions (exactly-once commands, Raft thesis 6.3)', () => {
     ).toThrow(TypeError);
     expect(() => new ClientSessions({ retainPerClient: 0 })).toThrow(RangeError);
     expect(() => new ClientSessions({ expireAfterMs: 10, forgetAfterMs: 5 })).toThrow(RangeError);
+  });
+});
+
+describe('command digests with client sessions', () => {
+  it('tells a retry of a command from another command reusing its stamp, also after a snapshot', () => {
+    const sessions = new ClientSessions<string>();
+    const put = { op: 'put', key: 'k', value: 'v' };
+    const key = { clientId: 'a', seq: 1, digest: commandDigest(put) };
+    sessions.record(key, 'done', T0);
+    // The same command, its keys in another order: a retry.
+    const retry = {
+      clientId: 'a',
+      seq: 1,
+      digest: commandDigest({ value: 'v', key: 'k', op: 'put' }),
+    };
+    expect(sessions.check(retry, T0 + 1)).toEqual({ kind: 'duplicate', result: 'done' });
+    const other = { clientId: 'a', seq: 1, digest: commandDigest({ ...put, value: 'w' }) };
+    expect(sessions.check(other, T0 + 1)).toEqual({ kind: 'conflict' });
+    // Without a digest (a state machine that records none), a stamp is all there is.
+    expect(sessions.check({ clientId: 'a', seq: 1 }, T0 + 1)).toMatchObject({ kind: 'duplicate' });
+    const restored = ClientSessions.fromJSON<string>(
+      JSON.parse(JSON.stringify(sessions.toJSON())) as ClientSessionsJson<string>,
+    );
+    expect(restored.check(other, T0 + 2)).toEqual({ kind: 'conflict' });
+    expect(restored.check(retry, T0 + 2)).toEqual({ kind: 'duplicate', result: 'done' });
+  });
+
+  it('answers a conflict with SessionConflictError (code CONFLICT) and executes nothing', () => {
+    expect(sessionConflictResult({ clientId: 'a', seq: 4 })).toMatchObject({
+      status: 'error',
+      error: { name: 'SessionConflictError', code: 'CONFLICT', message: /sequence number 4/ },
+    });
   });
 });

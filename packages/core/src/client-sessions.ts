@@ -1,4 +1,13 @@
-import type { ClientSession } from './state-machine.ts';
+import type { ClientSession, CommandResult } from './state-machine.ts';
+
+/**
+ * A command's session, as a state machine checks it: its stamp and, when known, the digest of
+ * the command (`commandDigest`). With digests, a stamp used again for a different command is
+ * told apart from a retry.
+ */
+export interface SessionKey extends ClientSession {
+  readonly digest?: string;
+}
 
 /** Options of {@link ClientSessions}. */
 export interface ClientSessionsOptions {
@@ -27,11 +36,28 @@ export interface ClientSessionsOptions {
  * - `duplicate`: it already executed; answer `result` without executing again;
  * - `expired`: it may have executed but its result is no longer known (its sequence number is
  *   older than the results kept, or its session expired). Answer an error, never execute it.
+ * - `conflict`: a different command (another digest) was recorded under its stamp: the client
+ *   reused a `{ clientId, seq }`. Answer {@link sessionConflictResult}, never execute it: a
+ *   silent duplicate answer would hand it the other command's result while its own write never
+ *   happens.
  */
 export type SessionCheck<Result> =
   | { readonly kind: 'new' }
   | { readonly kind: 'duplicate'; readonly result: Result }
-  | { readonly kind: 'expired' };
+  | { readonly kind: 'expired' }
+  | { readonly kind: 'conflict' };
+
+/** The error a state machine answers a command whose stamp another command used (`conflict`). */
+export function sessionConflictResult(session: ClientSession): CommandResult<never> {
+  return {
+    status: 'error',
+    error: {
+      name: 'SessionConflictError',
+      code: 'CONFLICT',
+      message: `client ${session.clientId} used sequence number ${session.seq} before for a different command; nothing was executed: give each command a stamp of its own (a new seq)`,
+    },
+  };
+}
 
 /** The JSON-compatible form of {@link ClientSessions}, for snapshots. */
 export interface ClientSessionsJson<Result> {
@@ -49,8 +75,8 @@ interface ClientSessionJson<Result> {
   readonly lastActivity: number;
   /** Commands at or below it are expired: `highest seq - retainPerClient`, or 0. */
   readonly floor: number;
-  /** Kept results as `[seq, result]`, by increasing `seq`. */
-  readonly results: readonly (readonly [number, Result])[];
+  /** Kept results as `[seq, result]` or `[seq, result, digest]`, by increasing `seq`. */
+  readonly results: readonly (readonly [number, Result] | readonly [number, Result, string])[];
 }
 
 interface LiveSession<Result> {
@@ -59,6 +85,8 @@ interface LiveSession<Result> {
   /** Sequence numbers of `results`, increasing; the oldest is dropped first. */
   seqs: number[];
   results: Map<number, Result>;
+  /** Digests of the commands of `results`, when they were recorded with one. */
+  digests: Map<number, string>;
 }
 
 type Lookup<Result> =
@@ -106,8 +134,11 @@ export class ClientSessions<Result> {
     }
   }
 
-  /** Classifies the command `session` of an entry stamped `timestamp`. Changes nothing. */
-  check(session: ClientSession, timestamp: number): SessionCheck<Result> {
+  /**
+   * Classifies the command `session` of an entry stamped `timestamp`. Changes nothing. A command
+   * whose digest differs from the one recorded under its stamp is a `conflict`.
+   */
+  check(session: SessionKey, timestamp: number): SessionCheck<Result> {
     const found = this.#lookup(session.clientId, Math.max(this.#now, timestamp));
     switch (found.state) {
       case 'unknown':
@@ -116,10 +147,13 @@ export class ClientSessions<Result> {
         return { kind: 'expired' };
       case 'live': {
         if (session.seq <= found.session.floor) return { kind: 'expired' };
-        const results = found.session.results;
-        return results.has(session.seq)
-          ? { kind: 'duplicate', result: results.get(session.seq) as Result }
-          : { kind: 'new' };
+        const { results, digests } = found.session;
+        if (!results.has(session.seq)) return { kind: 'new' };
+        const recorded = digests.get(session.seq);
+        if (session.digest !== undefined && recorded !== undefined && recorded !== session.digest) {
+          return { kind: 'conflict' };
+        }
+        return { kind: 'duplicate', result: results.get(session.seq) as Result };
       }
       default:
         return found satisfies never;
@@ -127,11 +161,11 @@ export class ClientSessions<Result> {
   }
 
   /**
-   * Records the result of the command `session`, executed from an entry stamped `timestamp`, and
-   * marks its session active. Throws if {@link check} would not have answered `new`: recording
+   * Records the result of the command `session` (with its digest, when given), executed from an
+   * entry stamped `timestamp`, and marks its session active. Throws if {@link check} would not have answered `new`: recording
    * twice, or a command that must not execute, is a bug of the caller.
    */
-  record(session: ClientSession, result: Result, timestamp: number): void {
+  record(session: SessionKey, result: Result, timestamp: number): void {
     const now = Math.max(this.#now, timestamp);
     const found = this.#lookup(session.clientId, now);
     if (found.state === 'expired') {
@@ -148,7 +182,7 @@ export class ClientSessions<Result> {
     const live: LiveSession<Result> =
       found.state === 'live'
         ? found.session
-        : { lastActivity: now, floor: 0, seqs: [], results: new Map() };
+        : { lastActivity: now, floor: 0, seqs: [], results: new Map(), digests: new Map() };
     this.#expired.delete(session.clientId);
     this.#now = now;
     live.lastActivity = now;
@@ -156,10 +190,13 @@ export class ClientSessions<Result> {
     this.#live.set(session.clientId, live);
     insertSorted(live.seqs, session.seq);
     live.results.set(session.seq, result);
+    if (session.digest !== undefined) live.digests.set(session.seq, session.digest);
     // Results within retainPerClient of the highest sequence number are kept.
     live.floor = Math.max(live.floor, (live.seqs.at(-1) as number) - this.#retainPerClient);
     while (live.seqs.length > 0 && (live.seqs[0] as number) <= live.floor) {
-      live.results.delete(live.seqs.shift() as number);
+      const seq = live.seqs.shift() as number;
+      live.results.delete(seq);
+      live.digests.delete(seq);
     }
   }
 
@@ -189,7 +226,11 @@ export class ClientSessions<Result> {
         clientId,
         lastActivity: session.lastActivity,
         floor: session.floor,
-        results: session.seqs.map((seq) => [seq, session.results.get(seq) as Result] as const),
+        results: session.seqs.map((seq) => {
+          const result = session.results.get(seq) as Result;
+          const digest = session.digests.get(seq);
+          return digest === undefined ? ([seq, result] as const) : ([seq, result, digest] as const);
+        }),
       })),
       expired: [...this.#expired].map(([clientId, lastActivity]) => ({ clientId, lastActivity })),
     };
@@ -218,11 +259,16 @@ export class ClientSessions<Result> {
         throw new TypeError('client sessions: malformed session in snapshot data');
       }
       const results: ClientSessionJson<Result>['results'] = session.results;
+      const digests = new Map<number, string>();
+      for (const [seq, , digest] of results) {
+        if (typeof digest === 'string') digests.set(seq, digest);
+      }
       sessions.#live.set(session.clientId, {
         lastActivity: session.lastActivity,
         floor: session.floor,
         seqs: results.map(([seq]) => seq),
-        results: new Map(results),
+        results: new Map(results.map(([seq, result]) => [seq, result])),
+        digests,
       });
     }
     for (const { clientId, lastActivity } of json.expired) {

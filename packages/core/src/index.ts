@@ -9,7 +9,10 @@ export {
   type ClientSessionsJson,
   type ClientSessionsOptions,
   type SessionCheck,
+  type SessionKey,
+  sessionConflictResult,
 } from './client-sessions.ts';
+export { commandDigest } from './command-digest.ts';
 export {
   type ClusterConfig,
   decodeConfig,

@@ -1,4 +1,4 @@
-import type { ClientSession, CommandResult, SessionCheck } from '@tsraft/core';
+import type { ClientSession, CommandResult, SessionCheck, SessionKey } from '@tsraft/core';
 import { type RawBuilder, sql } from 'kysely';
 import type { AnyKysely } from './any-kysely.ts';
 import { toSafeInteger } from './int8.ts';
@@ -20,6 +20,8 @@ export interface SessionRetention {
  */
 export interface ResultSlot {
   result: CommandResult<unknown> | undefined;
+  /** Digest of the command (`commandDigest`); `null` for results recorded before digests. */
+  digest?: string | null;
 }
 
 interface SessionRow {
@@ -84,7 +86,8 @@ export class BatchSessions {
         from ${tables.clientSession} s
         where s.client_id in (select jsonb_array_elements_text(cast(${clientIds} as jsonb)))
       ) as sessions,
-      (select coalesce(json_agg(json_build_array(r.client_id, r.seq::text, r.result)), '[]')
+      (select coalesce(json_agg(json_build_array(r.client_id, r.seq::text, r.result,
+          r.command_digest)), '[]')
         from jsonb_to_recordset(cast(${keys} as jsonb)) as k(c text, s int8)
         join ${tables.clientSession} s on s.client_id = k.c and k.s <= s.highest_seq and k.s > s.floor
         join ${tables.clientResult} r on r.client_id = k.c and r.seq = k.s
@@ -112,9 +115,10 @@ export class BatchSessions {
         dirty: false,
       });
     }
-    for (const [clientId, seq, result] of parseJson(loaded.results) as unknown[][]) {
+    for (const [clientId, seq, result, digest] of parseJson(loaded.results) as unknown[][]) {
       batch.#results.set(key(String(clientId), toSafeInteger(seq, 'client_result.seq')), {
         result: parseJson(result) as CommandResult<unknown>,
+        digest: typeof digest === 'string' ? digest : null,
       });
     }
     return batch;
@@ -122,9 +126,10 @@ export class BatchSessions {
 
   /**
    * Classifies the command `session` at time `now`. Changes nothing. A duplicate's result may
-   * still be pending (a command earlier in the batch that has not run yet).
+   * still be pending (a command earlier in the batch that has not run yet). A command whose
+   * digest differs from the one recorded under its stamp is a `conflict`.
    */
-  check(session: ClientSession, now: number): SessionCheck<ResultSlot> {
+  check(session: SessionKey, now: number): SessionCheck<ResultSlot> {
     const row = this.#rows.get(session.clientId);
     if (row === undefined) return { kind: 'new' };
     const idle = now - row.lastActive;
@@ -132,7 +137,16 @@ export class BatchSessions {
     if (idle > this.#retention.expireAfterMs || session.seq <= row.floor)
       return { kind: 'expired' };
     const result = this.#results.get(key(session.clientId, session.seq));
-    return result === undefined ? { kind: 'new' } : { kind: 'duplicate', result };
+    if (result === undefined) return { kind: 'new' };
+    const recorded = result.digest;
+    if (
+      typeof recorded === 'string' &&
+      session.digest !== undefined &&
+      recorded !== session.digest
+    ) {
+      return { kind: 'conflict' };
+    }
+    return { kind: 'duplicate', result };
   }
 
   /**
@@ -201,10 +215,10 @@ export class BatchSessions {
     );
     if (kept.length > 0) {
       // Each result's JSON is spliced into one JSON array without encoding it twice.
-      const rows = `[${kept.map((r) => `{"c":${JSON.stringify(r.clientId)},"s":${r.seq},"r":${resultJson(r.slot)}}`).join(',')}]`;
+      const rows = `[${kept.map((r) => `{"c":${JSON.stringify(r.clientId)},"s":${r.seq},"r":${resultJson(r.slot)},"d":${JSON.stringify(r.slot.digest ?? null)}}`).join(',')}]`;
       writes.push(sql`
-        insert into ${t.clientResult} (client_id, seq, result)
-        select c, s, r from jsonb_to_recordset(cast(${rows} as jsonb)) as x(c text, s int8, r jsonb)
+        insert into ${t.clientResult} (client_id, seq, result, command_digest)
+        select c, s, r, d from jsonb_to_recordset(cast(${rows} as jsonb)) as x(c text, s int8, r jsonb, d text)
       `);
     }
     const raised = dirty.flatMap(([c, row]) =>

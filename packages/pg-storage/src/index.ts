@@ -22,6 +22,7 @@ export {
   type ResultOf,
 } from './command-definition.ts';
 export { CommandRejection, domainError } from './command-rejection.ts';
+export { commandSchema } from './command-schema.ts';
 export { CommandValidationError } from './command-validation-error.ts';
 export {
   type MigrateRaftSchemaOptions,

@@ -223,5 +223,13 @@ function raftMigrations(schema: string): Record<string, Migration> {
         `.execute(db);
       },
     },
+    '0005_client_result_digest': {
+      async up(db: AnyKysely): Promise<void> {
+        // The digest of the command each recorded result answers: a stamp used again for a
+        // different command is refused (SessionConflictError) instead of being answered with the
+        // other command's result. Null for results recorded before.
+        await sql`alter table ${t.clientResult} add column command_digest text`.execute(db);
+      },
+    },
   };
 }

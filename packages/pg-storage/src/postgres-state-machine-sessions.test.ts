@@ -24,11 +24,11 @@ afterAll(async () => {
   await db?.destroy();
 });
 
-/** A command that answers its token: what a new command executes to. */
+/** A command that answers the index of its entry, which the fixture maps to its token. */
 const commands = {
   echo: defineCommand({
-    input: z.object({ token: z.string() }),
-    handler: async (_trx, input) => input.token,
+    input: z.object({ asks: z.string() }),
+    handler: async (_trx, _input, ctx) => String(ctx.index),
   }),
 };
 
@@ -42,25 +42,31 @@ describeClientSessionConformance('the Postgres state machine', async (options) =
     sessions: options,
   });
   let index = 0;
+  /** The token of the command of each entry index. */
+  const tokens = new Map<string, string>();
   return {
     apply: async (batches) => {
       const answers: SessionAnswer[][] = [];
       for (const batch of batches) {
         const entries = batch.map(
-          (command): AppliedEntry<{ name: 'echo'; input: { token: string } }> => ({
-            kind: 'command',
-            index: ++index,
-            term: 1,
-            timestamp: command.timestamp,
-            command: { name: 'echo', input: { token: command.token } },
-            session: { clientId: command.clientId, seq: command.seq },
-          }),
+          (command): AppliedEntry<{ name: 'echo'; input: { asks: string } }> => {
+            tokens.set(String(++index), command.token);
+            return {
+              kind: 'command',
+              index,
+              term: 1,
+              timestamp: command.timestamp,
+              command: { name: 'echo', input: { asks: command.command } },
+              session: { clientId: command.clientId, seq: command.seq },
+            };
+          },
         );
         const results = await machine.apply(entries);
         answers.push(
           results.map((result): SessionAnswer => {
-            if (result?.status === 'ok') return { result: String(result.value) };
+            if (result?.status === 'ok') return { result: tokens.get(String(result.value)) ?? '' };
             if (result?.error.name === 'SessionExpiredError') return { expired: true };
+            if (result?.error.name === 'SessionConflictError') return { conflict: true };
             throw new Error(`unexpected answer ${JSON.stringify(result)}`);
           }),
         );

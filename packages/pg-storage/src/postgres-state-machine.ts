@@ -6,7 +6,7 @@ import type {
   RaftNode,
   StateMachine,
 } from '@tsraft/core';
-import { StorageError } from '@tsraft/core';
+import { commandDigest, StorageError, sessionConflictResult } from '@tsraft/core';
 import { sql } from 'kysely';
 import type { AnyKysely, AnyTransaction } from './any-kysely.ts';
 import { BatchSessions, type ResultSlot, type SessionRetention } from './batch-sessions.ts';
@@ -177,7 +177,9 @@ export function createPostgresStateMachine<C extends CommandMap>(
  *   command only and is its error result; any other error rolls the batch back and rejects
  *   (fatal for the node). The applied position is then unchanged.
  * - A command with a session executes at most once: a duplicate gets the recorded result, an
- *   expired one an error named `SessionExpiredError`.
+ *   expired one an error named `SessionExpiredError`, and a different command that reuses a
+ *   recorded stamp an error `SessionConflictError` (code `CONFLICT`; the digest of each command
+ *   is stored with its result).
  * - `exportSnapshot` reads one consistent view (REPEATABLE READ, read only) and streams it page by
  *   page; `restoreSnapshot` stages the rows, then replaces the tables, sessions and position in
  *   one transaction. A damaged or foreign snapshot rejects with `CorruptSnapshotError` and
@@ -421,11 +423,18 @@ export class PostgresStateMachine<C extends CommandMap>
       }
       // The session clock never goes back, even if a new leader's clock does.
       now = Math.max(now, entry.timestamp);
-      const session = entry.session;
+      const session =
+        entry.session === undefined
+          ? undefined
+          : { ...entry.session, digest: commandDigest(entry.command) };
       if (session !== undefined) {
         const check = sessions.check(session, now);
         if (check.kind === 'duplicate') {
           results.push(check.result);
+          continue;
+        }
+        if (check.kind === 'conflict') {
+          results.push({ result: sessionConflictResult(session) });
           continue;
         }
         if (check.kind === 'expired') {
@@ -441,7 +450,10 @@ export class PostgresStateMachine<C extends CommandMap>
           continue;
         }
       }
-      const slot: ResultSlot = { result: undefined };
+      const slot: ResultSlot = {
+        result: undefined,
+        ...(session ? { digest: session.digest } : {}),
+      };
       // Recorded before it runs: a retry later in the batch answers from this slot.
       if (session !== undefined) sessions.record(session, slot, now);
       results.push(slot);

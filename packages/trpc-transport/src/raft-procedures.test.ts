@@ -34,6 +34,11 @@ function kvApp(deps: AppDeps) {
         const result = await ctx.raft.propose({ op: 'put', ...input });
         return { key: input.key, stored: result.op === 'put' ? result.value : null };
       }),
+    /** A resolver that builds a command the command schema refuses (an empty key). */
+    putUnchecked: t.procedure
+      .concat(raft.replicated)
+      .input(z.object({ key: z.string(), value: z.string() }))
+      .mutation(({ ctx, input }) => ctx.raft.propose({ op: 'put', ...input })),
     /** What a replicated procedure's resolver sees of its input (nothing proposed). */
     echo: t.procedure
       .concat(raft.replicated)
@@ -183,6 +188,45 @@ describe('the tRPC plugin on a 3-node cluster over real HTTP', () => {
       client.echo.mutate({ n: 1, raftSession: { clientId: '', seq: 0 } }),
     );
     expect(malformed.data?.code).toBe('BAD_REQUEST');
+  });
+
+  it('ctx.raft.propose checks a command against the command schema before the log: an invalid one is refused and proposes nothing', async () => {
+    await using cluster = await AppCluster.start({ app: kvApp });
+    const leader = await cluster.leader();
+    const client = cluster.client(leader.id);
+    await client.putUnchecked.mutate({ key: 'fine', value: 'v' });
+    const lastIndex = leader.status().lastIndex;
+    const invalid = await failure(() => client.putUnchecked.mutate({ key: '', value: 'v' }));
+    expect(invalid.data?.code).toBe('BAD_REQUEST');
+    expect(invalid.message).toMatch(/does not fit the command schema; nothing was proposed/);
+    expect(leader.status().lastIndex).toBe(lastIndex);
+  });
+
+  it('a stamp reused for a different command answers CONFLICT (SessionConflictError) and executes nothing', async () => {
+    await using cluster = await AppCluster.start({ app: kvApp });
+    const leader = await cluster.leader();
+    const client = cluster.client(leader.id);
+    const raftSession = { clientId: 'reuser', seq: 1 };
+    await client.execute.mutate({ op: 'put', key: 'a', value: '1', raftSession });
+    // A retry of the same command is answered from the session's record.
+    await expect(
+      client.execute.mutate({ op: 'put', key: 'a', value: '1', raftSession }),
+    ).resolves.toEqual({ op: 'put', value: '1' });
+    const reused = await failure(() =>
+      client.execute.mutate({ op: 'put', key: 'b', value: '2', raftSession }),
+    );
+    expect(reused.data?.code).toBe('CONFLICT');
+    expect(reused.message).toMatch(/used sequence number 1 before for a different command/);
+    expect(raftErrorOf(reused)).toMatchObject({
+      kind: 'command',
+      retryable: false,
+      errorName: 'SessionConflictError',
+      commandCode: 'CONFLICT',
+    });
+    for (const id of Object.keys(cluster.urls)) {
+      await expect.poll(() => cluster.machine(id).get('a')).toBe('1');
+      expect(cluster.machine(id).get('b')).toBeNull();
+    }
   });
 
   it('maps Raft errors to tRPC codes with data.raft', async () => {

@@ -64,8 +64,11 @@ export interface RaftProceduresOptions<Command, Result> {
    */
   readonly node: RaftNodeSource<Command, Result>;
   /**
-   * Validates the input of {@link RaftProcedures.replicatedMutation}: a command of the state
-   * machine. It should strip unknown keys (zod's default), so the stamp never enters the log.
+   * The schema of the state machine's commands: validates the input of
+   * {@link RaftProcedures.replicatedMutation}, and every command `ctx.raft.propose` is given
+   * before it reaches the log (an invalid one fails with BAD_REQUEST and proposes nothing). For
+   * `@tsraft/pg-storage`, derive it from the commands: `commandSchema(commands)`. It should strip
+   * unknown keys (zod's default), so the stamp never enters the log.
    */
   readonly command: z.ZodType<NoInfer<Command>, NoInfer<Command>>;
   /**
@@ -91,7 +94,8 @@ export interface RaftMutation<
   /** The request's stamp (`input.raftSession`), if the client sent one. */
   readonly session: ClientSession | undefined;
   /**
-   * Proposes `command` with the request's stamp and resolves with its result once applied
+   * Checks `command` against the command schema (BAD_REQUEST, nothing proposed, when it does not
+   * fit), proposes it with the request's stamp and resolves with its result once applied
    * (through the leader: a follower forwards it). Fails with a `TRPCError` whose code and
    * `data.raft` say why (see `toRaftTrpcError`). A stamped request proposes one command at most:
    * a second call throws, since two commands cannot share one stamp. With a {@link RaftResultMap},
@@ -316,6 +320,7 @@ export function createRaftProcedures<
   const resolve = nodeResolver(options.node);
   const proposeTimeoutMs = options.proposeTimeoutMs ?? DEFAULT_PROPOSE_TIMEOUT_MS;
   if (!(proposeTimeoutMs > 0)) throw new TypeError('proposeTimeoutMs must be positive');
+  const commandSchema = options.command;
 
   /** The leader the node knows, or `null` when there is no node to ask. */
   const leaderHint = (): NodeId | null => {
@@ -368,6 +373,14 @@ export function createRaftProcedures<
             });
           }
           proposed = true;
+          const checked = commandSchema.safeParse(command);
+          if (!checked.success) {
+            throw new TRPCError({
+              code: 'BAD_REQUEST',
+              message: `the command does not fit the command schema; nothing was proposed: ${z.prettifyError(checked.error)}`,
+              cause: checked.error,
+            });
+          }
           const raftNode = resolve();
           const started = performance.now();
           const deadline = AbortSignal.timeout(proposeTimeoutMs);

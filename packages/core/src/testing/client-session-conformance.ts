@@ -9,31 +9,47 @@ export interface SessionCommand {
   readonly timestamp: number;
   /** Unique per command: what executing it must answer. */
   readonly token: string;
+  /**
+   * What the command asks, which its digest covers: a retry asks the same as the command it
+   * repeats, a command that reuses another's stamp asks something else. The state machine under
+   * test must propose something that differs exactly when this does.
+   */
+  readonly command: string;
 }
 
 /**
  * What a state machine under test answered to a command: the result it executed or recorded (a
  * token), or that its session is expired.
  */
-export type SessionAnswer = { readonly result: string } | { readonly expired: true };
+export type SessionAnswer =
+  | { readonly result: string }
+  | { readonly expired: true }
+  | { readonly conflict: true };
 
 /** A fresh state machine under test, with the given retention rules. */
 export interface ClientSessionFixture {
   /**
    * Applies `batches` in order, each as one batch of consecutive entries; a command that
    * executes answers its own token, a duplicate answers the token recorded for its session's
-   * command, an expired one `{ expired: true }`.
+   * command, an expired one `{ expired: true }`, one whose stamp a different command used
+   * `{ conflict: true }`.
    */
   apply(batches: readonly (readonly SessionCommand[])[]): Promise<SessionAnswer[][]>;
 }
 
-type Expected = 'new' | 'duplicate' | 'expired';
+type Expected = 'new' | 'duplicate' | 'expired' | 'conflict';
 
 interface Case {
   readonly name: string;
   readonly options: ClientSessionsOptions;
-  /** Batches of `[clientId, seq, ms after T0, expected]`. */
-  readonly batches: readonly (readonly (readonly [string, number, number, Expected])[])[];
+  /**
+   * Batches of `[clientId, seq, ms after T0, expected, what it asks]`; by default a command asks
+   * `clientId:seq` (a retry asks what the first attempt asked).
+   */
+  readonly batches: readonly (readonly (
+    | readonly [string, number, number, Expected]
+    | readonly [string, number, number, Expected, string]
+  )[])[];
 }
 
 const T0 = 1_700_000_000_000;
@@ -44,7 +60,8 @@ const T0 = 1_700_000_000_000;
  * - a command of an unknown client, or of one idle longer than `forgetAfterMs`: new;
  * - idle longer than `expireAfterMs`, or `seq` at or below `highest seq - retainPerClient`:
  *   expired, never executed;
- * - a result recorded for `(clientId, seq)`: a duplicate, answered with it;
+ * - a result recorded for `(clientId, seq)`: a duplicate, answered with it, when the command asks
+ *   what the recorded one asked; a conflict, never executed, when it asks something else;
  * - otherwise new.
  */
 const CASES: readonly Case[] = [
@@ -144,6 +161,22 @@ const CASES: readonly Case[] = [
     ],
   },
   {
+    name: 'a stamp reused for a different command is a conflict, never executed; the first command stays answerable',
+    options: {},
+    batches: [
+      [
+        ['a', 1, 0, 'new', 'put x'],
+        ['a', 1, 1, 'conflict', 'put y'],
+      ],
+      [
+        ['a', 1, 2, 'duplicate', 'put x'],
+        ['a', 1, 3, 'conflict', 'delete x'],
+        ['a', 2, 4, 'new', 'put y'],
+        ['b', 1, 5, 'new', 'put y'],
+      ],
+    ],
+  },
+  {
     name: 'a leader clock that steps back does not make a session younger',
     options: { expireAfterMs: 100, forgetAfterMs: 300 },
     batches: [[['a', 1, 0, 'new']], [['b', 1, 200, 'new']], [['a', 2, 50, 'expired']]],
@@ -165,11 +198,12 @@ export function describeClientSessionConformance(
       it(testCase.name, async () => {
         let counter = 0;
         const batches = testCase.batches.map((batch) =>
-          batch.map(([clientId, seq, ms]) => ({
+          batch.map(([clientId, seq, ms, , command]) => ({
             clientId,
             seq,
             timestamp: T0 + ms,
             token: `${clientId}:${seq}:${++counter}`,
+            command: command ?? `${clientId}:${seq}`,
           })),
         );
         const fixture = await factory(testCase.options);
@@ -181,6 +215,7 @@ export function describeClientSessionConformance(
             const key = `${command.clientId}:${command.seq}`;
             if (answer === undefined) return 'no answer';
             if ('expired' in answer) return 'expired';
+            if ('conflict' in answer) return 'conflict';
             if (answer.result === command.token) {
               tokens.set(key, command.token);
               return 'new';

@@ -109,6 +109,34 @@ describe('KvStateMachine', () => {
     expect(kv.get('log')).toBe('xx');
   });
 
+  it('answers SessionConflictError to a different command reusing a stamp, executing nothing; a snapshot keeps the digest', async () => {
+    const kv = new KvStateMachine();
+    const session = { clientId: 'c1', seq: 1 };
+    const [first, reused] = await kv.apply(
+      commands(1, [
+        [{ op: 'put', key: 'a', value: '1' }, session],
+        [{ op: 'put', key: 'b', value: '2' }, session],
+      ]),
+    );
+    expect(first).toEqual({ status: 'ok', value: { op: 'put', value: '1' } });
+    expect(reused).toMatchObject({
+      status: 'error',
+      error: { name: 'SessionConflictError', code: 'CONFLICT' },
+    });
+    expect(kv.get('b')).toBeNull();
+    const { position, chunks } = await kv.exportSnapshot();
+    const restored = new KvStateMachine();
+    await restored.restoreSnapshot(position, stream(await collect(chunks)));
+    const [again, retry] = await restored.apply(
+      commands(3, [
+        [{ op: 'put', key: 'b', value: '2' }, session],
+        [{ op: 'put', key: 'a', value: '1' }, session],
+      ]),
+    );
+    expect(again).toMatchObject({ error: { name: 'SessionConflictError' } });
+    expect(retry).toEqual(first);
+  });
+
   it('answers SessionExpiredError for a command of an expired session, without executing it', async () => {
     const kv = new KvStateMachine();
     await kv.apply(
@@ -163,7 +191,7 @@ describe('KvStateMachine', () => {
     await kv.apply(
       commands(1, [
         [
-          { op: 'put', key: 'big', value: big },
+          { op: 'append', key: 'big', value: big },
           { clientId: 'c', seq: 1 },
         ],
         { op: 'put', key: 'é', value: '✓' },
@@ -186,12 +214,12 @@ describe('KvStateMachine', () => {
     const [retry] = await restored.apply(
       commands(3, [
         [
-          { op: 'put', key: 'big', value: 'again' },
+          { op: 'append', key: 'big', value: big },
           { clientId: 'c', seq: 1 },
         ],
       ]),
     );
-    expect(retry).toEqual({ status: 'ok', value: { op: 'put', value: big } });
+    expect(retry).toEqual({ status: 'ok', value: { op: 'append', value: big } });
     expect(restored.get('big')).toBe(big);
   });
 

@@ -2,7 +2,9 @@ import {
   ClientSessions,
   type ClientSessionsJson,
   type ClientSessionsOptions,
+  sessionConflictResult,
 } from '../client-sessions.ts';
+import { commandDigest } from '../command-digest.ts';
 import type { LogPosition } from '../log-entry.ts';
 import type { AppliedEntry, CommandResult, StateMachine } from '../state-machine.ts';
 import { delay } from './delay.ts';
@@ -50,7 +52,8 @@ const DEFAULT_CHUNK_BYTES = 64 * 1024;
 /**
  * An in-memory key/value {@link StateMachine} for tests and simulations. Commands that carry a
  * client session execute exactly once (thesis 6.3): a duplicate answers the recorded result, and
- * a command of an expired session answers an error named `SessionExpiredError`.
+ * a command of an expired session answers an error named `SessionExpiredError`, and a command
+ * whose stamp another command used answers `SessionConflictError` (code `CONFLICT`).
  *
  * Memory is its durable state: a simulated crash that keeps the store keeps this object too, or
  * replaces it with a new one restored from a snapshot.
@@ -155,10 +158,13 @@ export class KvStateMachine implements StateMachine<KvCommand, KvResult> {
     const { session, timestamp } = entry;
     if (session === undefined) return this.#run(entry.command);
     this.#sessions.expire(timestamp);
-    const check = this.#sessions.check(session, timestamp);
+    const key = { ...session, digest: commandDigest(entry.command) };
+    const check = this.#sessions.check(key, timestamp);
     switch (check.kind) {
       case 'duplicate':
         return check.result;
+      case 'conflict':
+        return sessionConflictResult(session);
       case 'expired':
         return {
           status: 'error',
@@ -169,7 +175,7 @@ export class KvStateMachine implements StateMachine<KvCommand, KvResult> {
         };
       case 'new': {
         const result = this.#run(entry.command);
-        this.#sessions.record(session, result, timestamp);
+        this.#sessions.record(key, result, timestamp);
         return result;
       }
       default:
