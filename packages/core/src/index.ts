@@ -26,6 +26,7 @@ export {
   DEFAULT_ENGINE_TUNING,
   type EngineOptions,
   type EngineTuning,
+  type FollowerLostEntries,
 } from './engine/engine-options.ts';
 export type { ChangeMode, MembershipChange } from './engine/membership-change.ts';
 export {

@@ -90,4 +90,22 @@ export interface EngineOptions {
   readonly random: RandomSource;
   readonly tuning?: Partial<EngineTuning>;
   readonly logger?: Logger;
+  /**
+   * Called when a follower's log turns out shorter than what it acknowledged to this leader in
+   * this term (its answer to a heartbeat sent after the acknowledgement): it lost entries it had said were durable (storage that does not
+   * keep what it acknowledges, or a database restored from an older backup). Safety then rests
+   * on the other members; the engine also logs it at `error`. Called at most once per follower
+   * and term.
+   */
+  readonly onFollowerLostEntries?: (event: FollowerLostEntries) => void;
+}
+
+/** What {@link EngineOptions.onFollowerLostEntries} reports. */
+export interface FollowerLostEntries {
+  readonly follower: NodeId;
+  readonly term: number;
+  /** The highest index the follower had acknowledged (its match index). */
+  readonly acknowledged: number;
+  /** The follower's last index now, below `acknowledged`. */
+  readonly lastIndex: number;
 }

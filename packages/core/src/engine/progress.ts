@@ -13,6 +13,11 @@ export type ProgressState = 'probe' | 'replicate' | 'snapshot';
 export class Progress {
   /** Highest index known to be replicated on the follower. */
   match = 0;
+  /**
+   * The latest heartbeat round the leader had broadcast when `match` last advanced: a heartbeat
+   * of a later round reaches the follower after it acknowledged `match`.
+   */
+  matchRound = 0;
   /** Index of the next entry to send. */
   next: number;
   state: ProgressState = 'probe';

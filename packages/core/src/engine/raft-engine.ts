@@ -132,6 +132,9 @@ export class RaftEngine {
   readonly #tuning: EngineTuning;
   readonly #random: RandomSource;
   readonly #logger: Logger;
+  readonly #onFollowerLostEntries: EngineOptions['onFollowerLostEntries'];
+  /** `term\nfollower` of the followers already reported for lost entries. */
+  readonly #lostEntriesReported = new Set<string>();
   readonly #log: RaftLog;
   readonly #configs: ConfigHistory;
   /** Metadata of the snapshot the log starts after: what a lagging follower is sent. */
@@ -198,6 +201,7 @@ export class RaftEngine {
     }
     this.#random = options.random;
     this.#logger = options.logger ?? noopLogger;
+    this.#onFollowerLostEntries = options.onFollowerLostEntries;
     this.#log = new RaftLog(options.snapshot, options.entries);
     this.#configs = new ConfigHistory(
       { index: options.snapshot.index, config: options.config },
@@ -1082,6 +1086,14 @@ export class RaftEngine {
         this.#handleAppendResponse(m, pr);
         return;
       case 'heartbeat-response':
+        // A heartbeat sent after the follower acknowledged `match`, answered with a shorter log:
+        // the follower lost entries it had acknowledged as durable.
+        if (m.round > pr.matchRound && m.lastIndex < pr.match) {
+          this.#followerLostEntries(m.from, pr.match, m.lastIndex);
+          // Replicate to it again from what it holds now, or it would never get those entries.
+          pr.match = m.lastIndex;
+          pr.becomeProbe();
+        }
         if (pr.state === 'snapshot' && m.lastIndex >= pr.pendingSnapshot) {
           // The follower installed the snapshot but its acknowledgement was lost.
           pr.becomeProbe();
@@ -1098,6 +1110,7 @@ export class RaftEngine {
       case 'snapshot-response':
         if (pr.state !== 'snapshot') return;
         pr.acknowledge(m.index);
+        pr.matchRound = this.#reads.sentRound;
         pr.becomeProbe();
         this.#sendAppend(m.from, true);
         return;
@@ -1123,6 +1136,7 @@ export class RaftEngine {
       );
     }
     if (!pr.acknowledge(m.index)) return;
+    pr.matchRound = this.#reads.sentRound;
     switch (pr.state) {
       case 'probe':
         pr.becomeReplicate();
@@ -1143,6 +1157,18 @@ export class RaftEngine {
     }
     if (m.from === this.#transfer?.target) this.#sendTimeoutNowIfCaughtUp();
     this.#membershipDuties();
+  }
+
+  /** Reports, once per follower and term, a follower that lost entries it had acknowledged. */
+  #followerLostEntries(follower: NodeId, acknowledged: number, lastIndex: number): void {
+    const key = `${this.#term}\n${follower}`;
+    if (this.#lostEntriesReported.has(key)) return;
+    this.#lostEntriesReported.add(key);
+    this.#logger.error(
+      { follower, term: this.#term, acknowledged, lastIndex },
+      `follower ${follower} acknowledged entries through index ${acknowledged} but its log now ends at ${lastIndex}: it lost entries it said were durable. Check that its storage keeps what it acknowledges (fsync, synchronous_commit on) and that its database was not restored from an older backup; if it was, remove it and add it back as a new learner (see the README's runbook for replacing a node)`,
+    );
+    this.#onFollowerLostEntries?.({ follower, term: this.#term, acknowledged, lastIndex });
   }
 
   /**

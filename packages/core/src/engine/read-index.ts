@@ -23,6 +23,11 @@ export class ReadIndexTracker {
   #reads: PendingRead[] = [];
   readonly #acked = new Map<NodeId, number>();
 
+  /** The latest heartbeat round broadcast in this term (0: none yet). */
+  get sentRound(): number {
+    return this.#sentRound;
+  }
+
   /** Queues a read; it waits for the next round to be broadcast. */
   add(id: string, origin: NodeId, index: number): void {
     this.#reads.push({ id, origin, index, round: this.#sentRound + 1 });

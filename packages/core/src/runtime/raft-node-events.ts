@@ -1,4 +1,5 @@
 import type { ClusterConfig } from '../configuration.ts';
+import type { FollowerLostEntries } from '../engine/engine-options.ts';
 import type { Role } from '../engine/ready.ts';
 import type { NodeId } from '../log-entry.ts';
 
@@ -60,6 +61,13 @@ export interface RaftNodeEvents {
    * Logged at `warn`; emitted at most once per peer per 30 s while it lasts.
    */
   'peer-unauthorized': [event: { readonly peer: NodeId; readonly error: Error }];
+  /**
+   * As leader, this node found a follower whose log is behind what the follower had acknowledged
+   * (it lost entries it said were durable: storage that does not keep what it acknowledges, or a
+   * database restored from an older backup). Logged at `error` with what to do; once per follower
+   * and term.
+   */
+  'follower-lost-entries': [event: FollowerLostEntries];
   /** The node stopped on a fatal error (storage failure, broken invariant). Emitted once. */
   fatal: [event: { readonly error: Error }];
 }

@@ -150,6 +150,32 @@ describe('RaftNode', () => {
     expect(new TextDecoder().decode(entry?.data)).toContain('"key":"b"');
   });
 
+  it('a leader reports a follower that lost entries it had acknowledged (error log and follower-lost-entries event)', async () => {
+    await using cluster = await TestCluster.start();
+    const leader = await cluster.waitForLeader();
+    const reports: { follower: string; acknowledged: number; lastIndex: number }[] = [];
+    leader.on('follower-lost-entries', ({ follower, acknowledged, lastIndex }) => {
+      reports.push({ follower, acknowledged, lastIndex });
+    });
+    for (let i = 0; i < 5; i++) await leader.propose(put(`k${i}`, 'v'));
+    const follower = cluster.followers(leader)[0]!;
+    await waitFor(() => follower.status().appliedIndex >= leader.status().commitIndex);
+    const acknowledged = leader.status().progress?.[follower.id]?.match ?? 0;
+    expect(acknowledged).toBeGreaterThanOrEqual(5);
+    expect(reports).toEqual([]);
+    // Its storage loses the log it acknowledged (it kept only its term and vote), and its state.
+    await cluster.stopNode(follower.id);
+    const disk = cluster.disk(follower.id);
+    disk.log = { ...disk.log!, entries: [] };
+    disk.stateMachine = new KvStateMachine();
+    await cluster.startNode(follower.id);
+    await waitFor(() => reports.length > 0);
+    expect(reports[0]).toEqual({ follower: follower.id, acknowledged, lastIndex: 0 });
+    // Once per follower and term, however many heartbeats show it; and it catches up.
+    await waitFor(() => cluster.node(follower.id).status().appliedIndex >= 5);
+    expect(reports).toHaveLength(1);
+  });
+
   it('fails a forwarded proposal the leader never answers once forwardTimeoutMs passes', async () => {
     await using cluster = await TestCluster.start();
     const leader = await cluster.waitForLeader();

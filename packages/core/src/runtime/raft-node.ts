@@ -1,5 +1,5 @@
 import { type ClusterConfig, isJoint, sameMembership, validateConfig } from '../configuration.ts';
-import { DEFAULT_ENGINE_TUNING } from '../engine/engine-options.ts';
+import { DEFAULT_ENGINE_TUNING, type FollowerLostEntries } from '../engine/engine-options.ts';
 import type { MembershipChange } from '../engine/membership-change.ts';
 import { RaftEngine } from '../engine/raft-engine.ts';
 import type { Ready, Role, SoftState } from '../engine/ready.ts';
@@ -344,6 +344,8 @@ export class RaftNode<Command, Result> {
       signal?.throwIfAborted();
       throw error;
     }
+    /** Set once the node exists: the engine reports only after it has stepped messages. */
+    let lostEntries: ((event: FollowerLostEntries) => void) | undefined;
     const engine = new RaftEngine({
       id: options.id,
       config: recovered.config,
@@ -354,6 +356,7 @@ export class RaftNode<Command, Result> {
       random: options.random ?? cryptoSeededRandom(),
       ...(options.tuning === undefined ? {} : { tuning: options.tuning }),
       logger,
+      onFollowerLostEntries: (event) => lostEntries?.(event),
     });
     const stored = engine.status().config;
     const ignoredConfigOption = sameMembership(stored, options.config)
@@ -377,6 +380,7 @@ export class RaftNode<Command, Result> {
       ),
     });
     node.#ignoredConfigOption = ignoredConfigOption;
+    lostEntries = (event) => node.#emit('follower-lost-entries', event);
     node.#membership.observe();
     await options.transport.listen(node.#handlePeerRequest);
     node.#ticksStartedAt = node.#clock.now();

@@ -22,6 +22,7 @@ const FORWARDED_EVENTS = [
   'commit',
   'apply',
   'peer-unauthorized',
+  'follower-lost-entries',
 ] as const satisfies readonly RaftNodeEventName[];
 
 /** One node and what its `open` built for it. */
