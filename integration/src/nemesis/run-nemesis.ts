@@ -117,6 +117,11 @@ const QUIESCENCE_TIMEOUT_MS = 30_000;
 const CALM_MS = 500;
 /** The linearizability checker's time limit per round. */
 const CHECK_TIMEOUT_MS = 60_000;
+/**
+ * How long the cluster may take to settle after the last round: longer than between rounds, since
+ * nothing waits on it, and without it the whole-run checks cannot run.
+ */
+const FINAL_QUIESCENCE_TIMEOUT_MS = 120_000;
 /** Rounds per audit query in the final check. */
 const FINAL_AUDIT_ROUNDS = 50;
 
@@ -403,7 +408,7 @@ async function checkWholeRun(
   signal: AbortSignal | undefined,
 ): Promise<string[]> {
   const settled = await awaitQuiescence(cluster, {
-    timeoutMs: QUIESCENCE_TIMEOUT_MS,
+    timeoutMs: FINAL_QUIESCENCE_TIMEOUT_MS,
     ...(signal ? { signal } : {}),
   });
   if ('problem' in settled) return [`at the end: ${settled.problem}`];
