@@ -151,13 +151,16 @@ describe('restoreNode: a stopped node starts from a snapshot', { timeout: 60_000
       tables: target.tables,
     });
     expect(await machine.lastApplied()).toEqual({ index: 30, term: 2 });
-    // The sessions came along: a retried command gets its recorded result, not a second run.
+    // The sessions came along: a retried command gets its recorded result, not a second run,
+    // and another command under its stamp is refused (the digests came along too).
     const retried = puts(30)[29]!;
     if (retried.kind !== 'command') throw new Error('a command');
-    const [retry] = await machine.apply([
-      { ...retried, index: 31, command: { name: 'put', input: { id: 30, label: 'run twice' } } },
+    const [retry, reused] = await machine.apply([
+      { ...retried, index: 31 },
+      { ...retried, index: 32, command: { name: 'put', input: { id: 30, label: 'run twice' } } },
     ]);
     expect(retry).toEqual({ status: 'ok', value: { ok: true } });
+    expect(reused).toMatchObject({ status: 'error', error: { name: 'SessionConflictError' } });
     const label = await sql<{ label: string }>`select label from items where id = 30`.execute(
       target.db,
     );

@@ -180,7 +180,7 @@ describe('the Postgres state machine, batch handlers', () => {
       entries([
         { command: put('a', '1'), session },
         put('b', '1'),
-        { command: put('a', 'retried'), session }, // a retry: same stamp, never executed
+        { command: put('a', '1'), session }, // a retry: same command and stamp, never executed
       ]),
     );
     expect(calls).toEqual([2]);

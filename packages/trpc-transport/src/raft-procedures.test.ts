@@ -540,7 +540,9 @@ describe('exactly-once through the session link while the leader is killed', () 
         acknowledged[c]?.push(token);
       }
     });
-    await expect.poll(() => acknowledged.every((tokens) => tokens.length >= 5)).toBe(true);
+    await expect
+      .poll(() => acknowledged.every((tokens) => tokens.length >= 5), { timeout: 10_000 })
+      .toBe(true);
     const before = acknowledged.map((tokens) => tokens.length);
     await cluster.stop(leader.id);
     const next = await cluster.leader();
