@@ -49,6 +49,18 @@ const config: ViteUserConfig = defineConfig({
       {
         extends: true,
         test: {
+          // GUIDE.md's code: its nodes and its tests on real Postgres servers, and the guide's
+          // code blocks checked against these files.
+          name: 'guide',
+          root: 'examples/guide',
+          include: ['src/**/*.test.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
           name: 'integration',
           root: 'integration',
           include: ['src/**/*.test.ts'],
