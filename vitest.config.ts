@@ -31,6 +31,7 @@ const config: ViteUserConfig = defineConfig({
         test: { ...unitProject('pg-storage').test, testTimeout: 20_000, hookTimeout: 60_000 },
       },
       unitProject('log-compaction'),
+      unitProject('opentelemetry'),
       {
         extends: true,
         test: { name: 'simulation', root: 'packages/core', include: [SIMULATION] },

@@ -16,6 +16,7 @@ it("GUIDE.md shows the guide's files exactly as they are typechecked and run", a
     'examples/guide/src/node.ts',
     'examples/guide/src/client.ts',
     'examples/guide/src/app.test.ts',
+    'examples/guide/src/metrics.ts',
   ]);
   for (const [, path, code] of shown) {
     const file = await readFile(`${repo}/${path}`, 'utf8');

@@ -25,9 +25,11 @@ it("the guide's nodes form a cluster that serves the app, reads and the admin ro
   );
   const secret = randomBytes(24).toString('base64url');
   const adminToken = randomBytes(12).toString('hex');
+  const metricsPort = await pickLoopbackPort();
   const nodes = await Promise.all(
     (['n1', 'n2', 'n3'] as const).map((id) =>
       startNode({
+        ...(id === 'n1' ? { metricsPort } : {}),
         id,
         peers,
         secret,
@@ -63,6 +65,14 @@ it("the guide's nodes form a cluster that serves the app, reads and the admin ro
     expect(status.id).toBe('n2');
     expect(status.appliedIndex).toBeGreaterThanOrEqual(3);
     await expect(admin('wrong').raftAdmin.status.query()).rejects.toThrow(/not allowed/);
+
+    // Prometheus' view of n1 (step 8): its term and commit index, as n1 reports them.
+    const scraped = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const n1 = nodes[0]?.supervisor.status();
+    const term = n1?.state === 'running' ? n1.term : -1;
+    expect(scraped).toMatch(new RegExp(`^raft_term\\{[^}]*raft_node="n1"[^}]*\\} ${term}`, 'm'));
+    expect(scraped).toMatch(/^raft_commit_index\{[^}]*raft_node="n1"/m);
+    expect(scraped).toMatch(/^raft_apply_duration/m);
   } finally {
     await Promise.all(nodes.map((node) => node.close()));
   }

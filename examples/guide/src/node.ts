@@ -12,6 +12,7 @@ import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { createAppRouter } from './app-router.ts';
 import { type Commands, commands, createTables, type Database, TABLES } from './commands.ts';
+import { serveMetrics } from './metrics.ts';
 
 export interface NodeSettings {
   /** This node's id, e.g. `n1`. */
@@ -27,6 +28,8 @@ export interface NodeSettings {
   port: number;
   /** Who may use `raftAdmin`: here, requests carrying this token. */
   adminToken: string;
+  /** Where Prometheus scrapes this node's metrics (step 8). Default: no metrics endpoint. */
+  metricsPort?: number;
 }
 
 /** Starts one node of the cluster: its supervised Raft node and one HTTP server. */
@@ -77,10 +80,15 @@ export async function startNode(settings: NodeSettings) {
     }),
   });
   await server.listen({ host: settings.host, port: settings.port });
+  const metrics =
+    settings.metricsPort === undefined
+      ? undefined
+      : serveMetrics(supervisor, { host: settings.host, port: settings.metricsPort });
 
   return {
     supervisor,
     async close() {
+      await metrics?.close();
       await server.close();
       await supervisor.close();
       await db.destroy();
