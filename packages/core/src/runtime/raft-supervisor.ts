@@ -21,6 +21,10 @@ const FORWARDED_EVENTS = [
   'config-option-ignored',
   'commit',
   'apply',
+  'persist',
+  'proposal',
+  'read',
+  'snapshot',
   'peer-unauthorized',
   'follower-lost-entries',
 ] as const satisfies readonly RaftNodeEventName[];
