@@ -4,7 +4,7 @@ import {
   describeLogStoreConformance,
   describeSnapshotStoreConformance,
 } from '@tsraft/core/testing/conformance';
-import { PostgresLogStore, PostgresSnapshotStore } from '@tsraft/pg-storage';
+import { guardPoolErrors, PostgresLogStore, PostgresSnapshotStore } from '@tsraft/pg-storage';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,7 +54,7 @@ function connect(): AnyKysely {
     statement_timeout: 15_000,
   });
   // An idle connection whose server died emits 'error'; the next query reports the failure.
-  pool.on('error', () => {});
+  guardPoolErrors(pool); // a lost Postgres fails calls, never the process
   const db: AnyKysely = new Kysely({ dialect: new PostgresDialect({ pool }) });
   return db;
 }

