@@ -1,7 +1,5 @@
-import { createServer, type Server } from 'node:http';
 import { createTRPCClient, httpLink, type TRPCClient, type TRPCLink } from '@trpc/client';
 import type { AnyTRPCRouter } from '@trpc/server';
-import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import {
   type AppliedEntry,
   type CommandResult,
@@ -22,6 +20,7 @@ import {
 import { expect } from 'vitest';
 import { z } from 'zod';
 import { raftFailoverLink } from './raft-failover-link.ts';
+import { createRaftHttpServer, type RaftHttpServer } from './raft-http-server.ts';
 import { raftSessionLink } from './raft-session-link.ts';
 import { SECRET } from './test-peers.test-helpers.ts';
 import { createTrpcTransport } from './trpc-transport.ts';
@@ -107,12 +106,12 @@ export interface AppClusterOptions<TRouter extends AnyTRPCRouter> {
 interface RunningNode {
   readonly node: KvNode;
   readonly machine: KvStateMachine;
-  readonly server: Server;
+  readonly server: RaftHttpServer;
 }
 
 /**
- * Raft nodes in this process, each with one HTTP server on 127.0.0.1 that serves the peer
- * transport under `/raft` and the user's app router (`app`) under `/trpc`.
+ * Raft nodes in this process, each with one HTTP server on 127.0.0.1 (`createRaftHttpServer`)
+ * that serves the peer transport under `/raft` and the user's app router (`app`) under `/trpc`.
  */
 export class AppCluster<TRouter extends AnyTRPCRouter> {
   readonly urls: Record<NodeId, string>;
@@ -153,17 +152,16 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
       },
       machine: () => machine,
     };
-    const app = createHTTPHandler({
+    const server = createRaftHttpServer({
       router: options.app(deps),
+      transport,
       basePath: '/trpc',
-      ...(options.responseMeta === undefined ? {} : { responseMeta: options.responseMeta(deps) }),
+      ...(options.responseMeta === undefined
+        ? {}
+        : { raft: { responseMeta: options.responseMeta(deps) } }),
       createContext: ({ req }): AppContext => ({ admin: req.headers['x-admin'] === ADMIN_SECRET }),
     });
-    const server = createServer((req, res) => {
-      if (!transport.handle(req, res)) app(req, res);
-    });
-    const port = Number(new URL(this.urls[id] as string).port);
-    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    await server.listen({ port: Number(new URL(this.urls[id] as string).port) });
     node = await RaftNode.start<KvCommand, KvResult>({
       id,
       config: { voters: [...ids] },
@@ -280,10 +278,8 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
     const running = this.running.get(id);
     if (running === undefined) return;
     this.running.delete(id);
-    running.server.closeAllConnections();
-    const closed = new Promise<void>((resolve) => running.server.close(() => resolve()));
+    const closed = running.server.close();
     await running.node.close();
-    running.server.closeAllConnections();
     await closed;
   }
 

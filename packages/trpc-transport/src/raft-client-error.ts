@@ -44,11 +44,13 @@ export function raftErrorOf(error: unknown): RaftErrorData | undefined {
 
 /**
  * Whether a call that failed this way may be repeated: no answer came, or the server says so
- * (`data.raft.retryable`), or the code is SERVICE_UNAVAILABLE, TIMEOUT or TOO_MANY_REQUESTS.
+ * (`data.raft.retryable`, or `data.raft.tryAnotherNode`: on another node), or the code is SERVICE_UNAVAILABLE, TIMEOUT or TOO_MANY_REQUESTS.
  * Repeating a mutation is safe only with the same stamp (see `raftSessionLink`).
  */
 export function isRetryable(failure: RaftCallFailure): boolean {
-  if (failure.raft !== undefined) return failure.raft.retryable;
+  if (failure.raft !== undefined) {
+    return failure.raft.retryable || failure.raft.tryAnotherNode === true;
+  }
   return failure.noAnswer || (failure.code !== undefined && RETRYABLE_CODES.has(failure.code));
 }
 

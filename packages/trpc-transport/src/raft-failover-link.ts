@@ -24,7 +24,7 @@ export interface RaftFailoverLinkOptions<TRouter extends AnyTRPCRouter> {
  *   `data.raft.leaderHint`), which saves the follower's forwarding hop on every later call: a
  *   client that starts at a follower moves after its first answer;
  * - to the next node, when no answer came (the node is down or unreachable), when the node is
- *   closed, or when it knows no leader (it may be cut off from the majority).
+ *   closed or restarting (`data.raft.tryAnotherNode`), or when it knows no leader (it may be cut off from the majority).
  *
  * It never retries by itself: put {@link raftSessionLink} before it, and each retry goes to the
  * node chosen after the last failure.
@@ -49,6 +49,7 @@ export function raftFailoverLink<TRouter extends AnyTRPCRouter>(
         current = hint;
       } else if (
         failure.noAnswer ||
+        failure.raft?.tryAnotherNode === true ||
         failure.raft?.kind === 'closed' ||
         (failure.raft?.kind === 'not-leader' && failure.raft.leaderHint === null)
       ) {

@@ -13,9 +13,11 @@ import {
   type ClientSession,
   type ClusterConfig,
   type NodeId,
+  NodeRecoveringError,
   RaftError,
   type RaftNode,
   type RaftNodeStatus,
+  RaftSupervisor,
   type StoredSnapshot,
 } from '@tsraft/core';
 import { z } from 'zod';
@@ -44,13 +46,22 @@ export type RaftResultFor<C, Result, Results extends RaftResultMap> = C extends 
   ? Results[Name]
   : Result;
 
+/** Where the procedures find their node (see {@link RaftProceduresOptions.node}). */
+export type RaftNodeSource<Command, Result> =
+  | RaftNode<Command, Result>
+  | RaftSupervisor<Command, Result>
+  | (() => RaftNode<Command, Result> | RaftSupervisor<Command, Result> | undefined);
+
 /** Options of {@link createRaftProcedures}. */
 export interface RaftProceduresOptions<Command, Result> {
   /**
-   * The node the procedures propose to and read through, or a function that returns it at each
-   * call (so the router can exist before the node has started).
+   * The node the procedures propose to and read through: a `RaftNode`, a `RaftSupervisor` (its
+   * running node at each call), or a lookup called at each call, so that the router can exist
+   * before the node has started. The lookup may return `undefined` (no node yet) or throw
+   * `NodeRecoveringError` / `NodeClosedError`: the call then fails with SERVICE_UNAVAILABLE and
+   * `data.raft` (`recovering`, or `closed`; `tryAnotherNode`), so the client links retry or move.
    */
-  readonly node: RaftNode<Command, Result> | (() => RaftNode<Command, Result>);
+  readonly node: RaftNodeSource<Command, Result>;
   /**
    * Validates the input of {@link RaftProcedures.replicatedMutation}: a command of the state
    * machine. It should strip unknown keys (zod's default), so the stamp never enters the log.
@@ -300,13 +311,29 @@ export function createRaftProcedures<
   Result,
   Results extends RaftResultMap = Record<never, never>,
 >(options: RaftProceduresOptions<Command, Result>): RaftProcedures<Command, Result, Results> {
-  const { node } = options;
-  const resolve = typeof node === 'function' ? node : () => node;
+  const resolve = nodeResolver(options.node);
   const proposeTimeoutMs = options.proposeTimeoutMs ?? DEFAULT_PROPOSE_TIMEOUT_MS;
   if (!(proposeTimeoutMs > 0)) throw new TypeError('proposeTimeoutMs must be positive');
 
-  const mapError = (error: unknown, raftNode: RaftNode<Command, Result>, timedOut: boolean) =>
-    toRaftTrpcError(error, { leaderHint: raftNode.status().leaderId, timedOut }) ?? error;
+  /** The leader the node knows, or `null` when there is no node to ask. */
+  const leaderHint = (): NodeId | null => {
+    try {
+      return resolve().status().leaderId;
+    } catch {
+      return null;
+    }
+  };
+  const mapError = (
+    error: unknown,
+    raftNode: RaftNode<Command, Result>,
+    timedOut: boolean,
+    deadline?: string,
+  ) =>
+    toRaftTrpcError(error, {
+      leaderHint: raftNode.status().leaderId,
+      timedOut,
+      ...(deadline === undefined ? {} : { deadline }),
+    }) ?? error;
 
   /** Maps a `RaftError` a resolver let through (e.g. from `node.propose` called directly). */
   const mapResolverErrors = t.middleware(async ({ next }) => {
@@ -314,10 +341,7 @@ export function createRaftProcedures<
     if (result.ok || result.error instanceof RaftTrpcError) return result;
     const cause = result.error.cause;
     if (!(cause instanceof RaftError)) return result;
-    const mapped = toRaftTrpcError(cause, {
-      leaderHint: resolve().status().leaderId,
-      timedOut: false,
-    });
+    const mapped = toRaftTrpcError(cause, { leaderHint: leaderHint(), timedOut: false });
     return mapped === undefined ? result : { ...result, error: mapped };
   });
 
@@ -343,6 +367,7 @@ export function createRaftProcedures<
           }
           proposed = true;
           const raftNode = resolve();
+          const started = performance.now();
           const deadline = AbortSignal.timeout(proposeTimeoutMs);
           const wait = signal === undefined ? deadline : AbortSignal.any([signal, deadline]);
           try {
@@ -353,7 +378,14 @@ export function createRaftProcedures<
               Results
             >;
           } catch (error) {
-            throw mapError(error, raftNode, wait.aborted);
+            throw mapError(
+              error,
+              raftNode,
+              wait.aborted,
+              deadline.aborted
+                ? `no result within the deadline of ${proposeTimeoutMs} ms (proposeTimeoutMs)`
+                : `the request was aborted after ${elapsedMs(started)} ms`,
+            );
           }
         },
       };
@@ -374,13 +406,19 @@ export function createRaftProcedures<
     .use(mapResolverErrors)
     .use(async ({ signal, next }) => {
       const raftNode = resolve();
+      const started = performance.now();
       try {
         await raftNode.read(() => undefined, {
           consistency: 'linearizable',
           ...(signal === undefined ? {} : { signal }),
         });
       } catch (error) {
-        throw mapError(error, raftNode, signal?.aborted ?? false);
+        throw mapError(
+          error,
+          raftNode,
+          signal?.aborted ?? false,
+          `the request was aborted after ${elapsedMs(started)} ms`,
+        );
       }
       return next();
     });
@@ -473,7 +511,12 @@ export function createRaftProcedures<
       });
     },
     responseMeta: () => {
-      const leader = knownLeader(resolve());
+      let leader: NodeId | null;
+      try {
+        leader = knownLeader(resolve());
+      } catch {
+        leader = null; // no node to ask: the answer is an error that says so
+      }
       const headers: Record<string, string> = {};
       if (leader !== null) headers[RAFT_LEADER_HEADER] = leader;
       return { headers };
@@ -499,6 +542,35 @@ const membershipInput = z.object({
 });
 const removeNodeInput = z.object({ id: nodeIdInput, timeoutMs: timeoutInput });
 const transferInput = z.object({ to: nodeIdInput.optional(), timeoutMs: timeoutInput });
+
+/** Milliseconds since `started` (a `performance.now()`), rounded. */
+function elapsedMs(started: number): number {
+  return Math.round(performance.now() - started);
+}
+
+/**
+ * The node to use at each call, from a {@link RaftNodeSource}: throws a mapped `RaftTrpcError`
+ * when there is none (`recovering` while it starts or restarts, `closed` once it is closed).
+ */
+function nodeResolver<Command, Result>(
+  source: RaftNodeSource<Command, Result>,
+): () => RaftNode<Command, Result> {
+  const lookup = typeof source === 'function' ? source : () => source;
+  return () => {
+    try {
+      const found = lookup();
+      if (found instanceof RaftSupervisor) return found.runningNode();
+      if (found === undefined) {
+        throw new NodeRecoveringError(
+          'this node is not running (it is starting, or restarting after a fatal error); retry shortly, or try another node',
+        );
+      }
+      return found;
+    } catch (error) {
+      throw toRaftTrpcError(error, { leaderHint: null, timedOut: false }) ?? error;
+    }
+  };
+}
 
 /** `{ timeoutMs }` when given, for the node's call options. */
 function timeoutOf(input: { timeoutMs?: number | undefined }): { timeoutMs?: number } {

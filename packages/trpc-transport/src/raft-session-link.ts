@@ -96,6 +96,10 @@ export function raftSessionLink<TRouter extends AnyTRPCRouter>(
                 Date.now() - started < retryForMs &&
                 op.signal?.aborted !== true;
               if (!again) {
+                if (attempt > 1 && error instanceof Error) {
+                  // The last attempt's message alone would state its own deadline, not the wait.
+                  error.message = `${error.message} (gave up after ${attempt} attempts in ${Date.now() - started} ms)`;
+                }
                 observer.error(error);
                 return;
               }

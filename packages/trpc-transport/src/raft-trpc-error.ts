@@ -6,6 +6,7 @@ import {
   ConfigChangeInProgressError,
   NodeClosedError,
   type NodeId,
+  NodeRecoveringError,
   NotLeaderError,
   ProposalDroppedError,
   RaftError,
@@ -19,7 +20,10 @@ import {
  * - `dropped`: a new leader overwrote the proposal's entry; it did not take effect;
  * - `unknown-outcome`: forwarding or the leader failed mid-way; the command may or may not apply;
  * - `read-unavailable`: a linearizable read could not be confirmed with a quorum;
- * - `closed`: this node is closed (another node may serve);
+ * - `closed`: this node is closed, or stopped after a fatal error: not retryable here, another
+ *   node may serve (`tryAnotherNode`);
+ * - `recovering`: this node is starting or restarting after a fatal error (`RaftSupervisor`), or
+ *   the app has no node to serve with yet: retryable, and another node may serve meanwhile;
  * - `backpressure`: the leader holds too many uncommitted entries;
  * - `timeout`: the deadline passed or the request was aborted; the command may still apply;
  * - `command`: the state machine's handler refused the command (a domain error, final);
@@ -32,6 +36,7 @@ export type RaftErrorKind =
   | 'unknown-outcome'
   | 'read-unavailable'
   | 'closed'
+  | 'recovering'
   | 'backpressure'
   | 'timeout'
   | 'command'
@@ -42,10 +47,15 @@ export type RaftErrorKind =
 export interface RaftErrorData {
   readonly kind: RaftErrorKind;
   /**
-   * Whether the same call may succeed if repeated, possibly on another node. A mutation repeated
-   * with the same client session (`raftSession`) applies at most once.
+   * Whether the same call may succeed if repeated on this node (which may forward it). A mutation
+   * repeated with the same client session (`raftSession`) applies at most once.
    */
   readonly retryable: boolean;
+  /**
+   * Set when this node cannot serve the call now (closed, restarting): repeat it on another node
+   * of the cluster. `raftFailoverLink` moves on, and `raftSessionLink` retries.
+   */
+  readonly tryAnotherNode?: boolean;
   /** The leader this node knows of, or `null`; set when it may help to go to the leader. */
   readonly leaderHint: NodeId | null;
   /** For `command`: the handler's error name, e.g. `SessionExpiredError`. */
@@ -81,12 +91,14 @@ function isTrpcCode(code: string | undefined): code is TRPC_ERROR_CODE_KEY {
  * | `NotLeaderError` | SERVICE_UNAVAILABLE | `not-leader` (with `leaderHint`) |
  * | `ProposalDroppedError` | SERVICE_UNAVAILABLE | `dropped` |
  * | `ReadUnavailableError` | SERVICE_UNAVAILABLE | `read-unavailable` |
- * | `NodeClosedError` | SERVICE_UNAVAILABLE | `closed` |
+ * | `NodeClosedError` | SERVICE_UNAVAILABLE | `closed` (not retryable here; `tryAnotherNode`) |
+ * | `NodeRecoveringError` | SERVICE_UNAVAILABLE | `recovering` (retryable; `tryAnotherNode`) |
  * | another retryable `RaftError` | SERVICE_UNAVAILABLE | `unknown-outcome` |
  * | `BackpressureError` | TOO_MANY_REQUESTS | `backpressure` |
  * | `ConfigChangeInProgressError` | CONFLICT | `change-in-progress` |
  * | `CommandError` | its `code` if a tRPC code, else BAD_REQUEST | `command` |
- * | the deadline or the request's abort (`timedOut`) | TIMEOUT | `timeout` |
+ * | the deadline or the request's abort (`timedOut`) | TIMEOUT | `timeout` (the message states
+ *   `deadline`, the deadline that passed, when given) |
  * | another `RaftError` | INTERNAL_SERVER_ERROR | `internal` |
  *
  * Returns `undefined` for anything else (not Raft's to map). `leaderHint` is the hint to give
@@ -94,7 +106,7 @@ function isTrpcCode(code: string | undefined): code is TRPC_ERROR_CODE_KEY {
  */
 export function toRaftTrpcError(
   error: unknown,
-  context: { leaderHint: NodeId | null; timedOut: boolean },
+  context: { leaderHint: NodeId | null; timedOut: boolean; deadline?: string },
 ): RaftTrpcError | undefined {
   if (error instanceof RaftTrpcError) return error;
   const unavailable = (kind: RaftErrorKind, leaderHint: NodeId | null): RaftTrpcError =>
@@ -109,7 +121,22 @@ export function toRaftTrpcError(
   if (error instanceof ReadUnavailableError) {
     return unavailable('read-unavailable', context.leaderHint);
   }
-  if (error instanceof NodeClosedError) return unavailable('closed', context.leaderHint);
+  if (error instanceof NodeClosedError) {
+    return new RaftTrpcError({
+      code: 'SERVICE_UNAVAILABLE',
+      message: `${error.message}; try another node of the cluster`,
+      raft: { kind: 'closed', retryable: false, tryAnotherNode: true, leaderHint: null },
+      cause: error,
+    });
+  }
+  if (error instanceof NodeRecoveringError) {
+    return new RaftTrpcError({
+      code: 'SERVICE_UNAVAILABLE',
+      message: error.message,
+      raft: { kind: 'recovering', retryable: true, tryAnotherNode: true, leaderHint: null },
+      cause: error,
+    });
+  }
   if (error instanceof BackpressureError) {
     return new RaftTrpcError({
       code: 'TOO_MANY_REQUESTS',
@@ -143,7 +170,7 @@ export function toRaftTrpcError(
   if (context.timedOut) {
     return new RaftTrpcError({
       code: 'TIMEOUT',
-      message: 'the deadline passed or the request was aborted; the command may still apply',
+      message: `${context.deadline === undefined ? 'the deadline passed or the request was aborted' : context.deadline}; the command may still apply`,
       raft: { kind: 'timeout', retryable: true, leaderHint: context.leaderHint },
       cause: error,
     });

@@ -5,6 +5,12 @@
  * of a node's errors to tRPC errors.
  */
 export {
+  createRaftHttpServer,
+  DEFAULT_APP_MAX_BODY_BYTES,
+  type RaftHttpServer,
+  type RaftHttpServerOptions,
+} from './raft-http-server.ts';
+export {
   createRaftProcedures,
   DEFAULT_PROPOSE_TIMEOUT_MS,
   type RaftAdminMembershipInput,
@@ -16,6 +22,7 @@ export {
   type RaftLinearizableBuilder,
   type RaftMutation,
   type RaftMutationContext,
+  type RaftNodeSource,
   type RaftProcedures,
   type RaftProceduresOptions,
   type RaftReplicatedBuilder,

@@ -122,6 +122,16 @@ export class RaftSupervisor<Command, Result> {
   }
 
   /**
+   * The running node, for code that calls it directly (for example the node lookup of a tRPC
+   * app). Throws {@link NodeRecoveringError} (retryable; `cause`: the fatal error) while no node
+   * runs, {@link NodeClosedError} once the supervisor is closed. Unlike {@link propose}, a call on
+   * the node that stops meanwhile fails with the node's own `NodeClosedError`.
+   */
+  runningNode(): RaftNode<Command, Result> {
+    return this.#running().node;
+  }
+
+  /**
    * {@link RaftNode.propose} on the running node. Rejects with {@link NodeRecoveringError}
    * (retryable; `cause`: the fatal error) while no node runs or when the node stops during the
    * call, with {@link NodeClosedError} once the supervisor is closed, or as the node does.

@@ -70,6 +70,7 @@ export class ReadBatches {
     const open = this.#open.findLast((batch) => batch.lease === lease);
     if (open !== undefined && open.deadline === deadline) return open.applied;
     const id = `${o.idPrefix}:${++this.#seq}`;
+    const started = performance.now();
     const applied = this.#requests
       .add(id, deadline)
       .then((index) => o.appliedWaiters.wait(index, deadline))
@@ -77,7 +78,7 @@ export class ReadBatches {
         o.engine.abandonRead(id);
         if (!isTimeout(deadline)) throw error;
         throw new ReadUnavailableError(
-          `the read could not be confirmed and applied within ${o.readTimeoutMs} ms`,
+          `the read could not be confirmed and applied within its deadline (readTimeoutMs ${o.readTimeoutMs} ms; waited ${Math.round(performance.now() - started)} ms)`,
           { cause: error },
         );
       });
