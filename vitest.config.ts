@@ -25,10 +25,10 @@ const config: ViteUserConfig = defineConfig({
       unitProject('core'),
       unitProject('trpc-transport'),
       // PGlite (Postgres in WebAssembly) is slow on a loaded 2-core machine: a test may take a
-      // few times its usual seconds there.
+      // few times its usual seconds there, and a cold start (in a `beforeAll`) over ten.
       {
         ...unitProject('pg-storage'),
-        test: { ...unitProject('pg-storage').test, testTimeout: 20_000 },
+        test: { ...unitProject('pg-storage').test, testTimeout: 20_000, hookTimeout: 60_000 },
       },
       unitProject('log-compaction'),
       {

@@ -3,10 +3,10 @@ import { fileURLToPath } from 'node:url';
 import { createTRPCClient, httpLink, type TRPCClient } from '@trpc/client';
 import type { NodeId, RaftNodeStatus } from '@tsraft/core';
 import { pickLoopbackPort } from '@tsraft/core/testing';
+import { type PostgresServer, selectProvider } from '@tsraft/testing';
 import { raftErrorOf, raftFailoverLink, raftSessionLink } from '@tsraft/trpc-transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LogAppRouter } from './fixtures/pg-log-app.ts';
-import { type PostgresServer, selectProvider } from './postgres/index.ts';
 
 /**
  * Membership changes of a cluster of OS processes, each with its own Postgres

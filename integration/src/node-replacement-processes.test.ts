@@ -1,10 +1,10 @@
 import type { ClusterConfig, NodeId, RaftNodeStatus } from '@tsraft/core';
 import { pickLoopbackPort } from '@tsraft/core/testing';
+import { type PostgresServer, selectProvider } from '@tsraft/testing';
 import { raftErrorOf } from '@tsraft/trpc-transport';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgNodeProcess } from './fixtures/pg-node-process.ts';
-import { type PostgresServer, selectProvider } from './postgres/index.ts';
 
 /**
  * The runbook of the core README, "Replacing a node", carried out on a 3-node cluster of OS

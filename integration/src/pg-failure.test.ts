@@ -15,11 +15,11 @@ import {
   type PostgresStateMachine,
   type ResultOf,
 } from '@tsraft/pg-storage';
+import { type PostgresServer, selectProvider } from '@tsraft/testing';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type KvDatabase, kvTableCommands } from './fixtures/kv-table.ts';
-import { type PostgresServer, selectProvider } from './postgres/index.ts';
 
 type Database = KvDatabase;
 const commands = kvTableCommands;

@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { selectProvider } from '@tsraft/testing';
 import { describe, expect, it } from 'vitest';
-import { selectProvider } from './postgres/index.ts';
 
 // A node's process must outlive its Postgres: a `pg` client checked out of the pool when the
 // server dies emits 'error', which pg-pool does not listen to on checked-out clients; unhandled,

@@ -5,10 +5,10 @@ import {
   describeSnapshotStoreConformance,
 } from '@tsraft/core/testing/conformance';
 import { guardPoolErrors, PostgresLogStore, PostgresSnapshotStore } from '@tsraft/pg-storage';
+import { type PostgresServer, selectProvider } from '@tsraft/testing';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PostgresServer, selectProvider } from './postgres/index.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the stores take a Kysely of any database type.
 type AnyKysely = Kysely<any>;
@@ -33,19 +33,20 @@ const int8AsBigInt = {
       : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
-/**
- * A Kysely instance on a new pg Pool. Each connection follows `server.url` as it is when the
- * connection opens (a container's port may change across a restart). Timeouts make a dead server
- * fail calls instead of hanging them.
- */
-function connect(): AnyKysely {
-  class FollowingClient extends pg.Client {
-    constructor(config?: pg.ClientConfig) {
-      super({ ...config, connectionString: server.url });
-    }
+/** A client that follows `server.url` as it is when it connects (a port may change on restart). */
+class FollowingClient extends pg.Client {
+  constructor(config?: pg.ClientConfig) {
+    super({ ...config, connectionString: server.url });
   }
+}
+
+/**
+ * A Kysely instance on a new pg Pool of `Client`s (a {@link FollowingClient} or a subclass).
+ * Timeouts make a dead server fail calls instead of hanging them.
+ */
+function connect(Client: typeof pg.Client = FollowingClient): AnyKysely {
   const pool = new pg.Pool({
-    Client: FollowingClient,
+    Client,
     connectionString: server.url,
     max: 4,
     types: int8AsBigInt,
@@ -63,20 +64,85 @@ function freshSchema(): string {
   return `raft_${randomUUID().replaceAll('-', '').slice(0, 16)}`;
 }
 
+/**
+ * The connections of one application process to the server, which a test can crash: right after
+ * `steps` more statements of the process (`BEGIN` and `COMMIT` included) have run, every backend
+ * of the process is killed with `pg_terminate_backend`, so the server rolls back what they left
+ * open, and the caller of the last statement never gets its answer. Later calls fail at once.
+ */
+class CrashableProcess {
+  readonly db: AnyKysely;
+  readonly #name = `tsraft_process_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
+  readonly #admin: AnyKysely;
+  #stepsLeft: number | undefined;
+  #crashed = false;
+
+  /** `admin` runs the kill: a connection outside the process. */
+  constructor(admin: AnyKysely) {
+    this.#admin = admin;
+    const owner = this;
+    class ProcessClient extends FollowingClient {
+      constructor(config?: pg.ClientConfig) {
+        super({ ...config, application_name: owner.#name });
+        // A backend killed while this client is checked out reports it here; the crash expects it.
+        this.on('error', () => {});
+        const query = this.query.bind(this) as (...args: unknown[]) => unknown;
+        this.query = ((...args: unknown[]) => owner.#run(() => query(...args))) as never;
+      }
+    }
+    this.db = connect(ProcessClient);
+  }
+
+  crashAfter(steps: number): void {
+    this.#stepsLeft = steps;
+    if (steps === 0) this.#crashed = true;
+  }
+
+  #run(query: () => unknown): unknown {
+    if (this.#crashed) return Promise.reject(new Error('the process crashed: connection lost'));
+    const result = query();
+    if (!(result instanceof Promise)) return result;
+    return result.then(async (value: unknown) => {
+      if (this.#stepsLeft === undefined || --this.#stepsLeft > 0) return value;
+      this.#crashed = true;
+      await this.#kill();
+      throw new Error('the process crashed: connection lost before the answer came');
+    });
+  }
+
+  /** Terminates every backend of the process and waits until they are gone. */
+  async #kill(): Promise<void> {
+    const { rows } = await sql<{ killed: boolean }>`
+      select pg_terminate_backend(pid, 10000) as killed
+      from pg_stat_activity where application_name = ${this.#name}
+    `.execute(this.#admin);
+    if (rows.length === 0 || !rows.every((row) => row.killed)) {
+      throw new Error(`could not kill the backends of ${this.#name}: ${JSON.stringify(rows)}`);
+    }
+  }
+}
+
 /** Connections opened for a fixture; disposing it drops its schema and closes them all. */
 function fixtureScope(): {
   schema: string;
   connect: () => AnyKysely;
+  process: () => CrashableProcess;
   [Symbol.asyncDispose]: () => Promise<void>;
 } {
   const schema = freshSchema();
   const opened: AnyKysely[] = [];
+  const connectOnce = (): AnyKysely => {
+    const db = connect();
+    opened.push(db);
+    return db;
+  };
   return {
     schema,
-    connect: () => {
-      const db = connect();
-      opened.push(db);
-      return db;
+    connect: connectOnce,
+    process: () => {
+      const process = new CrashableProcess(connectOnce());
+      opened.push(process.db);
+      return process;
     },
     [Symbol.asyncDispose]: async () => {
       const [first] = opened;
@@ -86,10 +152,20 @@ function fixtureScope(): {
   };
 }
 
+// Each store runs in a process of its own, which the suite crashes by killing its backends.
 describeLogStoreConformance('Postgres server', async () => {
   const scope = fixtureScope();
-  const open = () => PostgresLogStore.open({ db: scope.connect(), schema: scope.schema });
-  return { store: await open(), reopen: open, [Symbol.asyncDispose]: scope[Symbol.asyncDispose] };
+  let process = scope.process();
+  const open = () => PostgresLogStore.open({ db: process.db, schema: scope.schema });
+  return {
+    store: await open(),
+    reopen: () => {
+      process = scope.process();
+      return open();
+    },
+    crashAfter: (steps) => process.crashAfter(steps),
+    [Symbol.asyncDispose]: scope[Symbol.asyncDispose],
+  };
 });
 
 describeSnapshotStoreConformance('Postgres server', async () => {

@@ -11,11 +11,11 @@ import {
   type PostgresStateMachine,
   type ResultOf,
 } from '@tsraft/pg-storage';
+import { type PostgresServer, selectProvider } from '@tsraft/testing';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type KvDatabase, kvTableCommands } from './fixtures/kv-table.ts';
-import { type PostgresServer, selectProvider } from './postgres/index.ts';
 
 // Log compaction and the chunked InstallSnapshot (Raft paper 7) between three RaftNodes in this
 // process, each on its own real Postgres: a follower that missed more than the retained log

@@ -1,9 +1,9 @@
 import type { StoredSnapshot } from '@tsraft/core';
 import { pickLoopbackPort } from '@tsraft/core/testing';
+import { type PostgresServer, selectProvider } from '@tsraft/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgNodeProcess } from './fixtures/pg-node-process.ts';
-import { type PostgresServer, selectProvider } from './postgres/index.ts';
 
 // A large snapshot between two node processes, each on its own real Postgres, over the tRPC
 // peer transport with its default limits (request bodies up to 64 MiB; pieces of 1 MiB).

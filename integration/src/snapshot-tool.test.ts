@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NodeId } from '@tsraft/core';
 import { pickLoopbackPort } from '@tsraft/core/testing';
+import { type PostgresServer, selectProvider } from '@tsraft/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLUSTER_SECRET, PgNodeProcess } from './fixtures/pg-node-process.ts';
-import { type PostgresServer, selectProvider } from './postgres/index.ts';
 
 // tsraft-snapshot as an operator runs it: OS processes against nodes that are OS processes, each
 // on its own real Postgres. Each scenario uses databases of its own on the three servers.

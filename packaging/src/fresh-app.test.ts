@@ -11,7 +11,7 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 const freshApp = fileURLToPath(new URL('../fresh-app', import.meta.url));
 
 /** The published packages, by directory under `packages/`. */
-const PACKAGES = ['core', 'pg-storage', 'trpc-transport', 'log-compaction'] as const;
+const PACKAGES = ['core', 'pg-storage', 'trpc-transport', 'log-compaction', 'testing'] as const;
 
 /** The peer dependencies whose supported ranges this test proves, with the packages asking. */
 const PEERS = {

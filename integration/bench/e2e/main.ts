@@ -46,7 +46,7 @@ import {
   type PostgresProvider,
   type PostgresServer,
   TestcontainersProvider,
-} from '../../src/postgres/index.ts';
+} from '@tsraft/testing';
 import type { Target } from './client-protocol.ts';
 import { EtcdCluster, findEtcd } from './etcd-cluster.ts';
 import { type PostgresCounters, PostgresProbe } from './postgres-probe.ts';

@@ -18,7 +18,7 @@ import {
   type PostgresProvider,
   selectProvider,
   TestcontainersProvider,
-} from '../postgres/index.ts';
+} from '@tsraft/testing';
 import { checkLinearizable } from './checks.ts';
 import { readHistory } from './history.ts';
 import { formatReport } from './report-table.ts';

@@ -3,10 +3,10 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createTRPCClient, httpLink, type TRPCClient } from '@trpc/client';
 import { pickLoopbackPort } from '@tsraft/core/testing';
-import type { PostgresProvider, PostgresServer } from '../postgres/index.ts';
+import type { PostgresProvider, PostgresServer } from '@tsraft/testing';
+import { TcpProxy } from '@tsraft/testing';
 import type { NemesisAppRouter, NemesisNodeStatus } from './node/nemesis-app.ts';
 import { type NodeLine, NodeProcess } from './node-process.ts';
-import { TcpProxy } from './tcp-proxy.ts';
 
 /** Options of {@link NemesisCluster.start}. */
 export interface NemesisClusterOptions {

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { selectProvider } from '@tsraft/testing';
 import { describe, expect, it } from 'vitest';
-import { selectProvider } from '../postgres/index.ts';
 import { formatReport } from './report-table.ts';
 import { runNemesis } from './run-nemesis.ts';
 import { SCENARIOS } from './scenarios/index.ts';

@@ -3,7 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type RandomSource, randomInt, seededRandom } from '@tsraft/core';
-import type { PostgresProvider } from '../postgres/index.ts';
+import type { PostgresProvider } from '@tsraft/testing';
 import {
   type AppliedWrites,
   checkAppliedWrites,

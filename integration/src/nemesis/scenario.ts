@@ -4,10 +4,8 @@ import type { NodeLine } from './node-process.ts';
 
 /**
  * A named fault: it injects the fault, keeps it for the round's hold time, and heals it. The
- * runner measures the recovery from the moment `run` resolves, then checks the round.
- *
- * This is also where membership changes and leadership transfers will plug in (once the admin
- * router offers them): as scenarios that change the configuration during or between faults.
+ * runner measures the recovery from the moment `run` resolves, then checks the round. A scenario
+ * that changes the membership restores it (every node a voter) before it resolves.
  */
 export interface Scenario {
   readonly name: string;

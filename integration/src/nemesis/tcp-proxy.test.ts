@@ -1,8 +1,8 @@
 import { once } from 'node:events';
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { pickLoopbackPort } from '@tsraft/core/testing';
+import { TcpProxy } from '@tsraft/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TcpProxy } from './tcp-proxy.ts';
 
 /** A TCP server that answers every chunk with `<tag>:<chunk>` and records what it received. */
 async function echoServer(

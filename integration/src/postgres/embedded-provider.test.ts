@@ -1,5 +1,5 @@
+import { EmbeddedProvider } from '@tsraft/testing';
 import { describe, it } from 'vitest';
-import { EmbeddedProvider } from './embedded-provider.ts';
 import {
   expectCommittedDataSurvivesKill,
   expectIndependentServers,

@@ -1,6 +1,5 @@
+import { EmbeddedProvider, ExternalProvider } from '@tsraft/testing';
 import { describe, expect, it } from 'vitest';
-import { EmbeddedProvider } from './embedded-provider.ts';
-import { ExternalProvider } from './external-provider.ts';
 import { expectIndependentServers } from './smoke-checks.ts';
 
 describe('external Postgres provider', () => {

@@ -1,4 +1,6 @@
-import { selectProvider } from './select-provider.ts';
+// Vitest's global setup resolves packages without the `@tsraft/source` condition, so the
+// workspace package's source is imported by path (its dist/ may not be built).
+import { selectProvider } from '../../../packages/testing/src/postgres/select-provider.ts';
 
 /**
  * Vitest global setup of the integration project: says once, before any test, which Postgres

@@ -1,5 +1,5 @@
+import { selectProvider } from '@tsraft/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { selectProvider } from './select-provider.ts';
 
 describe('selectProvider without TSRAFT_PG_PROVIDER', () => {
   afterEach(() => {

@@ -1,6 +1,6 @@
+import type { PostgresProvider } from '@tsraft/testing';
 import pg from 'pg';
 import { expect } from 'vitest';
-import type { PostgresProvider } from './postgres-server.ts';
 
 /** A connected `pg` client that `await using` closes. */
 type DisposableClient = pg.Client & AsyncDisposable;

@@ -1,11 +1,10 @@
+import { forcedProviderName, TestcontainersProvider } from '@tsraft/testing';
 import { describe, it } from 'vitest';
-import { forcedProviderName } from './select-provider.ts';
 import {
   expectCommittedDataSurvivesKill,
   expectIndependentServers,
   expectPausedServerHangs,
 } from './smoke-checks.ts';
-import { TestcontainersProvider } from './testcontainers-provider.ts';
 
 // Runs when testcontainers is the chosen provider (then a missing engine or image is a failure,
 // not a skip) or whenever a Docker engine answers and has the image or can pull it.

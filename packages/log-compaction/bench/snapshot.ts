@@ -105,8 +105,11 @@ class NodeProcess {
 
   async stop(): Promise<number> {
     const rss = this.wait('rss');
+    const exited = new Promise((resolve) => this.child.once('exit', resolve));
     this.child.kill('SIGTERM');
-    return Number((await rss).maxRss);
+    const maxRss = Number((await rss).maxRss);
+    await exited;
+    return maxRss;
   }
 }
 

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { PGlite } from '@electric-sql/pglite';
 import { StorageError } from '@tsraft/core';
 import {
@@ -9,6 +9,7 @@ import { Kysely, PGliteDialect, sql } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AnyKysely } from './any-kysely.ts';
+import { CrashingProcess } from './crashing-dialect.test-helpers.ts';
 import { migrateRaftSchema, raftSchemaStatus } from './migrations.ts';
 import { PostgresLogStore } from './postgres-log-store.ts';
 import { PostgresSnapshotStore } from './postgres-snapshot-store.ts';
@@ -16,9 +17,11 @@ import { PostgresSnapshotStore } from './postgres-snapshot-store.ts';
 // One in-memory PGlite for the file (a cold start takes seconds); each fixture gets a schema of
 // its own, dropped when it is disposed. "Reopen" is a new store over the same database.
 let db: AnyKysely;
+let dialect: PGliteDialect;
 
 beforeAll(async () => {
-  db = new Kysely({ dialect: new PGliteDialect({ pglite: new PGlite() }) });
+  dialect = new PGliteDialect({ pglite: new PGlite() });
+  db = new Kysely({ dialect });
   await sql`select 1`.execute(db);
 });
 
@@ -34,12 +37,21 @@ async function dropSchema(schema: string): Promise<void> {
   await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(db);
 }
 
+// Each store runs in a process of its own: a Kysely over the file's PGlite whose connection the
+// suite can kill between statements (an open transaction then rolls back, as in Postgres).
 describeLogStoreConformance('Postgres on PGlite', async () => {
   const schema = freshSchema();
-  const store = await PostgresLogStore.open({ db, schema });
+  let process = new CrashingProcess();
+  const open = () =>
+    PostgresLogStore.open({ db: new Kysely({ dialect: process.dialect(dialect) }), schema });
+  const store = await open();
   return {
     store,
-    reopen: () => PostgresLogStore.open({ db, schema }),
+    reopen: () => {
+      process = new CrashingProcess();
+      return open();
+    },
+    crashAfter: (steps) => process.crashAfter(steps),
     [Symbol.asyncDispose]: () => dropSchema(schema),
   };
 });
@@ -196,6 +208,37 @@ describe('PostgresSnapshotStore on PGlite', () => {
       }
     };
     await expect(read()).rejects.toThrow(/corrupt: chunk 1 is missing/);
+    await dropSchema(schema);
+  });
+
+  it('appends a received piece in one statement, yet finds out when the database lost the last pieces', async () => {
+    const schema = freshSchema();
+    const store = await PostgresSnapshotStore.open({ db, schema });
+    const data = new Uint8Array(300).map((_, i) => i % 251);
+    const announced = {
+      index: 4,
+      term: 2,
+      config: { voters: ['a'] },
+      size: data.byteLength,
+      sha256: createHash('sha256').update(data).digest('hex'),
+    };
+    await store.beginPartial(announced);
+    for (let offset = 0; offset < 200; offset += 50) {
+      await store.appendPartial(offset, data.subarray(offset, offset + 50));
+    }
+    // What a crash of Postgres with `synchronous_commit = off` may do: the last pieces go.
+    await sql`delete from ${sql.id(schema, 'snapshot_chunk')} where seq >= 2`.execute(db);
+    await expect(store.appendPartial(200, data.subarray(200, 250))).rejects.toThrow(
+      /holds 100 bytes, not 200/,
+    );
+    expect((await store.partial())?.received).toBe(100);
+    for (let offset = 100; offset < 300; offset += 50) {
+      await store.appendPartial(offset, data.subarray(offset, offset + 50));
+    }
+    expect(await store.completePartial()).toEqual(announced);
+    const read: Uint8Array[] = [];
+    for await (const chunk of store.read(announced)) read.push(chunk);
+    expect(Buffer.concat(read)).toEqual(Buffer.from(data));
     await dropSchema(schema);
   });
 

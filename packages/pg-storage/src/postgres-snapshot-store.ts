@@ -83,10 +83,12 @@ export class PostgresSnapshotStore implements SnapshotStore {
   readonly #tables: RaftTables;
   readonly #chunkBytes: number;
   /**
-   * The SHA-256 of the partial snapshot's bytes appended through this instance, so that
-   * completing it need not read them back (after a restart it does).
+   * The partial snapshot as this instance last wrote it: its row, chunk rows and bytes held, so
+   * that the next piece is one statement instead of a transaction that reads them first; and the
+   * SHA-256 of its bytes when they all went through this instance, so that completing it need not
+   * read them back (after a restart it does).
    */
-  #receiving: { id: number; received: number; hash: Hash } | undefined;
+  #tail: PartialTail | undefined;
 
   private constructor(db: AnyKysely, tables: RaftTables, chunkBytes: number) {
     this.#db = db;
@@ -339,9 +341,10 @@ export class PostgresSnapshotStore implements SnapshotStore {
         return toSafeInteger(rows[0]?.id, 'snapshot.id');
       }),
     );
-    this.#receiving = { id, received: 0, hash: createHash('sha256') };
     const { index, term, config, size, sha256 } = snapshot;
-    return { index, term, config, size, sha256, received: 0 };
+    const partial = { index, term, config, size, sha256, received: 0 };
+    this.#tail = { id, chunks: 0, partial, hash: createHash('sha256') };
+    return partial;
   }
 
   async appendPartial(
@@ -349,10 +352,25 @@ export class PostgresSnapshotStore implements SnapshotStore {
     data: Uint8Array,
     options?: { signal?: AbortSignal },
   ): Promise<PartialSnapshot> {
+    const signal = options?.signal;
+    const tail = this.#tail;
+    if (tail !== undefined && offset + data.byteLength > tail.partial.size) {
+      throw new RangeError(
+        `${offset + data.byteLength} bytes exceed the snapshot's ${tail.partial.size}`,
+      );
+    }
+    this.#tail = undefined;
+    if (tail !== undefined && tail.partial.received === offset) {
+      const appended = await this.#appendToTail(tail, data, signal);
+      if (appended !== undefined) {
+        this.#tail = appended;
+        return appended.partial;
+      }
+    }
     const t = this.#tables;
     const appended = await runStorageOperation(
       'writing a piece of a received snapshot',
-      options?.signal,
+      signal,
       () =>
         this.#db.transaction().execute(async (trx) => {
           const row = await this.#partialRow(trx, true);
@@ -368,17 +386,56 @@ export class PostgresSnapshotStore implements SnapshotStore {
           await sql`
           insert into ${t.snapshotChunk} (snapshot_id, seq, data) values (${row.id}, ${row.chunks}, ${data})
         `.execute(trx);
-          return { id: row.id, partial: { ...row.partial, received: received + data.byteLength } };
+          return row;
         }),
     );
-    const running = this.#receiving;
-    if (running?.id === appended.id && running.received === offset) {
-      running.hash.update(data);
-      running.received += data.byteLength;
-    } else {
-      this.#receiving = undefined;
-    }
-    return appended.partial;
+    const hash =
+      tail?.id === appended.id && tail.partial.received === offset ? tail.hash : undefined;
+    hash?.update(data);
+    this.#tail = {
+      id: appended.id,
+      chunks: appended.chunks + 1,
+      partial: { ...appended.partial, received: offset + data.byteLength },
+      hash,
+    };
+    return this.#tail.partial;
+  }
+
+  /**
+   * Appends `data` to the partial snapshot this instance wrote last, in ONE statement that
+   * commits without waiting for the disk (`set_config(..., true)` lasts until the end of the
+   * statement's own transaction). Resolves with the new tail, or `undefined` when the partial
+   * snapshot's row or its last chunk is no longer there (the caller then takes the checked path).
+   */
+  async #appendToTail(
+    tail: PartialTail,
+    data: Uint8Array,
+    signal: AbortSignal | undefined,
+  ): Promise<PartialTail | undefined> {
+    const { partial } = tail;
+    const t = this.#tables;
+    // The chunk before is still there: a crash of Postgres loses the last chunks written, never
+    // one in the middle, so that this row continues what is held.
+    const previous =
+      tail.chunks === 0
+        ? sql`true`
+        : sql`exists (select 1 from ${t.snapshotChunk} c where c.snapshot_id = s.id and c.seq = ${tail.chunks - 1})`;
+    const result = await runStorageOperation('writing a piece of a received snapshot', signal, () =>
+      sql`
+        insert into ${t.snapshotChunk} (snapshot_id, seq, data)
+        select s.id, ${tail.chunks}, ${data}
+        from ${t.snapshot} s, (select set_config('synchronous_commit', 'off', true)) as unflushed
+        where s.id = ${tail.id} and s.receiving and ${previous}
+      `.execute(this.#db),
+    );
+    if (Number(result.numAffectedRows ?? 0) !== 1) return undefined;
+    tail.hash?.update(data);
+    return {
+      id: tail.id,
+      chunks: tail.chunks + 1,
+      partial: { ...partial, received: partial.received + data.byteLength },
+      hash: tail.hash,
+    };
   }
 
   async completePartial(options?: { signal?: AbortSignal }): Promise<StoredSnapshot> {
@@ -392,11 +449,11 @@ export class PostgresSnapshotStore implements SnapshotStore {
     if (received !== size) {
       throw new RangeError(`the partial snapshot holds ${received} of ${size} bytes`);
     }
-    const running = this.#receiving;
-    this.#receiving = undefined;
+    const tail = this.#tail;
+    this.#tail = undefined;
     const actual =
-      running?.id === row.id && running.received === size
-        ? running.hash.digest('hex')
+      tail?.hash !== undefined && tail.id === row.id && tail.partial.received === size
+        ? tail.hash.digest('hex')
         : await this.#hashPartial(row.id, signal);
     if (actual !== sha256) {
       await runStorageOperation('discarding a corrupt received snapshot', signal, () =>
@@ -479,6 +536,16 @@ export class PostgresSnapshotStore implements SnapshotStore {
       },
     };
   }
+}
+
+/** What {@link PostgresSnapshotStore} knows of the partial snapshot it wrote last. */
+interface PartialTail {
+  readonly id: number;
+  /** Chunk rows it holds: the next one's `seq`. */
+  readonly chunks: number;
+  readonly partial: PartialSnapshot;
+  /** SHA-256 of all its bytes, when they were all appended through this instance. */
+  readonly hash: Hash | undefined;
 }
 
 function toStoredSnapshot(row: Record<string, unknown>): StoredSnapshot {

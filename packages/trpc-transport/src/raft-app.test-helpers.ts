@@ -116,9 +116,17 @@ interface RunningNode {
 export class AppCluster<TRouter extends AnyTRPCRouter> {
   readonly urls: Record<NodeId, string>;
   readonly running: Map<NodeId, RunningNode> = new Map();
+  readonly #ids: readonly NodeId[];
+  readonly #options: AppClusterOptions<TRouter>;
 
-  private constructor(urls: Record<NodeId, string>) {
+  private constructor(
+    urls: Record<NodeId, string>,
+    ids: readonly NodeId[],
+    options: AppClusterOptions<TRouter>,
+  ) {
     this.urls = urls;
+    this.#ids = ids;
+    this.#options = options;
   }
 
   static async start<TRouter extends AnyTRPCRouter>(
@@ -127,9 +135,23 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
     const ids = options.ids ?? ['n1', 'n2', 'n3'];
     const urls: Record<NodeId, string> = {};
     for (const id of ids) urls[id] = `http://127.0.0.1:${await pickLoopbackPort()}`;
-    const cluster = new AppCluster<TRouter>(urls);
+    const cluster = new AppCluster<TRouter>(urls, ids, options);
     await Promise.all((options.running ?? ids).map((id) => cluster.#startNode(id, ids, options)));
     return cluster;
+  }
+
+  /**
+   * Starts a server outside the cluster's initial ids at `url` (default: a free loopback port),
+   * knowing every URL known so far and bootstrapping from the initial voters. The nodes already
+   * running do not know its URL: a membership change that adds it must carry it. Resolves with
+   * its URL.
+   */
+  async startServer(id: NodeId, url?: string): Promise<string> {
+    if (this.urls[id] !== undefined) throw new Error(`${id} has a URL already`);
+    const own = url ?? `http://127.0.0.1:${await pickLoopbackPort()}`;
+    this.urls[id] = own;
+    await this.#startNode(id, this.#ids, this.#options);
+    return own;
   }
 
   async #startNode(
@@ -140,7 +162,7 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
     const machine = new RefusingKvStateMachine(options.machine);
     const transport = createTrpcTransport({
       nodeId: id,
-      peers: this.urls,
+      peers: { ...this.urls },
       secret: SECRET,
       listen: false,
     });

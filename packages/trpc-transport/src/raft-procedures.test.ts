@@ -1,7 +1,12 @@
 import { type TRPCClient, TRPCClientError } from '@trpc/client';
 import { initTRPC } from '@trpc/server';
 import type { ClientSession, NodeId, RaftNode, RaftNodeStatus } from '@tsraft/core';
-import { FaultInjector, type KvCommand, type KvResult } from '@tsraft/core/testing';
+import {
+  FaultInjector,
+  type KvCommand,
+  type KvResult,
+  pickLoopbackPort,
+} from '@tsraft/core/testing';
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import { z } from 'zod';
 import {
@@ -359,6 +364,74 @@ describe('membership and leadership through the admin router', () => {
       mode: 'joint',
     });
     expect(shrunk).toEqual({ voters: rest });
+  });
+});
+
+describe("a membership change that carries the new members' URLs, through the admin router", () => {
+  it('the cluster reaches new members at the URLs the change gave; status shows C_old,new while it waits for the new majority, then C_new', async () => {
+    await using cluster = await AppCluster.start({ app: kvApp });
+    const leader = await cluster.leader();
+    const admin = (id: NodeId) => cluster.client(id, { headers: { 'x-admin': ADMIN_SECRET } });
+    await cluster.client(leader.id).execute.mutate({ op: 'put', key: 'before', value: 'change' });
+
+    // n4 and n5 get ports of their own, not started yet: none of n1..n3 knows their URLs.
+    const url4 = `http://127.0.0.1:${await pickLoopbackPort()}`;
+    const url5 = `http://127.0.0.1:${await pickLoopbackPort()}`;
+    const voters = [leader.id, 'n4', 'n5'];
+    const timedOut = await failure(() =>
+      admin(leader.id).raftAdmin.changeMembership.mutate({
+        voters,
+        addresses: { n4: url4, n5: url5 },
+        mode: 'joint',
+        timeoutMs: 300,
+      }),
+    );
+    expect(timedOut.data?.code).toBe('TIMEOUT');
+    expect(raftErrorOf(timedOut)).toMatchObject({ kind: 'timeout', retryable: true });
+    // Every original holds C_old,new, uncommitted: it needs a majority of C_new, which is down
+    // (so no leader can keep or win leadership meanwhile: CheckQuorum and elections need it too).
+    for (const id of ['n1', 'n2', 'n3']) {
+      expect(await admin(id).raftAdmin.status.query()).toMatchObject({
+        joint: true,
+        config: {
+          voters,
+          outgoingVoters: ['n1', 'n2', 'n3'],
+          addresses: { n4: url4, n5: url5 },
+        },
+      });
+    }
+
+    // They start at those URLs; a leader reaches them and the change completes by itself (once
+    // C_new commits, the leader replicates to its members only).
+    expect(await cluster.startServer('n4', url4)).toBe(url4);
+    expect(await cluster.startServer('n5', url5)).toBe(url5);
+    let final: RaftNodeStatus | undefined;
+    await expect
+      .poll(
+        async () => {
+          const statuses = await Promise.all(
+            voters.map((id) => admin(id).raftAdmin.status.query()),
+          );
+          final = statuses.find(
+            (s) => s.role === 'leader' && !s.joint && s.configIndex <= s.commitIndex,
+          );
+          return final?.config.voters;
+        },
+        { timeout: 10_000, interval: 20 },
+      )
+      .toEqual(voters);
+    expect(final?.config.outgoingVoters).toBeUndefined();
+    expect(Object.keys(final?.progress ?? {}).sort()).toEqual(
+      voters.filter((id) => id !== final?.id).sort(),
+    );
+    // A new member serves the app: it applied what came before, and forwards writes.
+    await expect
+      .poll(() => cluster.client('n4').getLocal.query({ key: 'before' }), { timeout: 5000 })
+      .toBe('change');
+    await cluster.client('n5').execute.mutate({ op: 'put', key: 'after', value: 'change' });
+    await expect
+      .poll(() => cluster.client('n4').getLocal.query({ key: 'after' }), { timeout: 5000 })
+      .toBe('change');
   });
 });
 

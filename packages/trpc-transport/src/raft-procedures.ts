@@ -12,6 +12,7 @@ import {
 import {
   type ClientSession,
   type ClusterConfig,
+  MembershipChangeTimeoutError,
   type NodeId,
   NodeRecoveringError,
   RaftError,
@@ -183,7 +184,8 @@ type AdminMutation<I, O> = TRPCMutationProcedure<{
  * The procedures of the admin router: `status`, `takeSnapshot`, and the membership changes and
  * leadership transfer of the node (each on the leader: a follower fails with SERVICE_UNAVAILABLE
  * and `data.raft.leaderHint`; an invalid request with BAD_REQUEST; a change while another is
- * under way with CONFLICT). This is the type to write for the admin router's key when you spell
+ * under way with CONFLICT; a change past its `timeoutMs` with TIMEOUT, and it may still take
+ * effect: `status` shows the configuration in effect, joint or not). This is the type to write for the admin router's key when you spell
  * out your router's type: a router nested in another appears as its record.
  */
 export type RaftAdminRecord = {
@@ -438,7 +440,8 @@ export function createRaftProcedures<
         if (error instanceof TypeError) {
           return new TRPCError({ code: 'BAD_REQUEST', message: error.message, cause: error });
         }
-        return mapError(error, raftNode, false);
+        // Past the change's deadline: TIMEOUT, as for a command (it may still take effect).
+        return mapError(error, raftNode, error instanceof MembershipChangeTimeoutError);
       };
       /** Runs a membership call of the node, with the request's signal, mapping its errors. */
       const membership = async <T>(

@@ -2,7 +2,9 @@
  * The tRPC app each nemesis node serves under `/trpc`: replicated writes (`execute`, through the
  * Raft plugin of `@tsraft/trpc-transport`), a linearizable read (`get`), and an admin router the
  * harness uses with the cluster secret: the node's status, `snapshot` (takes a snapshot now) and
- * `audit` (checksums and applied writes of the replicated tables, for the checks after healing).
+ * `audit` (checksums and applied writes of the replicated tables, for the checks after healing);
+ * and the transport's `raftAdmin` router, with the same secret, for membership changes and
+ * leadership transfers.
  */
 import {
   initTRPC,
@@ -16,6 +18,7 @@ import type { RaftNode } from '@tsraft/core';
 import type { CommandOf, ResultOf } from '@tsraft/pg-storage';
 import {
   createRaftProcedures,
+  type RaftAdminRecord,
   type RaftCommandMutation,
   type RaftErrorShape,
 } from '@tsraft/trpc-transport';
@@ -112,6 +115,8 @@ export type NemesisAppRouter = TRPCBuiltRouter<
       snapshot: Mutation<void, { index: number; term: number } | null>;
       audit: Query<{ rounds: number[] }, NemesisAudit>;
     };
+    /** Membership changes, leadership transfers and the node's Raft status (admin only). */
+    raftAdmin: RaftAdminRecord;
   }
 >;
 
@@ -152,6 +157,7 @@ export function createNemesisApp(host: NemesisNodeHost): NemesisAppRouter {
         .input(z.object({ rounds: z.array(z.number().int().nonnegative()).max(10_000) }))
         .query(({ input }) => audit(host, input.rounds)),
     }),
+    raftAdmin: raft.adminRouter<NemesisAppContext>({ authorize: ({ ctx }) => ctx.admin }),
   });
 }
 

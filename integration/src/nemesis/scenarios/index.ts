@@ -1,8 +1,6 @@
-/**
- * Every nemesis scenario, in the order the report lists them. A new one (membership changes,
- * leadership transfers) is one more `Scenario` here.
- */
+/** Every nemesis scenario, in the order the report lists them. A new one is one more here. */
 import type { Scenario } from '../scenario.ts';
+import { membershipJoint, membershipRemoveAdd, transferLeader } from './membership-faults.ts';
 import {
   partitionBridge,
   partitionHalves,
@@ -27,6 +25,9 @@ export const SCENARIOS: readonly Scenario[] = [
   postgresKill,
   postgresHang,
   snapshotCatchUp,
+  membershipRemoveAdd,
+  membershipJoint,
+  transferLeader,
 ];
 
 /** The scenarios named in `names` (all when empty); throws on a name that is none of them. */

@@ -317,6 +317,46 @@ describe('Thesis 4.1, single-server changes', () => {
   });
 });
 
+describe('Thesis 4.1, servers process requests without consulting their configurations', () => {
+  it('a voter grants its vote to a candidate outside its latest configuration, and follows a leader outside it: a server just added wins with the vote of one that never heard of it', () => {
+    const FOUR = [...THREE, 'n4'];
+    const cluster = new Cluster({ voters: THREE, others: ['n4'] });
+    cluster.elect('n1');
+    // C_new = {n1, n2, n3, n4} commits on n1, n2 and n4; n3 is cut off and keeps C_old.
+    cluster.isolate('n3');
+    expect(cluster.engine('n1').proposeConfigChange({ voters: FOUR })).toMatchObject({
+      ok: true,
+      joint: false,
+    });
+    cluster.stabilize();
+    heartbeat(cluster, 'n1');
+    const { configIndex, commitIndex } = cluster.status('n1');
+    expect(commitIndex).toBeGreaterThanOrEqual(configIndex);
+    expect(cluster.status('n4').config).toEqual({ voters: FOUR });
+    expect(cluster.status('n3').config).toEqual({ voters: THREE });
+
+    // n1 fails. Of C_new, n4 needs three votes: its own, n2's, and n3's, which is not in n3's
+    // configuration. n3 grants it (its log is behind n4's), so n4 leads.
+    cluster.heal();
+    cluster.isolate('n1');
+    cluster.campaign('n4');
+    cluster.stabilize();
+    expect(cluster.status('n4')).toMatchObject({ role: 'leader', term: 2 });
+    expect(
+      cluster.delivered.some(
+        (m) => m.type === 'vote-response' && m.from === 'n3' && m.to === 'n4' && m.granted,
+      ),
+    ).toBe(true);
+    // n3 accepts AppendEntries from n4, a leader outside its configuration, and learns C_new.
+    heartbeat(cluster, 'n4');
+    expect(cluster.status('n3')).toMatchObject({
+      role: 'follower',
+      leaderId: 'n4',
+      config: { voters: FOUR },
+    });
+  });
+});
+
 describe('Raft paper 6, a leader that is not part of C_new', () => {
   it('manages the cluster until C_new commits, without counting itself in C_new majorities, then steps down and hands over', () => {
     const cluster = new Cluster({ voters: THREE });

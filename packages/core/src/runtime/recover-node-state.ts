@@ -158,7 +158,13 @@ export async function storage<T>(what: string, call: () => Promise<T>): Promise<
   try {
     return await call();
   } catch (error) {
-    if (error instanceof StorageError) throw error;
-    throw new StorageError(`storage failure: could not ${what}`, { cause: error });
+    throw storageFailure(what, error);
   }
+}
+
+/** The failure of a storage call to `what`: `error` itself if it is a {@link StorageError}. */
+export function storageFailure(what: string, error: unknown): StorageError {
+  return error instanceof StorageError
+    ? error
+    : new StorageError(`storage failure: could not ${what}`, { cause: error });
 }

@@ -6,7 +6,7 @@ import type { Logger } from '../logger.ts';
 import type { InstallSnapshot } from '../message.ts';
 import type { PartialSnapshot, SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
 import type { PeerResponse, SnapshotChunk } from '../transport.ts';
-import { storage } from './recover-node-state.ts';
+import { storage, storageFailure } from './recover-node-state.ts';
 import { SerialQueue } from './serial-queue.ts';
 
 /** What a {@link SnapshotReceiver} needs from its node. */
@@ -45,6 +45,11 @@ export interface SnapshotReceiverOptions {
 export class SnapshotReceiver {
   readonly #o: SnapshotReceiverOptions;
   readonly #queue = new SerialQueue();
+  /**
+   * The partial snapshot as this receiver last wrote it: the next piece of the same transfer
+   * goes straight to the store, without reading the latest and the partial snapshot first.
+   */
+  #held: PartialSnapshot | undefined;
 
   constructor(options: SnapshotReceiverOptions) {
     this.#o = options;
@@ -85,20 +90,29 @@ export class SnapshotReceiver {
       size: chunk.size,
       sha256: chunk.sha256,
     };
-    const latest = await storage('read the latest snapshot', () => store.latest());
-    if (latest !== undefined && sameSnapshot(latest, wanted)) {
-      // Held whole already: the answer to the last piece was lost, or this node restarted.
-      o.engine.step(message);
-      await o.whenCarriedOut();
-      return progress(wanted.size);
-    }
-    let partial = await storage('read the partial snapshot', () => store.partial());
-    if (partial === undefined || !sameSnapshot(partial, wanted)) {
-      o.logger.info(
-        { from, index: wanted.index, term: wanted.term, size: wanted.size },
-        'receiving a snapshot',
-      );
-      partial = await storage('start receiving a snapshot', () => store.beginPartial(wanted));
+    const held = this.#held;
+    this.#held = undefined;
+    let partial: PartialSnapshot;
+    if (held !== undefined && sameSnapshot(held, wanted) && chunk.offset === held.received) {
+      partial = held;
+    } else {
+      const latest = await storage('read the latest snapshot', () => store.latest());
+      if (latest !== undefined && sameSnapshot(latest, wanted)) {
+        // Held whole already: the answer to the last piece was lost, or this node restarted.
+        o.engine.step(message);
+        await o.whenCarriedOut();
+        return progress(wanted.size);
+      }
+      const stored = await storage('read the partial snapshot', () => store.partial());
+      if (stored !== undefined && sameSnapshot(stored, wanted)) {
+        partial = stored;
+      } else {
+        o.logger.info(
+          { from, index: wanted.index, term: wanted.term, size: wanted.size },
+          'receiving a snapshot',
+        );
+        partial = await storage('start receiving a snapshot', () => store.beginPartial(wanted));
+      }
     }
     if (chunk.data.byteLength > 0 && chunk.offset === partial.received) {
       if (crc32(chunk.data) !== chunk.crc32 || chunk.offset + chunk.data.byteLength > wanted.size) {
@@ -107,14 +121,25 @@ export class SnapshotReceiver {
           wanted,
           `the piece at byte ${chunk.offset} fails its CRC-32 or goes past the snapshot's size`,
         );
+        this.#held = partial;
         return progress(partial.received);
       }
       const at = partial;
-      partial = await storage('write a piece of a received snapshot', () =>
-        store.appendPartial(at.received, chunk.data),
-      );
+      try {
+        partial = await store.appendPartial(at.received, chunk.data);
+      } catch (error) {
+        if (at === held && error instanceof RangeError) {
+          // The store no longer holds what this receiver wrote (its database lost the last
+          // pieces): ask it what it holds.
+          return this.#receive(from, message, chunk);
+        }
+        throw storageFailure('write a piece of a received snapshot', error);
+      }
     }
-    if (partial.received < partial.size) return progress(partial.received);
+    if (partial.received < partial.size) {
+      this.#held = partial;
+      return progress(partial.received);
+    }
     return this.#complete(from, message, partial, store);
   }
 

@@ -24,7 +24,18 @@ class PieceTap {
   corruptPiece: number | undefined;
   /** While set, snapshot requests wait for it before they leave. */
   gate: Promise<void> | undefined;
+  /** Data pieces to let through before the next ones wait for `release()`; `undefined`: none. */
+  pauseAfter: number | undefined;
   #dataPieces = 0;
+  #release: (() => void) | undefined;
+  readonly #released = new Promise<void>((resolve) => {
+    this.#release = resolve;
+  });
+
+  /** Lets the pieces held by `pauseAfter` go on. */
+  release(): void {
+    this.#release?.();
+  }
 
   wrap(from: NodeId, transport: Transport): Transport {
     return {
@@ -38,6 +49,9 @@ class PieceTap {
           this.#dataPieces++;
           if (this.cutAfter !== undefined && this.#dataPieces > this.cutAfter) {
             return Promise.reject(new Error('the link is cut'));
+          }
+          if (this.pauseAfter !== undefined && this.#dataPieces > this.pauseAfter) {
+            await this.#released;
           }
           if (this.#dataPieces === this.corruptPiece) {
             const data = chunk.data.slice();
@@ -158,6 +172,30 @@ describe('chunked InstallSnapshot (Raft paper 7)', () => {
     const offsets = tap.offsets(lagging);
     expect(offsets[7]).toBe(7 * PIECE);
     expect(offsets.filter((offset) => offset === 0)).toHaveLength(1);
+  });
+
+  it('asks its store again when the store lost the last pieces while the follower ran (its database came back from a crash)', async () => {
+    const tap = new PieceTap();
+    const { cluster, lagging, snapshot } = await laggingFollower(tap);
+    await using _ = cluster;
+    tap.pauseAfter = 5;
+    const follower = await cluster.startNode(lagging);
+    await waitFor(() => cluster.disk(lagging).snapshots?.partial?.chunks.length === 5, {
+      what: 'the follower to hold five pieces',
+    });
+    // The sixth piece waits; meanwhile the store loses the last two the follower acknowledged.
+    cluster.disk(lagging).snapshots?.partial?.chunks.splice(3);
+    tap.release();
+    await waitFor(() => cluster.disk(lagging).stateMachine.get('after') === 'the snapshot', {
+      timeoutMs: 10_000,
+      what: 'the follower to install the snapshot',
+    });
+    expect(follower.status().role).toBe('follower');
+    const offsets = tap.offsets(lagging);
+    // The sixth piece (at 500) was answered with what the store holds (300); the leader went on
+    // from there.
+    expect(offsets.slice(0, 7)).toEqual([0, 1, 2, 3, 4, 5, 3].map((i) => i * PIECE));
+    expect(cluster.disk(lagging).snapshots?.latest?.snapshot.sha256).toBe(snapshot.sha256);
   });
 
   it('refuses a piece damaged in transit, changes nothing, says so at error, and then takes the good one', async () => {

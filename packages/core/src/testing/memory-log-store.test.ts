@@ -1,14 +1,56 @@
 import { describe, expect, it } from 'vitest';
 import type { LogEntry } from '../log-entry.ts';
+import type { LogStore } from '../log-store.ts';
 import { MemoryLogStore, type MemoryLogStoreOptions } from './memory-log-store.ts';
 import { describeLogStoreConformance, type LogStoreFixture } from './storage-conformance.ts';
 
+/**
+ * A process holding a store over a memory store's durable state, for the suite's crashes. A
+ * persist or a purge is one step: the memory store applies a write in one synchronous step.
+ */
+class MemoryProcess {
+  #stepsLeft: number | undefined;
+  #crashed = false;
+
+  crashAfter(steps: number): void {
+    this.#stepsLeft = steps;
+    if (steps === 0) this.#crashed = true;
+  }
+
+  open(inner: MemoryLogStore): LogStore {
+    return {
+      load: (options) => this.#alive(() => inner.load(options)),
+      entries: (from, to, options) => this.#alive(() => inner.entries(from, to, options)),
+      persist: (write, options) => this.#step(() => inner.persist(write, options)),
+      purge: (upTo, options) => this.#step(() => inner.purge(upTo, options)),
+    };
+  }
+
+  async #alive<T>(call: () => Promise<T>): Promise<T> {
+    if (this.#crashed) throw new Error('the process crashed');
+    return call();
+  }
+
+  async #step(write: () => Promise<void>): Promise<void> {
+    await this.#alive(write);
+    if (this.#stepsLeft !== undefined && --this.#stepsLeft === 0) {
+      this.#crashed = true;
+      throw new Error('the process crashed after the write took effect');
+    }
+  }
+}
+
 function memoryFixture(options: MemoryLogStoreOptions = {}): () => Promise<LogStoreFixture> {
   return async () => {
-    const store = new MemoryLogStore(options);
+    const first = new MemoryLogStore(options);
+    let process = new MemoryProcess();
     return {
-      store,
-      reopen: async () => new MemoryLogStore({ ...options, durable: store.durable }),
+      store: process.open(first),
+      reopen: async () => {
+        process = new MemoryProcess();
+        return process.open(new MemoryLogStore({ ...options, durable: first.durable }));
+      },
+      crashAfter: (steps) => process.crashAfter(steps),
       [Symbol.asyncDispose]: async () => {},
     };
   };

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, type TestContext } from 'vitest';
 import type { ClusterConfig } from '../configuration.ts';
 import { CorruptSnapshotError } from '../errors.ts';
 import { type HardState, INITIAL_HARD_STATE } from '../hard-state.ts';
@@ -10,8 +10,25 @@ import type { SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
 /** A fresh, empty log store under test; disposing it removes every trace of it. */
 export interface LogStoreFixture extends AsyncDisposable {
   readonly store: LogStore;
-  /** A new store instance over the same durable state, as after a process restart. */
+  /**
+   * A new store instance over the same durable state, as after a process restart: it runs in a
+   * new process (see `crashAfter`), while the stores opened before keep working.
+   */
   reopen(): Promise<LogStore>;
+  /**
+   * Arms a crash of the process of the store opened last (`store`, or the last `reopen`'s): it
+   * dies right after `steps` more of its steps have taken effect in the durable medium. A step is one
+   * thing the medium does in one go: for a database, one statement, `BEGIN` and `COMMIT`
+   * included. The call that issued the last step rejects, as if the process died before the
+   * answer came back; every later call rejects without reaching the medium, which ends the work
+   * left unfinished as it does for a client that died (Postgres rolls an open transaction back).
+   * `steps` 0 crashes at once. `reopen` afterwards opens a live store on what survived.
+   *
+   * When given, the suite crashes writes after each of their steps and checks that each one took
+   * effect whole or not at all (the contract's crash atomicity); a store that is atomic only
+   * against aborts fails it.
+   */
+  crashAfter?(steps: number): void;
 }
 
 /** A fresh, empty snapshot store under test; disposing it removes every trace of it. */
@@ -334,6 +351,29 @@ export function describeLogStoreConformance(
       expect(await readLog(store)).toEqual(after);
     });
 
+    for (const [what, setup, write] of CRASHED_WRITES) {
+      it(`takes ${what} whole or not at all when the store crashes after any step`, async (context) => {
+        await crashAtEveryStep(
+          context,
+          factory,
+          setup,
+          (store) => store.persist(write),
+          (before) => modelAfter(before, write),
+        );
+      });
+    }
+
+    it('takes a purge whole or not at all when the store crashes after any step', async (context) => {
+      const upTo = { index: 12, term: 2 };
+      await crashAtEveryStep(
+        context,
+        factory,
+        [{ entries: [...entries(1, 10, 1), ...entries(11, 20, 2)], hardState: hard(2, 'n1', 15) }],
+        (store) => store.purge(upTo),
+        (before) => modelPurged(before, upTo),
+      );
+    });
+
     it('matches a simple model over random sequences of writes, purges and reopens', async () => {
       const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
       const random = seededRandom(seed);
@@ -344,6 +384,28 @@ export function describeLogStoreConformance(
         for (let step = 0; step < 30; step++) {
           const context = `seed ${seed} (replay: pass { seed: ${seed} }), run ${run}, step ${step}`;
           const action = randomAction(model, random);
+          if (fixture.crashAfter !== undefined && action.kind !== 'reopen' && random(5) === 0) {
+            const steps = random(10);
+            fixture.crashAfter(steps);
+            const crashed = `${context}: ${describeAction(action)} with a crash after ${steps} steps`;
+            const after =
+              action.kind === 'persist'
+                ? modelAfter(model, action.write)
+                : modelPurged(model, action.upTo);
+            const settled = await (action.kind === 'persist'
+              ? store.persist(action.write)
+              : store.purge(action.upTo)
+            ).then(
+              () => 'resolved' as const,
+              () => 'rejected' as const,
+            );
+            store = await fixture.reopen();
+            const survived = await readLog(store);
+            if (settled === 'resolved') expect(survived, crashed).toEqual(after);
+            else expectOneOf(survived, [model, after], `${crashed}: the state before or after it`);
+            model = survived;
+            continue;
+          }
           switch (action.kind) {
             case 'persist':
               await store.persist(action.write);
@@ -618,6 +680,106 @@ async function readLog(store: LogStore): Promise<ReadLog> {
   const state = await store.load();
   const read = await store.entries(state.snapshot.index + 1, state.lastIndex + 1);
   return { state, entries: read.map(plain) };
+}
+
+/**
+ * Writes whose crash the suite checks at every step, each after the writes that set it up: the
+ * shapes a follower and a leader persist (Raft paper 5.3 and 7).
+ */
+const CRASHED_WRITES: readonly [string, readonly LogWrite[], LogWrite][] = [
+  [
+    'a persist of a snapshot, a truncation, entries and the hard state',
+    [{ entries: entries(1, 20, 1), hardState: hard(1, 'n1', 3) }],
+    {
+      snapshot: { index: 5, term: 1 },
+      truncateFrom: 10,
+      entries: entries(10, 30, 2),
+      hardState: hard(2, 'n2', 9),
+    },
+  ],
+  [
+    "a persist that replaces a conflicting suffix with a new leader's entries",
+    [{ entries: entries(1, 20, 1), hardState: hard(1, 'n1', 3) }],
+    { truncateFrom: 4, entries: entries(4, 8, 3), hardState: hard(3, 'n3', 3) },
+  ],
+  [
+    'a persist of a snapshot the log disagrees with',
+    [{ entries: entries(1, 20, 1), hardState: hard(1, 'n1', 3) }],
+    { snapshot: { index: 12, term: 3 }, hardState: hard(3, null, 12) },
+  ],
+  [
+    'a persist of 2,500 entries and the hard state',
+    [{ entries: entries(1, 20, 1), hardState: hard(1, 'n1', 3) }],
+    { entries: entries(21, 2520, 2), hardState: hard(2, 'n2', 20) },
+  ],
+];
+
+/** Crash points past which a write still has not completed: the write never ends. */
+const MAX_CRASH_STEPS = 200;
+
+/**
+ * Runs `write` on a fresh store set up by `setup`, crashing it after 0, 1, 2, ... steps, until
+ * the write completes before the crash. After each crash a reopened store must hold the state
+ * before the write or the state after it, and after a write that resolved, the state after it.
+ */
+async function crashAtEveryStep(
+  context: TestContext,
+  factory: () => Promise<LogStoreFixture>,
+  setup: readonly LogWrite[],
+  write: (store: LogStore) => Promise<void>,
+  expectedAfter: (before: ReadLog) => ReadLog,
+): Promise<void> {
+  for (let steps = 0; steps <= MAX_CRASH_STEPS; steps++) {
+    await using fixture = await factory();
+    if (fixture.crashAfter === undefined) {
+      context.skip('the fixture cannot crash the store');
+      return;
+    }
+    const { store } = fixture;
+    for (const earlier of setup) await store.persist(earlier);
+    const before = await readLog(store);
+    const after = expectedAfter(before);
+    fixture.crashAfter(steps);
+    const settled = await write(store).then(
+      () => 'resolved' as const,
+      () => 'rejected' as const,
+    );
+    const survived = await readLog(await fixture.reopen());
+    if (settled === 'resolved') {
+      expect(steps, 'a store crashed at once must reject the write').toBeGreaterThan(0);
+      expect(survived, `the write resolved before a crash after ${steps} steps`).toEqual(after);
+      return;
+    }
+    const outcome = `crashed after ${steps} steps, the write rejected; the store must hold the state before or after it`;
+    if (steps === 0) expect(survived, outcome).toEqual(before);
+    else expectOneOf(survived, [before, after], outcome);
+  }
+  throw new Error(`the write still crashed after ${MAX_CRASH_STEPS} steps: it never completes`);
+}
+
+/** Expects `actual` to equal one of `allowed` (before, after); a failure outlines all of them. */
+function expectOneOf(actual: ReadLog, allowed: readonly ReadLog[], message: string): void {
+  const outlines = allowed.map(outline);
+  const found = outline(actual);
+  const detail = `${message}\n  found:   ${found}\n${outlines.map((o, i) => `  ${i === 0 ? 'before' : 'after '}:  ${o}`).join('\n')}\n`;
+  expect(outlines, detail).toContain(found);
+  expect(allowed, message).toContainEqual(actual);
+}
+
+/** A log in one line: the state, and the entries as runs of `first..last/term`. */
+function outline(log: ReadLog): string {
+  const runs: string[] = [];
+  let first: LogEntry | undefined;
+  let last: LogEntry | undefined;
+  for (const next of [...log.entries, undefined]) {
+    if (first !== undefined && last !== undefined && next?.term !== first.term) {
+      runs.push(`${first.index}..${last.index}/${first.term}`);
+      first = undefined;
+    }
+    first ??= next;
+    last = next;
+  }
+  return `${JSON.stringify(log.state)} entries ${runs.join(' ') || 'none'}`;
 }
 
 function bounds(log: ReadLog): { first: number; last: number } {

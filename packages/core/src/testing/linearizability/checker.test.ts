@@ -287,16 +287,20 @@ describe('checkOperations on porcupine test data', () => {
     for (let log = 0; log <= 102; log++) {
       const name = `etcd_${String(log).padStart(3, '0')}`;
       const expected = linearizableEtcdLogs.has(log) || log === emptyEtcdLog ? 'ok' : 'illegal';
-      it(`${name} is ${expected === 'ok' ? 'linearizable' : 'not linearizable'}`, () => {
-        const history = parseJepsenEtcdLog(
-          readFileSync(join(testdataDir, 'jepsen', `${name}.log`), 'utf8'),
-        );
-        expect(history.length === 0).toBe(log === emptyEtcdLog);
-        expectVerdict(
-          checkOperations(registerModel, history, { timeoutMs: DATA_SET_TIMEOUT_MS }),
-          expected,
-        );
-      });
+      it(
+        `${name} is ${expected === 'ok' ? 'linearizable' : 'not linearizable'}`,
+        () => {
+          const history = parseJepsenEtcdLog(
+            readFileSync(join(testdataDir, 'jepsen', `${name}.log`), 'utf8'),
+          );
+          expect(history.length === 0).toBe(log === emptyEtcdLog);
+          expectVerdict(
+            checkOperations(registerModel, history, { timeoutMs: DATA_SET_TIMEOUT_MS }),
+            expected,
+          );
+        },
+        DATA_SET_TIMEOUT_MS + 5_000,
+      );
     }
   });
 

