@@ -2,6 +2,7 @@
  * Storage benchmark of @tsraft/pg-storage: `pnpm --filter @tsraft/pg-storage bench`.
  *
  * Measures, on a real Postgres server (fsync on, synchronous_commit on) and on PGlite:
+ * - a node's start over a log of 1,000,000 entries (open, load, the first 64 KiB page);
  * - log appends (`PostgresLogStore.persist`, entries of 256 bytes plus the hard state) in batches
  *   of 1, 64 and 1,024 entries, against plain single-row `INSERT`s of 256 bytes through the driver;
  * - commands applied by the typed state machine (a key/value `put` handler) in batches of 1 and
@@ -143,6 +144,45 @@ async function benchLog(backend: Backend, scale: number): Promise<void> {
     'baseline: plain single-row INSERT of 256 B',
     `${fmt(await backend.plainInserts(plainCount))} rows/s`,
   );
+}
+
+/**
+ * A node's start over a long log: `PostgresLogStore.open` (migration check, durability check),
+ * `load` and the first 64 KiB page of entries, over `count` entries of 64 bytes; the median and
+ * the slowest of `runs`. Both read the log's bounds through its primary key, never scanning it.
+ */
+async function benchStart(backend: Backend, count: number, runs: number): Promise<void> {
+  const db = backend.db;
+  const schema = 'bench_start';
+  await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(db);
+  await PostgresLogStore.open({ db, schema, allowSynchronousCommitOff: true });
+  await sql`
+    insert into ${sql.id(schema, 'log_entry')} (index, term, type, data)
+    select i, 1 + i / 100000, 'command', decode(repeat('ab', 32), 'hex')
+    from generate_series(1, ${count}::int8) as i
+  `.execute(db);
+  await sql`analyze ${sql.id(schema, 'log_entry')}`.execute(db);
+  const durations: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    const start = performance.now();
+    const store = await PostgresLogStore.open({ db, schema, allowSynchronousCommitOff: true });
+    const { lastIndex } = await store.load();
+    const page = await store.entries(1, lastIndex + 1, { maxBytes: 64 * 1024 });
+    durations.push(performance.now() - start);
+    if (lastIndex !== count || page.length === 0) {
+      throw new Error(`the store read ${lastIndex} entries and a page of ${page.length}`);
+    }
+  }
+  durations.sort((a, b) => a - b);
+  const median = durations[Math.floor(runs / 2)] ?? Number.NaN;
+  const slowest = durations.at(-1) ?? Number.NaN;
+  record(
+    backend.name,
+    `start over ${fmt(count)} entries: open, load, 64 KiB page`,
+    `${median.toFixed(1)} ms (slowest of ${runs}: ${slowest.toFixed(1)} ms)`,
+    '(target < 1,000 ms)',
+  );
+  await sql`drop schema ${sql.id(schema)} cascade`.execute(db);
 }
 
 async function benchApply(backend: Backend, scale: number): Promise<void> {
@@ -443,6 +483,7 @@ console.info(`Node ${process.version}, ${new Date().toISOString()}`);
 const server = await realPostgres();
 try {
   await benchSnapshot(server, snapshotRows, [1, 2]);
+  await benchStart(server, 1_000_000, 9);
   await benchLog(server, 1);
   await benchApply(server, 1);
 } finally {

@@ -289,15 +289,14 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
         return new Promise((resolve) => setTimeout(() => resolve({ type: 'ack' }), 5000));
       },
     });
-    const started = performance.now();
+    // The handler answers after 5 s: only the deadline can end the request before that.
     await expect(
       peers.transport('n1').request('n2', { type: 'raft', messages: [] }, timeout(100)),
-    ).rejects.toThrow();
-    expect(performance.now() - started).toBeLessThan(1000);
+    ).rejects.toMatchObject({ name: 'AbortError' });
     await expect.poll(() => handlerSignal?.aborted).toBe(true);
   });
 
-  it('rejects fast when the peer is unreachable, and never retries', async () => {
+  it('rejects on the refused connection when the peer is unreachable, not at the deadline', async () => {
     const port = await pickLoopbackPort();
     await using transport = disposable(
       createTrpcTransport({
@@ -309,11 +308,9 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
         secret: SECRET,
       }),
     );
-    const started = performance.now();
     await expect(
       transport.request('n2', { type: 'raft', messages: [] }, timeout(5000)),
-    ).rejects.toThrow();
-    expect(performance.now() - started).toBeLessThan(500);
+    ).rejects.toMatchObject({ code: 'ECONNREFUSED' });
     await expect(
       transport.request('n9', { type: 'raft', messages: [] }, timeout(5000)),
     ).rejects.toThrow(/not a peer/);
@@ -433,11 +430,9 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
         dropped = true;
       });
     });
-    const started = Date.now();
     await expect(
       peer.n1.request('n2', { type: 'raft', messages: [] }, timeout(300)),
-    ).rejects.toThrow();
-    expect(Date.now() - started).toBeLessThan(3000);
+    ).rejects.toMatchObject({ name: 'AbortError' });
     await expect.poll(() => dropped, { timeout: 2000 }).toBe(true);
   });
 

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { InvariantViolationError } from '../errors.ts';
 import type { AppendEntries, Message, RequestVote } from '../message.ts';
+import { DEFAULT_ENGINE_TUNING } from './engine-options.ts';
 import type { Ready } from './ready.ts';
-import { Cluster, entriesOfTerms } from './scenario-harness.test-helpers.ts';
+import { Cluster, entriesOfTerms, voteRequest } from './scenario-harness.test-helpers.ts';
 
 /**
  * Scenario tests: each names the rule or figure of the Raft paper (extended version) or of
@@ -198,6 +199,41 @@ describe('Raft paper 5.2, leader election', () => {
       granted: false,
     });
     expect(cluster.status('n3')).toMatchObject({ term: 1, votedFor: 'n1' });
+  });
+});
+
+describe('Figure 2, rules for followers and candidates', () => {
+  it('a candidate that receives an AppendEntries of its own term from the new leader becomes its follower', () => {
+    const cluster = new Cluster({ voters: THREE });
+    // n1 and n2 both campaign in term 1; n1's requests are lost, so n3 votes for n2.
+    cluster.campaign('n1');
+    cluster.flush('n1');
+    cluster.drop({ from: 'n1' });
+    cluster.campaign('n2');
+    cluster.stabilize({ hold: { type: 'append' } });
+    expect(cluster.status('n2')).toMatchObject({ role: 'leader', term: 1 });
+    expect(cluster.status('n1')).toMatchObject({ role: 'candidate', term: 1, votedFor: 'n1' });
+
+    cluster.deliver({ type: 'append', to: 'n1' });
+    expect(cluster.status('n1')).toMatchObject({ role: 'follower', term: 1, leaderId: 'n2' });
+  });
+
+  it('a follower that grants a vote restarts its election timeout', () => {
+    // n2 holds an entry of term 1. A candidate with an empty log brings it to term 2 (denied);
+    // electionTicks - 1 ticks later, n1 asks in the same term with a log as up to date: granted.
+    const cluster = new Cluster({ voters: THREE, nodes: { n2: { log: [1] } } });
+    const { electionTicks } = DEFAULT_ENGINE_TUNING;
+    const follower = cluster.engine('n2');
+    follower.step(voteRequest({ from: 'n3', to: 'n2', term: 2, lastIndex: 0, lastTerm: 0 }));
+    expect(cluster.status('n2')).toMatchObject({ role: 'follower', term: 2, votedFor: null });
+    cluster.tick('n2', electionTicks - 1);
+    follower.step(voteRequest({ from: 'n1', to: 'n2', term: 2, lastIndex: 1, lastTerm: 1 }));
+    expect(cluster.status('n2')).toMatchObject({ term: 2, votedFor: 'n1' });
+    // 2 * electionTicks - 2 ticks since the term began, but electionTicks - 1 since the vote.
+    cluster.tick('n2', electionTicks - 1);
+    expect(cluster.status('n2')).toMatchObject({ role: 'follower', term: 2 });
+    cluster.tick('n2', electionTicks + 1);
+    expect(cluster.status('n2').role).toBe('candidate');
   });
 });
 
@@ -881,6 +917,45 @@ describe('Raft paper 7, log compaction: InstallSnapshot', () => {
     expect(cluster.status('n1').progress.n3).toMatchObject({ state: 'replicate', match: 8 });
     // The state machine was restored from the snapshot; only what follows it is applied.
     expect(cluster.applied('n3').map((e) => e.index)).toEqual([1, 7, 8]);
+  });
+
+  it('Figure 13, receiver step 6: a snapshot whose last entry the follower holds keeps the entries after it; one within its commit index changes nothing', () => {
+    const config = { voters: THREE };
+    const cluster = new Cluster(config);
+    cluster.elect('n1');
+    // n2 receives entries 2..4 and hears of no commit beyond the no-op yet.
+    cluster.engine('n1').propose([payload(1), payload(1), payload(1)]);
+    cluster.flush('n1');
+    cluster.deliver({ type: 'append', to: 'n2' });
+    cluster.flush('n2');
+    cluster.drop();
+    expect(cluster.status('n2')).toMatchObject({ lastIndex: 4, commitIndex: 1 });
+    const snapshotUpTo = (index: number): Message => ({
+      type: 'snapshot',
+      from: 'n1',
+      to: 'n2',
+      term: 1,
+      snapshot: { index, term: 1, config },
+    });
+
+    cluster.engine('n2').step(snapshotUpTo(3));
+    const kept = cluster.flush('n2');
+    expect(kept.some((r) => r.snapshot !== undefined)).toBe(false);
+    expect(cluster.status('n2')).toMatchObject({ firstIndex: 1, lastIndex: 4, commitIndex: 3 });
+    expect(cluster.disk('n2').entries.map((e) => e.index)).toEqual([1, 2, 3, 4]);
+    expect(sent(kept, 'snapshot-response')).toEqual([
+      { type: 'snapshot-response', from: 'n2', to: 'n1', term: 1, index: 3 },
+    ]);
+
+    // A late duplicate, within the commit index: answered with the commit index, nothing else.
+    cluster.drop();
+    cluster.engine('n2').step(snapshotUpTo(2));
+    const ignored = cluster.flush('n2');
+    expect(ignored.some((r) => r.snapshot !== undefined || r.write !== undefined)).toBe(false);
+    expect(cluster.status('n2')).toMatchObject({ lastIndex: 4, commitIndex: 3 });
+    expect(sent(ignored, 'snapshot-response')).toEqual([
+      { type: 'snapshot-response', from: 'n2', to: 'n1', term: 1, index: 3 },
+    ]);
   });
 });
 

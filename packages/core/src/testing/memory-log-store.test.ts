@@ -161,13 +161,14 @@ describe('MemoryLogStore', () => {
     expect((await store.load()).lastIndex).toBe(1);
   });
 
-  it('appends in constant time per entry, however long the log', async () => {
+  // That an append costs the same however long the log is measured by
+  // `pnpm --filter @tsraft/core bench:memory-log-store`, not timed here.
+  it('appends one entry at a time to a long log, in order', async () => {
     const store = new MemoryLogStore();
     await store.persist({ hardState: hard(1) });
-    const started = performance.now();
     for (let index = 1; index <= 50_000; index++)
       await store.persist({ entries: [entry(index, 1)] });
+    expect((await store.load()).lastIndex).toBe(50_000);
     expect((await store.entries(49_999, 50_001)).map((e) => e.index)).toEqual([49_999, 50_000]);
-    expect(performance.now() - started).toBeLessThan(2_000);
   });
 });
