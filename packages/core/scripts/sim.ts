@@ -5,6 +5,7 @@
  *   pnpm --filter @tsraft/core sim --seed 17          (replays one seed)
  *   --small-batches: one or two entries per AppendEntries and a tiny window (more interleavings)
  *   --membership: an operator changes the membership and transfers leadership meanwhile
+ *   --log: print the nodes' log lines (info and above) with their virtual time
  *   --plan NAME: a scripted membership workload instead (grow, shrink, replace-one-by-one,
  *     replace-all-joint, remove-leader; its own number of nodes); --crash-in-joint: the leader
  *     may crash between C_old,new and C_new
@@ -27,6 +28,7 @@ const { values } = parseArgs({
     nodes: { type: 'string' },
     'small-batches': { type: 'boolean', default: false },
     membership: { type: 'boolean', default: false },
+    log: { type: 'boolean', default: false },
     plan: { type: 'string' },
     'crash-in-joint': { type: 'boolean', default: false },
     options: { type: 'string' },
@@ -62,7 +64,7 @@ const seeds =
     : [toInt('seed', values.seed)];
 
 console.log(
-  'seed   events  virtual-ms  leader-terms  acked  unknown  reads  crashes  partitions  snapshots  changes  transfers  joint-crashes  wall-ms',
+  'seed   events  virtual-ms  terms  acked  unknown  reads  crashes  in-flight  closes  partitions  io-fail  restarts  slow-io  snap-taken  snap-installed  changes  transfers  joint-crashes  wall-ms',
 );
 let failures = 0;
 for (const seed of seeds) {
@@ -75,6 +77,7 @@ for (const seed of seeds) {
       ...(values.plan === undefined ? {} : { membership: values.plan as MembershipPlanName }),
       ...(values['crash-in-joint'] ? { crashInJoint: true } : {}),
       ...extra,
+      ...(values.log ? { log: (line: string) => console.log(line) } : {}),
       seed,
     });
     const cols = [
@@ -86,14 +89,20 @@ for (const seed of seeds) {
       r.writesUnknown,
       r.readsCompleted,
       r.crashes,
+      r.crashesInFlight,
+      r.closes,
       r.partitions,
+      r.storageFailures,
+      r.supervisorRestarts,
+      r.slowStorageCalls,
+      r.snapshotsTaken,
       r.snapshotsInstalled,
       r.membershipChanges,
       r.transfers,
       r.crashesInJoint,
       Math.round(performance.now() - started),
     ];
-    const widths = [5, 8, 11, 13, 6, 8, 6, 8, 11, 10, 8, 10, 14, 8];
+    const widths = [5, 8, 11, 6, 6, 8, 6, 8, 10, 7, 11, 8, 9, 8, 11, 15, 8, 10, 14, 8];
     console.log(cols.map((c, i) => String(c).padStart(widths[i] ?? 6)).join(' '));
   } catch (error) {
     failures++;

@@ -102,6 +102,16 @@ interface RaftNodeInit<Command, Result> {
   readonly bytesSinceSnapshot: number;
 }
 
+let readEngine: (node: RaftNode<unknown, unknown>) => RaftEngine;
+
+/**
+ * The engine a node drives. Internal (not exported by the package): the simulator checks Raft's
+ * safety properties on it after every event; nothing may step or change it from outside.
+ */
+export function engineOf<Command, Result>(node: RaftNode<Command, Result>): RaftEngine {
+  return readEngine(node as RaftNode<unknown, unknown>);
+}
+
 /**
  * A Raft node: drives a {@link RaftEngine} with a clock (real timers by default), a log store, a transport, a state
  * machine and a snapshot store.
@@ -170,6 +180,10 @@ export class RaftNode<Command, Result> {
   #bytesSinceSnapshot: number;
   /** The `config` option differed from the stored configuration: told at the first tick. */
   #ignoredConfigOption: RaftNodeEvents['config-option-ignored'][0] | undefined;
+
+  static {
+    readEngine = (node) => node.#engine;
+  }
 
   private constructor(init: RaftNodeInit<Command, Result>) {
     const { options } = init;

@@ -82,6 +82,8 @@ export class SnapshotExchange<Command, Result> {
   readonly #receiver: SnapshotReceiver;
   /** Followers a snapshot is being sent to: one transfer per follower at a time. */
   readonly #sending = new Set<NodeId>();
+  /** The latest request the engine made for a follower while a transfer to it was under way. */
+  readonly #queued = new Map<NodeId, InstallSnapshot>();
   /** Whether a fresh snapshot is being taken to replace a damaged one. */
   #replacingDamaged = false;
 
@@ -172,7 +174,12 @@ export class SnapshotExchange<Command, Result> {
     const o = this.#o;
     const peer = message.to;
     const meta = message.snapshot;
-    if (this.#sending.has(peer)) return;
+    if (this.#sending.has(peer)) {
+      // One transfer per follower: the engine's newer request goes once this one ends (it may
+      // be a snapshot taken since, which the follower needs: dropping it would stall it).
+      this.#queued.set(peer, message);
+      return;
+    }
     this.#sending.add(peer);
     let latest: StoredSnapshot | undefined;
     try {
@@ -203,6 +210,9 @@ export class SnapshotExchange<Command, Result> {
       o.kick();
     } finally {
       this.#sending.delete(peer);
+      const queued = this.#queued.get(peer);
+      this.#queued.delete(peer);
+      if (queued !== undefined && o.stopped() === undefined) void this.send(queued);
     }
   }
 
@@ -257,15 +267,21 @@ export class SnapshotExchange<Command, Result> {
     await o.drainApplying();
     if (o.stopped() !== undefined) return false;
     o.replacing(meta);
-    await this.#work.run(async () => {
-      const latest = await storage('read the latest snapshot', () => store.latest());
-      if (latest === undefined || latest.index !== meta.index || latest.term !== meta.term) {
-        throw new InvariantViolationError(
-          `the engine installs snapshot ${snapshotKey(meta)}, but the latest stored is ${latest === undefined ? 'none' : snapshotKey(latest)}`,
-        );
-      }
-      await restoreFromSnapshot(o.stateMachine, store, latest, o.lifetime);
-    });
+    try {
+      await this.#work.run(async () => {
+        const latest = await storage('read the latest snapshot', () => store.latest());
+        if (latest === undefined || latest.index !== meta.index || latest.term !== meta.term) {
+          throw new InvariantViolationError(
+            `the engine installs snapshot ${snapshotKey(meta)}, but the latest stored is ${latest === undefined ? 'none' : snapshotKey(latest)}`,
+          );
+        }
+        await restoreFromSnapshot(o.stateMachine, store, latest, o.lifetime);
+      });
+    } catch (error) {
+      // close() cut the restore short (its reads abort with the node's lifetime): not a fault.
+      if (o.stopped() !== undefined) return false;
+      throw error;
+    }
     if (o.stopped() !== undefined) return false;
     o.logger.info({ index: meta.index, term: meta.term }, 'installed a snapshot');
     o.installed(meta);

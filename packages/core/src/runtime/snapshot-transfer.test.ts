@@ -3,7 +3,7 @@ import type { NodeId } from '../log-entry.ts';
 import { type LogFn, type Logger, noopLogger } from '../logger.ts';
 import type { KvCommand } from '../testing/kv-state-machine.ts';
 import { MemorySnapshotStore } from '../testing/memory-snapshot-store.ts';
-import { TestCluster, waitFor } from '../testing/test-cluster.test-helpers.ts';
+import { sleep, TestCluster, waitFor } from '../testing/test-cluster.test-helpers.ts';
 import type { PeerRequest, PeerResponse, SnapshotChunk, Transport } from '../transport.ts';
 import type { RaftNodeEvents } from './raft-node-events.ts';
 
@@ -24,6 +24,8 @@ class PieceTap {
   corruptPiece: number | undefined;
   /** While set, snapshot requests wait for it before they leave. */
   gate: Promise<void> | undefined;
+  /** While set, the answer to the piece that completes a snapshot waits for it. */
+  holdFinalAnswer: Promise<void> | undefined;
   /** Data pieces to let through before the next ones wait for `release()`; `undefined`: none. */
   pauseAfter: number | undefined;
   #dataPieces = 0;
@@ -61,7 +63,9 @@ class PieceTap {
         }
         this.sent.push({ from, to, chunk });
         const sent: PeerRequest = { ...request, chunk };
-        return transport.request(to, sent, options);
+        const answer = await transport.request(to, sent, options);
+        if (chunk.offset + chunk.data.byteLength === chunk.size) await this.holdFinalAnswer;
+        return answer;
       },
     };
   }
@@ -128,6 +132,33 @@ describe('chunked InstallSnapshot (Raft paper 7)', () => {
     expect(offsets.slice(0, 3)).toEqual([0, PIECE, 2 * PIECE]);
     expect(installed.map((event) => event.cause)).toEqual(['installed']);
     expect(installed[0]?.index).toBeGreaterThanOrEqual(snapshot.index);
+  });
+
+  it('sends a follower the snapshot taken while a transfer to it was finishing (one transfer at a time, the newer request waits its turn)', async () => {
+    const tap = new PieceTap();
+    const { cluster, lagging, snapshot: first } = await laggingFollower(tap);
+    await using _ = cluster;
+    tap.pauseAfter = 2;
+    const follower = await cluster.startNode(lagging);
+    await waitFor(() => tap.offsets(lagging).length >= 2);
+    // Meanwhile the leader moves on and compacts past the snapshot under way.
+    const leader = await cluster.waitForLeader();
+    for (let i = 0; i < 10; i++) await leader.propose(put(`later-${i}`, 'v'));
+    const second = await leader.takeSnapshot();
+    expect(second?.index).toBeGreaterThan(first.index);
+    let releaseFinalAnswer = (): void => {};
+    tap.holdFinalAnswer = new Promise<void>((resolve) => {
+      releaseFinalAnswer = resolve;
+    });
+    tap.release();
+    // The follower installs the first snapshot and tells the leader's engine, which asks for the
+    // second at once, while the transfer of the first still waits for its final answer.
+    await waitFor(() => follower.status().snapshotIndex >= first.index);
+    await sleep(100);
+    releaseFinalAnswer();
+    await cluster.waitForApplied(leader.status().commitIndex);
+    expect(follower.status().snapshotIndex).toBeGreaterThanOrEqual(second!.index);
+    expect(cluster.disk(lagging).stateMachine.get('later-9')).toBe('v');
   });
 
   it('resumes a transfer cut halfway from the last acknowledged piece, not from the start', async () => {

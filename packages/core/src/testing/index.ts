@@ -38,7 +38,9 @@ export {
 } from './memory-snapshot-store.ts';
 export { InvariantChecker, InvariantViolation } from './sim/invariant-checker.ts';
 export { CALM_NETWORK, type NetworkFaults, SimNetwork } from './sim/sim-network.ts';
+export { CALM_DISK, type DiskFaults } from './sim/sim-process.ts';
 export {
+  FAULTY_DISK,
   LOSSY_NETWORK,
   runSimulation,
   SimulationFailure,

@@ -2,12 +2,16 @@ import { describe, expect, it } from 'vitest';
 import type { EngineTuning } from '../../engine/engine-options.ts';
 import type { NodeId } from '../../log-entry.ts';
 import type { MembershipPlanName } from './membership-plans.ts';
+import { CALM_NETWORK } from './sim-network.ts';
+import { CALM_DISK } from './sim-process.ts';
 import { runSimulation, SMALL_BATCHES } from './simulator.ts';
 
 /**
  * Randomized simulations, bounded in time: each scenario runs consecutive seeds until its budget
- * is spent (at least `MIN_SEEDS`). Every seed checks the safety invariants after every event,
- * convergence after healing, acknowledged writes applied everywhere, and a linearizable history.
+ * is spent (at least `MIN_SEEDS`). Every seed runs real RaftNodes under supervisors on virtual
+ * time and checks the safety invariants after every event, convergence after healing, equal
+ * state on every member, and a linearizable history; each scenario must have injected every
+ * kind of fault over its seeds (a run whose faults are off proves nothing, and fails).
  * A failure names its seed; `TSRAFT_SIM_SEED=N` runs just that seed in every scenario.
  *
  * Environment: TSRAFT_SIM_BUDGET_MS (per scenario, default 30,000), TSRAFT_SIM_SEED.
@@ -105,6 +109,30 @@ const scenarios: Scenario[] = [
   },
 ];
 
+/** Fault counters summed over a scenario's seeds. */
+type Totals = Record<(typeof FAULT_COUNTERS)[number], number>;
+
+/** Faults every scenario must have injected (and the run must have survived) over its seeds. */
+const FAULT_COUNTERS = [
+  'crashes',
+  'crashesInFlight',
+  'closes',
+  'partitions',
+  'storageFailures',
+  'supervisorRestarts',
+  'slowStorageCalls',
+  'snapshotsTaken',
+  'snapshotsInstalled',
+  'writesUnknown',
+] as const;
+
+/** Fails when a scenario's seeds did not inject every kind of fault: such a run proves little. */
+function expectEveryFault(name: string, totals: Totals): void {
+  for (const counter of FAULT_COUNTERS) {
+    expect(totals[counter], `${name}: no ${counter} over its seeds`).toBeGreaterThan(0);
+  }
+}
+
 describe('randomized simulation', () => {
   for (const scenario of scenarios) {
     it(
@@ -117,6 +145,7 @@ describe('randomized simulation', () => {
         let acknowledged = 0;
         let reads = 0;
         let changes = 0;
+        const totals = Object.fromEntries(FAULT_COUNTERS.map((c) => [c, 0])) as Totals;
         for (let seed = onlySeed ?? scenario.firstSeed; ; seed++) {
           const report = await runSimulation({
             seed,
@@ -136,20 +165,39 @@ describe('randomized simulation', () => {
           acknowledged += report.writesAcknowledged;
           reads += report.readsCompleted;
           changes += report.membershipChanges + report.transfers;
+          for (const counter of FAULT_COUNTERS) totals[counter] += report[counter];
           expect(report.writesAcknowledged, `seed ${seed} made no progress`).toBeGreaterThan(0);
           if (onlySeed !== undefined) break;
           if (seeds >= MIN_SEEDS && performance.now() - started > scenarioBudgetMs) break;
         }
         console.info(
-          `[sim] ${scenario.name}: ${seeds} seeds from ${onlySeed ?? scenario.firstSeed}, ${acknowledged} acknowledged writes, ${reads} linearizable reads${scenario.crashInJoint === true ? `, ${crashesInJoint} leaders crashed between C_old,new and C_new` : ''}`,
+          `[sim] ${scenario.name}: ${seeds} seeds from ${onlySeed ?? scenario.firstSeed}, ${acknowledged} acknowledged writes, ${reads} linearizable reads${scenario.crashInJoint === true ? `, ${crashesInJoint} leaders crashed between C_old,new and C_new` : ''}, faults ${JSON.stringify(totals)}`,
         );
         expect(reads).toBeGreaterThan(0);
+        if (onlySeed === undefined) expectEveryFault(scenario.name, totals);
         if (scenario.membership !== undefined) expect(changes).toBeGreaterThan(0);
         if (scenario.crashInJoint === true) expect(crashesInJoint).toBeGreaterThan(0);
       },
       budgetMs * 3 + 60_000,
     );
   }
+
+  it('counts no fault when every fault is off, so that the fault assertions can fail', async () => {
+    const report = await runSimulation({
+      seed: 7,
+      operationsPerClient: 10,
+      faults: CALM_NETWORK,
+      disk: CALM_DISK,
+      partitions: false,
+      crashes: false,
+      storageFailures: false,
+      snapshots: false,
+    });
+    const totals = Object.fromEntries(FAULT_COUNTERS.map((c) => [c, report[c]])) as Totals;
+    expect(totals).toEqual(Object.fromEntries(FAULT_COUNTERS.map((c) => [c, 0])));
+    expect(() => expectEveryFault('calm', totals)).toThrow(/no crashes/);
+    expect(report.writesAcknowledged).toBeGreaterThan(0);
+  });
 
   it('replays a seed exactly', async () => {
     const a = await runSimulation({ seed: 42, nodes: 3, operationsPerClient: 15 });

@@ -1,20 +1,33 @@
 import { isJoint, members } from '../../configuration.ts';
 import type { EngineTuning } from '../../engine/engine-options.ts';
-import type { Ready } from '../../engine/ready.ts';
-import type { LogEntry, NodeId } from '../../log-entry.ts';
-import type { Message } from '../../message.ts';
+import type { RaftEngine } from '../../engine/raft-engine.ts';
+import { CommandError, NotLeaderError } from '../../errors.ts';
+import type { NodeId } from '../../log-entry.ts';
+import type { LogFn, Logger } from '../../logger.ts';
 import { type RandomSource, randomInt, seededRandom } from '../../random.ts';
-import type { CommandResult } from '../../state-machine.ts';
+import { engineOf, type RaftNode } from '../../runtime/raft-node.ts';
+import { RaftSupervisor } from '../../runtime/raft-supervisor.ts';
+import type { SupervisedNodeOptions } from '../../runtime/raft-supervisor-options.ts';
+import type { AppliedEntry } from '../../state-machine.ts';
 import type { KvCommand, KvResult } from '../kv-state-machine.ts';
 import { checkOperations } from '../linearizability/checker.ts';
 import { type KvInput, type KvOutput, kvModel } from '../linearizability/kv-model.ts';
 import { type Operation, UNKNOWN_OUTCOME } from '../linearizability/operation.ts';
-import { EventQueue } from './event-queue.ts';
 import { InvariantChecker } from './invariant-checker.ts';
 import { pickMembershipAction } from './membership-actions.ts';
 import { type MembershipPlanName, MembershipPlanRun, planServers } from './membership-plans.ts';
 import { CALM_NETWORK, type NetworkFaults, SimNetwork } from './sim-network.ts';
-import { SimNode, simCodec } from './sim-node.ts';
+import {
+  CALM_DISK,
+  type DiskCounters,
+  type DiskFaults,
+  InjectedStorageFault,
+  SimDisk,
+  SimProcess,
+} from './sim-process.ts';
+import { SimLogStore, SimSnapshotStore, SimStateMachine } from './sim-stores.ts';
+import { SimSwitchboard, SimTransport } from './sim-transport.ts';
+import { VirtualTime } from './virtual-time.ts';
 
 /** What to simulate. Everything random is drawn from `seed`. */
 export interface SimulationOptions {
@@ -25,16 +38,24 @@ export interface SimulationOptions {
   readonly clients?: number;
   /** Operations each client performs. Default 40. */
   readonly operationsPerClient?: number;
-  /** Virtual time with faults, in ms; then the network heals and the cluster must converge. Default 8,000. */
+  /** Virtual time with faults, in ms; then every fault heals and the cluster must converge. Default 8,000. */
   readonly faultyMs?: number;
   /** Network faults during the faulty phase. Default: lossy, duplicating, reordering. */
   readonly faults?: NetworkFaults;
+  /** Disk latency, stalls, failures and crash points during the faulty phase. Default {@link FAULTY_DISK}. */
+  readonly disk?: DiskFaults;
   /** Inject partitions (also one-way) during the faulty phase. Default true. */
   readonly partitions?: boolean;
-  /** Crash and restart nodes during the faulty phase. Default true. */
+  /**
+   * Crash processes during the faulty phase: at random times, inside storage calls (crash
+   * points), and during a graceful `close()`; each comes back later on its durable state.
+   * Default true.
+   */
   readonly crashes?: boolean;
-  /** A node snapshots and compacts its log once this many entries are applied past its first index. Default 40. */
-  readonly snapshotEvery?: number;
+  /** Storage calls fail (the node stops, its supervisor restarts it). Default true. */
+  readonly storageFailures?: boolean;
+  /** Nodes take snapshots (and compact their logs) at random times. Default true. */
+  readonly snapshots?: boolean;
   /**
    * During the faulty phase an operator changes the membership every few hundred ms (grow,
    * shrink, replace one or all voters, demote, remove the leader; one step or joint) and
@@ -53,6 +74,8 @@ export interface SimulationOptions {
    */
   readonly crashInJoint?: boolean;
   readonly tuning?: Partial<EngineTuning>;
+  /** Receives the nodes' log lines (info and above), stamped with virtual time. Default: none. */
+  readonly log?: (line: string) => void;
 }
 
 /** What a simulation did; every number is a count over the whole run. */
@@ -64,10 +87,21 @@ export interface SimulationReport {
   readonly writesAcknowledged: number;
   readonly writesUnknown: number;
   readonly readsCompleted: number;
+  /** Processes that died (killed, crashed at a crash point, or during `close()`). */
   readonly crashes: number;
+  /** Crashes that hit a process with a storage call in flight (at a crash point or not). */
+  readonly crashesInFlight: number;
+  /** Graceful restarts (`close()`, then a new process), some crashing half-way. */
+  readonly closes: number;
   readonly partitions: number;
+  /** Storage calls that failed, and the restarts of stopped nodes by their supervisors. */
+  readonly storageFailures: number;
+  readonly supervisorRestarts: number;
+  /** Storage calls slower than usual (a stalled disk). */
+  readonly slowStorageCalls: number;
+  readonly snapshotsTaken: number;
   readonly snapshotsInstalled: number;
-  /** Membership changes the leader accepted, and leadership transfers it started. */
+  /** Membership changes asked of a leader, and leadership transfers it started. */
   readonly membershipChanges: number;
   readonly transfers: number;
   /** Leaders crashed between C_old,new and C_new (`crashInJoint`). */
@@ -101,6 +135,16 @@ export const LOSSY_NETWORK: NetworkFaults = Object.freeze({
   longDelay: 0.02,
 });
 
+/** Disk latency of a few ms, occasional stalls, rare failures and crash points. */
+export const FAULTY_DISK: DiskFaults = Object.freeze({
+  minLatencyMs: 0,
+  maxLatencyMs: 3,
+  slow: 0.01,
+  slowMs: 500,
+  fail: 0.002,
+  crash: 0.002,
+});
+
 /** Tiny AppendEntries and windows: replication interleaves in many more ways. */
 export const SMALL_BATCHES: Partial<EngineTuning> = Object.freeze({
   maxEntriesPerMessage: 2,
@@ -109,20 +153,9 @@ export const SMALL_BATCHES: Partial<EngineTuning> = Object.freeze({
 
 const TICK_MS = 10;
 const ATTEMPT_TIMEOUT_MS = 400;
-const OPERATION_TIMEOUT_MS = 3_000;
+const OPERATION_TIMEOUT_MS = 1_500;
 const CONVERGE_MS = 5_000;
 const KEYS = ['x', 'y', 'z'];
-
-type SimEvent =
-  | { kind: 'tick'; node: SimNode; epoch: number; everyMs: number }
-  | { kind: 'persisted'; node: SimNode; epoch: number; ready: Ready }
-  | { kind: 'deliver'; node: SimNode; message: Message; snapshot: Uint8Array | undefined }
-  | { kind: 'client'; client: SimClient }
-  | { kind: 'attempt-timeout'; client: SimClient; op: PendingOperation; attempt: number }
-  | { kind: 'snapshot-failed'; node: SimNode; to: NodeId; epoch: number }
-  | { kind: 'fault' }
-  | { kind: 'membership' }
-  | { kind: 'restart'; node: SimNode };
 
 interface PendingOperation {
   readonly input: KvInput;
@@ -141,13 +174,26 @@ interface SimClient {
   leaderHint: NodeId | undefined;
 }
 
+/** A server: its durable disk, and the process running on it now (none while down). */
+interface Server {
+  readonly id: NodeId;
+  readonly disk: SimDisk;
+  process: SimProcess | undefined;
+  supervisor: RaftSupervisor<KvCommand, KvResult> | undefined;
+  /** The node last seen running on it, to notice a new life. */
+  node: RaftNode<KvCommand, KvResult> | undefined;
+}
+
 /**
- * Runs a Raft cluster of {@link SimNode}s on virtual time under network faults, partitions and
- * crash-restarts, with clients writing and reading linearizably. After every event the
- * {@link InvariantChecker} checks Raft's safety properties; at the end the network heals, the
- * cluster must converge, every acknowledged write must be applied everywhere, and the clients'
- * history must be linearizable. Deterministic: one seed, one run. Throws
- * {@link SimulationFailure} (carrying the seed) on any violation.
+ * Runs a cluster of real {@link RaftNode}s, each under a {@link RaftSupervisor}, on virtual time:
+ * simulated stores (latency, stalls, failures, crash points inside storage calls), a simulated
+ * network (loss, duplication, reordering, partitions), process crashes and graceful restarts,
+ * snapshots at random times, clients writing with sessions and reading linearizably through any
+ * node. After every event the {@link InvariantChecker} checks Raft's safety properties on every
+ * running engine; at the end every fault heals, the cluster must converge, its members must hold
+ * the same state, and the clients' history (with a final read of every key) must be
+ * linearizable. A node that stops on an error the simulation did not inject fails the run.
+ * Deterministic: one seed, one run. Throws {@link SimulationFailure} (carrying the seed).
  */
 export async function runSimulation(options: SimulationOptions): Promise<SimulationReport> {
   const sim = new Simulation(options);
@@ -155,47 +201,43 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     return await sim.run();
   } catch (error) {
     throw new SimulationFailure(options, sim.now, error);
+  } finally {
+    sim.dispose();
   }
 }
 
 class Simulation {
-  now = 0;
-  readonly #options: Required<Omit<SimulationOptions, 'tuning'>> & {
+  readonly #options: Required<Omit<SimulationOptions, 'tuning' | 'log'>> & {
     tuning?: Partial<EngineTuning>;
+    log?: (line: string) => void;
   };
   readonly #random: RandomSource;
-  readonly #queue = new EventQueue<SimEvent>();
+  readonly #time = new VirtualTime();
   readonly #network: SimNetwork;
-  readonly #nodes: SimNode[];
+  readonly #switchboard: SimSwitchboard;
+  readonly #servers: Server[];
+  readonly #voters: NodeId[];
   readonly #clients: SimClient[];
   readonly #checker = new InvariantChecker();
   readonly #history: Operation<KvInput, KvOutput>[] = [];
-  /** Proposals waiting to be applied on the node that accepted them, by `node:index`. */
-  readonly #pendingWrites = new Map<
-    string,
-    { client: SimClient; op: PendingOperation; term: number }
-  >();
-  /** Reads waiting for their read index, by read id. */
-  readonly #pendingReads = new Map<
-    string,
-    { client: SimClient; op: PendingOperation; node: SimNode }
-  >();
-  /** Reads whose index is known, waiting for the node to apply that far. */
-  #readsAwaitingApply: { client: SimClient; op: PendingOperation; node: SimNode; index: number }[] =
-    [];
-  readonly #acknowledged: { index: number; term: number }[] = [];
+  readonly #disk: DiskCounters = { calls: 0, failures: 0, crashes: 0, slow: 0 };
+  #failure: Error | undefined;
   #events = 0;
   #faultsOn = true;
   #leaderTerms = new Set<number>();
+  #writesAcknowledged = 0;
   #writesUnknown = 0;
   #readsCompleted = 0;
   #crashes = 0;
+  #crashesInFlight = 0;
+  #closes = 0;
   #partitions = 0;
+  #supervisorRestarts = 0;
+  #snapshotsTaken = 0;
   #snapshotsInstalled = 0;
   #membershipChanges = 0;
   #transfers = 0;
   #crashesInJoint = 0;
-  #readSeq = 0;
   readonly #plan: MembershipPlanRun | undefined;
 
   constructor(options: SimulationOptions) {
@@ -215,28 +257,30 @@ class Simulation {
       operationsPerClient: 40,
       faultyMs: 8_000,
       faults: LOSSY_NETWORK,
+      disk: FAULTY_DISK,
       partitions: true,
       crashes: true,
-      snapshotEvery: 40,
+      storageFailures: true,
+      snapshots: true,
       membership: false,
       crashInJoint: false,
       ...options,
     };
     this.#random = seededRandom(options.seed);
     this.#network = new SimNetwork(this.#random, this.#options.faults);
+    this.#switchboard = new SimSwitchboard(this.#time, this.#network);
     const spares =
       plan === undefined ? (this.#options.membership ? 2 : 0) : planServers(plan).spares;
     const ids = Array.from({ length: this.#options.nodes + spares }, (_, i) => `n${i + 1}`);
     this.#plan = plan === undefined ? undefined : new MembershipPlanRun(plan, ids);
-    const voters = ids.slice(0, this.#options.nodes);
-    this.#nodes = ids.map(
-      (id) =>
-        new SimNode({
-          id,
-          config: { voters },
-          ...(this.#options.tuning === undefined ? {} : { tuning: this.#options.tuning }),
-        }),
-    );
+    this.#voters = ids.slice(0, this.#options.nodes);
+    this.#servers = ids.map((id) => ({
+      id,
+      disk: new SimDisk(id),
+      process: undefined,
+      supervisor: undefined,
+      node: undefined,
+    }));
     this.#clients = Array.from({ length: this.#options.clients }, (_, i) => ({
       id: i,
       name: `client-${i}`,
@@ -247,291 +291,288 @@ class Simulation {
     }));
   }
 
-  async run(): Promise<SimulationReport> {
-    for (const node of this.#nodes) await this.#startNode(node);
-    for (const client of this.#clients)
-      this.#schedule(randomInt(this.#random, 0, 50), { kind: 'client', client });
-    if (this.#options.partitions || this.#options.crashes) this.#schedule(300, { kind: 'fault' });
-    if (this.#options.membership) this.#schedule(500, { kind: 'membership' });
+  get now(): number {
+    return this.#time.now;
+  }
 
-    const faultyUntil = this.#options.faultyMs;
-    const deadline = faultyUntil + CONVERGE_MS + OPERATION_TIMEOUT_MS;
+  async run(): Promise<SimulationReport> {
+    const time = this.#time;
+    for (const server of this.#servers) this.#boot(server);
+    for (const client of this.#clients) {
+      time.at(randomInt(this.#random, 0, 50), () => this.#clientWake(client));
+    }
+    if (this.#options.partitions || this.#options.crashes) time.at(300, () => this.#fault());
+    if (this.#options.snapshots) time.at(100, () => this.#snapshot());
+    const plan = this.#plan;
+    if (plan !== undefined) time.at(500, () => this.#followPlan(plan));
+    else if (this.#options.membership) time.at(500, () => this.#changeMembership());
     let healed = false;
-    for (;;) {
-      const next = this.#queue.pop();
-      if (next === undefined) break;
-      this.now = next.time;
-      if (!healed && this.now >= faultyUntil) {
-        healed = true;
-        await this.#heal();
-      }
-      if (this.now > deadline) break;
-      await this.#handle(next.item);
+    time.at(this.#options.faultyMs, () => {
+      healed = true;
+      this.#heal();
+    });
+    const deadline = this.#options.faultyMs + CONVERGE_MS + OPERATION_TIMEOUT_MS;
+    while (await time.step()) {
       this.#events++;
-      this.#checker.check(this.#aliveEngines());
+      this.#throwIfFailed();
+      this.#checkInvariants();
+      if (time.now > deadline) break;
       if (healed && this.#quiescent()) break;
     }
     await this.#finalChecks();
     return {
       seed: this.#options.seed,
       events: this.#events,
-      virtualMs: this.now,
+      virtualMs: time.now,
       leaderTerms: this.#leaderTerms.size,
-      writesAcknowledged: this.#acknowledged.length,
+      writesAcknowledged: this.#writesAcknowledged,
       writesUnknown: this.#writesUnknown,
       readsCompleted: this.#readsCompleted,
       crashes: this.#crashes,
+      crashesInFlight: this.#crashesInFlight,
+      closes: this.#closes,
       partitions: this.#partitions,
+      storageFailures: this.#disk.failures,
+      supervisorRestarts: this.#supervisorRestarts,
+      slowStorageCalls: this.#disk.slow,
+      snapshotsTaken: this.#snapshotsTaken,
       snapshotsInstalled: this.#snapshotsInstalled,
       membershipChanges: this.#membershipChanges,
       transfers: this.#transfers,
       crashesInJoint: this.#crashesInJoint,
-      finalVoters: [...(this.#leader()?.engine?.status().config.voters ?? [])].sort(),
+      finalVoters: [...(this.#leader()?.status().config.voters ?? [])].sort(),
     };
   }
 
+  /** Stops every process, so that nothing of this run lingers. */
+  dispose(): void {
+    for (const server of this.#servers) server.process?.kill();
+  }
+
+  #fail(error: unknown): void {
+    this.#failure ??= error instanceof Error ? error : new Error(String(error));
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
   // -------------------------------------------------------------------------------------------
-  // Events
+  // Servers
 
-  #schedule(delay: number, event: SimEvent): void {
-    this.#queue.push(this.now + delay, event);
+  /** Starts a new process on `server`'s disk: a supervisor, which starts a node. */
+  #boot(server: Server): void {
+    if (server.process !== undefined) return;
+    const process = new SimProcess({
+      // Wall clocks of different machines disagree by up to a second.
+      clock: this.#time.clock(1_700_000_000_000 + randomInt(this.#random, 0, 1_000)),
+      random: this.#random,
+      faults: this.#diskFaults(),
+      counters: this.#disk,
+      onCrashPoint: (p) => this.#kill(server, p),
+    });
+    server.process = process;
+    // Clocks drift: each process ticks at its own rate, up to 30% off the nominal one.
+    const tickMs = randomInt(this.#random, TICK_MS - 3, TICK_MS + 4);
+    RaftSupervisor.start<KvCommand, KvResult>({
+      clock: process.clock,
+      backoff: { initialMs: 20, maxMs: 400 },
+      open: async () => this.#nodeOptions(server, process, tickMs),
+    }).then(
+      (supervisor) => {
+        if (!process.alive) return;
+        server.supervisor = supervisor;
+        supervisor.on('fatal', ({ error }) => {
+          this.#nodeStopped(server, error);
+          // Sometimes the process dies while its supervisor restarts the node.
+          if (this.#options.crashes && this.#faultsOn && this.#random.next() < 0.3) {
+            this.#time.at(randomInt(this.#random, 0, 60), () => this.#kill(server, process));
+          }
+        });
+        supervisor.on('recovered', () => this.#supervisorRestarts++);
+      },
+      (error: unknown) => {
+        if (!process.alive) return;
+        // A first start is not retried by the supervisor: the operator starts the process again.
+        this.#nodeStopped(server, error);
+        this.#exit(server, process);
+        this.#restartLater(server);
+      },
+    );
   }
 
-  async #handle(event: SimEvent): Promise<void> {
-    switch (event.kind) {
-      case 'tick': {
-        const engine = event.node.engine;
-        if (engine === undefined || event.epoch !== event.node.epoch) return;
-        engine.tick();
-        const status = engine.status();
-        if (status.role === 'leader') this.#leaderTerms.add(status.term);
-        this.#schedule(event.everyMs, event);
-        this.#maybeReady(event.node);
-        return;
+  #diskFaults(): DiskFaults {
+    if (!this.#faultsOn) return CALM_DISK;
+    const disk = this.#options.disk;
+    return {
+      ...disk,
+      fail: this.#options.storageFailures ? disk.fail : 0,
+      crash: this.#options.crashes ? disk.crash : 0,
+    };
+  }
+
+  #nodeOptions(
+    server: Server,
+    process: SimProcess,
+    tickMs: number,
+  ): SupervisedNodeOptions<KvCommand, KvResult> {
+    return {
+      id: server.id,
+      config: { voters: this.#voters },
+      logStore: new SimLogStore(server.disk, process),
+      stateMachine: new SimStateMachine(server.disk, process, (entries) =>
+        this.#applied(server, entries),
+      ),
+      snapshotStore: new SimSnapshotStore(server.disk, process),
+      transport: new SimTransport(server.id, process, this.#switchboard),
+      clock: process.clock,
+      random: seededRandom(Math.floor(this.#random.next() * 2 ** 32)),
+      tickMs,
+      ...(this.#options.tuning === undefined ? {} : { tuning: this.#options.tuning }),
+      // Small pieces: a snapshot travels in many (chunked InstallSnapshot).
+      snapshotChunkBytes: 200,
+      requestTimeoutMs: 100,
+      readTimeoutMs: 1_000,
+      forwardTimeoutMs: 1_000,
+      snapshotTimeoutMs: 300,
+      snapshotInstallTimeoutMs: 2_000,
+      verifySnapshotOnStart: this.#random.next() < 0.5,
+      ...(this.#options.log === undefined
+        ? {}
+        : { logger: simLogger(this.#time, server.id, this.#options.log) }),
+    };
+  }
+
+  /** A node stopped: on a fault the simulation injected (expected), or on a bug. */
+  #nodeStopped(server: Server, error: unknown): void {
+    if (injected(error)) return;
+    this.#fail(
+      new Error(
+        `${server.id} stopped on an error the simulation did not inject: ${describe(error)}`,
+        { cause: error },
+      ),
+    );
+  }
+
+  /** State Machine Safety: every entry a state machine applies is the one applied everywhere. */
+  #applied(server: Server, entries: readonly AppliedEntry<KvCommand>[]): void {
+    const node = server.supervisor?.node ?? server.node;
+    if (node === undefined) return;
+    const engine = engineOf(node);
+    try {
+      for (const applied of entries) {
+        const entry = engine.entry(applied.index);
+        if (entry === undefined) {
+          throw new Error(`${server.id} applied index ${applied.index}, which its log lacks`);
+        }
+        this.#checker.applied(server.id, entry);
       }
-      case 'deliver': {
-        const engine = event.node.engine;
-        if (engine === undefined) {
-          // A snapshot travels as a request: to a node that is down, the sender sees it fail.
-          if (event.message.type === 'snapshot') this.#snapshotFailed(event.message);
-          return;
-        }
-        if (event.snapshot !== undefined && event.message.type === 'snapshot') {
-          const s = event.message.snapshot;
-          event.node.receivedSnapshots.set(`${s.index}:${s.term}`, event.snapshot);
-          event.node.snapshotRequests.push({
-            message: event.message,
-            after: event.node.readiesTaken + 1,
-          });
-        }
-        engine.step(event.message);
-        this.#maybeReady(event.node);
-        return;
-      }
-      case 'persisted':
-        if (event.epoch !== event.node.epoch) return;
-        await this.#persisted(event.node, event.ready);
-        return;
-      case 'client':
-        this.#clientWake(event.client);
-        return;
-      case 'attempt-timeout':
-        // The attempt did not complete in time (a crash, a lost leadership): try again.
-        if (event.client.op === event.op && event.op.attempt === event.attempt) {
-          this.#clientWake(event.client);
-        }
-        return;
-      case 'snapshot-failed':
-        if (event.epoch === event.node.epoch) event.node.engine?.reportSnapshotFailed(event.to);
-        this.#maybeReady(event.node);
-        return;
-      case 'fault':
-        if (!this.#faultsOn) return;
-        await this.#injectFault();
-        this.#schedule(randomInt(this.#random, 200, 900), event);
-        return;
-      case 'membership':
-        if (this.#plan !== undefined) {
-          if (this.#plan.done) return;
-          this.#schedule(await this.#followPlan(this.#plan), event);
-          return;
-        }
-        if (!this.#faultsOn) return;
-        this.#changeMembership();
-        this.#schedule(randomInt(this.#random, 300, 900), event);
-        return;
-      case 'restart':
-        if (!event.node.alive) await this.#startNode(event.node);
-        return;
+    } catch (error) {
+      this.#fail(error);
     }
   }
 
-  /** The operator asks the current leader for a membership change or a leadership transfer. */
-  #changeMembership(): void {
-    const leader = this.#leader();
-    const engine = leader?.engine;
-    if (leader === undefined || engine === undefined) return;
-    const { config } = engine.status();
-    if (isJoint(config)) return;
-    const servers = this.#nodes.map((n) => n.id);
-    const action = pickMembershipAction(this.#random, config, servers);
-    if (action.kind === 'transfer') {
-      if (action.to === leader.id) return;
-      if (engine.transferLeadership(action.to === undefined ? {} : { to: action.to }).ok) {
-        this.#transfers++;
-      }
-    } else if (engine.proposeConfigChange(action.change, { mode: action.mode }).ok) {
-      this.#membershipChanges++;
-    }
-    this.#maybeReady(leader);
+  /** The process on `server` dies where it stands (a crash, or one at a crash point). */
+  #kill(server: Server, process: SimProcess): void {
+    if (!process.alive) return;
+    this.#crashes++;
+    if (process.inFlight > 0) this.#crashesInFlight++;
+    this.#exit(server, process);
+    this.#restartLater(server);
   }
+
+  #exit(server: Server, process: SimProcess): void {
+    process.kill();
+    if (server.process === process) {
+      server.process = undefined;
+      server.supervisor = undefined;
+      server.node = undefined;
+    }
+  }
+
+  #restartLater(server: Server): void {
+    // After the faulty phase, healing starts every server that is down.
+    if (!this.#faultsOn) {
+      this.#boot(server);
+      return;
+    }
+    // A third of the processes come back at once (a service manager restarting them): within
+    // the election under way, so that what a node promised before dying is put to the test.
+    const delay =
+      this.#random.next() < 0.33
+        ? randomInt(this.#random, 5, 60)
+        : randomInt(this.#random, 50, 1_200);
+    this.#time.at(delay, () => {
+      if (this.#faultsOn) this.#boot(server);
+    });
+  }
+
+  /** The running node on `server`, if any. */
+  #nodeOf(server: Server): RaftNode<KvCommand, KvResult> | undefined {
+    const node = server.process?.alive === true ? server.supervisor?.node : undefined;
+    return node?.status().closed === false ? node : undefined;
+  }
+
+  /** After every event: notices new lives, and checks the safety properties on every engine. */
+  #checkInvariants(): void {
+    const engines: RaftEngine[] = [];
+    for (const server of this.#servers) {
+      const node = this.#nodeOf(server);
+      if (node === undefined) continue;
+      if (node !== server.node) {
+        server.node = node;
+        this.#checker.restarted(server.id);
+        node.on('snapshot', ({ cause }) => {
+          if (cause === 'installed') this.#snapshotsInstalled++;
+        });
+      }
+      const engine = engineOf(node);
+      const status = engine.status();
+      if (status.role === 'leader') this.#leaderTerms.add(status.term);
+      engines.push(engine);
+    }
+    this.#checker.check(engines);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Faults and operators
 
   /**
-   * The operator asks the current leader for the next step of the plan; with `crashInJoint`,
-   * a leader found between C_old,new and C_new may crash instead. Resolves with the delay to
-   * the next look: short while a change is under way, so that the joint phase is seen.
+   * One fault, drawn: a crash of any process or of the leader's, a graceful restart, the leader
+   * cut off from everyone (a deposed leader that does not know it yet: stale reads, and
+   * entries of its term left on a minority, Raft paper Figure 8), a partition, a one-way cut,
+   * or a healed network.
    */
-  async #followPlan(plan: MembershipPlanRun): Promise<number> {
-    const soon = randomInt(this.#random, 1, 10);
-    const later = randomInt(this.#random, 5, 60);
+  #fault(): void {
+    if (!this.#faultsOn) return;
+    const up = this.#servers.filter((s) => s.process !== undefined);
     const leader = this.#leader();
-    const engine = leader?.engine;
-    if (leader === undefined || engine === undefined) return later;
-    const { config, configIndex, commitIndex } = engine.status();
-    if (isJoint(config)) {
-      if (this.#options.crashInJoint && this.#faultsOn && this.#random.next() < 0.5) {
-        await this.#crash(leader);
-        this.#crashesInJoint++;
-        this.#schedule(randomInt(this.#random, 50, 1_200), { kind: 'restart', node: leader });
-      }
-      return soon;
-    }
-    if (configIndex > commitIndex) return soon;
-    const action = plan.next(config, leader.id);
-    if (action?.kind !== 'change') return later;
-    if (engine.proposeConfigChange(action.change, { mode: action.mode }).ok) {
-      this.#membershipChanges++;
-    }
-    this.#maybeReady(leader);
-    return soon;
-  }
-
-  /** The leader of the highest term among the alive nodes, if any. */
-  #leader(): SimNode | undefined {
-    let best: { node: SimNode; term: number } | undefined;
-    for (const node of this.#nodes) {
-      const s = node.engine?.status();
-      if (s?.role === 'leader' && (best === undefined || s.term > best.term)) {
-        best = { node, term: s.term };
-      }
-    }
-    return best?.node;
-  }
-
-  async #startNode(node: SimNode): Promise<void> {
-    await node.start(seededRandom(Math.floor(this.#random.next() * 2 ** 32)));
-    this.#checker.restarted(node.id);
-    // Clocks drift: each life of a node ticks at its own rate, up to 30% off the nominal one.
-    const everyMs = randomInt(this.#random, TICK_MS - 3, TICK_MS + 4);
-    this.#schedule(randomInt(this.#random, 1, everyMs + 1), {
-      kind: 'tick',
-      node,
-      epoch: node.epoch,
-      everyMs,
-    });
-  }
-
-  /** Takes the node's next Ready, and completes it after a random disk latency. */
-  #maybeReady(node: SimNode): void {
-    const engine = node.engine;
-    if (engine === undefined || node.busy !== undefined || !engine.hasReady()) return;
-    const ready = engine.ready();
-    node.readiesTaken++;
-    node.busy = ready;
-    this.#schedule(randomInt(this.#random, 0, 3), {
-      kind: 'persisted',
-      node,
-      epoch: node.epoch,
-      ready,
-    });
-  }
-
-  /** The Ready contract, in order: snapshot, write, send, apply, reads, advance. */
-  async #persisted(node: SimNode, ready: Ready): Promise<void> {
-    const engine = node.engine;
-    if (engine === undefined) return;
-    await node.persist(ready);
-    if (ready.snapshot !== undefined) this.#snapshotsInstalled++;
-    for (const message of ready.messages) await this.#send(node, message);
-    const results = await node.apply(ready.committed);
-    ready.committed.forEach((entry, i) => {
-      this.#checker.applied(node.id, entry);
-      this.#onApplied(node, entry, results[i]);
-    });
-    for (const read of ready.reads) this.#onReadIndex(read);
-    node.busy = undefined;
-    engine.advance(ready);
-    // InstallSnapshot requests are answered once the Ready that handled them is carried out.
-    node.snapshotRequests = node.snapshotRequests.filter((r) => r.after > node.readiesTaken);
-    this.#serveReads();
-    const status = engine.status();
-    if (node.appliedIndex - status.firstIndex >= this.#options.snapshotEvery) {
-      await node.snapshotAndCompact();
-    }
-    this.#maybeReady(node);
-  }
-
-  async #send(from: SimNode, message: Message): Promise<void> {
-    const to = this.#nodes.find((n) => n.id === message.to);
-    if (to === undefined) return;
-    let snapshot: Uint8Array | undefined;
-    if (message.type === 'snapshot') {
-      snapshot = await from.snapshotData(message.snapshot);
-      if (snapshot === undefined) {
-        from.engine?.reportSnapshotFailed(message.to);
-        return;
-      }
-    }
-    const deliveries = this.#network.deliveries(from.id, message.to);
-    for (const delay of deliveries) {
-      this.#schedule(delay, { kind: 'deliver', node: to, message, snapshot });
-    }
-    // A snapshot travels as a request: its sender learns that it failed (after a timeout).
-    if (message.type === 'snapshot' && deliveries.length === 0) this.#snapshotFailed(message);
-  }
-
-  /** Tells the sender of a snapshot that its transfer failed, as a timed-out request would. */
-  #snapshotFailed(message: Message & { type: 'snapshot' }): void {
-    const sender = this.#nodes.find((n) => n.id === message.from);
-    if (sender === undefined) return;
-    this.#schedule(ATTEMPT_TIMEOUT_MS, {
-      kind: 'snapshot-failed',
-      node: sender,
-      to: message.to,
-      epoch: sender.epoch,
-    });
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Faults
-
-  async #injectFault(): Promise<void> {
-    const alive = this.#nodes.filter((n) => n.alive);
+    const leaderServer = this.#servers.find((s) => s.id === leader?.id);
+    const { crashes, partitions } = this.#options;
     const roll = this.#random.next();
-    if (this.#options.crashes && roll < 0.3 && alive.length > 0) {
-      const node = alive[randomInt(this.#random, 0, alive.length)]!;
-      await this.#crash(node);
-      this.#schedule(randomInt(this.#random, 50, 1_200), { kind: 'restart', node });
-    } else if (this.#options.partitions && roll < 0.55) {
-      const ids = this.#shuffled(this.#nodes.map((n) => n.id));
+    if (crashes && roll < 0.12 && up.length > 0) {
+      const server = up[randomInt(this.#random, 0, up.length)]!;
+      this.#kill(server, server.process as SimProcess);
+    } else if (crashes && roll < 0.22 && leaderServer?.process !== undefined) {
+      this.#kill(leaderServer, leaderServer.process);
+    } else if (crashes && roll < 0.3 && up.length > 0) {
+      this.#gracefulRestart(up[randomInt(this.#random, 0, up.length)]!);
+    } else if (partitions && roll < 0.45 && leader !== undefined) {
+      this.#network.heal();
+      this.#network.partition([
+        [leader.id],
+        this.#servers.map((s) => s.id).filter((id) => id !== leader.id),
+      ]);
+      this.#partitions++;
+    } else if (partitions && roll < 0.62) {
+      const ids = this.#shuffled(this.#servers.map((s) => s.id));
       const cut = randomInt(this.#random, 1, ids.length);
       this.#network.heal();
       this.#network.partition([ids.slice(0, cut), ids.slice(cut)]);
       this.#partitions++;
-    } else if (this.#options.partitions && roll < 0.7) {
+    } else if (partitions && roll < 0.72) {
       // An asymmetric fault: one node can send but not receive, or the reverse.
-      const ids = this.#shuffled(this.#nodes.map((n) => n.id));
-      const [victim, ...others] = ids;
+      const [victim, ...others] = this.#shuffled(this.#servers.map((s) => s.id));
       for (const other of others) {
         if (this.#random.next() < 0.5) this.#network.block(victim!, other);
         else this.#network.block(other, victim!);
@@ -540,29 +581,140 @@ class Simulation {
     } else {
       this.#network.heal();
     }
+    this.#time.at(randomInt(this.#random, 150, 700), () => this.#fault());
   }
 
-  async #crash(node: SimNode): Promise<void> {
-    // The requests of snapshots not yet handled fail: their senders will try again.
-    for (const { message } of node.snapshotRequests) this.#snapshotFailed(message);
-    node.snapshotRequests = [];
-    await node.crash(this.#random.next() < 0.5);
-    this.#crashes++;
-    for (const key of this.#pendingWrites.keys()) {
-      if (key.startsWith(`${node.id}:`)) this.#pendingWrites.delete(key);
+  /** `close()` (a rolling restart), sometimes crashing half-way through it; then a new process. */
+  #gracefulRestart(server: Server): void {
+    const process = server.process;
+    const supervisor = server.supervisor;
+    if (process === undefined || supervisor === undefined) return;
+    this.#closes++;
+    if (this.#random.next() < 0.5) {
+      this.#time.at(randomInt(this.#random, 0, 8), () => this.#kill(server, process));
     }
-    for (const [id, pending] of this.#pendingReads) {
-      if (pending.node === node) this.#pendingReads.delete(id);
-    }
-    this.#readsAwaitingApply = this.#readsAwaitingApply.filter((r) => r.node !== node);
+    supervisor.close().then(
+      () => {
+        if (!process.alive) return;
+        this.#exit(server, process);
+        this.#restartLater(server);
+      },
+      (error: unknown) => this.#fail(error),
+    );
   }
 
-  async #heal(): Promise<void> {
+  /** A node takes a snapshot, keeping a few entries of its log or none. */
+  #snapshot(): void {
+    if (!this.#faultsOn) return;
+    const up = this.#servers.flatMap((s) => {
+      const node = this.#nodeOf(s);
+      return node === undefined ? [] : [node];
+    });
+    if (up.length > 0) {
+      const node = up[randomInt(this.#random, 0, up.length)]!;
+      const retainEntries = this.#random.next() < 0.5 ? 0 : randomInt(this.#random, 1, 10);
+      node.takeSnapshot({ retainEntries }).then(
+        (taken) => {
+          if (taken !== undefined) this.#snapshotsTaken++;
+        },
+        () => {},
+      );
+    }
+    this.#time.at(randomInt(this.#random, 50, 400), () => this.#snapshot());
+  }
+
+  /** The operator asks the leader for a membership change or a leadership transfer. */
+  #changeMembership(): void {
+    if (!this.#faultsOn) return;
+    this.#time.at(randomInt(this.#random, 300, 900), () => this.#changeMembership());
+    const leader = this.#leader();
+    if (leader === undefined) return;
+    const { config } = leader.status();
+    if (isJoint(config)) return;
+    const action = pickMembershipAction(
+      this.#random,
+      config,
+      this.#servers.map((s) => s.id),
+    );
+    if (action.kind === 'transfer') {
+      if (action.to === leader.id) return;
+      this.#transfers++;
+      leader.transferLeadership(action.to).catch(() => {});
+    } else {
+      this.#membershipChanges++;
+      leader
+        .changeMembership(action.change, { mode: action.mode, timeoutMs: 2_000 })
+        .catch(() => {});
+    }
+  }
+
+  /**
+   * The operator asks the current leader for the next step of the plan; with `crashInJoint`, a
+   * leader found between C_old,new and C_new may crash instead. Looks again soon while a change
+   * is under way, so that the joint phase is seen.
+   */
+  #followPlan(plan: MembershipPlanRun): void {
+    if (plan.done) return;
+    const soon = randomInt(this.#random, 1, 10);
+    const later = randomInt(this.#random, 5, 60);
+    const again = (ms: number): void => {
+      this.#time.at(ms, () => this.#followPlan(plan));
+    };
+    const leader = this.#leader();
+    if (leader === undefined) {
+      again(later);
+      return;
+    }
+    const { config, configIndex, commitIndex } = leader.status();
+    if (isJoint(config)) {
+      if (this.#options.crashInJoint && this.#faultsOn && this.#random.next() < 0.5) {
+        const server = this.#servers.find((s) => s.id === leader.id) as Server;
+        if (server.process !== undefined) {
+          this.#kill(server, server.process);
+          this.#crashesInJoint++;
+        }
+      }
+      again(soon);
+      return;
+    }
+    if (configIndex > commitIndex) {
+      again(soon);
+      return;
+    }
+    const action = plan.next(config, leader.id);
+    if (action?.kind !== 'change') {
+      again(later);
+      return;
+    }
+    this.#membershipChanges++;
+    leader.changeMembership(action.change, { mode: action.mode, timeoutMs: 2_000 }).catch(() => {});
+    again(soon);
+  }
+
+  /** The leader of the highest term among the running nodes, if any. */
+  #leader(): RaftNode<KvCommand, KvResult> | undefined {
+    let best: { node: RaftNode<KvCommand, KvResult>; term: number } | undefined;
+    for (const server of this.#servers) {
+      const node = this.#nodeOf(server);
+      const s = node?.status();
+      if (
+        node !== undefined &&
+        s?.role === 'leader' &&
+        (best === undefined || s.term > best.term)
+      ) {
+        best = { node, term: s.term };
+      }
+    }
+    return best?.node;
+  }
+
+  #heal(): void {
     this.#faultsOn = false;
     this.#network.heal();
     this.#network.faults = CALM_NETWORK;
-    for (const node of this.#nodes) {
-      if (!node.alive) await this.#startNode(node);
+    for (const server of this.#servers) {
+      if (server.process === undefined) this.#boot(server);
+      else server.process.faults = CALM_DISK;
     }
   }
 
@@ -597,11 +749,12 @@ class Simulation {
   #newOperation(client: SimClient): PendingOperation {
     const key = KEYS[randomInt(this.#random, 0, KEYS.length)]!;
     const roll = this.#random.next();
+    const call = this.now;
     if (roll < 0.35) {
       return {
         input: { kind: 'get', key },
         command: { op: 'get', key },
-        call: this.now,
+        call,
         session: undefined,
         attempt: 0,
       };
@@ -609,103 +762,70 @@ class Simulation {
     client.seq++;
     const session = { clientId: client.name, seq: client.seq };
     const value = `${client.id}.${client.seq};`;
-    if (roll < 0.65) {
-      return {
-        input: { kind: 'put', key, value },
-        command: { op: 'put', key, value },
-        call: this.now,
-        session,
-        attempt: 0,
-      };
-    }
+    const kind = roll < 0.65 ? 'put' : 'append';
     return {
-      input: { kind: 'append', key, value },
-      command: { op: 'append', key, value },
-      call: this.now,
+      input: { kind, key, value },
+      command: { op: kind, key, value },
+      call,
       session,
       attempt: 0,
     };
   }
 
+  /** One try of the client's operation on one node; a try that takes too long is abandoned. */
   #attempt(client: SimClient, op: PendingOperation): void {
     op.attempt++;
     const attempt = op.attempt;
-    const alive = this.#nodes.filter((n) => n.alive);
-    const hinted = alive.find((n) => n.id === client.leaderHint);
-    const node = hinted ?? alive[randomInt(this.#random, 0, Math.max(1, alive.length))];
-    const engine = node?.engine;
-    if (node === undefined || engine === undefined) {
-      this.#schedule(20, { kind: 'client', client });
+    const up = this.#servers.filter((s) => this.#nodeOf(s) !== undefined);
+    const server =
+      up.find((s) => s.id === client.leaderHint) ??
+      up[randomInt(this.#random, 0, Math.max(1, up.length))];
+    const node = server === undefined ? undefined : this.#nodeOf(server);
+    if (server === undefined || node === undefined) {
+      this.#time.at(20, () => this.#clientWake(client));
       return;
     }
-    if (op.input.kind === 'get') {
-      const id = `read-${++this.#readSeq}`;
-      this.#pendingReads.set(id, { client, op, node });
-      engine.readIndex(id);
-      this.#maybeReady(node);
-    } else {
-      const data = simCodec.encode({
-        command: op.command,
-        ...(op.session === undefined ? {} : { session: op.session }),
-        timestamp: this.now,
-      });
-      const result = engine.propose([data]);
-      if (!result.ok) {
-        client.leaderHint =
-          result.reason === 'not-leader' ? (result.leaderHint ?? undefined) : client.leaderHint;
-        this.#schedule(result.reason === 'backpressure' ? 20 : 5, { kind: 'client', client });
-        return;
-      }
-      this.#pendingWrites.set(`${node.id}:${result.index}`, { client, op, term: result.term });
-      this.#maybeReady(node);
-    }
-    this.#schedule(ATTEMPT_TIMEOUT_MS, { kind: 'attempt-timeout', client, op, attempt });
-  }
-
-  #onApplied(node: SimNode, entry: LogEntry, result: CommandResult<KvResult> | undefined): void {
-    const key = `${node.id}:${entry.index}`;
-    const pending = this.#pendingWrites.get(key);
-    if (pending === undefined) return;
-    this.#pendingWrites.delete(key);
-    const { client, op } = pending;
-    if (client.op !== op) return;
-    if (entry.term !== pending.term) {
-      // Overwritten by another leader: the proposal was dropped; retry with the same session.
-      this.#schedule(1, { kind: 'client', client });
-      return;
-    }
-    if (result?.status !== 'ok') {
-      throw new Error(`write ${JSON.stringify(op.command)} failed: ${JSON.stringify(result)}`);
-    }
-    this.#acknowledged.push({ index: entry.index, term: entry.term });
-    client.leaderHint = node.id;
-    this.#complete(client, op, undefined);
-  }
-
-  #onReadIndex(read: Ready['reads'][number]): void {
-    const pending = this.#pendingReads.get(read.id);
-    if (pending === undefined) return;
-    this.#pendingReads.delete(read.id);
-    if (pending.client.op !== pending.op) return;
-    if ('error' in read) {
-      pending.client.leaderHint = undefined;
-      this.#schedule(5, { kind: 'client', client: pending.client });
-      return;
-    }
-    this.#readsAwaitingApply.push({ ...pending, index: read.index });
-  }
-
-  #serveReads(): void {
-    this.#readsAwaitingApply = this.#readsAwaitingApply.filter((read) => {
-      if (read.node.appliedIndex < read.index) return true;
-      if (read.client.op === read.op && read.op.input.kind === 'get') {
-        this.#readsCompleted++;
-        // Like a real client, keep going to the node that answered.
-        read.client.leaderHint = read.node.id;
-        this.#complete(read.client, read.op, read.node.stateMachine.get(read.op.input.key) ?? '');
-      }
-      return false;
+    const current = (): boolean => client.op === op && op.attempt === attempt;
+    const controller = new AbortController();
+    const cancelTimeout = this.#time.at(ATTEMPT_TIMEOUT_MS, () => {
+      if (!current()) return;
+      controller.abort(new Error('the attempt timed out'));
+      client.leaderHint = undefined;
+      this.#clientWake(client);
     });
+    const { signal } = controller;
+    const input = op.input;
+    const result: Promise<KvOutput> =
+      input.kind === 'get'
+        ? node.read(() => server.disk.stateMachine.get(input.key) ?? '', { signal })
+        : (server.supervisor as RaftSupervisor<KvCommand, KvResult>)
+            .propose(op.command, {
+              ...(op.session === undefined ? {} : { session: op.session }),
+              signal,
+            })
+            .then(() => undefined);
+    result.then(
+      (output) => {
+        if (!current()) return;
+        cancelTimeout();
+        // Like a real client, keep going to the node that answered.
+        client.leaderHint = server.id;
+        if (input.kind === 'get') this.#readsCompleted++;
+        else this.#writesAcknowledged++;
+        this.#complete(client, op, output);
+      },
+      (error: unknown) => {
+        if (!current()) return;
+        cancelTimeout();
+        if (error instanceof CommandError) {
+          this.#fail(new Error(`${JSON.stringify(op.command)} was refused: ${error.message}`));
+          return;
+        }
+        client.leaderHint =
+          error instanceof NotLeaderError ? (error.leaderHint ?? undefined) : undefined;
+        this.#time.at(randomInt(this.#random, 2, 20), () => this.#clientWake(client));
+      },
+    );
   }
 
   #complete(client: SimClient, op: PendingOperation, output: KvOutput): void {
@@ -719,7 +839,7 @@ class Simulation {
     client.op = undefined;
     // Spread each client's operations over the faulty phase.
     const thinkMs = this.#options.faultyMs / this.#options.operationsPerClient;
-    this.#schedule(randomInt(this.#random, 1, Math.max(2, thinkMs)), { kind: 'client', client });
+    this.#time.at(randomInt(this.#random, 1, Math.max(2, thinkMs)), () => this.#clientWake(client));
   }
 
   #giveUp(client: SimClient, op: PendingOperation): void {
@@ -735,53 +855,50 @@ class Simulation {
       });
     }
     client.op = undefined;
-    this.#schedule(1, { kind: 'client', client });
+    this.#time.at(1, () => this.#clientWake(client));
   }
 
   // -------------------------------------------------------------------------------------------
   // End of run
 
-  #aliveEngines() {
-    return this.#nodes.flatMap((n) => (n.engine === undefined ? [] : [n.engine]));
-  }
-
   /**
-   * Every client is done, every node is up, and the members of the leader's configuration (which
-   * is committed, not joint, with no learner left to promote) applied the whole log.
+   * Every client is done, every server runs a node, and the members of the leader's
+   * configuration (which is committed, not joint, with no learner left to promote) applied the
+   * whole log.
    */
   #quiescent(): boolean {
     if (this.#clients.some((c) => c.op !== undefined || c.remaining > 0)) return false;
     if (this.#plan !== undefined && !this.#plan.done) return false;
-    if (this.#nodes.some((n) => !n.alive)) return false;
-    const leader = this.#leader()?.engine?.status();
+    if (this.#servers.some((s) => this.#nodeOf(s) === undefined)) return false;
+    const leader = this.#leader()?.status();
     if (leader === undefined) return false;
     const { config } = leader;
     if (isJoint(config) || leader.configIndex > leader.commitIndex) return false;
     if ((config.autoPromote ?? []).length > 0) return false;
     return this.#finalMembers().every(
-      (n) => n.appliedIndex === leader.lastIndex && n.busy === undefined,
+      (s) => this.#nodeOf(s)?.status().appliedIndex === leader.lastIndex,
     );
   }
 
-  /** The members of the leader's configuration (every node when there is no leader). */
-  #finalMembers(): SimNode[] {
-    const config = this.#leader()?.engine?.status().config;
-    if (config === undefined) return this.#nodes;
+  /** The servers in the leader's configuration (every server when there is no leader). */
+  #finalMembers(): Server[] {
+    const config = this.#leader()?.status().config;
+    if (config === undefined) return this.#servers;
     const ids = members(config);
-    return this.#nodes.filter((n) => ids.includes(n.id));
+    return this.#servers.filter((s) => ids.includes(s.id));
   }
 
   async #finalChecks(): Promise<void> {
     if (!this.#quiescent()) {
-      const states = this.#nodes.map((n) => {
-        const s = n.engine?.status();
+      const states = this.#servers.map((server) => {
+        const s = this.#nodeOf(server)?.status();
         const progress =
           s?.role === 'leader'
             ? ` progress ${Object.entries(s.progress)
                 .map(([id, p]) => `${id}:${p.state}/match ${p.match}/next ${p.next}`)
                 .join(',')}`
             : '';
-        return `${n.id}: ${s === undefined ? 'down' : `${s.role} term ${s.term} commit ${s.commitIndex} last ${s.lastIndex} first ${s.firstIndex}`} applied ${n.appliedIndex}${progress}`;
+        return `${server.id}: ${s === undefined ? 'down' : `${s.role} term ${s.term} commit ${s.commitIndex} last ${s.lastIndex} first ${s.firstIndex} applied ${s.appliedIndex}`}${progress}`;
       });
       const busy = this.#clients
         .filter((c) => c.op !== undefined || c.remaining > 0)
@@ -793,30 +910,36 @@ class Simulation {
         `the cluster did not converge within ${CONVERGE_MS} ms after healing (liveness): ${states.join('; ')}; clients: ${busy.join('; ') || 'done'}${this.#plan === undefined ? '' : `; ${this.#plan.describe()}`}`,
       );
     }
-    // Every member holds the same state, and every acknowledged write is applied on every member.
+    // Every member holds the same state.
     const finalMembers = this.#finalMembers();
     const reference = finalMembers[0]!;
-    for (const node of finalMembers) {
+    for (const server of finalMembers) {
       for (const key of KEYS) {
-        if (node.stateMachine.get(key) !== reference.stateMachine.get(key)) {
+        const value = server.disk.stateMachine.get(key);
+        if (value !== reference.disk.stateMachine.get(key)) {
           throw new Error(
-            `${node.id} and ${reference.id} disagree on key ${key} after convergence`,
+            `${server.id} and ${reference.id} disagree on key ${key} after convergence`,
           );
         }
       }
     }
-    for (const { index, term } of this.#acknowledged) {
-      const applied = this.#checker.appliedAt(index);
-      if (applied?.term !== term) {
-        throw new Error(
-          `acknowledged write at index ${index} (term ${term}) is not the applied entry`,
-        );
-      }
-      for (const node of finalMembers) {
-        if (node.appliedIndex < index) {
-          throw new Error(`acknowledged write at index ${index} is not applied on ${node.id}`);
-        }
-      }
+    // A final linearizable read of every key: every acknowledged write must show in it.
+    const leader = this.#leader() as RaftNode<KvCommand, KvResult>;
+    const leaderServer = this.#servers.find((s) => s.id === leader.id) as Server;
+    for (const key of KEYS) {
+      const call = this.now;
+      const value = await this.#time.runUntilSettled(
+        leader.read(() => leaderServer.disk.stateMachine.get(key) ?? ''),
+        CONVERGE_MS,
+      );
+      this.#throwIfFailed();
+      this.#history.push({
+        clientId: this.#clients.length,
+        input: { kind: 'get', key },
+        call,
+        output: value,
+        return: this.now,
+      });
     }
     const verdict = checkOperations(kvModel, this.#history, { timeoutMs: 30_000 });
     if (verdict.verdict !== 'ok') {
@@ -825,4 +948,43 @@ class Simulation {
       );
     }
   }
+}
+
+/** A logger writing one line per message: virtual time, node, level, message, context. */
+function simLogger(time: VirtualTime, id: NodeId, write: (line: string) => void): Logger {
+  const at =
+    (level: string): LogFn =>
+    (context: object | string, message?: string) => {
+      const [text, fields] = typeof context === 'string' ? [context, {}] : [message ?? '', context];
+      const json = JSON.stringify(fields, (_key, value: unknown) =>
+        value instanceof Error ? describe(value) : value,
+      );
+      write(`${String(time.now).padStart(6)} ${id} ${level} ${text} ${json}`);
+    };
+  const logger: Logger = {
+    debug: () => {},
+    info: at('info'),
+    warn: at('warn'),
+    error: at('error'),
+    child: () => logger,
+  };
+  return logger;
+}
+
+/** Whether `error` comes of a storage fault the simulation injected (anywhere in its causes). */
+function injected(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 10; depth++) {
+    if (e instanceof InjectedStorageFault) return true;
+    e = e.cause;
+  }
+  return false;
+}
+
+function describe(error: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = error, depth = 0; e !== undefined && depth < 10; depth++) {
+    parts.push(e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return parts.join(' <- ');
 }
