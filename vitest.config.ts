@@ -31,6 +31,7 @@ const config: ViteUserConfig = defineConfig({
         test: { ...unitProject('pg-storage').test, testTimeout: 20_000, hookTimeout: 60_000 },
       },
       unitProject('log-compaction'),
+      unitProject('opentelemetry'),
       {
         extends: true,
         test: { name: 'simulation', root: 'packages/core', include: [SIMULATION] },
@@ -44,6 +45,18 @@ const config: ViteUserConfig = defineConfig({
           include: ['src/**/*.test.ts'],
           testTimeout: 300_000,
           hookTimeout: 300_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          // GUIDE.md's code: its nodes and its tests on real Postgres servers, and the guide's
+          // code blocks checked against these files.
+          name: 'guide',
+          root: 'examples/guide',
+          include: ['src/**/*.test.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
         },
       },
       {

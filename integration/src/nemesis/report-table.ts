@@ -50,7 +50,9 @@ export function formatReport(report: NemesisReport, order: readonly string[]): s
   out.push('');
   const failed = report.rounds.filter((round) => !round.ok);
   for (const round of failed) {
-    out.push(`round ${round.round} ${round.scenario} (${round.detail}) FAILED:`);
+    out.push(
+      `round ${round.round} ${round.scenario} (${round.detail}) FAILED (load ${round.load.average}, harness lag max ${round.load.harnessLagMaxMs} ms):`,
+    );
     for (const problem of round.problems) out.push(`  - ${problem}`);
   }
   for (const problem of report.finalProblems) out.push(`FAILED ${problem}`);
@@ -78,6 +80,13 @@ function row(name: string, rounds: readonly RoundReport[]): string[] {
     percentiles(recovered.map((recovery) => recovery.leaderMs)),
     percentiles(recovered.map((recovery) => recovery.caughtUpMs)),
   ];
+}
+
+/** p50/max of `values` as they are; `-` when there is none. */
+function spread(values: readonly number[]): string {
+  if (values.length === 0) return '-';
+  const sorted = [...values].sort((a, b) => a - b);
+  return `${sorted[Math.floor((sorted.length - 1) / 2)]}/${sorted.at(-1)}`;
 }
 
 function percentiles(values: readonly number[]): string {
@@ -111,6 +120,7 @@ function headline(report: NemesisReport): string[] {
     slowest === undefined
       ? 'slowest recovery: none measured'
       : `slowest recovery: every node caught up ${Math.round(slowest.recovery?.caughtUpMs ?? 0)} ms after healing (round ${slowest.round}, ${slowest.scenario}: ${slowest.detail}); bound ${report.catchUpBoundMs} ms, ${stuck} round(s) past it`,
+    `machine: 1-minute load average ${spread(report.rounds.map((round) => round.load.average))} over the rounds (p50/max), harness event-loop lag max ${spread(report.rounds.map((round) => round.load.harnessLagMaxMs))} ms`,
     `final checks (exactly-once over every round, replicas equal): ${report.finalProblems.length === 0 ? 'ok' : 'FAILED'}`,
     `verdict: ${report.ok ? 'PASS' : 'FAIL'}; histories and logs in ${report.outDir}`,
   ];

@@ -1,6 +1,8 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type RandomSource, randomInt, seededRandom } from '@tsraft/core';
 import type { PostgresProvider } from '@tsraft/testing';
@@ -83,6 +85,12 @@ export interface RoundReport {
   readonly recovery: Recovery | null;
   /** The snapshot taken halfway through the fault, if one was. */
   readonly snapshot: string | null;
+  /**
+   * How starved the machine was, to tell a slow recovery from a stuck one: the 1-minute load
+   * average at the end of the round, and the longest the harness' own event loop was held up
+   * during the round (ms). A loaded machine delays the nodes' ticks and heartbeats alike.
+   */
+  readonly load: { readonly average: number; readonly harnessLagMaxMs: number };
   readonly linearizability: LinearizabilityVerdict;
   /** Everything the checks found; empty when the round passed. */
   readonly problems: readonly string[];
@@ -109,6 +117,11 @@ const QUIESCENCE_TIMEOUT_MS = 30_000;
 const CALM_MS = 500;
 /** The linearizability checker's time limit per round. */
 const CHECK_TIMEOUT_MS = 60_000;
+/**
+ * How long the cluster may take to settle after the last round: longer than between rounds, since
+ * nothing waits on it, and without it the whole-run checks cannot run.
+ */
+const FINAL_QUIESCENCE_TIMEOUT_MS = 120_000;
 /** Rounds per audit query in the final check. */
 const FINAL_AUDIT_ROUNDS = 50;
 
@@ -194,6 +207,8 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
 
   const rounds: RoundReport[] = [];
   const schedule = cycle(random, applicable);
+  const lag = monitorEventLoopDelay({ resolution: 20 });
+  lag.enable();
   try {
     for (let round = 1; ; round++) {
       if (options.rounds !== undefined && round > options.rounds) break;
@@ -202,6 +217,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
       const scenario = schedule.next().value as Scenario;
       roundLines = [];
       crashes = [];
+      lag.reset();
       const startedAt = now();
       workload.start(round);
       await sleep(CALM_MS, undefined, { signal });
@@ -294,6 +310,10 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
         fatalStops: roundLines.filter((line) => line.event === 'fatal').length,
         recovery,
         snapshot,
+        load: {
+          average: Math.round((loadavg()[0] ?? 0) * 10) / 10,
+          harnessLagMaxMs: Math.round(lag.max / 1e6),
+        },
         linearizability,
         problems,
         ok: problems.length === 0,
@@ -318,6 +338,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
     await writeFile(join(options.outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
     return report;
   } finally {
+    lag.disable();
     await workload.pause();
   }
 }
@@ -387,7 +408,7 @@ async function checkWholeRun(
   signal: AbortSignal | undefined,
 ): Promise<string[]> {
   const settled = await awaitQuiescence(cluster, {
-    timeoutMs: QUIESCENCE_TIMEOUT_MS,
+    timeoutMs: FINAL_QUIESCENCE_TIMEOUT_MS,
     ...(signal ? { signal } : {}),
   });
   if ('problem' in settled) return [`at the end: ${settled.problem}`];
@@ -446,6 +467,7 @@ function describeRound(report: RoundReport): string {
     (recovery === null
       ? 'did not recover'
       : `leader after ${Math.round(recovery.leaderMs)} ms, caught up after ${Math.round(recovery.caughtUpMs)} ms`) +
+    ` · load ${report.load.average}, harness lag max ${report.load.harnessLagMaxMs} ms` +
     ` · ${report.ok ? 'ok' : `FAILED: ${report.problems.join('; ')}`}`
   );
 }

@@ -5,6 +5,7 @@
  *   pnpm --filter @tsraft/core sim --seed 17          (replays one seed)
  *   --small-batches: one or two entries per AppendEntries and a tiny window (more interleavings)
  *   --membership: an operator changes the membership and transfers leadership meanwhile
+ *   --leader-churn: the leader crashes or is cut off every few dozen ms (Figure 8, stale reads)
  *   --log: print the nodes' log lines (info and above) with their virtual time
  *   --plan NAME: a scripted membership workload instead (grow, shrink, replace-one-by-one,
  *     replace-all-joint, remove-leader; its own number of nodes); --crash-in-joint: the leader
@@ -29,6 +30,7 @@ const { values } = parseArgs({
     'small-batches': { type: 'boolean', default: false },
     membership: { type: 'boolean', default: false },
     log: { type: 'boolean', default: false },
+    'leader-churn': { type: 'boolean', default: false },
     plan: { type: 'string' },
     'crash-in-joint': { type: 'boolean', default: false },
     options: { type: 'string' },
@@ -77,6 +79,7 @@ for (const seed of seeds) {
       ...(values.plan === undefined ? {} : { membership: values.plan as MembershipPlanName }),
       ...(values['crash-in-joint'] ? { crashInJoint: true } : {}),
       ...extra,
+      ...(values['leader-churn'] ? { leaderChurn: true } : {}),
       ...(values.log ? { log: (line: string) => console.log(line) } : {}),
       seed,
     });

@@ -26,14 +26,49 @@ export interface RaftNodeEvents {
   ];
   /** This node learned of a higher commit index. */
   commit: [event: { readonly commitIndex: number }];
-  /** The state machine applied entries up to `appliedIndex`. */
-  apply: [event: { readonly appliedIndex: number }];
+  /**
+   * The state machine applied a batch of `entries` committed entries, up to `appliedIndex`, in
+   * `durationMs` (the state machine's `apply` call); 0 entries when an installed snapshot moved
+   * the applied index (its restore is timed by the `snapshot` event).
+   */
+  apply: [
+    event: { readonly appliedIndex: number; readonly entries: number; readonly durationMs: number },
+  ];
+  /**
+   * The log store made a write durable (`LogStore.persist`): `entries` new entries (0 for a
+   * change of the hard state alone), in `durationMs`.
+   */
+  persist: [event: { readonly entries: number; readonly durationMs: number }];
+  /**
+   * A `propose()` call on this node settled: `applied` (the command's result came back),
+   * `rejected` (the command's handler refused it: a `CommandError`) or `failed` (any other
+   * error: not the leader, dropped, timed out, closed), after `durationMs`.
+   */
+  proposal: [
+    event: { readonly outcome: 'applied' | 'rejected' | 'failed'; readonly durationMs: number },
+  ];
+  /** A `read()` call on this node settled, `ok` or not, after `durationMs`. */
+  read: [
+    event: {
+      readonly consistency: 'linearizable' | 'lease' | 'local';
+      readonly ok: boolean;
+      readonly durationMs: number;
+    },
+  ];
   /**
    * This node took a snapshot of its state machine and compacted its log (`taken`), or installed
    * a snapshot its leader sent (`installed`).
    */
   snapshot: [
-    event: { readonly index: number; readonly term: number; readonly cause: 'taken' | 'installed' },
+    event: {
+      readonly index: number;
+      readonly term: number;
+      readonly cause: 'taken' | 'installed';
+      /** The snapshot's size in bytes, as stored. */
+      readonly bytes: number;
+      /** Taking it (export, save, log purge) or installing it (restore into the state machine). */
+      readonly durationMs: number;
+    },
   ];
   /**
    * This node refused a snapshot a leader sent (a piece or the whole failed its checksum); it

@@ -258,7 +258,8 @@ export class RaftNode<Command, Result> {
       },
       installed: (meta) => {
         this.#appliedWaiters.advance(meta.index);
-        this.#emit('apply', { appliedIndex: meta.index });
+        // The restore's own duration is the 'snapshot' event's.
+        this.#emit('apply', { appliedIndex: meta.index, entries: 0, durationMs: 0 });
       },
       snapshotted: (meta) => {
         this.#snapshotIndex = meta.index;
@@ -402,6 +403,19 @@ export class RaftNode<Command, Result> {
    * - {@link NodeClosedError}; or the signal's reason once `signal` aborts.
    */
   async propose(command: Command, options: ProposeOptions = {}): Promise<Result> {
+    const started = this.#clock.now();
+    try {
+      const result = await this.#propose(command, options);
+      this.#emit('proposal', { outcome: 'applied', durationMs: this.#clock.now() - started });
+      return result;
+    } catch (error) {
+      const outcome = error instanceof CommandError ? 'rejected' : 'failed';
+      this.#emit('proposal', { outcome, durationMs: this.#clock.now() - started });
+      throw error;
+    }
+  }
+
+  async #propose(command: Command, options: ProposeOptions): Promise<Result> {
     this.#throwIfStopped();
     const { session, signal } = options;
     signal?.throwIfAborted();
@@ -430,6 +444,19 @@ export class RaftNode<Command, Result> {
    * retryable {@link ReadUnavailableError}. `local` runs `fn` at once.
    */
   async read<T>(fn: () => T | Promise<T>, options: ReadOptions = {}): Promise<T> {
+    const started = this.#clock.now();
+    const consistency = options.consistency ?? 'linearizable';
+    try {
+      const value = await this.#read(fn, options);
+      this.#emit('read', { consistency, ok: true, durationMs: this.#clock.now() - started });
+      return value;
+    } catch (error) {
+      this.#emit('read', { consistency, ok: false, durationMs: this.#clock.now() - started });
+      throw error;
+    }
+  }
+
+  async #read<T>(fn: () => T | Promise<T>, options: ReadOptions): Promise<T> {
     this.#throwIfStopped();
     const { signal } = options;
     signal?.throwIfAborted();
@@ -703,9 +730,14 @@ export class RaftNode<Command, Result> {
         this.#proposals.truncatedFrom(write.truncateFrom);
         this.#membership.truncatedFrom(write.truncateFrom);
       }
+      const persistStarted = this.#clock.now();
       await this.#logWrites.run(() =>
         storage('persist to the log store', () => this.#logStore.persist(write)),
       );
+      this.#emit('persist', {
+        entries: write.entries?.length ?? 0,
+        durationMs: this.#clock.now() - persistStarted,
+      });
     }
     if (this.#stopped !== undefined) return;
     this.#send(ready.messages);
@@ -766,6 +798,7 @@ export class RaftNode<Command, Result> {
       while (this.#applyQueue.length > 0 && this.#stopped === undefined) {
         const batch = this.#applyQueue.splice(0, MAX_APPLY_BATCH);
         const entries = batch.map((entry) => toAppliedEntry(this.#codec, entry));
+        const applyStarted = this.#clock.now();
         const results = await storage('apply committed entries to the state machine', () =>
           this.#stateMachine.apply(entries),
         );
@@ -781,7 +814,11 @@ export class RaftNode<Command, Result> {
         });
         const last = batch.at(-1) as LogEntry;
         this.#appliedWaiters.advance(last.index);
-        this.#emit('apply', { appliedIndex: last.index });
+        this.#emit('apply', {
+          appliedIndex: last.index,
+          entries: batch.length,
+          durationMs: this.#clock.now() - applyStarted,
+        });
       }
     } catch (error) {
       this.#fail(error);

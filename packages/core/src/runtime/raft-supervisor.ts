@@ -21,6 +21,10 @@ const FORWARDED_EVENTS = [
   'config-option-ignored',
   'commit',
   'apply',
+  'persist',
+  'proposal',
+  'read',
+  'snapshot',
   'peer-unauthorized',
 ] as const satisfies readonly RaftNodeEventName[];
 

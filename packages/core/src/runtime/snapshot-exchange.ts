@@ -131,6 +131,7 @@ export class SnapshotExchange<Command, Result> {
         // The export's position is at least the applied index now, and nothing else that
         // moves the latest snapshot or the log's start runs meanwhile (this queue): it is new.
         if (!isNew(o.applied())) return undefined;
+        const started = o.clock.now();
         const exported = await storage('export a snapshot of the state machine', () =>
           o.stateMachine.exportSnapshot({ signal }),
         );
@@ -153,7 +154,13 @@ export class SnapshotExchange<Command, Result> {
         }
         o.snapshotted(meta);
         o.logger.info({ index: meta.index, term: meta.term }, 'took a snapshot');
-        o.emit('snapshot', { index: meta.index, term: meta.term, cause: 'taken' });
+        o.emit('snapshot', {
+          index: meta.index,
+          term: meta.term,
+          cause: 'taken',
+          bytes: stored.size,
+          durationMs: o.clock.now() - started,
+        });
         return stored;
       } catch (error) {
         signal?.throwIfAborted();
@@ -267,6 +274,8 @@ export class SnapshotExchange<Command, Result> {
     await o.drainApplying();
     if (o.stopped() !== undefined) return false;
     o.replacing(meta);
+    const started = o.clock.now();
+    let bytes = 0;
     try {
       await this.#work.run(async () => {
         const latest = await storage('read the latest snapshot', () => store.latest());
@@ -276,6 +285,7 @@ export class SnapshotExchange<Command, Result> {
           );
         }
         await restoreFromSnapshot(o.stateMachine, store, latest, o.lifetime);
+        bytes = latest.size;
       });
     } catch (error) {
       // close() cut the restore short (its reads abort with the node's lifetime): not a fault.
@@ -286,7 +296,13 @@ export class SnapshotExchange<Command, Result> {
     o.logger.info({ index: meta.index, term: meta.term }, 'installed a snapshot');
     o.installed(meta);
     o.snapshotted(meta);
-    o.emit('snapshot', { index: meta.index, term: meta.term, cause: 'installed' });
+    o.emit('snapshot', {
+      index: meta.index,
+      term: meta.term,
+      cause: 'installed',
+      bytes,
+      durationMs: o.clock.now() - started,
+    });
     return true;
   }
 

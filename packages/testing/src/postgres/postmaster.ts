@@ -178,8 +178,9 @@ export class Postmaster {
   }
 
   /**
-   * SIGKILL to the postmaster (its pid read from `postmaster.pid`) and to its children, like a
-   * power cut. The children are killed too rather than left to notice their parent died: while one
+   * SIGKILL to the postmaster (its pid read from `postmaster.pid`) and to its children: a crash of
+   * Postgres, not a power cut (the page cache keeps what was written but not flushed). The
+   * children are killed too rather than left to notice their parent died: while one
    * lives it keeps the shared memory attached and a restart fails with "pre-existing shared memory
    * block is still in use". Resolves once none of them is left.
    */

@@ -1,5 +1,12 @@
-import type { RaftEngine } from '../../engine/raft-engine.ts';
+import type { EngineStatus } from '../../engine/raft-engine.ts';
 import type { LogEntry, NodeId } from '../../log-entry.ts';
+
+/** What the checker reads of a node: its status and its log (a `RaftEngine` is one). */
+export interface CheckedNode {
+  status(): Pick<EngineStatus, 'id' | 'role' | 'term' | 'commitIndex' | 'firstIndex' | 'lastIndex'>;
+  /** The entry at `index` in the node's log, or `undefined` outside it. */
+  entry(index: number): LogEntry | undefined;
+}
 
 /** A broken Raft safety property, found by {@link InvariantChecker}. */
 export class InvariantViolation extends Error {
@@ -70,7 +77,7 @@ export class InvariantChecker {
     return this.#applied.get(index);
   }
 
-  check(engines: readonly RaftEngine[]): void {
+  check(engines: readonly CheckedNode[]): void {
     this.#fresh.clear();
     for (const engine of engines) this.#checkNode(engine);
     if (this.#fresh.size > 0) {
@@ -87,7 +94,7 @@ export class InvariantChecker {
     this.#checkLogMatching(engines);
   }
 
-  #checkNode(engine: RaftEngine): void {
+  #checkNode(engine: CheckedNode): void {
     const s = engine.status();
     const lastTerm = this.#termOf.get(s.id) ?? 0;
     if (s.term < lastTerm) {
@@ -120,7 +127,7 @@ export class InvariantChecker {
     }
   }
 
-  #checkLeaderAppendOnly(engine: RaftEngine): void {
+  #checkLeaderAppendOnly(engine: CheckedNode): void {
     const s = engine.status();
     const key = `${s.id}@${s.term}`;
     let record = this.#leaders.get(key);
@@ -152,7 +159,7 @@ export class InvariantChecker {
   }
 
   /** Records what a leader committed, and checks every later-term leader holds it. */
-  #recordCommits(engine: RaftEngine): void {
+  #recordCommits(engine: CheckedNode): void {
     const s = engine.status();
     if (s.commitIndex <= this.#highestCommitted) return;
     const from = Math.max(this.#highestCommitted + 1, s.firstIndex);
@@ -167,7 +174,7 @@ export class InvariantChecker {
 
   /** Leader Completeness for one leader, over the commits `relevant` selects by commit term. */
   #checkLeaderCompleteness(
-    engine: RaftEngine,
+    engine: CheckedNode,
     relevant: (commitTerm: number, index: number) => boolean,
   ): void {
     const s = engine.status();
@@ -183,7 +190,7 @@ export class InvariantChecker {
     }
   }
 
-  #checkLogMatching(engines: readonly RaftEngine[]): void {
+  #checkLogMatching(engines: readonly CheckedNode[]): void {
     for (let a = 0; a < engines.length; a++) {
       for (let b = a + 1; b < engines.length; b++) {
         matchLogs(engines[a]!, engines[b]!);
@@ -193,7 +200,7 @@ export class InvariantChecker {
 }
 
 /** Log Matching (Raft paper 5.3) for two logs, over the range both hold in memory. */
-function matchLogs(a: RaftEngine, b: RaftEngine): void {
+function matchLogs(a: CheckedNode, b: CheckedNode): void {
   const sa = a.status();
   const sb = b.status();
   const low = Math.max(sa.firstIndex, sb.firstIndex);
