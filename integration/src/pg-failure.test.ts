@@ -9,6 +9,7 @@ import { InProcessNetwork } from '@tsraft/core/testing';
 import {
   type CommandOf,
   createPostgresStateMachine,
+  guardPoolErrors,
   PostgresLogStore,
   PostgresSnapshotStore,
   type PostgresStateMachine,
@@ -53,7 +54,7 @@ function connect(server: PostgresServer): Kysely<Database> {
     query_timeout: 5_000,
     statement_timeout: 5_000,
   });
-  pool.on('error', () => {});
+  guardPoolErrors(pool); // a lost Postgres fails calls, never the process
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }
 

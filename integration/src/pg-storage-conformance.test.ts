@@ -4,7 +4,7 @@ import {
   describeLogStoreConformance,
   describeSnapshotStoreConformance,
 } from '@tsraft/core/testing/conformance';
-import { PostgresLogStore, PostgresSnapshotStore } from '@tsraft/pg-storage';
+import { guardPoolErrors, PostgresLogStore, PostgresSnapshotStore } from '@tsraft/pg-storage';
 import { type PostgresServer, selectProvider } from '@tsraft/testing';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
@@ -55,7 +55,7 @@ function connect(Client: typeof pg.Client = FollowingClient): AnyKysely {
     statement_timeout: 15_000,
   });
   // An idle connection whose server died emits 'error'; the next query reports the failure.
-  pool.on('error', () => {});
+  guardPoolErrors(pool); // a lost Postgres fails calls, never the process
   const db: AnyKysely = new Kysely({ dialect: new PostgresDialect({ pool }) });
   return db;
 }

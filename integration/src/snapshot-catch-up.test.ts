@@ -5,6 +5,7 @@ import { CompactionPolicy } from '@tsraft/log-compaction';
 import {
   type CommandOf,
   createPostgresStateMachine,
+  guardPoolErrors,
   PostgresLogStore,
   PostgresSnapshotStore,
   type PostgresStateMachine,
@@ -117,7 +118,7 @@ class Cluster implements AsyncDisposable {
       const url = new URL(server.url);
       url.pathname = `/${name}`;
       const pool = new pg.Pool({ connectionString: url.toString(), max: 6 });
-      pool.on('error', () => {});
+      guardPoolErrors(pool); // a lost Postgres fails calls, never the process
       const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
       await sql`create table kv (key text primary key, value text not null)`.execute(db);
       cluster.members.set(id, {

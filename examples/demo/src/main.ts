@@ -116,7 +116,7 @@ async function main(): Promise<void> {
   say('Opening the three databases in parallel (copies: no initdb, seconds on a busy machine).');
   await startNodes(demo, ids);
   say(
-    'Every node starts as a follower; one that hears no leader for 150-300 ms asks the others for votes.',
+    'Every node starts as a follower; one that hears no leader for 1-2 s asks the others for votes.',
   );
   const elected = await demo.leader();
   const leader = elected.id;

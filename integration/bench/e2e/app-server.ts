@@ -17,6 +17,7 @@ import { type NodeId, RaftNode } from '@tsraft/core';
 import {
   type CommandOf,
   createPostgresStateMachine,
+  guardPoolErrors,
   PostgresLogStore,
   PostgresSnapshotStore,
   type ResultOf,
@@ -47,7 +48,7 @@ const pool = new pg.Pool({
   max: 16,
   connectionTimeoutMillis: 5_000,
 });
-pool.on('error', () => {});
+guardPoolErrors(pool); // a lost Postgres fails calls, never the process
 const db = new Kysely<BenchDatabase>({ dialect: new PostgresDialect({ pool }) });
 await createBenchTables(db);
 

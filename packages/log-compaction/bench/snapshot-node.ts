@@ -19,6 +19,7 @@ import {
   type CommandOf,
   createPostgresStateMachine,
   defineCommand,
+  guardPoolErrors,
   PostgresLogStore,
   PostgresSnapshotStore,
   type ResultOf,
@@ -63,7 +64,7 @@ const peers = JSON.parse(required('TSRAFT_BENCH_PEERS')) as Record<string, strin
 const id = role === 'leader' ? LEADER : FOLLOWER;
 
 const pool = new pg.Pool({ connectionString: required('TSRAFT_BENCH_DB'), max: 8 });
-pool.on('error', () => {});
+guardPoolErrors(pool); // a lost Postgres fails calls, never the process
 const db = new Kysely<BenchDatabase>({ dialect: new PostgresDialect({ pool }) });
 await sql`create table if not exists bench_state (id int8 primary key, payload text not null)`.execute(
   db,

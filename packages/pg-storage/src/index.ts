@@ -40,6 +40,7 @@ export {
   type SeedSnapshotOptions,
   seedSnapshot,
 } from './node-snapshots.ts';
+export { type ErrorEmitter, guardPoolErrors, type PoolWithClientEvents } from './pool-errors.ts';
 export { PostgresLogStore, type PostgresLogStoreOptions } from './postgres-log-store.ts';
 export {
   PostgresSnapshotStore,

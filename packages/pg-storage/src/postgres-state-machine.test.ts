@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { PGlite } from '@electric-sql/pglite';
 import type { AppliedEntry, ClientSession, RaftNode, StorageError } from '@tsraft/core';
+import { collectChunks, streamOf } from '@tsraft/core/testing';
 import { Kysely, PGliteDialect, sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
 import {
@@ -73,16 +74,6 @@ function entries(
       ...(spec.session === undefined ? {} : { session: spec.session }),
     };
   });
-}
-
-async function drain(chunks: AsyncIterable<Uint8Array>): Promise<Uint8Array[]> {
-  const parts: Uint8Array[] = [];
-  for await (const chunk of chunks) parts.push(chunk.slice());
-  return parts;
-}
-
-async function* replay(parts: readonly Uint8Array[]): AsyncIterable<Uint8Array> {
-  yield* parts;
 }
 
 describe('the Postgres state machine, typed commands', () => {
@@ -431,13 +422,13 @@ describe('the Postgres state machine, snapshots', () => {
     expect(exported.position).toEqual({ index: 42, term: 1 });
     // Changes after the export do not show in it.
     await machine.apply(entries(43, [{ name: 'deposit', input: { id: 'acct2', amount: 1000 } }]));
-    const parts = await drain(exported.chunks);
+    const parts = await collectChunks(exported.chunks);
     const text = new TextDecoder().decode(Buffer.concat(parts));
     expect(text.split('\n')[0]).toMatch(
       /^#tsraft-pg-state\/1 \{"position":\{"index":42,"term":1\}/,
     );
     await machine.apply(entries(44, [{ name: 'open', input: { id: 'late' } }]));
-    await machine.restoreSnapshot(exported.position, replay(parts));
+    await machine.restoreSnapshot(exported.position, streamOf(parts));
     expect(await dump()).toBe(before);
     expect(await machine.lastApplied()).toEqual({ index: 42, term: 1 });
     expect(await db.selectFrom('transfers').select('id').execute()).toEqual([{ id: 't42' }]);
@@ -458,10 +449,10 @@ describe('the Postgres state machine, snapshots', () => {
     const machine = await open();
     await machine.apply(entries(1, [{ name: 'open', input: { id: 'a', initial: 1 } }]));
     const exported = await machine.exportSnapshot();
-    const good = new TextDecoder().decode(Buffer.concat(await drain(exported.chunks)));
+    const good = new TextDecoder().decode(Buffer.concat(await collectChunks(exported.chunks)));
     await machine.apply(entries(2, [{ name: 'open', input: { id: 'b', initial: 2 } }]));
     const attempt = (text: string, position = exported.position) =>
-      machine.restoreSnapshot(position, replay([new TextEncoder().encode(text)]));
+      machine.restoreSnapshot(position, streamOf([new TextEncoder().encode(text)]));
     const cases: [string, () => Promise<void>, RegExp][] = [
       [
         'wrong header',
@@ -488,7 +479,7 @@ describe('the Postgres state machine, snapshots', () => {
       expect((error as Error).message, what).toMatch(message);
     }
     const invalidUtf8 = await machine
-      .restoreSnapshot(exported.position, replay([new Uint8Array([0x23, 0xff, 0x0a])]))
+      .restoreSnapshot(exported.position, streamOf([new Uint8Array([0x23, 0xff, 0x0a])]))
       .catch((caught: unknown) => caught as StorageError);
     expect(invalidUtf8).toBeInstanceOf(CorruptSnapshotError);
     expect(await balances(db)).toEqual({ a: 1, b: 2 });

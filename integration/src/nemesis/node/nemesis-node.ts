@@ -23,6 +23,7 @@ import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import { type Logger, type NodeId, RaftSupervisor } from '@tsraft/core';
 import {
   createPostgresStateMachine,
+  guardPoolErrors,
   PostgresLogStore,
   PostgresSnapshotStore,
 } from '@tsraft/pg-storage';
@@ -105,12 +106,7 @@ function connect(url: string): Kysely<NemesisDatabase> {
     query_timeout: 5_000,
     statement_timeout: 5_000,
   });
-  pool.on('error', () => {}); // an idle connection lost; the next call reports it
-  // A connection that is checked out but between two queries (inside a transaction, say) when
-  // Postgres goes away emits 'error' on its client, and pg-pool listens on idle clients only:
-  // unhandled, that error would end the process. The query under way, or the next one, fails
-  // and reports it instead.
-  pool.on('connect', (client) => client.on('error', () => {}));
+  guardPoolErrors(pool); // a lost Postgres fails calls, never the process
   return new Kysely<NemesisDatabase>({ dialect: new PostgresDialect({ pool }) });
 }
 

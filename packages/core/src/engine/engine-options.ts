@@ -9,7 +9,7 @@ export interface EngineTuning {
   /**
    * Ticks without hearing from a leader before a follower starts an election. The actual timeout
    * is drawn at random from [electionTicks, 2 * electionTicks) on every reset (Raft paper 5.2).
-   * Default 10 (with the node's default 15 ms tick: 150-300 ms).
+   * Default 10 (with the node's default 100 ms tick: 1,000-2,000 ms).
    */
   readonly electionTicks: number;
   /** Ticks between a leader's heartbeats. Default 3. Must be less than `electionTicks`. */

@@ -37,7 +37,11 @@ export interface RaftNodeOptions<Command, Result> {
   readonly transport: Transport;
   /** Encodes command envelopes and results. Default: {@link jsonCodec}. */
   readonly codec?: CommandCodec<Command, Result>;
-  /** Milliseconds per engine tick. Default 15 (election timeout 150-300 ms with default tuning). */
+  /**
+   * Milliseconds per engine tick. Default 100: with the default tuning, a heartbeat every 300 ms
+   * and an election timeout of 1,000-2,000 ms, long enough that a leader's event loop stalled by a
+   * loaded machine does not cost an election (core README, "Timing").
+   */
   readonly tickMs?: number;
   /** Engine tunables; see {@link EngineTuning} for each default. */
   readonly tuning?: Partial<EngineTuning>;

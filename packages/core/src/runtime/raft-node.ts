@@ -96,6 +96,13 @@ export interface CloseOptions {
   readonly transfer?: boolean;
 }
 
+/**
+ * Milliseconds per engine tick unless `tickMs` says otherwise: with the engine's default ticks, a
+ * heartbeat every 300 ms and an election timeout of 1-2 s, which outlast the event-loop stalls of
+ * a loaded Node.js process (see the core README, "Timing").
+ */
+const DEFAULT_TICK_MS = 100;
+
 /** Entries per `StateMachine.apply` call at most (the engine bounds batches by bytes too). */
 const MAX_APPLY_BATCH = 4096;
 
@@ -291,7 +298,7 @@ export class RaftNode<Command, Result> {
           ),
         ),
     });
-    this.#tickMs = options.tickMs ?? 15;
+    this.#tickMs = options.tickMs ?? DEFAULT_TICK_MS;
     const tuning = { ...DEFAULT_ENGINE_TUNING, ...options.tuning };
     this.#ticksFollowRealTime = tuning.leaseReads;
     this.#transfers = new LeadershipTransfers({
@@ -326,7 +333,7 @@ export class RaftNode<Command, Result> {
         'snapshotStore is required: any node may have to receive a snapshot from its leader, and it must be durable before the log records it (use MemorySnapshotStore from @tsraft/core/testing in tests, PostgresSnapshotStore with pg-storage)',
       );
     }
-    const tickMs = options.tickMs ?? 15;
+    const tickMs = options.tickMs ?? DEFAULT_TICK_MS;
     if (!(tickMs > 0)) throw new TypeError('tickMs must be positive');
     const logger = bindLogger(options.logger ?? noopLogger, { node: options.id });
     const signal = options.signal;

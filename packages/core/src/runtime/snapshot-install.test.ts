@@ -5,6 +5,7 @@ import { CorruptSnapshotError } from '../errors.ts';
 import type { LogEntry, LogPosition } from '../log-entry.ts';
 import type { SnapshotMeta } from '../message.ts';
 import type { AppliedEntry, CommandResult } from '../state-machine.ts';
+import { readBytes } from '../testing/byte-streams.ts';
 import { InProcessNetwork } from '../testing/in-process-transport.ts';
 import { type KvCommand, type KvResult, KvStateMachine } from '../testing/kv-state-machine.ts';
 import { MemoryLogStore } from '../testing/memory-log-store.ts';
@@ -59,9 +60,7 @@ async function snapshotBytes(upTo: number): Promise<Uint8Array> {
   const entries = Array.from({ length: upTo }, (_, i) => put(i + 1));
   await kv.apply(entries.map((entry) => toAppliedEntry(codec, entry)));
   const { chunks } = await kv.exportSnapshot();
-  const parts: Uint8Array[] = [];
-  for await (const part of chunks) parts.push(part);
-  return Buffer.concat(parts);
+  return readBytes(chunks);
 }
 
 async function setup() {

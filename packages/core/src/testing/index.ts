@@ -4,6 +4,13 @@
  * the storage conformance suites, which need Vitest, are in `@tsraft/core/testing/conformance`.
  */
 
+export {
+  chunked,
+  collectChunks,
+  concatBytes,
+  readBytes,
+  streamOf,
+} from './byte-streams.ts';
 export { FaultInjector } from './fault-injector.ts';
 export {
   InProcessNetwork,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { AppliedEntry, ClientSession } from '../state-machine.ts';
+import { collectChunks, streamOf } from './byte-streams.ts';
 import { type KvCommand, KvStateMachine } from './kv-state-machine.ts';
 
 const T0 = 1_700_000_000_000;
@@ -15,16 +16,6 @@ function commands(
     const [command, session] = Array.isArray(item) ? item : [item, undefined];
     return { kind: 'command', index: first + i, term: 1, timestamp, command, session };
   });
-}
-
-async function collect(chunks: AsyncIterable<Uint8Array>): Promise<Uint8Array[]> {
-  const result: Uint8Array[] = [];
-  for await (const chunk of chunks) result.push(chunk);
-  return result;
-}
-
-async function* stream(chunks: readonly Uint8Array[]): AsyncIterable<Uint8Array> {
-  yield* chunks;
 }
 
 describe('KvStateMachine', () => {
@@ -200,12 +191,12 @@ describe('KvStateMachine', () => {
     const exported = await kv.exportSnapshot();
     await kv.apply(commands(3, [{ op: 'put', key: 'after', value: 'snapshot' }]));
     expect(exported.position).toEqual({ index: 2, term: 1 });
-    const chunks = await collect(exported.chunks);
+    const chunks = await collectChunks(exported.chunks);
     expect(chunks.length).toBeGreaterThan(2);
     expect(chunks.slice(0, -1).every((chunk) => chunk.byteLength === 1024)).toBe(true);
 
     const restored = new KvStateMachine();
-    await restored.restoreSnapshot(exported.position, stream(chunks));
+    await restored.restoreSnapshot(exported.position, streamOf(chunks));
     expect(await restored.lastApplied()).toEqual({ index: 2, term: 1 });
     expect(restored.get('big')).toBe(big);
     expect(restored.get('é')).toBe('✓');
@@ -234,7 +225,7 @@ describe('KvStateMachine', () => {
     expect(kv.get('new')).toBe('2');
     expect(await kv.lastApplied()).toEqual({ index: 10, term: 3 });
 
-    const garbage = stream([new TextEncoder().encode('{"something":"else"}')]);
+    const garbage = streamOf([new TextEncoder().encode('{"something":"else"}')]);
     await expect(kv.restoreSnapshot({ index: 20, term: 3 }, garbage)).rejects.toThrow(TypeError);
     expect(await kv.lastApplied()).toEqual({ index: 10, term: 3 });
     expect(kv.get('new')).toBe('2');

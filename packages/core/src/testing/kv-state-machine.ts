@@ -7,6 +7,7 @@ import {
 import { commandDigest } from '../command-digest.ts';
 import type { LogPosition } from '../log-entry.ts';
 import type { AppliedEntry, CommandResult, StateMachine } from '../state-machine.ts';
+import { chunked, concatBytes } from './byte-streams.ts';
 import { delay } from './delay.ts';
 
 /** A command of the {@link KvStateMachine}. An absent key is distinct from the empty string. */
@@ -127,7 +128,7 @@ export class KvStateMachine implements StateMachine<KvCommand, KvResult> {
       sessions: this.#sessions.toJSON(),
     };
     const bytes = new TextEncoder().encode(JSON.stringify(snapshot));
-    return { position: this.#lastApplied, chunks: chunk(bytes, this.#chunkBytes) };
+    return { position: this.#lastApplied, chunks: chunked(bytes, this.#chunkBytes) };
   }
 
   async restoreSnapshot(
@@ -142,7 +143,7 @@ export class KvStateMachine implements StateMachine<KvCommand, KvResult> {
       parts.push(part);
     }
     signal?.throwIfAborted();
-    const text = new TextDecoder('utf-8', { fatal: true }).decode(concat(parts));
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(concatBytes(parts));
     const snapshot = JSON.parse(text) as KvSnapshot;
     if (snapshot?.format !== 'tsraft-kv/1' || !Array.isArray(snapshot.data)) {
       throw new TypeError('restoreSnapshot: not a KvStateMachine snapshot');
@@ -217,20 +218,4 @@ export class KvStateMachine implements StateMachine<KvCommand, KvResult> {
 
 function ok(value: KvResult): CommandResult<KvResult> {
   return { status: 'ok', value };
-}
-
-async function* chunk(bytes: Uint8Array, size: number): AsyncIterable<Uint8Array> {
-  for (let offset = 0; offset < bytes.byteLength; offset += size) {
-    yield bytes.subarray(offset, offset + size);
-  }
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const whole = new Uint8Array(parts.reduce((total, part) => total + part.byteLength, 0));
-  let offset = 0;
-  for (const part of parts) {
-    whole.set(part, offset);
-    offset += part.byteLength;
-  }
-  return whole;
 }

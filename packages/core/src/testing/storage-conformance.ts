@@ -6,6 +6,7 @@ import { type EntryType, entrySize, type LogEntry, type LogPosition } from '../l
 import type { LogStore, LogStoreState, LogWrite } from '../log-store.ts';
 import type { SnapshotMeta } from '../message.ts';
 import type { SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
+import { collectChunks, concatBytes, streamOf } from './byte-streams.ts';
 
 /** A fresh, empty log store under test; disposing it removes every trace of it. */
 export interface LogStoreFixture extends AsyncDisposable {
@@ -476,25 +477,25 @@ export function describeSnapshotStoreConformance(
       const { store } = fixture;
       const chunks = [bytes(1000, 1), new Uint8Array(0), allByteValues(), bytes(70_000, 2)];
       const meta: SnapshotMeta = { index: 42, term: 3, config };
-      const saved = await store.save(meta, stream(chunks));
-      const data = concat(chunks);
+      const saved = await store.save(meta, streamOf(chunks));
+      const data = concatBytes(chunks);
       expect(saved).toEqual({ ...meta, size: data.byteLength, sha256: await sha256(data) });
       expect(await store.latest()).toEqual(saved);
       const reopened = await fixture.reopen();
       expect(await reopened.latest()).toEqual(saved);
-      expectBytes(concat(await collect(reopened.read(saved))), data);
+      expectBytes(concatBytes(await collectChunks(reopened.read(saved))), data);
     });
 
     it('saves an empty snapshot', async () => {
       await using fixture = await factory();
       const meta: SnapshotMeta = { index: 1, term: 1, config: { voters: ['a'] } };
-      const saved = await fixture.store.save(meta, stream([]));
+      const saved = await fixture.store.save(meta, streamOf([]));
       expect(saved).toEqual({
         ...meta,
         size: 0,
         sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
       });
-      expect(concat(await collect(fixture.store.read(saved))).byteLength).toBe(0);
+      expect(concatBytes(await collectChunks(fixture.store.read(saved))).byteLength).toBe(0);
     });
 
     it('round-trips a large snapshot', async () => {
@@ -505,9 +506,9 @@ export function describeSnapshotStoreConformance(
       for (let offset = 0; offset < total; offset += 65_536) {
         chunks.push(data.subarray(offset, offset + 65_536));
       }
-      const saved = await fixture.store.save({ index: 1_000, term: 2, config }, stream(chunks));
+      const saved = await fixture.store.save({ index: 1_000, term: 2, config }, streamOf(chunks));
       expect(saved.size).toBe(total);
-      expectBytes(concat(await collect((await fixture.reopen()).read(saved))), data);
+      expectBytes(concatBytes(await collectChunks((await fixture.reopen()).read(saved))), data);
     });
 
     it('keeps the bytes of each chunk as they were when it was handed over', async () => {
@@ -521,26 +522,26 @@ export function describeSnapshotStoreConformance(
         }
       }
       const saved = await fixture.store.save({ index: 5, term: 1, config }, reusing());
-      const expected = concat([1, 2, 3, 4].map((value) => new Uint8Array(16).fill(value)));
+      const expected = concatBytes([1, 2, 3, 4].map((value) => new Uint8Array(16).fill(value)));
       expect(saved.sha256).toBe(await sha256(expected));
-      expectBytes(concat(await collect(fixture.store.read(saved))), expected);
+      expectBytes(concatBytes(await collectChunks(fixture.store.read(saved))), expected);
     });
 
     it('makes a newer snapshot the latest', async () => {
       await using fixture = await factory();
       const { store } = fixture;
-      await store.save({ index: 10, term: 1, config }, stream([bytes(100, 1)]));
-      const newer = await store.save({ index: 20, term: 2, config }, stream([bytes(200, 2)]));
+      await store.save({ index: 10, term: 1, config }, streamOf([bytes(100, 1)]));
+      const newer = await store.save({ index: 20, term: 2, config }, streamOf([bytes(200, 2)]));
       expect(await store.latest()).toEqual(newer);
       const reopened = await fixture.reopen();
       expect(await reopened.latest()).toEqual(newer);
-      expectBytes(concat(await collect(reopened.read(newer))), bytes(200, 2));
+      expectBytes(concatBytes(await collectChunks(reopened.read(newer))), bytes(200, 2));
     });
 
     it('never shows a snapshot whose save failed or was aborted', async () => {
       await using fixture = await factory();
       const { store } = fixture;
-      const kept = await store.save({ index: 10, term: 1, config }, stream([bytes(100, 1)]));
+      const kept = await store.save({ index: 10, term: 1, config }, streamOf([bytes(100, 1)]));
       async function* failing(): AsyncIterable<Uint8Array> {
         yield bytes(1000, 3);
         throw new Error('the leader went away');
@@ -558,7 +559,7 @@ export function describeSnapshotStoreConformance(
       expect(await store.latest()).toEqual(kept);
       const reopened = await fixture.reopen();
       expect(await reopened.latest()).toEqual(kept);
-      expectBytes(concat(await collect(reopened.read(kept))), bytes(100, 1));
+      expectBytes(concatBytes(await collectChunks(reopened.read(kept))), bytes(100, 1));
     });
 
     it('rejects reading a snapshot whose bytes no longer match its checksum', async (context) => {
@@ -569,18 +570,21 @@ export function describeSnapshotStoreConformance(
       }
       const saved = await fixture.store.save(
         { index: 7, term: 1, config },
-        stream([bytes(5000, 6), bytes(5000, 7)]),
+        streamOf([bytes(5000, 6), bytes(5000, 7)]),
       );
       await fixture.corrupt(saved);
-      await expect(collect((await fixture.reopen()).read(saved))).rejects.toBeInstanceOf(
+      await expect(collectChunks((await fixture.reopen()).read(saved))).rejects.toBeInstanceOf(
         CorruptSnapshotError,
       );
     });
 
     it('receives a snapshot in pieces, across a restart, invisible until completed', async () => {
       await using fixture = await factory();
-      const kept = await fixture.store.save({ index: 3, term: 1, config }, stream([bytes(10, 1)]));
-      const data = concat([bytes(3000, 2), bytes(2000, 3), bytes(1, 4)]);
+      const kept = await fixture.store.save(
+        { index: 3, term: 1, config },
+        streamOf([bytes(10, 1)]),
+      );
+      const data = concatBytes([bytes(3000, 2), bytes(2000, 3), bytes(1, 4)]);
       const announced: StoredSnapshot = {
         index: 9,
         term: 2,
@@ -604,7 +608,7 @@ export function describeSnapshotStoreConformance(
       expect(completed).toEqual(announced);
       expect(await reopened.latest()).toEqual(announced);
       expect(await reopened.partial()).toBeUndefined();
-      expectBytes(concat(await collect((await fixture.reopen()).read(completed))), data);
+      expectBytes(concatBytes(await collectChunks((await fixture.reopen()).read(completed))), data);
     });
 
     it('refuses a piece that does not continue the partial snapshot, changing nothing', async () => {
@@ -620,13 +624,16 @@ export function describeSnapshotStoreConformance(
       await expect(store.appendPartial(40, bytes(61, 6))).rejects.toBeInstanceOf(RangeError);
       expect(await (await fixture.reopen()).partial()).toEqual({ ...announced, received: 40 });
       await store.appendPartial(40, data.subarray(40));
-      expectBytes(concat(await collect(store.read(await store.completePartial()))), data);
+      expectBytes(
+        concatBytes(await collectChunks(store.read(await store.completePartial()))),
+        data,
+      );
     });
 
     it('discards a received snapshot whose whole does not have the announced checksum', async () => {
       await using fixture = await factory();
       const { store } = fixture;
-      const kept = await store.save({ index: 2, term: 1, config }, stream([bytes(10, 1)]));
+      const kept = await store.save({ index: 2, term: 1, config }, streamOf([bytes(10, 1)]));
       const data = bytes(500, 7);
       await store.beginPartial({
         index: 8,
@@ -985,26 +992,6 @@ function seededRandom(seed: number): (bound: number) => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4_294_967_296) * bound);
   };
-}
-
-async function* stream(chunks: readonly Uint8Array[]): AsyncIterable<Uint8Array> {
-  yield* chunks;
-}
-
-async function collect(chunks: AsyncIterable<Uint8Array>): Promise<Uint8Array[]> {
-  const result: Uint8Array[] = [];
-  for await (const chunk of chunks) result.push(Uint8Array.from(chunk));
-  return result;
-}
-
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  const whole = new Uint8Array(chunks.reduce((total, chunk) => total + chunk.byteLength, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    whole.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return whole;
 }
 
 async function sha256(data: Uint8Array): Promise<string> {

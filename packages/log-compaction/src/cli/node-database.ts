@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { raftSchemaStatus } from '@tsraft/pg-storage';
+import { guardPoolErrors, raftSchemaStatus } from '@tsraft/pg-storage';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { CliError, EXIT } from './cli-error.ts';
@@ -81,7 +81,7 @@ function openServer(url: string, connections: number): NodeDatabase {
     connectionTimeoutMillis: 10_000,
     application_name: APPLICATION_NAME,
   });
-  pool.on('error', () => {}); // an idle connection lost: the next query reports it
+  guardPoolErrors(pool); // a lost Postgres fails calls, never the process
   const db: AnyDb = new Kysely({ dialect: new PostgresDialect({ pool }) });
   return {
     db,

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
+import { chunked, readBytes } from '@tsraft/core/testing';
 import { describe, expect, it } from 'vitest';
 import {
   FRAME_PREFIX_BYTES,
@@ -27,24 +28,12 @@ function pseudoRandomBytes(size: number, seed: number): Uint8Array {
   return out;
 }
 
-async function* chunked(data: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
-  for (let offset = 0; offset < data.byteLength; offset += size) {
-    yield data.subarray(offset, offset + size);
-  }
-}
-
-async function concat(chunks: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  for await (const chunk of chunks) parts.push(chunk.slice());
-  return Buffer.concat(parts);
-}
-
 async function fileOf(
   data: Uint8Array,
   options: { frameBytes?: number; withChecksum?: boolean } = {},
 ): Promise<Uint8Array> {
   const sha256 = createHash('sha256').update(data).digest('hex');
-  return concat(
+  return readBytes(
     writeSnapshotFile({
       header:
         options.withChecksum === false ? HEADER : { ...HEADER, size: data.byteLength, sha256 },
@@ -56,7 +45,7 @@ async function fileOf(
 
 async function readAll(file: Uint8Array, sourceChunk = 777): Promise<Uint8Array> {
   await using reader = await openSnapshotFile(chunked(file, sourceChunk));
-  return await concat(reader.data);
+  return await readBytes(reader.data);
 }
 
 describe('the snapshot file format tsraft-snapshot/1', () => {
@@ -85,7 +74,9 @@ describe('the snapshot file format tsraft-snapshot/1', () => {
 
   it('starts with the magic and frames each 1 MiB of data by default', async () => {
     const data = pseudoRandomBytes(2.5 * 1024 * 1024, 3);
-    const file = await concat(writeSnapshotFile({ header: HEADER, chunks: chunked(data, 65_536) }));
+    const file = await readBytes(
+      writeSnapshotFile({ header: HEADER, chunks: chunked(data, 65_536) }),
+    );
     expect(Buffer.from(file.subarray(0, 16)).toString()).toBe('TSRAFT-SNAPSHOT\n');
     const headerLength = new DataView(file.buffer, file.byteOffset + 17).getUint32(0);
     const firstData = 16 + FRAME_PREFIX_BYTES + headerLength;
@@ -149,11 +140,11 @@ describe('the snapshot file format tsraft-snapshot/1', () => {
       header: { ...HEADER, size: 100, sha256: 'a'.repeat(64) },
       chunks: chunked(data, 10),
     });
-    await expect(concat(wrong)).rejects.toThrow(/SHA-256/);
+    await expect(readBytes(wrong)).rejects.toThrow(/SHA-256/);
     const short = writeSnapshotFile({
       header: { ...HEADER, size: 101 },
       chunks: chunked(data, 10),
     });
-    await expect(concat(short)).rejects.toThrow(/100 bytes, not the 101/);
+    await expect(readBytes(short)).rejects.toThrow(/100 bytes, not the 101/);
   });
 });
