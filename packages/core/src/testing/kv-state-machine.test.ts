@@ -117,7 +117,7 @@ describe('KvStateMachine', () => {
     expect(kv.get('b')).toBeNull();
     const { position, chunks } = await kv.exportSnapshot();
     const restored = new KvStateMachine();
-    await restored.restoreSnapshot(position, stream(await collect(chunks)));
+    await restored.restoreSnapshot(position, streamOf(await collectChunks(chunks)));
     const [again, retry] = await restored.apply(
       commands(3, [
         [{ op: 'put', key: 'b', value: '2' }, session],
