@@ -14,6 +14,7 @@ import {
   type CommandMap,
   type CommandOf,
   createPostgresStateMachine,
+  guardPoolErrors,
   PostgresLogStore,
   PostgresSnapshotStore,
   type ResultOf,
@@ -479,7 +480,8 @@ function followingPool(server: PostgresServer): pg.Pool {
     max: 6,
     connectionTimeoutMillis: 5_000,
   });
-  pool.on('error', () => {});
+  // Every client, idle or checked out: a Postgres the test kills fails calls, never the process.
+  guardPoolErrors(pool);
   return pool;
 }
 
