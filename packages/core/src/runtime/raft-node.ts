@@ -15,6 +15,7 @@ import { entrySize, type LogEntry, type NodeId } from '../log-entry.ts';
 import type { LogStore } from '../log-store.ts';
 import { bindLogger, type Logger, noopLogger } from '../logger.ts';
 import type { Message } from '../message.ts';
+import { type NodeIdentity, newIncarnation } from '../node-identity.ts';
 import { type RandomSource, seededRandom } from '../random.ts';
 import type { SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
 import type { ClientSession, StateMachine } from '../state-machine.ts';
@@ -28,6 +29,8 @@ import {
   jsonCodec,
   toAppliedEntry,
 } from './command-codec.ts';
+import { identifiedTransport } from './identified-transport.ts';
+import { IdentityGate } from './identity-gate.ts';
 import { LeadershipTransfers, type TransferLeadershipOptions } from './leadership-transfers.ts';
 import {
   type AddLearnerOptions,
@@ -114,6 +117,8 @@ interface RaftNodeInit<Command, Result> {
   /** Index of the latest snapshot, and the bytes of the entries applied after it. */
   readonly snapshotIndex: number;
   readonly bytesSinceSnapshot: number;
+  /** The node's durable identity, as stored. */
+  readonly identity: NodeIdentity;
 }
 
 let readEngine: (node: RaftNode<unknown, unknown>) => RaftEngine;
@@ -153,6 +158,7 @@ export class RaftNode<Command, Result> {
   readonly #logger: Logger;
   readonly #forwardProposals: boolean;
   readonly #clock: Clock;
+  readonly #gate: IdentityGate;
 
   readonly #events: TypedEvents<RaftNodeEvents> = new TypedEvents(() => this.#logger);
   /** Aborted when the node stops: cuts outgoing requests short. */
@@ -205,7 +211,17 @@ export class RaftNode<Command, Result> {
     this.#engine = init.engine;
     this.#logStore = options.logStore;
     this.#stateMachine = options.stateMachine;
-    this.#transport = options.transport;
+    this.#gate = new IdentityGate({
+      id: options.id,
+      identity: init.identity,
+      logger: init.logger,
+      refused: (event) => this.#emit('identity-refused', event),
+    });
+    this.#transport = identifiedTransport(
+      options.transport,
+      this.#gate,
+      () => this.#role === 'leader',
+    );
     this.#codec = options.codec ?? jsonCodec<Command, Result>();
     this.#logger = init.logger;
     this.#forwardProposals = options.forwardProposals ?? true;
@@ -289,7 +305,10 @@ export class RaftNode<Command, Result> {
       clock,
       kick: () => this.#kick(),
       throwIfStopped: () => this.#throwIfStopped(),
-      configChanged: (config, index) => this.#emit('config-change', { config, index }),
+      configChanged: (config, index) => {
+        this.#gate.retain(config);
+        this.#emit('config-change', { config, index });
+      },
       removed: (commitIndex) =>
         this.#proposals.failFrom(
           commitIndex + 1,
@@ -352,6 +371,8 @@ export class RaftNode<Command, Result> {
       signal?.throwIfAborted();
       throw error;
     }
+    const random = options.random ?? cryptoSeededRandom();
+    const identity = await startingIdentity(options, recovered, logger);
     /** Set once the node exists: the engine reports only after it has stepped messages. */
     let lostEntries: ((event: FollowerLostEntries) => void) | undefined;
     const engine = new RaftEngine({
@@ -361,7 +382,7 @@ export class RaftNode<Command, Result> {
       snapshot: recovered.snapshot,
       entries: recovered.entries,
       applied: recovered.applied,
-      random: options.random ?? cryptoSeededRandom(),
+      random,
       ...(options.tuning === undefined ? {} : { tuning: options.tuning }),
       logger,
       onFollowerLostEntries: (event) => lostEntries?.(event),
@@ -386,6 +407,7 @@ export class RaftNode<Command, Result> {
         (bytes, entry) => (entry.index <= recovered.applied ? bytes + entrySize(entry) : bytes),
         0,
       ),
+      identity,
     });
     node.#ignoredConfigOption = ignoredConfigOption;
     lostEntries = (event) => node.#emit('follower-lost-entries', event);
@@ -401,6 +423,8 @@ export class RaftNode<Command, Result> {
         snapshot: recovered.snapshot.index,
         lastIndex: recovered.snapshot.index + recovered.entries.length,
         applied: recovered.applied,
+        clusterId: identity.clusterId,
+        incarnation: identity.incarnation,
       },
       'raft node started',
     );
@@ -532,6 +556,12 @@ export class RaftNode<Command, Result> {
       progress: status.progress,
       leadTransferee: status.leadTransferee,
       closed: this.#stopped !== undefined,
+      identity: {
+        clusterId: this.#gate.identity.clusterId,
+        incarnation: this.#gate.identity.incarnation,
+        lostState: this.#gate.lostState,
+        refusedPeers: this.#gate.refusedPeers(),
+      },
     };
   }
 
@@ -757,7 +787,8 @@ export class RaftNode<Command, Result> {
     if (ready.softState !== undefined) this.#softStateChanged(ready.softState);
     // A snapshot not installed (the node stopped first) must not be recorded in the log store.
     if (ready.snapshot !== undefined && !(await this.#snapshots.install(ready.snapshot))) return;
-    const write = ready.write;
+    const identity = this.#gate.takeChanged();
+    const write = identity === undefined ? ready.write : { ...ready.write, identity };
     if (write !== undefined) {
       if (write.truncateFrom !== undefined) {
         this.#proposals.truncatedFrom(write.truncateFrom);
@@ -891,6 +922,8 @@ export class RaftNode<Command, Result> {
     if (this.#stopped !== undefined) {
       return { type: 'rejected', reason: 'closed', message: this.#stopped.message };
     }
+    const admission = this.#gate.admit(from, request.identity);
+    if (!admission.ok) return { type: 'rejected', reason: 'refused', message: admission.message };
     switch (request.type) {
       case 'raft':
         return request.reply === true
@@ -911,6 +944,8 @@ export class RaftNode<Command, Result> {
           this.#logger.debug({ from, type: message.type }, 'dropped a malformed message');
           continue;
         }
+        // A node told it lost its durable state grants no vote until the cluster accepts it.
+        if (message.type === 'vote' && this.#gate.lostState) continue;
         this.#engine.step(message);
       }
     } catch (error) {
@@ -935,7 +970,11 @@ export class RaftNode<Command, Result> {
     const answers = await this.#replies.open(from, this.#readiesTaken + 1, signal, (unsent) =>
       this.#peers.send(unsent),
     );
-    return { type: 'raft', messages: answers };
+    return {
+      type: 'raft',
+      messages: answers,
+      identity: this.#gate.outgoing(from, this.#role === 'leader'),
+    };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1003,6 +1042,43 @@ function isEmpty(ready: Ready): boolean {
     ready.committed.length === 0 &&
     ready.reads.length === 0
   );
+}
+
+/**
+ * The identity a node starts with: the stored one, or, for storage never given one (new, or
+ * written by a version before identities), a new incarnation with the `clusterId` option,
+ * persisted before the node sends anything. Throws a `TypeError` when the storage belongs to
+ * another cluster than the option says.
+ */
+async function startingIdentity(
+  options: Pick<RaftNodeOptions<unknown, unknown>, 'clusterId' | 'random' | 'logStore' | 'signal'>,
+  recovered: { identity: NodeIdentity | undefined; hardState: { term: number } },
+  logger: Logger,
+): Promise<NodeIdentity> {
+  const stored = recovered.identity;
+  const clusterId = options.clusterId ?? null;
+  if (stored !== undefined && (clusterId === null || stored.clusterId === clusterId)) return stored;
+  if (stored !== undefined && stored.clusterId !== null) {
+    throw new TypeError(
+      `this node's storage belongs to cluster ${stored.clusterId}, but the clusterId option says ${clusterId}: the node was given another cluster's database, or the wrong option`,
+    );
+  }
+  const identity: NodeIdentity = stored ?? {
+    clusterId,
+    incarnation: newIncarnation(options.random),
+    members: {},
+  };
+  const write = { identity: { ...identity, clusterId } };
+  await storage('persist the node identity', () =>
+    options.logStore.persist(write, options.signal === undefined ? {} : { signal: options.signal }),
+  );
+  if (stored === undefined && recovered.hardState.term > 0) {
+    logger.warn(
+      { incarnation: identity.incarnation },
+      'this storage holds Raft state but no node identity (written by an earlier version): made one; peers learn it on first contact',
+    );
+  }
+  return write.identity;
 }
 
 function cryptoSeededRandom(): RandomSource {
