@@ -168,18 +168,16 @@ describe('a voter that lost its disk is asked again in the same term (Raft paper
     expect(second.status().identity.lostState).toBe(true);
 
     // Told so, it grants no vote even to a candidate that does not know it.
-    const vote3 = await network
-      .transport('n4')
-      .request(
-        'n3',
-        {
-          type: 'raft',
-          messages: [voteRequest('n4', 'n3', 5)],
-          reply: true,
-          identity: identity('i4'),
-        },
-        { signal },
-      );
+    const vote3 = await network.transport('n4').request(
+      'n3',
+      {
+        type: 'raft',
+        messages: [voteRequest('n4', 'n3', 5)],
+        reply: true,
+        identity: identity('i4'),
+      },
+      { signal },
+    );
     expect(granted(vote3)).toBe(false);
     expect(logStore.durable.hardState.votedFor).toBeNull();
     await second.close();
