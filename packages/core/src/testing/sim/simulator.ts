@@ -13,6 +13,7 @@ import type { KvCommand, KvResult } from '../kv-state-machine.ts';
 import { checkOperations } from '../linearizability/checker.ts';
 import { type KvInput, type KvOutput, kvModel } from '../linearizability/kv-model.ts';
 import { type Operation, UNKNOWN_OUTCOME } from '../linearizability/operation.ts';
+import { type Figure8Cluster, Figure8Schedule } from './figure-8-schedule.ts';
 import { InvariantChecker } from './invariant-checker.ts';
 import { pickMembershipAction } from './membership-actions.ts';
 import { type MembershipPlanName, MembershipPlanRun, planServers } from './membership-plans.ts';
@@ -80,6 +81,12 @@ export interface SimulationOptions {
    * the times it is found between a joint configuration C_old,new and C_new. Default false.
    */
   readonly crashInJoint?: boolean;
+  /**
+   * Instead of random faults, five servers play the Raft paper's Figure 8 by partitions (see
+   * {@link Figure8Schedule}); no clients but the schedule's one write, a calm network and disk,
+   * one entry per AppendEntries (unless `tuning` says otherwise). Default false.
+   */
+  readonly figure8?: boolean;
   readonly tuning?: Partial<EngineTuning>;
   /** Receives the nodes' log lines (info and above), stamped with virtual time. Default: none. */
   readonly log?: (line: string) => void;
@@ -115,6 +122,8 @@ export interface SimulationReport {
   readonly crashesInJoint: number;
   /** The voters of the final configuration, sorted. */
   readonly finalVoters: readonly NodeId[];
+  /** With `figure8`: whether the figure was played to its end. */
+  readonly figure8Played: boolean;
 }
 
 /** A simulation found a bug. `seed` replays it exactly. */
@@ -246,6 +255,7 @@ class Simulation {
   #transfers = 0;
   #crashesInJoint = 0;
   readonly #plan: MembershipPlanRun | undefined;
+  readonly #figure8: Figure8Schedule | undefined;
 
   constructor(options: SimulationOptions) {
     const plan = typeof options.membership === 'string' ? options.membership : undefined;
@@ -258,6 +268,10 @@ class Simulation {
         `the membership plan ${plan} starts with ${planServers(plan).voters} voters; leave \`nodes\` out`,
       );
     }
+    if (options.figure8 === true && options.nodes !== undefined && options.nodes !== 5) {
+      throw new TypeError('Figure 8 is played on five servers; leave `nodes` out');
+    }
+    const figure8 = options.figure8 === true;
     this.#options = {
       nodes: plan === undefined ? 3 : planServers(plan).voters,
       clients: 4,
@@ -272,6 +286,22 @@ class Simulation {
       snapshots: true,
       membership: false,
       crashInJoint: false,
+      figure8: false,
+      ...(figure8
+        ? {
+            nodes: 5,
+            clients: 0,
+            faultyMs: 3_000,
+            faults: CALM_NETWORK,
+            disk: CALM_DISK,
+            partitions: false,
+            crashes: false,
+            storageFailures: false,
+            snapshots: false,
+            // One entry at a time: the old entry reaches S3 before the leader's own does.
+            tuning: { maxEntriesPerMessage: 1, maxInflightMessages: 1 },
+          }
+        : {}),
       ...options,
     };
     this.#random = seededRandom(options.seed);
@@ -281,6 +311,9 @@ class Simulation {
       plan === undefined ? (this.#options.membership ? 2 : 0) : planServers(plan).spares;
     const ids = Array.from({ length: this.#options.nodes + spares }, (_, i) => `n${i + 1}`);
     this.#plan = plan === undefined ? undefined : new MembershipPlanRun(plan, ids);
+    this.#figure8 = figure8
+      ? new Figure8Schedule(this.#figure8Cluster(), { stepMs: 1_000 })
+      : undefined;
     this.#voters = ids.slice(0, this.#options.nodes);
     this.#servers = ids.map((id) => ({
       id,
@@ -319,11 +352,15 @@ class Simulation {
       healed = true;
       this.#heal();
     });
+    // With no client or fault due early (Figure 8), the processes would start only once the first
+    // timer ran, the heal: let them start now.
+    if (this.#figure8 !== undefined) await time.settle();
     const deadline = this.#options.faultyMs + CONVERGE_MS + OPERATION_TIMEOUT_MS;
     while (await time.step()) {
       this.#events++;
       this.#throwIfFailed();
       this.#checkInvariants();
+      if (this.#faultsOn) this.#figure8?.afterEvent(time.now);
       if (time.now > deadline) break;
       if (healed && this.#quiescent()) break;
     }
@@ -349,6 +386,7 @@ class Simulation {
       transfers: this.#transfers,
       crashesInJoint: this.#crashesInJoint,
       finalVoters: [...(this.#leader()?.status().config.voters ?? [])].sort(),
+      figure8Played: this.#figure8?.played ?? false,
     };
   }
 
@@ -751,6 +789,37 @@ class Simulation {
     this.#membershipChanges++;
     leader.changeMembership(action.change, { mode: action.mode, timeoutMs: 2_000 }).catch(() => {});
     again(soon);
+  }
+
+  /** The cluster as the Figure 8 schedule drives it. */
+  #figure8Cluster(): Figure8Cluster {
+    return {
+      nodes: () =>
+        this.#servers.flatMap((s) => {
+          const node = this.#nodeOf(s);
+          return node === undefined ? [] : [engineOf(node)];
+        }),
+      partition: (groups) => {
+        this.#network.heal();
+        this.#network.partition(groups);
+        this.#partitions++;
+      },
+      heal: () => this.#network.heal(),
+      write: (id) => {
+        const supervisor = this.#servers.find((s) => s.id === id)?.supervisor;
+        if (supervisor === undefined) return;
+        const value = 'figure-8;';
+        // Whether it commits is up to the schedule: its outcome is unknown (return at infinity).
+        this.#history.push({
+          clientId: this.#clients.length + 1,
+          input: { kind: 'put', key: 'x', value },
+          call: this.now,
+          output: UNKNOWN_OUTCOME,
+          return: Number.POSITIVE_INFINITY,
+        });
+        supervisor.propose({ op: 'put', key: 'x', value }).catch(() => {});
+      },
+    };
   }
 
   /** The leader of the highest term among the running nodes, if any. */
