@@ -38,7 +38,8 @@ export interface IdentityGateOptions {
  * Checks who sends every peer request and `raft` answer before the node steps anything from it
  * (core README, "Node identity"), and keeps the node's identity up to date: the cluster id a
  * joiner learns, and the incarnation of each member, learned on first contact (trust on first
- * use) or from the leader, forgotten when the member leaves the configuration.
+ * use) or from the leader (whose view replaces this node's), forgotten when the member leaves
+ * the configuration.
  *
  * Refused: a peer of another cluster; a member whose incarnation is not the one known for it (it
  * lost its durable state: its votes and acknowledgements must not count, Raft paper 5.2 and
@@ -165,9 +166,13 @@ export class IdentityGate {
     const own = this.#identity;
     let learned = own.members;
     if (learned[from] === undefined) learned = { ...learned, [from]: identity.incarnation };
+    // A leader's view wins over this node's: it forgot a member's old incarnation when the member
+    // was removed, and learned the new one only when it was added again, while a follower may
+    // receive the removal and the addition in one batch and never see the member leave.
     for (const [id, incarnation] of Object.entries(identity.members ?? {})) {
-      if (id !== this.#o.id && learned[id] === undefined) {
+      if (id !== this.#o.id && learned[id] !== incarnation) {
         learned = { ...learned, [id]: incarnation };
+        this.#refusedPeers.delete(id);
       }
     }
     const clusterId = own.clusterId ?? identity.clusterId;
