@@ -62,10 +62,10 @@ describe('IdentityGate', () => {
     expect(g.lostState).toBe(false);
   });
 
-  it("takes the leader's view of the members, and forgets members that leave the configuration", () => {
+  it('fills in what it does not know from the leader, never replacing its own, and forgets members that leave', () => {
     const { g } = gate({ members: { n2: 'a', n3: 'old' } });
     expect(g.admit('n2', from('a', { members: { n1: 'i1', n3: 'new', n4: 'd' } })).ok).toBe(true);
-    expect(g.identity.members).toEqual({ n2: 'a', n3: 'new', n4: 'd' });
+    expect(g.identity.members).toEqual({ n2: 'a', n3: 'old', n4: 'd' });
     g.retain({ voters: ['n1', 'n2', 'n4'] });
     expect(g.identity.members).toEqual({ n2: 'a', n4: 'd' });
     expect(g.outgoing('n3', true)).toEqual(from('i1', { members: { n2: 'a', n4: 'd' } }));

@@ -38,8 +38,8 @@ export interface IdentityGateOptions {
  * Checks who sends every peer request and `raft` answer before the node steps anything from it
  * (core README, "Node identity"), and keeps the node's identity up to date: the cluster id a
  * joiner learns, and the incarnation of each member, learned on first contact (trust on first
- * use) or from the leader (whose view replaces this node's), forgotten when the member leaves
- * the configuration.
+ * use) or from the leader (filling in what this node does not know), forgotten once the
+ * member's removal is committed.
  *
  * Refused: a peer of another cluster; a member whose incarnation is not the one known for it (it
  * lost its durable state: its votes and acknowledgements must not count, Raft paper 5.2 and
@@ -143,7 +143,10 @@ export class IdentityGate {
     this.#o.refused({ peer, reason: 'refused-by-peer', message });
   }
 
-  /** Forgets the incarnations of nodes that are no longer members of `config`. */
+  /**
+   * Forgets the incarnations of nodes that are no longer members of `config`, a committed
+   * configuration (an uncommitted removal may be cut from the log, and the member with it).
+   */
   retain(config: ClusterConfig): void {
     const current = members(config);
     const known = this.#identity.members;
@@ -166,13 +169,12 @@ export class IdentityGate {
     const own = this.#identity;
     let learned = own.members;
     if (learned[from] === undefined) learned = { ...learned, [from]: identity.incarnation };
-    // A leader's view wins over this node's: it forgot a member's old incarnation when the member
-    // was removed, and learned the new one only when it was added again, while a follower may
-    // receive the removal and the addition in one batch and never see the member leave.
+    // Only what this node does not know: a leader's view never replaces its own, since a leader
+    // that forgot a removed member may have learned the incarnation of its replacement while this
+    // node, behind, still counts the member's vote (simulation seed 1200020 with loseDisk).
     for (const [id, incarnation] of Object.entries(identity.members ?? {})) {
-      if (id !== this.#o.id && learned[id] !== incarnation) {
+      if (id !== this.#o.id && learned[id] === undefined) {
         learned = { ...learned, [id]: incarnation };
-        this.#refusedPeers.delete(id);
       }
     }
     const clusterId = own.clusterId ?? identity.clusterId;

@@ -305,10 +305,10 @@ export class RaftNode<Command, Result> {
       clock,
       kick: () => this.#kick(),
       throwIfStopped: () => this.#throwIfStopped(),
-      configChanged: (config, index) => {
-        this.#gate.retain(config);
-        this.#emit('config-change', { config, index });
-      },
+      configChanged: (config, index) => this.#emit('config-change', { config, index }),
+      // Only a committed removal makes a member's incarnation forgotten: one a new leader cuts
+      // from the log leaves the member in, and it must still be known as it was.
+      configCommitted: (config) => this.#gate.retain(config),
       removed: (commitIndex) =>
         this.#proposals.failFrom(
           commitIndex + 1,
