@@ -61,6 +61,8 @@ describe('a member restarted on empty storage (a lost disk)', () => {
       what: 'the restarted node to learn it lost its state',
     });
     expect(restarted.status().identity.lostState).toBe(true);
+    // A linearizable read on it fails at once, saying why.
+    await expect(restarted.read(() => 'never')).rejects.toThrow(/lost its durable state/);
     expect(leader.status().identity.refusedPeers).toEqual({ [lostId]: 'peer-lost-state' });
 
     // Its acknowledgements do not count: with the other follower down, nothing commits.

@@ -10,6 +10,7 @@ import {
   NodeClosedError,
   NotLeaderError,
   ProposalDroppedError,
+  ReadUnavailableError,
 } from '../errors.ts';
 import { entrySize, type LogEntry, type NodeId } from '../log-entry.ts';
 import type { LogStore } from '../log-store.ts';
@@ -498,7 +499,8 @@ export class RaftNode<Command, Result> {
    * Runs `fn` against this node's state machine. `linearizable` (the default) first confirms a
    * read index with the leader (thesis 6.4) and waits until this node applied up to it, so `fn`
    * sees every write that completed before the call; failure to confirm rejects with the
-   * retryable {@link ReadUnavailableError}. `local` runs `fn` at once.
+   * retryable {@link ReadUnavailableError}, at once on a node told it lost its durable state
+   * (`status().identity.lostState`). `local` runs `fn` at once.
    */
   async read<T>(fn: () => T | Promise<T>, options: ReadOptions = {}): Promise<T> {
     const started = this.#clock.now();
@@ -519,6 +521,12 @@ export class RaftNode<Command, Result> {
     signal?.throwIfAborted();
     const consistency = options.consistency ?? 'linearizable';
     if (consistency === 'local') return await fn();
+    if (this.#gate.lostState) {
+      // Its peers refuse it: a read index would never come.
+      throw new ReadUnavailableError(
+        'this node lost its durable state and its peers refuse it (see the error log): remove it from the cluster and add it again',
+      );
+    }
     const lease = consistency === 'lease';
     // A lease is counted in ticks: deliver the ticks a busy event loop held back first.
     if (lease && this.#ticksFollowRealTime) this.#tick();
