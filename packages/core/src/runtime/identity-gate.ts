@@ -145,7 +145,8 @@ export class IdentityGate {
 
   /**
    * Forgets the incarnations of nodes that are no longer members of `config`, a committed
-   * configuration (an uncommitted removal may be cut from the log, and the member with it).
+   * configuration (an uncommitted removal may be cut from the log, and the member with it): each
+   * applied configuration entry in turn, or an installed snapshot's.
    */
   retain(config: ClusterConfig): void {
     const current = members(config);

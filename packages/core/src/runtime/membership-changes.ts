@@ -58,8 +58,6 @@ export interface MembershipChangesOptions {
   readonly throwIfStopped: () => void;
   /** Tells the node's listeners that the configuration in effect changed. */
   readonly configChanged: (config: ClusterConfig, index: number) => void;
-  /** The configuration in effect is committed (once per configuration entry). */
-  readonly configCommitted: (config: ClusterConfig) => void;
   /**
    * A committed configuration leaves this node out: it receives no entries any more, so what it
    * waits for beyond `commitIndex` will never be settled here.
@@ -83,7 +81,6 @@ export class MembershipChanges {
   readonly #entries = new ProposalTracker<undefined>();
   readonly #waiters = new ConditionWaiters();
   #seenConfigIndex = -1;
-  #committedConfigIndex = -1;
   #seenConfig: ClusterConfig | undefined;
   /** This node was a member of a configuration it used. */
   #wasMember = false;
@@ -164,10 +161,6 @@ export class MembershipChanges {
       this.#seenConfig = config;
       this.#o.transport.updatePeers?.(config.addresses ?? {});
       this.#o.configChanged(config, configIndex);
-    }
-    if (configIndex <= commitIndex && configIndex !== this.#committedConfigIndex) {
-      this.#committedConfigIndex = configIndex;
-      this.#o.configCommitted(config);
     }
     const member = members(config).includes(id);
     if (member) this.#wasMember = true;

@@ -1,4 +1,10 @@
-import { type ClusterConfig, isJoint, sameMembership, validateConfig } from '../configuration.ts';
+import {
+  type ClusterConfig,
+  decodeConfig,
+  isJoint,
+  sameMembership,
+  validateConfig,
+} from '../configuration.ts';
 import { DEFAULT_ENGINE_TUNING, type FollowerLostEntries } from '../engine/engine-options.ts';
 import type { MembershipChange } from '../engine/membership-change.ts';
 import { RaftEngine } from '../engine/raft-engine.ts';
@@ -288,6 +294,7 @@ export class RaftNode<Command, Result> {
         this.#membership.replacedBySnapshot(meta.index);
       },
       installed: (meta) => {
+        this.#gate.retain(meta.config);
         this.#appliedWaiters.advance(meta.index);
         // The restore's own duration is the 'snapshot' event's.
         this.#emit('apply', { appliedIndex: meta.index, entries: 0, durationMs: 0 });
@@ -307,9 +314,6 @@ export class RaftNode<Command, Result> {
       kick: () => this.#kick(),
       throwIfStopped: () => this.#throwIfStopped(),
       configChanged: (config, index) => this.#emit('config-change', { config, index }),
-      // Only a committed removal makes a member's incarnation forgotten: one a new leader cuts
-      // from the log leaves the member in, and it must still be known as it was.
-      configCommitted: (config) => this.#gate.retain(config),
       removed: (commitIndex) =>
         this.#proposals.failFrom(
           commitIndex + 1,
@@ -413,6 +417,10 @@ export class RaftNode<Command, Result> {
     node.#ignoredConfigOption = ignoredConfigOption;
     lostEntries = (event) => node.#emit('follower-lost-entries', event);
     node.#membership.observe();
+    // The committed configuration forgets the members it removed (a crash may have come between
+    // applying the removal and persisting the identity).
+    const { config, configIndex } = engine.status();
+    if (configIndex <= recovered.applied) node.#gate.retain(config);
     await options.transport.listen(node.#handlePeerRequest);
     node.#ticksStartedAt = node.#clock.now();
     node.#cancelTicks = node.#clock.setRepeating(node.#tick, tickMs);
@@ -880,10 +888,19 @@ export class RaftNode<Command, Result> {
           );
         }
         batch.forEach((entry, i) => {
-          if (entry.type === 'config') this.#membership.applied(entry.index, entry.term);
-          else this.#proposals.applied(entry.index, entry.term, results[i]);
+          if (entry.type === 'config') {
+            this.#membership.applied(entry.index, entry.term);
+            // Each committed configuration in turn, so that a removal followed by an addition
+            // again is seen: only a committed removal forgets a member's incarnation (one a new
+            // leader cuts from the log leaves the member in, to be known as it was).
+            this.#gate.retain(decodeConfig(entry.data));
+          } else {
+            this.#proposals.applied(entry.index, entry.term, results[i]);
+          }
           this.#bytesSinceSnapshot += entrySize(entry);
         });
+        // A member forgotten on its committed removal stays forgotten across a crash.
+        if (batch.some((entry) => entry.type === 'config')) await this.#persistIdentity();
         const last = batch.at(-1) as LogEntry;
         this.#appliedWaiters.advance(last.index);
         this.#emit('apply', {
@@ -895,6 +912,15 @@ export class RaftNode<Command, Result> {
     } catch (error) {
       this.#fail(error);
     }
+  }
+
+  /** Persists the node identity now if it changed (it goes with the next write otherwise). */
+  async #persistIdentity(): Promise<void> {
+    const identity = this.#gate.takeChanged();
+    if (identity === undefined) return;
+    await this.#logWrites.run(() =>
+      storage('persist the node identity', () => this.#logStore.persist({ identity })),
+    );
   }
 
   // ---------------------------------------------------------------------------------------------
