@@ -31,6 +31,8 @@ export interface PeerIdentity {
   readonly receiverIncarnation: string | null;
   /** From a leader: the incarnation it knows for each member, which followers learn from it. */
   readonly members?: Readonly<Record<NodeId, string>>;
+  /** With `members`: the index of the latest configuration the leader applied to them. */
+  readonly membersAsOf?: number;
 }
 
 /**

@@ -26,6 +26,7 @@ const peerIdentity: z.ZodType<PeerIdentity, unknown> = z.object({
   incarnation: identityString,
   receiverIncarnation: identityString.nullable(),
   members: z.record(nodeId, identityString).optional(),
+  membersAsOf: count.optional(),
 });
 
 const logEntry = z.object({

@@ -123,6 +123,7 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
       incarnation: 'inc-1',
       receiverIncarnation: 'inc-2',
       members: { n2: 'inc-2', n3: 'inc-3' },
+      membersAsOf: 12,
     };
     const answered: PeerIdentity = {
       clusterId: null,

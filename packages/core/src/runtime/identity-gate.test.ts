@@ -66,8 +66,15 @@ describe('IdentityGate', () => {
     const { g } = gate({ members: { n2: 'a', n3: 'old' } });
     expect(g.admit('n2', from('a', { members: { n1: 'i1', n3: 'new', n4: 'd' } })).ok).toBe(true);
     expect(g.identity.members).toEqual({ n2: 'a', n3: 'old', n4: 'd' });
-    g.retain({ voters: ['n1', 'n2', 'n4'] });
+    g.retain({ voters: ['n1', 'n2', 'n4'] }, 9);
     expect(g.identity.members).toEqual({ n2: 'a', n4: 'd' });
-    expect(g.outgoing('n3', true)).toEqual(from('i1', { members: { n2: 'a', n4: 'd' } }));
+    expect(g.outgoing('n3', true)).toEqual(
+      from('i1', { members: { n2: 'a', n4: 'd' }, membersAsOf: 9 }),
+    );
+    // A leader that applied fewer configurations may still know a member this node saw removed.
+    expect(g.admit('n4', from('d', { members: { n3: 'old' }, membersAsOf: 7 })).ok).toBe(true);
+    expect(g.identity.members).toEqual({ n2: 'a', n4: 'd' });
+    expect(g.admit('n4', from('d', { members: { n3: 'new' }, membersAsOf: 9 })).ok).toBe(true);
+    expect(g.identity.members).toEqual({ n2: 'a', n3: 'new', n4: 'd' });
   });
 });

@@ -55,6 +55,8 @@ export class IdentityGate {
   #identity: NodeIdentity;
   #changed = false;
   #lostState = false;
+  /** Index of the latest committed configuration `members` follows (see {@link retain}). */
+  #membersAsOf = 0;
   /** Peers refused since they last passed, with why. */
   readonly #refusedPeers = new Map<NodeId, IdentityRefusal>();
   /** Refusals already reported (peer, reason, incarnations): each is logged once. */
@@ -86,7 +88,7 @@ export class IdentityGate {
       clusterId,
       incarnation,
       receiverIncarnation: known[to] ?? null,
-      ...(leader ? { members: known } : {}),
+      ...(leader ? { members: known, membersAsOf: this.#membersAsOf } : {}),
     };
   }
 
@@ -146,9 +148,10 @@ export class IdentityGate {
   /**
    * Forgets the incarnations of nodes that are no longer members of `config`, a committed
    * configuration (an uncommitted removal may be cut from the log, and the member with it): each
-   * applied configuration entry in turn, or an installed snapshot's.
+   * applied configuration entry in turn (`index` is its index), or an installed snapshot's.
    */
-  retain(config: ClusterConfig): void {
+  retain(config: ClusterConfig, index: number): void {
+    this.#membersAsOf = Math.max(this.#membersAsOf, index);
     const current = members(config);
     const known = this.#identity.members;
     const kept = Object.entries(known).filter(([id]) => current.includes(id));
@@ -173,7 +176,10 @@ export class IdentityGate {
     // Only what this node does not know: a leader's view never replaces its own, since a leader
     // that forgot a removed member may have learned the incarnation of its replacement while this
     // node, behind, still counts the member's vote (simulation seed 1200020 with loseDisk).
-    for (const [id, incarnation] of Object.entries(identity.members ?? {})) {
+    // Nor from a leader that applied fewer configurations than this node: it may not have forgotten
+    // a member this node saw removed (and added back, under a new incarnation to learn).
+    const current = (identity.membersAsOf ?? 0) >= this.#membersAsOf;
+    for (const [id, incarnation] of current ? Object.entries(identity.members ?? {}) : []) {
       if (id !== this.#o.id && learned[id] === undefined) {
         learned = { ...learned, [id]: incarnation };
       }

@@ -294,7 +294,7 @@ export class RaftNode<Command, Result> {
         this.#membership.replacedBySnapshot(meta.index);
       },
       installed: (meta) => {
-        this.#gate.retain(meta.config);
+        this.#gate.retain(meta.config, meta.index);
         this.#appliedWaiters.advance(meta.index);
         // The restore's own duration is the 'snapshot' event's.
         this.#emit('apply', { appliedIndex: meta.index, entries: 0, durationMs: 0 });
@@ -420,7 +420,7 @@ export class RaftNode<Command, Result> {
     // The committed configuration forgets the members it removed (a crash may have come between
     // applying the removal and persisting the identity).
     const { config, configIndex } = engine.status();
-    if (configIndex <= recovered.applied) node.#gate.retain(config);
+    if (configIndex <= recovered.applied) node.#gate.retain(config, configIndex);
     await options.transport.listen(node.#handlePeerRequest);
     node.#ticksStartedAt = node.#clock.now();
     node.#cancelTicks = node.#clock.setRepeating(node.#tick, tickMs);
@@ -893,7 +893,7 @@ export class RaftNode<Command, Result> {
             // Each committed configuration in turn, so that a removal followed by an addition
             // again is seen: only a committed removal forgets a member's incarnation (one a new
             // leader cuts from the log leaves the member in, to be known as it was).
-            this.#gate.retain(decodeConfig(entry.data));
+            this.#gate.retain(decodeConfig(entry.data), entry.index);
           } else {
             this.#proposals.applied(entry.index, entry.term, results[i]);
           }
