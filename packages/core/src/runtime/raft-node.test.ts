@@ -97,6 +97,7 @@ describe('RaftNode', () => {
         incarnation: node.status().identity.incarnation,
         receiverIncarnation: null,
         members: {},
+        membersAsOf: 0,
       },
     });
   });
