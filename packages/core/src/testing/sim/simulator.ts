@@ -14,7 +14,7 @@ import { checkOperations } from '../linearizability/checker.ts';
 import { type KvInput, type KvOutput, kvModel } from '../linearizability/kv-model.ts';
 import { type Operation, UNKNOWN_OUTCOME } from '../linearizability/operation.ts';
 import { type Figure8Cluster, Figure8Schedule } from './figure-8-schedule.ts';
-import { InvariantChecker } from './invariant-checker.ts';
+import { InvariantChecker, InvariantViolation } from './invariant-checker.ts';
 import { pickMembershipAction } from './membership-actions.ts';
 import { type MembershipPlanName, MembershipPlanRun, planServers } from './membership-plans.ts';
 import { CALM_NETWORK, type NetworkFaults, SimNetwork } from './sim-network.ts';
@@ -471,7 +471,9 @@ class Simulation {
       stateMachine: new SimStateMachine(server.disk, process, (entries) =>
         this.#applied(server, entries),
       ),
-      snapshotStore: new SimSnapshotStore(server.disk, process),
+      snapshotStore: new SimSnapshotStore(server.disk, process, () =>
+        this.#snapshotReceived(server, process),
+      ),
       transport: new SimTransport(server.id, process, this.#switchboard),
       clock: process.clock,
       random: seededRandom(Math.floor(this.#random.next() * 2 ** 32)),
@@ -500,6 +502,18 @@ class Simulation {
         { cause: error },
       ),
     );
+  }
+
+  /**
+   * A follower received a snapshot whole: sometimes its process is restarted gracefully (or
+   * crashes during `close()`) within a few ms, while the node installs it (a crash point between
+   * the snapshot store, the state machine's restore and the log store's record of it).
+   */
+  #snapshotReceived(server: Server, process: SimProcess): void {
+    if (!this.#options.crashes || !this.#faultsOn || this.#random.next() >= 0.3) return;
+    this.#time.at(randomInt(this.#random, 0, 10), () => {
+      if (this.#faultsOn && server.process === process) this.#gracefulRestart(server);
+    });
   }
 
   /** State Machine Safety: every entry a state machine applies is the one applied everywhere. */
@@ -564,6 +578,7 @@ class Simulation {
   #checkInvariants(): void {
     const engines: RaftEngine[] = [];
     for (const server of this.#servers) {
+      checkInstallOrder(server.disk);
       const node = this.#nodeOf(server);
       if (node === undefined) continue;
       if (node !== server.node) {
@@ -1078,6 +1093,23 @@ class Simulation {
         `history of ${this.#history.length} operations: ${verdict.verdict}: ${'message' in verdict ? verdict.message : ''}`,
       );
     }
+  }
+}
+
+/**
+ * A node installs a snapshot by restoring its state machine before the log store records it
+ * (`SnapshotExchange.install`, `recoverNodeState`), and compacts its log only behind what the
+ * state machine applied: on every disk, whatever stopped its node when, the log store never
+ * starts after what the (durable) state machine holds.
+ */
+function checkInstallOrder(disk: SimDisk): void {
+  const logStart = disk.log.snapshot.index;
+  const applied = disk.stateMachine.appliedPosition.index;
+  if (logStart > applied) {
+    throw new InvariantViolation(
+      'Snapshot install order',
+      `the log store of ${disk.id} starts after index ${logStart}, but its state machine holds only up to ${applied}`,
+    );
   }
 }
 
