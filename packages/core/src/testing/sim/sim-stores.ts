@@ -132,7 +132,9 @@ export class SimStateMachine implements StateMachine<KvCommand, KvResult> {
     entries: readonly AppliedEntry<KvCommand>[],
     options?: { signal?: AbortSignal },
   ): Promise<(CommandResult<KvResult> | undefined)[]> {
-    return this.#process.io(async () => {
+    const process = this.#process;
+    return process.io(async () => {
+      if (process.applyStallMs > 0) await process.sleep(process.applyStallMs);
       const results = await this.#disk.stateMachine.apply(entries, options);
       this.#applied(entries);
       return results;

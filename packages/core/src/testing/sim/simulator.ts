@@ -14,6 +14,10 @@ import { checkOperations } from '../linearizability/checker.ts';
 import { type KvInput, type KvOutput, kvModel } from '../linearizability/kv-model.ts';
 import { type Operation, UNKNOWN_OUTCOME } from '../linearizability/operation.ts';
 import { type Figure8Cluster, Figure8Schedule } from './figure-8-schedule.ts';
+import {
+  type InstallDuringApplyCluster,
+  InstallDuringApplySchedule,
+} from './install-during-apply-schedule.ts';
 import { InvariantChecker, InvariantViolation } from './invariant-checker.ts';
 import { pickMembershipAction } from './membership-actions.ts';
 import { type MembershipPlanName, MembershipPlanRun, planServers } from './membership-plans.ts';
@@ -87,6 +91,12 @@ export interface SimulationOptions {
    * one entry per AppendEntries (unless `tuning` says otherwise). Default false.
    */
   readonly figure8?: boolean;
+  /**
+   * Instead of random faults, three servers play {@link InstallDuringApplySchedule}: `close()`
+   * meets a follower's snapshot install while its apply loop is busy. No clients but the
+   * schedule's writes, a calm network and disk. Default false.
+   */
+  readonly installDuringApply?: boolean;
   readonly tuning?: Partial<EngineTuning>;
   /** Receives the nodes' log lines (info and above), stamped with virtual time. Default: none. */
   readonly log?: (line: string) => void;
@@ -122,8 +132,8 @@ export interface SimulationReport {
   readonly crashesInJoint: number;
   /** The voters of the final configuration, sorted. */
   readonly finalVoters: readonly NodeId[];
-  /** With `figure8`: whether the figure was played to its end. */
-  readonly figure8Played: boolean;
+  /** With `figure8` or `installDuringApply`: whether the schedule was played to its end. */
+  readonly schedulePlayed: boolean;
 }
 
 /** A simulation found a bug. `seed` replays it exactly. */
@@ -255,7 +265,8 @@ class Simulation {
   #transfers = 0;
   #crashesInJoint = 0;
   readonly #plan: MembershipPlanRun | undefined;
-  readonly #figure8: Figure8Schedule | undefined;
+  /** A scripted schedule run instead of random faults, if any. */
+  readonly #schedule: Figure8Schedule | InstallDuringApplySchedule | undefined;
 
   constructor(options: SimulationOptions) {
     const plan = typeof options.membership === 'string' ? options.membership : undefined;
@@ -271,7 +282,13 @@ class Simulation {
     if (options.figure8 === true && options.nodes !== undefined && options.nodes !== 5) {
       throw new TypeError('Figure 8 is played on five servers; leave `nodes` out');
     }
+    if (options.installDuringApply === true && options.nodes !== undefined && options.nodes !== 3) {
+      throw new TypeError(
+        'the install during apply schedule runs on three servers; leave `nodes` out',
+      );
+    }
     const figure8 = options.figure8 === true;
+    const installDuringApply = options.installDuringApply === true;
     this.#options = {
       nodes: plan === undefined ? 3 : planServers(plan).voters,
       clients: 4,
@@ -287,6 +304,20 @@ class Simulation {
       membership: false,
       crashInJoint: false,
       figure8: false,
+      installDuringApply: false,
+      ...(installDuringApply
+        ? {
+            nodes: 3,
+            clients: 0,
+            faultyMs: 3_000,
+            faults: CALM_NETWORK,
+            disk: CALM_DISK,
+            partitions: false,
+            crashes: false,
+            storageFailures: false,
+            snapshots: false,
+          }
+        : {}),
       ...(figure8
         ? {
             nodes: 5,
@@ -311,9 +342,11 @@ class Simulation {
       plan === undefined ? (this.#options.membership ? 2 : 0) : planServers(plan).spares;
     const ids = Array.from({ length: this.#options.nodes + spares }, (_, i) => `n${i + 1}`);
     this.#plan = plan === undefined ? undefined : new MembershipPlanRun(plan, ids);
-    this.#figure8 = figure8
+    this.#schedule = figure8
       ? new Figure8Schedule(this.#figure8Cluster(), { stepMs: 1_000 })
-      : undefined;
+      : installDuringApply
+        ? new InstallDuringApplySchedule(this.#installCluster(), { stepMs: 2_000 })
+        : undefined;
     this.#voters = ids.slice(0, this.#options.nodes);
     this.#servers = ids.map((id) => ({
       id,
@@ -354,13 +387,13 @@ class Simulation {
     });
     // With no client or fault due early (Figure 8), the processes would start only once the first
     // timer ran, the heal: let them start now.
-    if (this.#figure8 !== undefined) await time.settle();
+    if (this.#schedule !== undefined) await time.settle();
     const deadline = this.#options.faultyMs + CONVERGE_MS + OPERATION_TIMEOUT_MS;
     while (await time.step()) {
       this.#events++;
       this.#throwIfFailed();
       this.#checkInvariants();
-      if (this.#faultsOn) this.#figure8?.afterEvent(time.now);
+      if (this.#faultsOn) this.#schedule?.afterEvent(time.now);
       if (time.now > deadline) break;
       if (healed && this.#quiescent()) break;
     }
@@ -386,7 +419,7 @@ class Simulation {
       transfers: this.#transfers,
       crashesInJoint: this.#crashesInJoint,
       finalVoters: [...(this.#leader()?.status().config.voters ?? [])].sort(),
-      figure8Played: this.#figure8?.played ?? false,
+      schedulePlayed: this.#schedule?.played ?? false,
     };
   }
 
@@ -699,13 +732,16 @@ class Simulation {
     }
   }
 
-  /** `close()` (a rolling restart), sometimes crashing half-way through it; then a new process. */
-  #gracefulRestart(server: Server): void {
+  /**
+   * `close()` (a rolling restart), sometimes crashing half-way through it (unless
+   * `crashHalfway` is false); then a new process.
+   */
+  #gracefulRestart(server: Server, options: { crashHalfway?: boolean } = {}): void {
     const process = server.process;
     const supervisor = server.supervisor;
     if (process === undefined || supervisor === undefined) return;
     this.#closes++;
-    if (this.#random.next() < 0.5) {
+    if ((options.crashHalfway ?? true) && this.#random.next() < 0.5) {
       this.#time.at(randomInt(this.#random, 0, 8), () => this.#kill(server, process));
     }
     supervisor.close().then(
@@ -833,6 +869,31 @@ class Simulation {
           return: Number.POSITIVE_INFINITY,
         });
         supervisor.propose({ op: 'put', key: 'x', value }).catch(() => {});
+      },
+    };
+  }
+
+  /** The cluster as the install during apply schedule drives it. */
+  #installCluster(): InstallDuringApplyCluster {
+    const server = (id: NodeId): Server => this.#servers.find((s) => s.id === id) as Server;
+    return {
+      ...this.#figure8Cluster(),
+      snapshot: (id) => {
+        const node = this.#nodeOf(server(id));
+        node?.takeSnapshot({ retainEntries: 0 }).then(
+          (taken) => {
+            if (taken !== undefined) this.#snapshotsTaken++;
+          },
+          () => {},
+        );
+      },
+      stallApplies: (id, ms) => {
+        const process = server(id).process;
+        if (process !== undefined) process.applyStallMs = ms;
+      },
+      applied: (id) => server(id).disk.stateMachine.appliedPosition.index,
+      restartGracefully: (id, ms) => {
+        this.#time.at(ms, () => this.#gracefulRestart(server(id), { crashHalfway: false }));
       },
     };
   }
