@@ -3,7 +3,10 @@ import type { LogEntry, NodeId } from '../../log-entry.ts';
 
 /** What the schedule reads of a running node (a `RaftEngine` is one). */
 export interface ScheduledNode {
-  status(): Pick<EngineStatus, 'id' | 'role' | 'term' | 'commitIndex' | 'lastIndex' | 'progress'>;
+  status(): Pick<
+    EngineStatus,
+    'id' | 'role' | 'term' | 'commitIndex' | 'firstIndex' | 'lastIndex' | 'progress'
+  >;
   entry(index: number): LogEntry | undefined;
 }
 

@@ -14,7 +14,11 @@ import { checkOperations } from '../linearizability/checker.ts';
 import { type KvInput, type KvOutput, kvModel } from '../linearizability/kv-model.ts';
 import { type Operation, UNKNOWN_OUTCOME } from '../linearizability/operation.ts';
 import { type Figure8Cluster, Figure8Schedule } from './figure-8-schedule.ts';
-import { InvariantChecker } from './invariant-checker.ts';
+import {
+  type InstallDuringApplyCluster,
+  InstallDuringApplySchedule,
+} from './install-during-apply-schedule.ts';
+import { InvariantChecker, InvariantViolation } from './invariant-checker.ts';
 import { pickMembershipAction } from './membership-actions.ts';
 import { type MembershipPlanName, MembershipPlanRun, planServers } from './membership-plans.ts';
 import { CALM_NETWORK, type NetworkFaults, SimNetwork } from './sim-network.ts';
@@ -88,6 +92,12 @@ export interface SimulationOptions {
    */
   readonly figure8?: boolean;
   /**
+   * Instead of random faults, three servers play {@link InstallDuringApplySchedule}: `close()`
+   * meets a follower's snapshot install while its apply loop is busy. No clients but the
+   * schedule's writes, a calm network and disk. Default false.
+   */
+  readonly installDuringApply?: boolean;
+  /**
    * Once during the faulty phase, a follower's disk dies (one whose incarnation every other
    * server's disk holds: a loss before that is a known limit, core README "Node identity"): its
    * process is killed and comes back on an empty disk, in a new incarnation, which the others
@@ -131,8 +141,8 @@ export interface SimulationReport {
   readonly crashesInJoint: number;
   /** The voters of the final configuration, sorted. */
   readonly finalVoters: readonly NodeId[];
-  /** With `figure8`: whether the figure was played to its end. */
-  readonly figure8Played: boolean;
+  /** With `figure8` or `installDuringApply`: whether the schedule was played to its end. */
+  readonly schedulePlayed: boolean;
   /** With `loseDisk`: disks lost (0 or 1), and refusals of a peer's identity the nodes emitted. */
   readonly disksLost: number;
   readonly identityRefusals: number;
@@ -268,7 +278,8 @@ class Simulation {
   #transfers = 0;
   #crashesInJoint = 0;
   readonly #plan: MembershipPlanRun | undefined;
-  readonly #figure8: Figure8Schedule | undefined;
+  /** A scripted schedule run instead of random faults, if any. */
+  readonly #schedule: Figure8Schedule | InstallDuringApplySchedule | undefined;
   /** With `loseDisk`: the server whose disk died, and where the runbook stands. */
   #lostDisk: { readonly id: NodeId; step: 'remove' | 'add' | 'done' } | undefined;
   #identityRefusals = 0;
@@ -286,14 +297,22 @@ class Simulation {
     }
     if (
       options.loseDisk === true &&
-      (options.membership !== undefined || options.figure8 === true)
+      (options.membership !== undefined ||
+        options.figure8 === true ||
+        options.installDuringApply === true)
     ) {
-      throw new TypeError('loseDisk runs without `membership` and `figure8`');
+      throw new TypeError('loseDisk runs without `membership`, `figure8` and `installDuringApply`');
     }
     if (options.figure8 === true && options.nodes !== undefined && options.nodes !== 5) {
       throw new TypeError('Figure 8 is played on five servers; leave `nodes` out');
     }
+    if (options.installDuringApply === true && options.nodes !== undefined && options.nodes !== 3) {
+      throw new TypeError(
+        'the install during apply schedule runs on three servers; leave `nodes` out',
+      );
+    }
     const figure8 = options.figure8 === true;
+    const installDuringApply = options.installDuringApply === true;
     this.#options = {
       nodes: plan === undefined ? 3 : planServers(plan).voters,
       clients: 4,
@@ -309,7 +328,21 @@ class Simulation {
       membership: false,
       crashInJoint: false,
       figure8: false,
+      installDuringApply: false,
       loseDisk: false,
+      ...(installDuringApply
+        ? {
+            nodes: 3,
+            clients: 0,
+            faultyMs: 3_000,
+            faults: CALM_NETWORK,
+            disk: CALM_DISK,
+            partitions: false,
+            crashes: false,
+            storageFailures: false,
+            snapshots: false,
+          }
+        : {}),
       ...(figure8
         ? {
             nodes: 5,
@@ -334,9 +367,11 @@ class Simulation {
       plan === undefined ? (this.#options.membership ? 2 : 0) : planServers(plan).spares;
     const ids = Array.from({ length: this.#options.nodes + spares }, (_, i) => `n${i + 1}`);
     this.#plan = plan === undefined ? undefined : new MembershipPlanRun(plan, ids);
-    this.#figure8 = figure8
+    this.#schedule = figure8
       ? new Figure8Schedule(this.#figure8Cluster(), { stepMs: 1_000 })
-      : undefined;
+      : installDuringApply
+        ? new InstallDuringApplySchedule(this.#installCluster(), { stepMs: 2_000 })
+        : undefined;
     this.#voters = ids.slice(0, this.#options.nodes);
     this.#servers = ids.map((id) => ({
       id,
@@ -380,13 +415,13 @@ class Simulation {
     });
     // With no client or fault due early (Figure 8), the processes would start only once the first
     // timer ran, the heal: let them start now.
-    if (this.#figure8 !== undefined) await time.settle();
+    if (this.#schedule !== undefined) await time.settle();
     const deadline = this.#options.faultyMs + CONVERGE_MS + OPERATION_TIMEOUT_MS;
     while (await time.step()) {
       this.#events++;
       this.#throwIfFailed();
       this.#checkInvariants();
-      if (this.#faultsOn) this.#figure8?.afterEvent(time.now);
+      if (this.#faultsOn) this.#schedule?.afterEvent(time.now);
       if (time.now > deadline) break;
       if (healed && this.#quiescent()) break;
     }
@@ -412,7 +447,7 @@ class Simulation {
       transfers: this.#transfers,
       crashesInJoint: this.#crashesInJoint,
       finalVoters: [...(this.#leader()?.status().config.voters ?? [])].sort(),
-      figure8Played: this.#figure8?.played ?? false,
+      schedulePlayed: this.#schedule?.played ?? false,
       disksLost: this.#lostDisk === undefined ? 0 : 1,
       identityRefusals: this.#identityRefusals,
     };
@@ -499,7 +534,9 @@ class Simulation {
       stateMachine: new SimStateMachine(server.disk, process, (entries) =>
         this.#applied(server, entries),
       ),
-      snapshotStore: new SimSnapshotStore(server.disk, process),
+      snapshotStore: new SimSnapshotStore(server.disk, process, () =>
+        this.#snapshotReceived(server, process),
+      ),
       transport: new SimTransport(server.id, process, this.#switchboard),
       clock: process.clock,
       random: seededRandom(Math.floor(this.#random.next() * 2 ** 32)),
@@ -528,6 +565,18 @@ class Simulation {
         { cause: error },
       ),
     );
+  }
+
+  /**
+   * A follower received a snapshot whole: sometimes its process is restarted gracefully (or
+   * crashes during `close()`) within a few ms, while the node installs it (a crash point between
+   * the snapshot store, the state machine's restore and the log store's record of it).
+   */
+  #snapshotReceived(server: Server, process: SimProcess): void {
+    if (!this.#options.crashes || !this.#faultsOn || this.#random.next() >= 0.3) return;
+    this.#time.at(randomInt(this.#random, 0, 10), () => {
+      if (this.#faultsOn && server.process === process) this.#gracefulRestart(server);
+    });
   }
 
   /** State Machine Safety: every entry a state machine applies is the one applied everywhere. */
@@ -592,6 +641,7 @@ class Simulation {
   #checkInvariants(): void {
     const engines: RaftEngine[] = [];
     for (const server of this.#servers) {
+      checkInstallOrder(server.disk);
       const node = this.#nodeOf(server);
       if (node === undefined) continue;
       if (node !== server.node) {
@@ -713,13 +763,16 @@ class Simulation {
     }
   }
 
-  /** `close()` (a rolling restart), sometimes crashing half-way through it; then a new process. */
-  #gracefulRestart(server: Server): void {
+  /**
+   * `close()` (a rolling restart), sometimes crashing half-way through it (unless
+   * `crashHalfway` is false); then a new process.
+   */
+  #gracefulRestart(server: Server, options: { crashHalfway?: boolean } = {}): void {
     const process = server.process;
     const supervisor = server.supervisor;
     if (process === undefined || supervisor === undefined) return;
     this.#closes++;
-    if (this.#random.next() < 0.5) {
+    if ((options.crashHalfway ?? true) && this.#random.next() < 0.5) {
       this.#time.at(randomInt(this.#random, 0, 8), () => this.#kill(server, process));
     }
     supervisor.close().then(
@@ -910,6 +963,31 @@ class Simulation {
           return: Number.POSITIVE_INFINITY,
         });
         supervisor.propose({ op: 'put', key: 'x', value }).catch(() => {});
+      },
+    };
+  }
+
+  /** The cluster as the install during apply schedule drives it. */
+  #installCluster(): InstallDuringApplyCluster {
+    const server = (id: NodeId): Server => this.#servers.find((s) => s.id === id) as Server;
+    return {
+      ...this.#figure8Cluster(),
+      snapshot: (id) => {
+        const node = this.#nodeOf(server(id));
+        node?.takeSnapshot({ retainEntries: 0 }).then(
+          (taken) => {
+            if (taken !== undefined) this.#snapshotsTaken++;
+          },
+          () => {},
+        );
+      },
+      stallApplies: (id, ms) => {
+        const process = server(id).process;
+        if (process !== undefined) process.applyStallMs = ms;
+      },
+      applied: (id) => server(id).disk.stateMachine.appliedPosition.index,
+      restartGracefully: (id, ms) => {
+        this.#time.at(ms, () => this.#gracefulRestart(server(id), { crashHalfway: false }));
       },
     };
   }
@@ -1171,6 +1249,23 @@ class Simulation {
         `history of ${this.#history.length} operations: ${verdict.verdict}: ${'message' in verdict ? verdict.message : ''}`,
       );
     }
+  }
+}
+
+/**
+ * A node installs a snapshot by restoring its state machine before the log store records it
+ * (`SnapshotExchange.install`, `recoverNodeState`), and compacts its log only behind what the
+ * state machine applied: on every disk, whatever stopped its node when, the log store never
+ * starts after what the (durable) state machine holds.
+ */
+function checkInstallOrder(disk: SimDisk): void {
+  const logStart = disk.log.snapshot.index;
+  const applied = disk.stateMachine.appliedPosition.index;
+  if (logStart > applied) {
+    throw new InvariantViolation(
+      'Snapshot install order',
+      `the log store of ${disk.id} starts after index ${logStart}, but its state machine holds only up to ${applied}`,
+    );
   }
 }
 
