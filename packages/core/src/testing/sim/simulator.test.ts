@@ -71,7 +71,7 @@ const scenarios: Scenario[] = [
   {
     name: "3 nodes, a follower's disk dies: refused under its new incarnation, removed and added back (core README, node identity)",
     nodes: 3,
-    firstSeed: 1_200_001,
+    firstSeed: 1_300_001,
     loseDisk: true,
     finalVoters: (voters) => voters.join() === 'n1,n2,n3',
     budgetShare: 1 / 3,
