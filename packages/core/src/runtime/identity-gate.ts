@@ -1,7 +1,7 @@
 import { type ClusterConfig, members } from '../configuration.ts';
 import type { NodeId } from '../log-entry.ts';
 import type { Logger } from '../logger.ts';
-import type { NodeIdentity } from '../node-identity.ts';
+import { MAX_RETIRED, type NodeIdentity } from '../node-identity.ts';
 import type { PeerIdentity } from '../transport.ts';
 
 /**
@@ -10,9 +10,11 @@ import type { PeerIdentity } from '../transport.ts';
  * - `peer-lost-state`: the peer comes back with another incarnation than the one this node knows
  *   for it: its storage was lost or replaced;
  * - `lost-state`: the peer knows this node under another incarnation: this node's storage was
- *   lost or replaced.
+ *   lost or replaced;
+ * - `retired`: the peer speaks under an incarnation this node forgot when the peer was removed
+ *   (a message from before the removal, or a process still running on a replaced disk).
  */
-export type IdentityRefusal = 'other-cluster' | 'peer-lost-state' | 'lost-state';
+export type IdentityRefusal = 'other-cluster' | 'peer-lost-state' | 'lost-state' | 'retired';
 
 /** What {@link IdentityGate.admit} decides. */
 export type Admission = { readonly ok: true } | { readonly ok: false; readonly message: string };
@@ -122,6 +124,14 @@ export class IdentityGate {
       );
     }
     const known = own.members[from];
+    if (known === undefined && (own.retired ?? []).includes(identity.incarnation)) {
+      return this.#refuse(
+        from,
+        'retired',
+        `node ${from} speaks under incarnation ${identity.incarnation}, which it had before it was removed from the cluster: a message from before the removal, or a process still running on the replaced storage (stop it)`,
+        identity.incarnation,
+      );
+    }
     if (known !== undefined && known !== identity.incarnation) {
       return this.#refuse(
         from,
@@ -159,7 +169,11 @@ export class IdentityGate {
     for (const id of this.#refusedPeers.keys()) {
       if (!current.includes(id)) this.#refusedPeers.delete(id);
     }
-    this.#update({ ...this.#identity, members: Object.fromEntries(kept) });
+    const gone = Object.entries(known).flatMap(([id, incarnation]) =>
+      current.includes(id) ? [] : [incarnation],
+    );
+    const retired = [...(this.#identity.retired ?? []), ...gone].slice(-MAX_RETIRED);
+    this.#update({ ...this.#identity, members: Object.fromEntries(kept), retired });
   }
 
   /** The identity to persist, if it changed since the last call. */
@@ -180,7 +194,7 @@ export class IdentityGate {
     // a member this node saw removed (and added back, under a new incarnation to learn).
     const current = (identity.membersAsOf ?? 0) >= this.#membersAsOf;
     for (const [id, incarnation] of current ? Object.entries(identity.members ?? {}) : []) {
-      if (id !== this.#o.id && learned[id] === undefined) {
+      if (id !== this.#o.id && learned[id] === undefined && !own.retired?.includes(incarnation)) {
         learned = { ...learned, [id]: incarnation };
       }
     }
@@ -189,7 +203,7 @@ export class IdentityGate {
     if (clusterId !== own.clusterId) {
       this.#o.logger.info({ clusterId, from }, 'learned the cluster id');
     }
-    this.#update({ clusterId, incarnation: own.incarnation, members: learned });
+    this.#update({ ...own, clusterId, members: learned });
   }
 
   #update(identity: NodeIdentity): void {
