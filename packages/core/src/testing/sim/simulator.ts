@@ -1192,9 +1192,9 @@ function checkInstallOrder(disk: SimDisk): void {
 
 /**
  * A server's state is on stable storage before it answers (Raft paper, Figure 2): a term it
- * sends is durable, a vote it grants is durable, and so is what a follower acknowledges (its log
- * up to the index of an AppendEntries or InstallSnapshot acknowledgement). Pre-votes change
- * nothing durable and are not checked.
+ * sends is durable, and while that is still its durable term, so are a vote it grants and what
+ * it acknowledges as a follower (its log up to the index of an AppendEntries or InstallSnapshot
+ * acknowledgement). Pre-votes change nothing durable and are not checked.
  */
 function checkDurableBeforeSent(disk: SimDisk | undefined, messages: readonly Message[]): void {
   if (disk === undefined) return;
@@ -1208,12 +1208,11 @@ function checkDurableBeforeSent(disk: SimDisk | undefined, messages: readonly Me
         `${m.from} sent ${m.type} of term ${m.term} to ${m.to} ${what} (its disk holds term ${hardState.term}, vote ${hardState.votedFor ?? 'none'}, log up to ${lastIndex})`,
       );
     if (hardState.term < m.term) throw violation('before its term was durable');
-    if (
-      m.type === 'vote-response' &&
-      m.granted &&
-      hardState.term === m.term &&
-      hardState.votedFor !== m.to
-    ) {
+    // A node that moved to a later term since (in the same Ready even) may have dropped what it
+    // acknowledged in the earlier one, a new leader having truncated it: that is safe, since a
+    // leader of a later term holds every entry committed before its term (Raft paper 5.4.3).
+    if (hardState.term > m.term) continue;
+    if (m.type === 'vote-response' && m.granted && hardState.votedFor !== m.to) {
       throw violation('granting a vote that is not durable');
     }
     if (m.type === 'append-response' && m.success && lastIndex < m.index) {
