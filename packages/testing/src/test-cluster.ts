@@ -1,13 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AnyTRPCRouter } from '@trpc/server';
-import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type AnyTRPCRouter, initTRPC } from '@trpc/server';
 import {
   type Logger,
   type NodeId,
   RaftNode,
   type RaftNodeOptions,
   type RaftNodeStatus,
+  RaftSupervisor,
+  type RaftSupervisorOptions,
 } from '@tsraft/core';
 import { pickLoopbackPort } from '@tsraft/core/testing';
 import {
@@ -20,6 +21,11 @@ import {
   type ResultOf,
 } from '@tsraft/pg-storage';
 import { createTrpcTransport } from '@tsraft/trpc-transport/peer';
+import {
+  createRaftHttpServer,
+  type RaftHttpServer,
+  type RaftHttpServerOptions,
+} from '@tsraft/trpc-transport/server';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { PostgresProvider, PostgresServer } from './postgres/postgres-server.ts';
@@ -29,21 +35,38 @@ import { TcpProxy } from './tcp-proxy.ts';
 /** The `RaftNode` a test cluster runs for the commands `C`. */
 export type TestRaftNode<C extends CommandMap> = RaftNode<CommandOf<C>, ResultOf<C>>;
 
+/** The `RaftSupervisor` of a node of a supervised test cluster ({@link TestClusterOptions.supervise}). */
+export type TestRaftSupervisor<C extends CommandMap> = RaftSupervisor<CommandOf<C>, ResultOf<C>>;
+
 /** What the app factory of {@link TestClusterOptions.app} is given, once per node start. */
 export interface TestAppContext<C extends CommandMap, DB> {
   readonly id: NodeId;
-  /** The node's running `RaftNode`; throws while it is not started (as a real app's lookup would). */
+  /**
+   * The node's running `RaftNode`; throws while it is not started (as a real app's lookup would),
+   * and in a supervised cluster `NodeRecoveringError` while its supervisor reopens it (the
+   * supervisor's `runningNode()`).
+   */
   readonly node: () => TestRaftNode<C>;
   /** The node's own database. */
   readonly db: Kysely<DB>;
 }
 
-/** The app a test cluster serves on each node under `/trpc`: the user's own tRPC router. */
-export interface TestApp<TRouter extends AnyTRPCRouter> {
-  readonly router: TRouter;
-  /** tRPC's context of each request. Default: `{}`. */
-  readonly createContext?: (opts: { req: IncomingMessage }) => unknown;
-}
+/**
+ * The app a test cluster serves on each node under `/trpc`: the user's own tRPC router, served by
+ * `createRaftHttpServer` (from `@tsraft/trpc-transport/server`) with these of its options, as a
+ * deployed node serves it, beside the node's peer endpoint: the same body limit, error masking and
+ * (with `raft`) leader header as in production. `basePath` and `transport` are the cluster's.
+ */
+export type TestApp<TRouter extends AnyTRPCRouter> = Pick<
+  RaftHttpServerOptions<TRouter>,
+  | 'router'
+  | 'createContext'
+  | 'raft'
+  | 'responseMeta'
+  | 'onError'
+  | 'maxBodyBytes'
+  | 'exposeErrorDetails'
+>;
 
 /** Options of {@link TestCluster.start}. */
 export interface TestClusterOptions<C extends CommandMap, DB, TRouter extends AnyTRPCRouter> {
@@ -61,6 +84,13 @@ export interface TestClusterOptions<C extends CommandMap, DB, TRouter extends An
   readonly provider?: PostgresProvider;
   /** Extra `RaftNode.start` options of every node (tick, election tuning, logger). Default: none. */
   readonly node?: Pick<RaftNodeOptions<CommandOf<C>, ResultOf<C>>, 'tickMs' | 'tuning' | 'logger'>;
+  /**
+   * Run each node under a `RaftSupervisor`, as a deployed node runs (the guide's `node.ts`): a
+   * node that stops on a fatal error (its Postgres failed under it) is opened again on its
+   * database, with a new transport, by its supervisor, with `backoff` between tries. Default:
+   * unsupervised, a fatal error stops the node until {@link TestCluster.restart}.
+   */
+  readonly supervise?: Pick<RaftSupervisorOptions<CommandOf<C>, ResultOf<C>>, 'backoff'>;
   /** Aborts the start; whatever started is disposed before the promise rejects. */
   readonly signal?: AbortSignal;
 }
@@ -74,16 +104,23 @@ export interface TestClusterMember<C extends CommandMap, DB> {
   readonly db: Kysely<DB>;
   /** The URL of the node's tRPC app, e.g. for `httpLink({ url })` or `raftFailoverLink`'s `nodes`. */
   readonly appUrl: string;
-  /** The running `RaftNode`, or `undefined` while the node is killed. */
+  /**
+   * The running `RaftNode`, or `undefined` while the node is killed (or, supervised, while its
+   * supervisor reopens it).
+   */
   readonly node: TestRaftNode<C> | undefined;
+  /** The node's supervisor in a supervised cluster (its events, its status), while it runs. */
+  readonly supervisor: TestRaftSupervisor<C> | undefined;
 }
 
 /** How long the waiting helpers wait by default. */
 const DEFAULT_TIMEOUT_MS = 15_000;
 
 interface Member<C extends CommandMap, DB> extends TestClusterMember<C, DB> {
-  node: TestRaftNode<C> | undefined;
-  http: Server | undefined;
+  /** The node of an unsupervised cluster. */
+  plain: TestRaftNode<C> | undefined;
+  supervisor: TestRaftSupervisor<C> | undefined;
+  http: RaftHttpServer | undefined;
   readonly port: number;
   readonly pool: pg.Pool;
 }
@@ -91,7 +128,8 @@ interface Member<C extends CommandMap, DB> extends TestClusterMember<C, DB> {
 /**
  * A cluster of real `RaftNode`s of the user's own app, for the user's tests: each node runs in
  * this process on its own Postgres server (one per node, from `provider`), with the tRPC peer
- * transport over real HTTP on loopback and the app's router under `/trpc` on the same server.
+ * transport over real HTTP on loopback and the app's router under `/trpc` on the same server,
+ * one `createRaftHttpServer` per node (the server wiring a deployed node uses).
  * Every peer link (one direction, one pair of nodes) goes through a TCP proxy, so that links can be
  * cut as a network partition would: bytes stop in both directions without a refusal.
  *
@@ -331,7 +369,11 @@ export class TestCluster<C extends CommandMap, DB, TRouter extends AnyTRPCRouter
         pool,
         port,
         appUrl: `http://127.0.0.1:${port}/trpc`,
-        node: undefined,
+        plain: undefined,
+        supervisor: undefined,
+        get node() {
+          return this.supervisor === undefined ? this.plain : this.supervisor.node;
+        },
         http: undefined,
       };
       this.#members.set(id, member);
@@ -350,47 +392,42 @@ export class TestCluster<C extends CommandMap, DB, TRouter extends AnyTRPCRouter
           : `http://127.0.0.1:${this.#links.get(`${id}->${peer}`)?.port}`,
       ]),
     );
-    const transport = createTrpcTransport({
-      nodeId: id,
-      peers,
-      secret: this.secret,
-      listen: false,
-    });
+    const newTransport = () =>
+      createTrpcTransport({ nodeId: id, peers, secret: this.secret, listen: false });
+    // A supervised node gets a new transport per incarnation; the server serves the current one.
+    let transport = newTransport();
     const node = (): TestRaftNode<C> => {
-      if (member.node === undefined) throw new Error(`node ${id} is not running`);
-      return member.node;
+      if (member.supervisor !== undefined) return member.supervisor.runningNode();
+      if (member.plain === undefined) throw new Error(`node ${id} is not running`);
+      return member.plain;
     };
     const app = this.#options.app?.({ id, node, db });
-    const handler =
+    const peerEndpoint = {
+      handle: (req: IncomingMessage, res: ServerResponse) => transport.handle(req, res),
+    };
+    const http =
       app === undefined
-        ? undefined
-        : createHTTPHandler({
-            router: app.router,
+        ? // No app: the peer endpoint answers, `/trpc` has no procedures.
+          createRaftHttpServer({
+            router: initTRPC.create().router({}),
             basePath: '/trpc',
-            ...(app.createContext === undefined ? {} : { createContext: app.createContext }),
-          } as Parameters<typeof createHTTPHandler<TRouter>>[0]);
-    const http = createServer((req, res) => {
-      if (transport.handle(req, res)) return;
-      if (handler !== undefined) return handler(req, res);
-      res.writeHead(404).end();
-    });
-    await new Promise<void>((resolve, reject) => {
-      http.once('error', reject);
-      http.listen(port, '127.0.0.1', () => resolve());
-    });
+            transport: peerEndpoint,
+          })
+        : createRaftHttpServer<TRouter>({ ...app, basePath: '/trpc', transport: peerEndpoint });
+    await http.listen({ host: '127.0.0.1', port });
     member.http = http;
-    try {
+    const open = async (signal?: AbortSignal) => {
       const stateMachine = await createPostgresStateMachine({
         db,
         commands: this.#options.commands,
         tables: this.#options.tables,
       });
-      member.node = await RaftNode.start<CommandOf<C>, ResultOf<C>>({
+      const options: RaftNodeOptions<CommandOf<C>, ResultOf<C>> = {
         ...this.#options.node,
         id,
         config: { voters: [...this.ids] },
-        logStore: await PostgresLogStore.open({ db }),
-        snapshotStore: await PostgresSnapshotStore.open({ db }),
+        logStore: await PostgresLogStore.open({ db, ...(signal ? { signal } : {}) }),
+        snapshotStore: await PostgresSnapshotStore.open({ db, ...(signal ? { signal } : {}) }),
         stateMachine: stateMachine as unknown as RaftNodeOptions<
           CommandOf<C>,
           ResultOf<C>
@@ -399,20 +436,40 @@ export class TestCluster<C extends CommandMap, DB, TRouter extends AnyTRPCRouter
         ...(this.#options.node?.logger === undefined
           ? {}
           : { logger: this.#options.node.logger as Logger }),
-      });
+      };
+      return options;
+    };
+    try {
+      const supervise = this.#options.supervise;
+      if (supervise === undefined) {
+        member.plain = await RaftNode.start<CommandOf<C>, ResultOf<C>>(await open());
+      } else {
+        member.supervisor = await RaftSupervisor.start<CommandOf<C>, ResultOf<C>>({
+          ...supervise,
+          ...(this.#options.node?.logger === undefined
+            ? {}
+            : { logger: this.#options.node.logger as Logger }),
+          open: async ({ incarnation, signal }) => {
+            if (incarnation > 1) transport = newTransport();
+            return await open(signal);
+          },
+        });
+      }
     } catch (error) {
-      await closeServer(http);
+      await http.close();
       member.http = undefined;
       throw error;
     }
   }
 
   async #stopNode(member: Member<C, DB>): Promise<void> {
-    const { node, http } = member;
-    member.node = undefined;
+    const { plain, supervisor, http } = member;
+    member.plain = undefined;
+    member.supervisor = undefined;
     member.http = undefined;
-    if (http !== undefined) await closeServer(http);
-    await node?.close();
+    if (http !== undefined) await http.close();
+    await plain?.close();
+    await supervisor?.close();
   }
 
   #member(id: NodeId): Member<C, DB> {
@@ -448,7 +505,9 @@ export class TestCluster<C extends CommandMap, DB, TRouter extends AnyTRPCRouter
   #describe(): string {
     return [...this.#members.values()]
       .map((m) => {
-        if (m.node === undefined) return `${m.id} down`;
+        if (m.node === undefined) {
+          return m.supervisor === undefined ? `${m.id} down` : `${m.id} recovering`;
+        }
         const s: RaftNodeStatus = m.node.status();
         return `${m.id} ${s.role} term ${s.term} commit ${s.commitIndex} applied ${s.appliedIndex}`;
       })
@@ -483,9 +542,4 @@ function followingPool(server: PostgresServer): pg.Pool {
   // Every client, idle or checked out: a Postgres the test kills fails calls, never the process.
   guardPoolErrors(pool);
   return pool;
-}
-
-async function closeServer(server: Server): Promise<void> {
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
 }
