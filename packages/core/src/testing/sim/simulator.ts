@@ -4,6 +4,7 @@ import type { RaftEngine } from '../../engine/raft-engine.ts';
 import { CommandError, NotLeaderError } from '../../errors.ts';
 import type { NodeId } from '../../log-entry.ts';
 import type { LogFn, Logger } from '../../logger.ts';
+import type { InstallSnapshot, Message } from '../../message.ts';
 import { type RandomSource, randomInt, seededRandom } from '../../random.ts';
 import { engineOf, type RaftNode } from '../../runtime/raft-node.ts';
 import { RaftSupervisor } from '../../runtime/raft-supervisor.ts';
@@ -362,7 +363,13 @@ class Simulation {
     };
     this.#random = seededRandom(options.seed);
     this.#network = new SimNetwork(this.#random, this.#options.faults);
-    this.#switchboard = new SimSwitchboard(this.#time, this.#network);
+    const diskOf = (id: NodeId): SimDisk | undefined =>
+      this.#servers.find((s) => s.id === id)?.disk;
+    this.#switchboard = new SimSwitchboard(this.#time, this.#network, {
+      sent: (from, messages) => this.#check(() => checkDurableBeforeSent(diskOf(from), messages)),
+      snapshotHeld: (from, message) =>
+        this.#check(() => checkSnapshotHeldDurably(diskOf(from), message)),
+    });
     const spares =
       plan === undefined ? (this.#options.membership ? 2 : 0) : planServers(plan).spares;
     const ids = Array.from({ length: this.#options.nodes + spares }, (_, i) => `n${i + 1}`);
@@ -456,6 +463,15 @@ class Simulation {
   /** Stops every process, so that nothing of this run lingers. */
   dispose(): void {
     for (const server of this.#servers) server.process?.kill();
+  }
+
+  /** Runs a check outside the event loop's own (in a transport): a violation fails the run. */
+  #check(check: () => void): void {
+    try {
+      check();
+    } catch (error) {
+      this.#fail(error);
+    }
   }
 
   #fail(error: unknown): void {
@@ -1267,6 +1283,56 @@ function checkInstallOrder(disk: SimDisk): void {
       `the log store of ${disk.id} starts after index ${logStart}, but its state machine holds only up to ${applied}`,
     );
   }
+}
+
+/**
+ * A server's state is on stable storage before it answers (Raft paper, Figure 2): a term it
+ * sends is durable, and while that is still its durable term, so are a vote it grants and what
+ * it acknowledges as a follower (its log up to the index of an AppendEntries or InstallSnapshot
+ * acknowledgement). Pre-votes change nothing durable and are not checked.
+ */
+function checkDurableBeforeSent(disk: SimDisk | undefined, messages: readonly Message[]): void {
+  if (disk === undefined) return;
+  const { hardState, snapshot, entries } = disk.log;
+  const lastIndex = snapshot.index + entries.length;
+  for (const m of messages) {
+    if ((m.type === 'vote' || m.type === 'vote-response') && m.prevote) continue;
+    const violation = (what: string): InvariantViolation =>
+      new InvariantViolation(
+        'Durable before sent',
+        `${m.from} sent ${m.type} of term ${m.term} to ${m.to} ${what} (its disk holds term ${hardState.term}, vote ${hardState.votedFor ?? 'none'}, log up to ${lastIndex})`,
+      );
+    if (hardState.term < m.term) throw violation('before its term was durable');
+    // A node that moved to a later term since (in the same Ready even) may have dropped what it
+    // acknowledged in the earlier one, a new leader having truncated it: that is safe, since a
+    // leader of a later term holds every entry committed before its term (Raft paper 5.4.3).
+    if (hardState.term > m.term) continue;
+    if (m.type === 'vote-response' && m.granted && hardState.votedFor !== m.to) {
+      throw violation('granting a vote that is not durable');
+    }
+    if (m.type === 'append-response' && m.success && lastIndex < m.index) {
+      throw violation(`acknowledging index ${m.index} before its log held it`);
+    }
+    if (m.type === 'snapshot-response' && lastIndex < m.index) {
+      throw violation(`acknowledging a snapshot at ${m.index} before its log recorded it`);
+    }
+  }
+}
+
+/**
+ * A follower answers the last piece of a snapshot once its node handled the snapshot durably
+ * (`SnapshotReceiver`): its log store records the snapshot (or already held its entries), or
+ * it is in a later term than the leader that sent it, durably.
+ */
+function checkSnapshotHeldDurably(disk: SimDisk | undefined, message: InstallSnapshot): void {
+  if (disk === undefined) return;
+  const { hardState, snapshot, entries } = disk.log;
+  const lastIndex = snapshot.index + entries.length;
+  if (lastIndex >= message.snapshot.index || hardState.term > message.term) return;
+  throw new InvariantViolation(
+    'Durable before sent',
+    `${disk.id} answered that it holds snapshot ${message.snapshot.index}/${message.snapshot.term} before its log store recorded it (log up to ${lastIndex}, term ${hardState.term})`,
+  );
 }
 
 /** A logger writing one line per message: virtual time, node, level, message, context. */
