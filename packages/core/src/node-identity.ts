@@ -13,12 +13,19 @@ import type { RandomSource } from './random.ts';
  * - `members` is the incarnation this node knows for each other member, learned on first contact
  *   (trust on first use) or from the leader, and forgotten when the member leaves the
  *   configuration (so that it can be added again with a new incarnation).
+ * - `retired` lists the incarnations of members forgotten on their removal (the latest
+ *   {@link MAX_RETIRED}): they are not learned again, so that a message that arrives late from
+ *   before a removal cannot pin a member's old incarnation. Absent when empty.
  */
 export interface NodeIdentity {
   readonly clusterId: string | null;
   readonly incarnation: string;
   readonly members: Readonly<Record<NodeId, string>>;
+  readonly retired?: readonly string[];
 }
+
+/** Retired incarnations a node keeps at most (the oldest go first). */
+export const MAX_RETIRED = 64;
 
 /**
  * A new incarnation: 128 random bits, as 32 hex digits. With `random`, drawn from it (the
@@ -58,9 +65,17 @@ export function validateNodeIdentity(value: unknown): NodeIdentity {
       throw new TypeError(`the incarnation known for member "${id}" must be a non-empty string`);
     }
   }
+  const { retired } = value as Record<string, unknown>;
+  if (
+    retired !== undefined &&
+    !(Array.isArray(retired) && retired.every((r) => typeof r === 'string' && r.length > 0))
+  ) {
+    throw new TypeError('`retired` must be an array of incarnations (non-empty strings)');
+  }
   return {
     clusterId: clusterId as string | null,
     incarnation,
     members: Object.fromEntries(Object.entries(members as Record<NodeId, string>)),
+    ...(retired === undefined || retired.length === 0 ? {} : { retired: [...retired] }),
   };
 }

@@ -62,12 +62,26 @@ describe('IdentityGate', () => {
     expect(g.lostState).toBe(false);
   });
 
+  it('retires the incarnation of a removed member: it is not learned again, from the member or from a leader', () => {
+    const { g, refused } = gate({ members: { n2: 'a', n3: 'old' } });
+    g.retain({ voters: ['n1', 'n2'] }, 5);
+    expect(g.identity.retired).toEqual(['old']);
+    // A late message (or the member added back on the same storage) passes, and teaches nothing.
+    expect(g.admit('n3', from('old')).ok).toBe(true);
+    expect(g.admit('n2', from('a', { members: { n3: 'old' }, membersAsOf: 5 })).ok).toBe(true);
+    expect(g.identity.members).toEqual({ n2: 'a' });
+    expect(g.admit('n3', from('new')).ok).toBe(true);
+    expect(g.identity.members).toEqual({ n2: 'a', n3: 'new' });
+    expect(refused).toEqual([]);
+  });
+
   it('fills in what it does not know from the leader, never replacing its own, and forgets members that leave', () => {
     const { g } = gate({ members: { n2: 'a', n3: 'old' } });
     expect(g.admit('n2', from('a', { members: { n1: 'i1', n3: 'new', n4: 'd' } })).ok).toBe(true);
     expect(g.identity.members).toEqual({ n2: 'a', n3: 'old', n4: 'd' });
     g.retain({ voters: ['n1', 'n2', 'n4'] }, 9);
     expect(g.identity.members).toEqual({ n2: 'a', n4: 'd' });
+    expect(g.identity.retired).toEqual(['old']);
     expect(g.outgoing('n3', true)).toEqual(
       from('i1', { members: { n2: 'a', n4: 'd' }, membersAsOf: 9 }),
     );

@@ -1,7 +1,7 @@
 import { type ClusterConfig, members } from '../configuration.ts';
 import type { NodeId } from '../log-entry.ts';
 import type { Logger } from '../logger.ts';
-import type { NodeIdentity } from '../node-identity.ts';
+import { MAX_RETIRED, type NodeIdentity } from '../node-identity.ts';
 import type { PeerIdentity } from '../transport.ts';
 
 /**
@@ -159,7 +159,11 @@ export class IdentityGate {
     for (const id of this.#refusedPeers.keys()) {
       if (!current.includes(id)) this.#refusedPeers.delete(id);
     }
-    this.#update({ ...this.#identity, members: Object.fromEntries(kept) });
+    const gone = Object.entries(known).flatMap(([id, incarnation]) =>
+      current.includes(id) ? [] : [incarnation],
+    );
+    const retired = [...(this.#identity.retired ?? []), ...gone].slice(-MAX_RETIRED);
+    this.#update({ ...this.#identity, members: Object.fromEntries(kept), retired });
   }
 
   /** The identity to persist, if it changed since the last call. */
@@ -172,7 +176,11 @@ export class IdentityGate {
   #learn(from: NodeId, identity: PeerIdentity): void {
     const own = this.#identity;
     let learned = own.members;
-    if (learned[from] === undefined) learned = { ...learned, [from]: identity.incarnation };
+    // A retired incarnation is not learned again (a late message from before the member's removal
+    // would pin it), though a member added back on the same storage speaks under it.
+    if (learned[from] === undefined && !own.retired?.includes(identity.incarnation)) {
+      learned = { ...learned, [from]: identity.incarnation };
+    }
     // Only what this node does not know: a leader's view never replaces its own, since a leader
     // that forgot a removed member may have learned the incarnation of its replacement while this
     // node, behind, still counts the member's vote (simulation seed 1200020 with loseDisk).
@@ -180,7 +188,7 @@ export class IdentityGate {
     // a member this node saw removed (and added back, under a new incarnation to learn).
     const current = (identity.membersAsOf ?? 0) >= this.#membersAsOf;
     for (const [id, incarnation] of current ? Object.entries(identity.members ?? {}) : []) {
-      if (id !== this.#o.id && learned[id] === undefined) {
+      if (id !== this.#o.id && learned[id] === undefined && !own.retired?.includes(incarnation)) {
         learned = { ...learned, [id]: incarnation };
       }
     }
@@ -189,7 +197,7 @@ export class IdentityGate {
     if (clusterId !== own.clusterId) {
       this.#o.logger.info({ clusterId, from }, 'learned the cluster id');
     }
-    this.#update({ clusterId, incarnation: own.incarnation, members: learned });
+    this.#update({ ...own, clusterId, members: learned });
   }
 
   #update(identity: NodeIdentity): void {

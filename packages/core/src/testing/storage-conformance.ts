@@ -743,6 +743,7 @@ const LEARNED_IDENTITY: NodeIdentity = {
   clusterId: 'cluster-7',
   incarnation: 'a1b2c3',
   members: { n2: 'd4e5f6', n3: '0718293a' },
+  retired: ['b1c2d3'],
 };
 
 /**
