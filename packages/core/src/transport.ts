@@ -31,7 +31,10 @@ export interface PeerIdentity {
   readonly receiverIncarnation: string | null;
   /** From a leader: the incarnation it knows for each member, which followers learn from it. */
   readonly members?: Readonly<Record<NodeId, string>>;
-  /** With `members`: the index of the latest configuration the leader applied to them. */
+  /**
+   * With `members`: the leader's applied index; `members` reflects every configuration up to it
+   * (a member removed by then is forgotten).
+   */
   readonly membersAsOf?: number;
 }
 

@@ -6,13 +6,16 @@ import { IdentityGate } from './identity-gate.ts';
 
 function gate(identity: Partial<NodeIdentity> = {}) {
   const refused: { peer: string; reason: string }[] = [];
+  /** The node's applied index, as the test moves it. */
+  const node = { applied: 0 };
   const g = new IdentityGate({
     id: 'n1',
     identity: { clusterId: null, incarnation: 'i1', members: {}, ...identity },
     logger: noopLogger,
+    applied: () => node.applied,
     refused: (event) => refused.push({ peer: event.peer, reason: event.reason }),
   });
-  return { g, refused };
+  return { g, refused, node };
 }
 
 const from = (incarnation: string, more: Partial<PeerIdentity> = {}): PeerIdentity => ({
@@ -76,19 +79,42 @@ describe('IdentityGate', () => {
   });
 
   it('fills in what it does not know from the leader, never replacing its own, and forgets members that leave', () => {
-    const { g } = gate({ members: { n2: 'a', n3: 'old' } });
+    const { g, node } = gate({ members: { n2: 'a', n3: 'old' } });
     expect(g.admit('n2', from('a', { members: { n1: 'i1', n3: 'new', n4: 'd' } })).ok).toBe(true);
     expect(g.identity.members).toEqual({ n2: 'a', n3: 'old', n4: 'd' });
     g.retain({ voters: ['n1', 'n2', 'n4'] }, 9);
+    node.applied = 11;
     expect(g.identity.members).toEqual({ n2: 'a', n4: 'd' });
     expect(g.identity.retired).toEqual(['old']);
+    // As leader it sends its view as of its applied index.
     expect(g.outgoing('n3', true)).toEqual(
-      from('i1', { members: { n2: 'a', n4: 'd' }, membersAsOf: 9 }),
+      from('i1', { members: { n2: 'a', n4: 'd' }, membersAsOf: 11 }),
     );
     // A leader that applied fewer configurations may still know a member this node saw removed.
     expect(g.admit('n4', from('d', { members: { n3: 'old' }, membersAsOf: 7 })).ok).toBe(true);
     expect(g.identity.members).toEqual({ n2: 'a', n4: 'd' });
     expect(g.admit('n4', from('d', { members: { n3: 'new' }, membersAsOf: 9 })).ok).toBe(true);
     expect(g.identity.members).toEqual({ n2: 'a', n3: 'new', n4: 'd' });
+  });
+
+  it('after installing a snapshot, learns from a leader that applied as far (applied positions compared)', () => {
+    const config = { voters: ['n1', 'n2', 'n3'] };
+    // The leader (n2) applied the configuration at 12, then entries up to 520.
+    const leader = new IdentityGate({
+      id: 'n2',
+      identity: { clusterId: null, incarnation: 'a', members: { n1: 'i1', n3: 'old' } },
+      logger: noopLogger,
+      applied: () => 520,
+      refused: () => {},
+    });
+    leader.retain(config, 12);
+    // This node installed a snapshot at 500, holding that configuration.
+    const { g } = gate({ members: { n2: 'a' } });
+    g.retain(config, 500);
+    expect(g.admit('n2', leader.outgoing('n1', true)).ok).toBe(true);
+    expect(g.identity.members).toEqual({ n2: 'a', n3: 'old' });
+    // So n3 back under a new incarnation (a lost disk) is refused, not learned on first contact.
+    expect(g.admit('n3', from('new')).ok).toBe(false);
+    expect(g.refusedPeers()).toEqual({ n3: 'peer-lost-state' });
   });
 });

@@ -24,6 +24,11 @@ export interface IdentityGateOptions {
   readonly identity: NodeIdentity;
   readonly logger: Logger;
   /**
+   * The node's applied index. A leader sends it with its view of the members (`membersAsOf`):
+   * the view reflects every configuration up to it, each forgotten member's removal included.
+   */
+  readonly applied: () => number;
+  /**
    * A refusal, by this node (`reason` says why) or by a peer of this node (`refused-by-peer`):
    * reported once per peer, reason and pair of incarnations.
    */
@@ -55,7 +60,10 @@ export class IdentityGate {
   #identity: NodeIdentity;
   #changed = false;
   #lostState = false;
-  /** Index of the latest committed configuration `members` follows (see {@link retain}). */
+  /**
+   * Applied index as of which `members` follows the committed configurations (see
+   * {@link retain}): that of the latest configuration entry applied, or of an installed snapshot.
+   */
   #membersAsOf = 0;
   /** Peers refused since they last passed, with why. */
   readonly #refusedPeers = new Map<NodeId, IdentityRefusal>();
@@ -88,7 +96,7 @@ export class IdentityGate {
       clusterId,
       incarnation,
       receiverIncarnation: known[to] ?? null,
-      ...(leader ? { members: known, membersAsOf: this.#membersAsOf } : {}),
+      ...(leader ? { members: known, membersAsOf: this.#o.applied() } : {}),
     };
   }
 
@@ -184,8 +192,11 @@ export class IdentityGate {
     // Only what this node does not know: a leader's view never replaces its own, since a leader
     // that forgot a removed member may have learned the incarnation of its replacement while this
     // node, behind, still counts the member's vote (simulation seed 1200020 with loseDisk).
-    // Nor from a leader that applied fewer configurations than this node: it may not have forgotten
-    // a member this node saw removed (and added back, under a new incarnation to learn).
+    // Nor from a leader that applied less than this node: it may not have forgotten a member this
+    // node saw removed (and added back, under a new incarnation to learn). Both indices are applied
+    // positions (the leader's applied index; this node's latest configuration entry or snapshot),
+    // so a leader at or past this node's applied every configuration this node did, committed
+    // prefixes being the same: a node that installed a snapshot learns from the leader too.
     const current = (identity.membersAsOf ?? 0) >= this.#membersAsOf;
     for (const [id, incarnation] of current ? Object.entries(identity.members ?? {}) : []) {
       if (id !== this.#o.id && learned[id] === undefined && !own.retired?.includes(incarnation)) {

@@ -267,7 +267,7 @@ describe('cluster ids', () => {
     expect(stranger.status().lastIndex).toBe(0);
     await leader.removeNode('n4');
 
-    // A node started on storage of cluster alpha with another id refuses to start.
+    // A node started on storage of cluster alpha with another cluster id refuses to start.
     await cluster.stopNode('n2');
     await expect(cluster.startNode('n2', { clusterId: 'beta' })).rejects.toThrow(
       /belongs to cluster alpha, but the clusterId option says beta/,

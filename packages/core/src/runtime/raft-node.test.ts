@@ -82,6 +82,10 @@ describe('RaftNode', () => {
   it('answers a request without reply (a peer of an earlier version) with ack at once, and one with reply and nothing to react to with no message', async () => {
     await using cluster = await TestCluster.start({ size: 1 });
     const node = await cluster.waitForLeader();
+    // Applied, so that the leader's applied index (its members' `membersAsOf`) stays put.
+    await node.propose(put('k', 'v'));
+    const applied = node.status().appliedIndex;
+    expect(applied).toBeGreaterThan(0);
     const peer = cluster.network.transport('n9');
     const signal = new AbortController().signal;
     await expect(
@@ -97,7 +101,7 @@ describe('RaftNode', () => {
         incarnation: node.status().identity.incarnation,
         receiverIncarnation: null,
         members: {},
-        membersAsOf: 0,
+        membersAsOf: applied,
       },
     });
   });

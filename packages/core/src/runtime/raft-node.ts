@@ -222,6 +222,7 @@ export class RaftNode<Command, Result> {
       id: options.id,
       identity: init.identity,
       logger: init.logger,
+      applied: () => this.#appliedWaiters.applied,
       refused: (event) => this.#emit('identity-refused', event),
     });
     this.#transport = identifiedTransport(
