@@ -117,4 +117,24 @@ describe('IdentityGate', () => {
     expect(g.admit('n3', from('new')).ok).toBe(false);
     expect(g.refusedPeers()).toEqual({ n3: 'peer-lost-state' });
   });
+
+  it('installing a snapshot that covers a removal and an addition back takes the incarnation from a leader as recent', () => {
+    const config = { voters: ['n1', 'n2', 'n3'] };
+    const { g, refused } = gate({ members: { n2: 'a', n3: 'old' } });
+    g.retain(config, 12);
+    // A leader's view as of 480 comes before the snapshot: it decides nothing.
+    expect(g.admit('n2', from('a', { members: { n3: 'stale' }, membersAsOf: 480 })).ok).toBe(true);
+    g.installed(config, 500);
+    expect(g.identity.members).toEqual({ n2: 'a', n3: 'old' });
+    // One as of 520 does: n3 was removed and added back under a new incarnation meanwhile.
+    expect(g.admit('n2', from('a', { members: { n3: 'new' }, membersAsOf: 520 })).ok).toBe(true);
+    expect(g.admit('n3', from('new')).ok).toBe(false);
+    g.installed(config, 500);
+    expect(g.identity.members).toEqual({ n2: 'a', n3: 'new' });
+    expect(g.identity.retired).toEqual(['old']);
+    expect(g.refusedPeers()).toEqual({});
+    expect(g.admit('n3', from('new')).ok).toBe(true);
+    expect(g.outgoing('n3', false).receiverIncarnation).toBe('new');
+    expect(refused).toEqual([{ peer: 'n3', reason: 'peer-lost-state' }]);
+  });
 });

@@ -65,6 +65,11 @@ export class IdentityGate {
    * {@link retain}): that of the latest configuration entry applied, or of an installed snapshot.
    */
   #membersAsOf = 0;
+  /** The latest view of the members admitted from a leader, with its applied index. */
+  #leaderView: { readonly members: Readonly<Record<NodeId, string>>; readonly asOf: number } = {
+    members: {},
+    asOf: 0,
+  };
   /** Peers refused since they last passed, with why. */
   readonly #refusedPeers = new Map<NodeId, IdentityRefusal>();
   /** Refusals already reported (peer, reason, incarnations): each is logged once. */
@@ -174,6 +179,40 @@ export class IdentityGate {
     this.#update({ ...this.#identity, members: Object.fromEntries(kept), retired });
   }
 
+  /**
+   * An installed snapshot's configuration (`index` is the snapshot's). The snapshot may cover a
+   * member's removal and its addition back under a new incarnation, which this node never saw:
+   * when the latest leader's view is as of the snapshot or later, the incarnation it knows for a
+   * member replaces this node's (the replaced one retired), then {@link retain} follows.
+   */
+  installed(config: ClusterConfig, index: number): void {
+    const view = this.#leaderView;
+    if (view.asOf >= index) {
+      const own = this.#identity;
+      const replaced = members(config).filter((id) => {
+        const theirs = view.members[id];
+        const mine = own.members[id];
+        return (
+          id !== this.#o.id &&
+          theirs !== undefined &&
+          mine !== undefined &&
+          theirs !== mine &&
+          !own.retired?.includes(theirs)
+        );
+      });
+      if (replaced.length > 0) {
+        const adopted = Object.fromEntries(replaced.map((id) => [id, view.members[id] as string]));
+        const retired = [
+          ...(own.retired ?? []),
+          ...replaced.map((id) => own.members[id] as string),
+        ].slice(-MAX_RETIRED);
+        for (const id of replaced) this.#refusedPeers.delete(id);
+        this.#update({ ...own, members: { ...own.members, ...adopted }, retired });
+      }
+    }
+    this.retain(config, index);
+  }
+
   /** The identity to persist, if it changed since the last call. */
   takeChanged(): NodeIdentity | undefined {
     if (!this.#changed) return undefined;
@@ -197,7 +236,11 @@ export class IdentityGate {
     // positions (the leader's applied index; this node's latest configuration entry or snapshot),
     // so a leader at or past this node's applied every configuration this node did, committed
     // prefixes being the same: a node that installed a snapshot learns from the leader too.
-    const current = (identity.membersAsOf ?? 0) >= this.#membersAsOf;
+    const asOf = identity.membersAsOf ?? 0;
+    if (identity.members !== undefined && asOf >= this.#leaderView.asOf) {
+      this.#leaderView = { members: identity.members, asOf };
+    }
+    const current = asOf >= this.#membersAsOf;
     for (const [id, incarnation] of current ? Object.entries(identity.members ?? {}) : []) {
       if (id !== this.#o.id && learned[id] === undefined && !own.retired?.includes(incarnation)) {
         learned = { ...learned, [id]: incarnation };

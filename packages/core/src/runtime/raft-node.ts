@@ -295,7 +295,7 @@ export class RaftNode<Command, Result> {
         this.#membership.replacedBySnapshot(meta.index);
       },
       installed: (meta) => {
-        this.#gate.retain(meta.config, meta.index);
+        this.#gate.installed(meta.config, meta.index);
         this.#appliedWaiters.advance(meta.index);
         // The restore's own duration is the 'snapshot' event's.
         this.#emit('apply', { appliedIndex: meta.index, entries: 0, durationMs: 0 });
