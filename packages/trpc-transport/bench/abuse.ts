@@ -118,7 +118,12 @@ interface PeerProxy {
 }
 
 function startProxy(): Promise<PeerProxy> {
-  const proxy: PeerProxy = { server: createServer(), target: undefined, mode: 'forward', abusiveAnswers: 0 };
+  const proxy: PeerProxy = {
+    server: createServer(),
+    target: undefined,
+    mode: 'forward',
+    abusiveAnswers: 0,
+  };
   proxy.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     if (proxy.mode !== 'forward' || proxy.target === undefined) {
       req.resume();
@@ -289,7 +294,12 @@ async function runAttacker(settleSeconds: number): Promise<void> {
       ),
     ).then(tally);
   rows.push(
-    await measure(cluster, '1a app: 4 × 200 MiB POST, Content-Length', settleSeconds, appPost(false)),
+    await measure(
+      cluster,
+      '1a app: 4 × 200 MiB POST, Content-Length',
+      settleSeconds,
+      appPost(false),
+    ),
   );
   rows.push(
     await measure(cluster, '1b app: 4 × 200 MiB POST, chunked', settleSeconds, appPost(true)),
