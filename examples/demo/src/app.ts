@@ -12,7 +12,13 @@ import {
   type TRPCQueryProcedure,
 } from '@trpc/server';
 import type { RaftNode } from '@tsraft/core';
-import type { CommandOf, CommandResultFor, ResultMap, ResultOf } from '@tsraft/pg-storage';
+import {
+  type CommandOf,
+  type CommandResultFor,
+  commandSchema,
+  type ResultMap,
+  type ResultOf,
+} from '@tsraft/pg-storage';
 import {
   createRaftProcedures,
   type RaftAdminRecord,
@@ -20,7 +26,7 @@ import {
   type RaftSessionInput,
 } from '@tsraft/trpc-transport';
 import type { Kysely } from 'kysely';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { type BankCommands, type BankDatabase, balances, bankCommands } from './bank.ts';
 
 /** The request context: whether the caller presented the cluster secret (for `raftAdmin`). */
@@ -58,12 +64,6 @@ export type BankAppRouter = TRPCBuiltRouter<
   }
 >;
 
-/** Any of the bank's commands, as it travels in the log: `{ name, input }`. */
-const bankCommand = z.discriminatedUnion('name', [
-  z.object({ name: z.literal('open'), input: bankCommands.open.input }),
-  z.object({ name: z.literal('transfer'), input: bankCommands.transfer.input }),
-]);
-
 /** Builds the router of one node. */
 export function createBankApp(options: {
   node: () => BankNode;
@@ -72,7 +72,9 @@ export function createBankApp(options: {
   // The map of results types each command's result: no cast in the resolvers.
   const raft = createRaftProcedures<BankCommand, BankResult, ResultMap<BankCommands>>({
     node: options.node,
-    command: bankCommand,
+    // Any of the bank's commands as it travels in the log, `{ name, input }`: derived from the
+    // commands' own input schemas, so a new command needs no second schema here.
+    command: commandSchema(bankCommands),
   });
   const t = initTRPC.context<BankAppContext>().create();
   const replicated = t.procedure.concat(raft.replicated);

@@ -1,6 +1,6 @@
 import { initTRPC } from '@trpc/server';
 import type { RaftNode, RaftSupervisor } from '@tsraft/core';
-import type { CommandOf, ResultMap, ResultOf } from '@tsraft/pg-storage';
+import { type CommandOf, commandSchema, type ResultMap, type ResultOf } from '@tsraft/pg-storage';
 import { createRaftProcedures } from '@tsraft/trpc-transport/server';
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
@@ -24,10 +24,8 @@ export function createAppRouter(options: {
 }) {
   const raft = createRaftProcedures<Command, Result, ResultMap<Commands>>({
     node: options.node,
-    command: z.discriminatedUnion('name', [
-      z.object({ name: z.literal('open'), input: commands.open.input }),
-      z.object({ name: z.literal('transfer'), input: commands.transfer.input }),
-    ]),
+    // Every command as proposed, `{ name, input }`, derived from the commands' input schemas.
+    command: commandSchema(commands),
   });
   const t = initTRPC.context<AppContext>().create();
   const balance = async (id: string): Promise<number | null> =>

@@ -9,6 +9,7 @@
  *   between them (the baseline, measured in the same run).
  */
 import type { MembershipChange } from '../src/engine/membership-change.ts';
+import { RaftError } from '../src/errors.ts';
 import type { NodeId } from '../src/log-entry.ts';
 import { RaftNode } from '../src/runtime/raft-node.ts';
 import { InProcessNetwork } from '../src/testing/in-process-transport.ts';
@@ -69,17 +70,22 @@ function table(header: string[], lines: string[][]): string {
 
 const per = (n: number) => Math.round(n).toLocaleString('en-US');
 
-/** Lease reads/s and ReadIndex reads/s on the leader, in alternating rounds of `seconds`. */
+/**
+ * Lease reads/s and ReadIndex reads/s on the leader, in alternating rounds of `seconds`. A read
+ * that fails with a retryable error (`ReadUnavailableError`: a loaded machine stalled the process
+ * long enough for the followers to elect a new leader, or for a read to pass its deadline) is
+ * counted as unavailable, and the loop goes on with whichever node leads then; any other error
+ * ends the bench.
+ */
 export async function leaseReadRows(seconds: number, rounds = 3): Promise<string> {
   const { nodes, machines } = await startNodes(['n1', 'n2', 'n3'], ['n1', 'n2', 'n3'], true);
   try {
-    const leader = await leaderOf(nodes);
-    const machine = machines[nodes.indexOf(leader)]!;
+    let leader = await leaderOf(nodes);
     await leader.propose({ op: 'put', key: 'k', value: 'v' });
     const kinds = ['linearizable', 'lease'] as const;
     const totals = {
-      linearizable: { ops: 0, ms: 0, lat: [] as number[] },
-      lease: { ops: 0, ms: 0, lat: [] as number[] },
+      linearizable: { ops: 0, unavailable: 0, ms: 0, lat: [] as number[] },
+      lease: { ops: 0, unavailable: 0, ms: 0, lat: [] as number[] },
     };
     for (let round = 0; round < rounds; round++) {
       for (const consistency of kinds) {
@@ -90,7 +96,15 @@ export async function leaseReadRows(seconds: number, rounds = 3): Promise<string
           Array.from({ length: 64 }, async () => {
             while (performance.now() < end) {
               const t = performance.now();
-              await leader.read(() => machine.get('k'), { consistency });
+              const machine = machines[nodes.indexOf(leader)]!;
+              try {
+                await leader.read(() => machine.get('k'), { consistency });
+              } catch (error) {
+                if (!isRetryable(error)) throw error;
+                totals[consistency].unavailable++;
+                leader = await leaderOf(nodes);
+                continue;
+              }
               totals[consistency].lat.push(performance.now() - t);
               totals[consistency].ops++;
             }
@@ -109,12 +123,18 @@ export async function leaseReadRows(seconds: number, rounds = 3): Promise<string
         per(t.ops / (t.ms / 1000)),
         percentile(sorted, 50).toFixed(3),
         percentile(sorted, 99).toFixed(3),
+        String(t.unavailable),
       ];
     });
-    return table(['reads', 'in flight', 'ops', 'ops/s', 'p50 ms', 'p99 ms'], lines);
+    return table(['reads', 'in flight', 'ops', 'ops/s', 'p50 ms', 'p99 ms', 'unavailable'], lines);
   } finally {
     await Promise.all(nodes.map((n) => n.close()));
   }
+}
+
+/** Whether `error` is one of tsraft's API errors that say to retry. */
+function isRetryable(error: unknown): boolean {
+  return error instanceof RaftError && error.retryable;
 }
 
 interface Interval {
@@ -160,9 +180,7 @@ export async function membershipRows(rounds: number): Promise<string> {
           intervals.push({ kind, start, end: performance.now() });
           return;
         } catch (error) {
-          if (!(error instanceof Error) || !('retryable' in error) || error.retryable !== true) {
-            throw error;
-          }
+          if (!isRetryable(error)) throw error;
           await new Promise((r) => setTimeout(r, 5));
         }
       }

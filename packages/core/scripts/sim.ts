@@ -10,6 +10,9 @@
  *   --plan NAME: a scripted membership workload instead (grow, shrink, replace-one-by-one,
  *     replace-all-joint, remove-leader; its own number of nodes); --crash-in-joint: the leader
  *     may crash between C_old,new and C_new
+ *   --figure-8: five servers play the Raft paper's Figure 8 by partitions, instead of random faults
+ *   --install-during-apply: three servers play a graceful restart during a snapshot install that
+ *     waits for a busy apply loop, instead of random faults
  *   --options JSON: any other SimulationOptions (a failure prints the exact replay command)
  */
 import { parseArgs } from 'node:util';
@@ -33,6 +36,8 @@ const { values } = parseArgs({
     'leader-churn': { type: 'boolean', default: false },
     plan: { type: 'string' },
     'crash-in-joint': { type: 'boolean', default: false },
+    'figure-8': { type: 'boolean', default: false },
+    'install-during-apply': { type: 'boolean', default: false },
     options: { type: 'string' },
   },
 });
@@ -66,7 +71,7 @@ const seeds =
     : [toInt('seed', values.seed)];
 
 console.log(
-  'seed   events  virtual-ms  terms  acked  unknown  reads  crashes  in-flight  closes  partitions  io-fail  restarts  slow-io  snap-taken  snap-installed  changes  transfers  joint-crashes  wall-ms',
+  'seed   events  virtual-ms  terms  acked  unknown  reads  crashes  in-flight  closes  partitions  io-fail  restarts  slow-io  snap-taken  snap-installed  changes  transfers  joint-crashes  schedule  wall-ms',
 );
 let failures = 0;
 for (const seed of seeds) {
@@ -78,6 +83,8 @@ for (const seed of seeds) {
       ...(values.membership ? { membership: true } : {}),
       ...(values.plan === undefined ? {} : { membership: values.plan as MembershipPlanName }),
       ...(values['crash-in-joint'] ? { crashInJoint: true } : {}),
+      ...(values['figure-8'] ? { figure8: true } : {}),
+      ...(values['install-during-apply'] ? { installDuringApply: true } : {}),
       ...extra,
       ...(values['leader-churn'] ? { leaderChurn: true } : {}),
       ...(values.log ? { log: (line: string) => console.log(line) } : {}),
@@ -103,9 +110,10 @@ for (const seed of seeds) {
       r.membershipChanges,
       r.transfers,
       r.crashesInJoint,
+      r.schedulePlayed ? 'played' : '-',
       Math.round(performance.now() - started),
     ];
-    const widths = [5, 8, 11, 6, 6, 8, 6, 8, 10, 7, 11, 8, 9, 8, 11, 15, 8, 10, 14, 8];
+    const widths = [5, 8, 11, 6, 6, 8, 6, 8, 10, 7, 11, 8, 9, 8, 11, 15, 8, 10, 14, 9, 8];
     console.log(cols.map((c, i) => String(c).padStart(widths[i] ?? 6)).join(' '));
   } catch (error) {
     failures++;

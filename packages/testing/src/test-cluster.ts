@@ -1,7 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AnyTRPCRouter } from '@trpc/server';
-import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import { type AnyTRPCRouter, initTRPC } from '@trpc/server';
 import {
   type Logger,
   type NodeId,
@@ -20,6 +18,11 @@ import {
   type ResultOf,
 } from '@tsraft/pg-storage';
 import { createTrpcTransport } from '@tsraft/trpc-transport/peer';
+import {
+  createRaftHttpServer,
+  type RaftHttpServer,
+  type RaftHttpServerOptions,
+} from '@tsraft/trpc-transport/server';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { PostgresProvider, PostgresServer } from './postgres/postgres-server.ts';
@@ -38,12 +41,22 @@ export interface TestAppContext<C extends CommandMap, DB> {
   readonly db: Kysely<DB>;
 }
 
-/** The app a test cluster serves on each node under `/trpc`: the user's own tRPC router. */
-export interface TestApp<TRouter extends AnyTRPCRouter> {
-  readonly router: TRouter;
-  /** tRPC's context of each request. Default: `{}`. */
-  readonly createContext?: (opts: { req: IncomingMessage }) => unknown;
-}
+/**
+ * The app a test cluster serves on each node under `/trpc`: the user's own tRPC router, served by
+ * `createRaftHttpServer` (from `@tsraft/trpc-transport/server`) with these of its options, as a
+ * deployed node serves it, beside the node's peer endpoint: the same body limit, error masking and
+ * (with `raft`) leader header as in production. `basePath` and `transport` are the cluster's.
+ */
+export type TestApp<TRouter extends AnyTRPCRouter> = Pick<
+  RaftHttpServerOptions<TRouter>,
+  | 'router'
+  | 'createContext'
+  | 'raft'
+  | 'responseMeta'
+  | 'onError'
+  | 'maxBodyBytes'
+  | 'exposeErrorDetails'
+>;
 
 /** Options of {@link TestCluster.start}. */
 export interface TestClusterOptions<C extends CommandMap, DB, TRouter extends AnyTRPCRouter> {
@@ -83,7 +96,7 @@ const DEFAULT_TIMEOUT_MS = 15_000;
 
 interface Member<C extends CommandMap, DB> extends TestClusterMember<C, DB> {
   node: TestRaftNode<C> | undefined;
-  http: Server | undefined;
+  http: RaftHttpServer | undefined;
   readonly port: number;
   readonly pool: pg.Pool;
 }
@@ -91,7 +104,8 @@ interface Member<C extends CommandMap, DB> extends TestClusterMember<C, DB> {
 /**
  * A cluster of real `RaftNode`s of the user's own app, for the user's tests: each node runs in
  * this process on its own Postgres server (one per node, from `provider`), with the tRPC peer
- * transport over real HTTP on loopback and the app's router under `/trpc` on the same server.
+ * transport over real HTTP on loopback and the app's router under `/trpc` on the same server,
+ * one `createRaftHttpServer` per node (the server wiring a deployed node uses).
  * Every peer link (one direction, one pair of nodes) goes through a TCP proxy, so that links can be
  * cut as a network partition would: bytes stop in both directions without a refusal.
  *
@@ -361,23 +375,16 @@ export class TestCluster<C extends CommandMap, DB, TRouter extends AnyTRPCRouter
       return member.node;
     };
     const app = this.#options.app?.({ id, node, db });
-    const handler =
+    const http =
       app === undefined
-        ? undefined
-        : createHTTPHandler({
-            router: app.router,
+        ? // No app: the peer endpoint answers, `/trpc` has no procedures.
+          createRaftHttpServer({
+            router: initTRPC.create().router({}),
             basePath: '/trpc',
-            ...(app.createContext === undefined ? {} : { createContext: app.createContext }),
-          } as Parameters<typeof createHTTPHandler<TRouter>>[0]);
-    const http = createServer((req, res) => {
-      if (transport.handle(req, res)) return;
-      if (handler !== undefined) return handler(req, res);
-      res.writeHead(404).end();
-    });
-    await new Promise<void>((resolve, reject) => {
-      http.once('error', reject);
-      http.listen(port, '127.0.0.1', () => resolve());
-    });
+            transport,
+          })
+        : createRaftHttpServer<TRouter>({ ...app, basePath: '/trpc', transport });
+    await http.listen({ host: '127.0.0.1', port });
     member.http = http;
     try {
       const stateMachine = await createPostgresStateMachine({
@@ -401,7 +408,7 @@ export class TestCluster<C extends CommandMap, DB, TRouter extends AnyTRPCRouter
           : { logger: this.#options.node.logger as Logger }),
       });
     } catch (error) {
-      await closeServer(http);
+      await http.close();
       member.http = undefined;
       throw error;
     }
@@ -411,7 +418,7 @@ export class TestCluster<C extends CommandMap, DB, TRouter extends AnyTRPCRouter
     const { node, http } = member;
     member.node = undefined;
     member.http = undefined;
-    if (http !== undefined) await closeServer(http);
+    if (http !== undefined) await http.close();
     await node?.close();
   }
 
@@ -483,9 +490,4 @@ function followingPool(server: PostgresServer): pg.Pool {
   // Every client, idle or checked out: a Postgres the test kills fails calls, never the process.
   guardPoolErrors(pool);
   return pool;
-}
-
-async function closeServer(server: Server): Promise<void> {
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
 }

@@ -7,6 +7,7 @@ import { PeerAuthenticationError } from '@tsraft/core';
 import { peerResponse } from './peer-schemas.ts';
 import { bodyDigest, type PeerSignature, SIGNATURE_HEADERS } from './peer-signature.ts';
 import { peerTransformer } from './peer-wire.ts';
+import { encodeSnapshotPiece, SNAPSHOT_PIECE_CONTENT_TYPE } from './snapshot-piece-wire.ts';
 
 /** The `fetch` the peer client sends with; the global one by default. */
 export type PeerFetch = (url: string, init: RequestInit) => Promise<Response>;
@@ -32,11 +33,11 @@ export interface PeerClientOptions {
   readonly maxResponseBytes: number;
 }
 
-/** One POST: the answer's status and body text. */
+/** One POST of a body (JSON text, or binary parts sent one after the other): the answer's status and body text. */
 type Send = (
   path: string,
   headers: Record<string, string>,
-  body: string,
+  body: string | readonly Uint8Array[],
   signal: AbortSignal,
 ) => Promise<{ status: number; text: string }>;
 
@@ -93,7 +94,11 @@ export class PeerClient {
     // The procedure is the request's type; the input is the rest.
     const { type, ...input } = request;
     const path = `${this.#path}/${type}`;
-    const body = JSON.stringify(peerTransformer.serialize(input));
+    // A snapshot piece travels binary (`snapshot-piece-wire.ts`); everything else as JSON.
+    const body =
+      request.type === 'snapshot'
+        ? encodeSnapshotPiece(request)
+        : JSON.stringify(peerTransformer.serialize(input));
     const parts = {
       method: 'POST',
       path,
@@ -104,7 +109,7 @@ export class PeerClient {
       bodyDigest: bodyDigest(body),
     };
     const headers = {
-      'content-type': 'application/json',
+      'content-type': typeof body === 'string' ? 'application/json' : SNAPSHOT_PIECE_CONTENT_TYPE,
       [SIGNATURE_HEADERS.from]: this.#from,
       [SIGNATURE_HEADERS.timestamp]: parts.timestamp,
       [SIGNATURE_HEADERS.nonce]: parts.nonce,
@@ -159,7 +164,7 @@ function nodeHttpSend(base: URL, agent: HttpAgent, maxResponseBytes: number): Se
           ...target,
           path,
           signal,
-          headers: { ...headers, 'content-length': Buffer.byteLength(body) },
+          headers: { ...headers, 'content-length': byteLength(body) },
         },
         (res) => {
           const chunks: Buffer[] = [];
@@ -185,14 +190,24 @@ function nodeHttpSend(base: URL, agent: HttpAgent, maxResponseBytes: number): Se
         },
       );
       req.on('error', reject);
-      req.end(body);
+      if (typeof body === 'string') {
+        req.end(body);
+      } else {
+        for (const part of body) req.write(part);
+        req.end();
+      }
     });
 }
 
 /** Sends with a `fetch` of the caller's, to `origin`. */
 function fetchSend(origin: string, send: PeerFetch, maxResponseBytes: number): Send {
   return async (path, headers, body, signal) => {
-    const response = await send(origin + path, { method: 'POST', body, signal, headers });
+    const response = await send(origin + path, {
+      method: 'POST',
+      body: typeof body === 'string' ? body : Buffer.concat(body),
+      signal,
+      headers,
+    });
     if (response.body === null) return { status: response.status, text: '' };
     const reader = response.body.getReader();
     const chunks: Uint8Array[] = [];
@@ -208,6 +223,13 @@ function fetchSend(origin: string, send: PeerFetch, maxResponseBytes: number): S
     }
     return { status: response.status, text: Buffer.concat(chunks).toString('utf8') };
   };
+}
+
+function byteLength(body: string | readonly Uint8Array[]): number {
+  if (typeof body === 'string') return Buffer.byteLength(body);
+  let bytes = 0;
+  for (const part of body) bytes += part.byteLength;
+  return bytes;
 }
 
 function tooLong(maxResponseBytes: number): Error {

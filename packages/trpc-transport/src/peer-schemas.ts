@@ -101,7 +101,11 @@ export const proposeInput: z.ZodType<{ envelope: Uint8Array }, unknown> = z.obje
   envelope: bytes,
 });
 
-/** Input of the `snapshot` procedure: an InstallSnapshot message and one piece of its bytes. */
+/**
+ * Input of the `snapshot` procedure: an InstallSnapshot message and one piece of its bytes, as
+ * `decodeSnapshotPiece` (`snapshot-piece-wire.ts`) reads it from a binary body: the bytes are
+ * already a `Uint8Array`.
+ */
 export const snapshotInput: z.ZodType<
   { message: Message & { type: 'snapshot' }; chunk: SnapshotChunk },
   unknown
@@ -111,7 +115,7 @@ export const snapshotInput: z.ZodType<
     size: count,
     sha256: z.string().regex(/^[0-9a-f]{64}$/, 'a SHA-256 in lower-case hex'),
     offset: count,
-    data: bytes,
+    data: z.instanceof(Uint8Array, { error: 'a snapshot piece travels in a binary body' }),
     crc32: z.int().min(0).max(0xffff_ffff),
   }),
 });

@@ -22,6 +22,7 @@ import { PeerSignature, SIGNATURE_HEADERS, sameDigest } from './peer-signature.t
 import { peerTransformer } from './peer-wire.ts';
 import { BodyTooLargeError, readBody } from './read-body.ts';
 import { ReplayGuard } from './replay-guard.ts';
+import { decodeSnapshotPiece, SNAPSHOT_PIECE_CONTENT_TYPE } from './snapshot-piece-wire.ts';
 
 /** Default limit of one request body: 64 MiB (a whole snapshot travels in one request). */
 export const DEFAULT_MAX_BODY_BYTES: number = 64 * 1024 * 1024;
@@ -271,12 +272,28 @@ export class TrpcPeerServer {
       sendPeerError(res, 405, 'peer procedures are mutations: send them with POST');
       return;
     }
+    // A snapshot piece travels binary (`snapshot-piece-wire.ts`), every other request as JSON.
+    const binary = procedure === 'snapshot';
+    if (binary && mediaType(req) !== SNAPSHOT_PIECE_CONTENT_TYPE) {
+      sendPeerError(
+        res,
+        400,
+        `a snapshot piece travels in a binary body of type ${SNAPSHOT_PIECE_CONTENT_TYPE}`,
+      );
+      return;
+    }
     let input: unknown;
     try {
-      input = peerTransformer.deserialize(JSON.parse(body.toString('utf8')));
+      input = binary
+        ? decodeSnapshotPiece(body)
+        : peerTransformer.deserialize(JSON.parse(body.toString('utf8')));
     } catch (error) {
-      this.#logger.debug({ path: parts.path }, 'refused a peer request with malformed JSON');
-      sendPeerError(res, 400, `malformed JSON: ${(error as Error).message}`);
+      this.#logger.debug({ path: parts.path }, 'refused a peer request with a malformed body');
+      sendPeerError(
+        res,
+        400,
+        `malformed ${binary ? 'snapshot piece' : 'JSON'}: ${(error as Error).message}`,
+      );
       return;
     }
     // Aborts the handler's work when the client goes away before the answer is sent.
@@ -347,6 +364,11 @@ export class TrpcPeerServer {
 /** Creates a {@link TrpcPeerServer}; call `listen`, or mount its `handle` into your server. */
 export function createTrpcPeerServer(options: TrpcPeerServerOptions): TrpcPeerServer {
   return new TrpcPeerServer(options);
+}
+
+/** The request's media type (its `Content-Type` without parameters), lower-case. */
+function mediaType(req: IncomingMessage): string {
+  return (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {

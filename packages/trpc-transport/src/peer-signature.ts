@@ -43,9 +43,15 @@ export interface SignedParts {
   readonly bodyDigest: string;
 }
 
-/** SHA-256 of a request body, base64url: what {@link SignedParts.bodyDigest} holds. */
-export function bodyDigest(body: string | Uint8Array): string {
-  return createHash('sha256').update(body).digest('base64url');
+/**
+ * SHA-256 of a request body (or of its parts, one after the other), base64url: what
+ * {@link SignedParts.bodyDigest} holds.
+ */
+export function bodyDigest(body: string | Uint8Array | readonly Uint8Array[]): string {
+  const hash = createHash('sha256');
+  if (Array.isArray(body)) for (const part of body) hash.update(part);
+  else hash.update(body as string | Uint8Array);
+  return hash.digest('base64url');
 }
 
 /** Whether the digest `given` (base64url) equals the raw digest `actual`; constant time. */

@@ -73,7 +73,7 @@ export interface SignedPostOptions {
   /** Default: a new one per call. */
   readonly nonce?: string;
   /** Sign this body but send `body`. */
-  readonly signedBody?: string;
+  readonly signedBody?: string | Uint8Array;
   readonly headers?: Record<string, string>;
   /** Sign and send with this method instead of POST. */
   readonly method?: string;
@@ -89,7 +89,7 @@ export function freshNonce(): string {
 /** The headers of a request as a peer signs it (or mis-signs it, as `options` say). */
 export function signedHeaders(
   path: string,
-  body: string,
+  body: string | Uint8Array,
   options: SignedPostOptions = {},
 ): Record<string, string> {
   const from = options.from ?? 'n1';
@@ -119,7 +119,7 @@ export function signedHeaders(
 export async function signedPost(
   baseUrl: string,
   path: string,
-  body: string,
+  body: string | Uint8Array,
   options: SignedPostOptions = {},
 ): Promise<{ status: number; text: string }> {
   const response = await fetch(`${baseUrl}${path}`, {

@@ -79,6 +79,14 @@ export class KvStateMachine implements StateMachine<KvCommand, KvResult> {
     return this.#data.get(key) ?? null;
   }
 
+  /**
+   * The last entry applied, or the snapshot restored since (as `lastApplied()`, without waiting):
+   * a local read, for test assertions.
+   */
+  get appliedPosition(): LogPosition {
+    return this.#lastApplied;
+  }
+
   /** Runs `fn` on the current contents, without copying them; `fn` must not keep the map. */
   read<T>(fn: (data: ReadonlyMap<string, string>) => T): T {
     return fn(this.#data);

@@ -74,6 +74,8 @@ export class SimProcess {
   #alive = true;
   /** Storage calls under way. */
   inFlight = 0;
+  /** Extra latency of each state machine `apply` (a slow application database). Default 0. */
+  applyStallMs = 0;
 
   constructor(options: {
     clock: VirtualClock;

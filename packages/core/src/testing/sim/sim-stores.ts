@@ -46,10 +46,13 @@ export class SimLogStore implements LogStore {
 export class SimSnapshotStore implements SnapshotStore {
   readonly #store: MemorySnapshotStore;
   readonly #process: SimProcess;
+  readonly #received: () => void;
 
-  constructor(disk: SimDisk, process: SimProcess) {
+  /** `received` hears of each snapshot received whole the moment it becomes the latest stored. */
+  constructor(disk: SimDisk, process: SimProcess, received: () => void = () => {}) {
     this.#store = new MemorySnapshotStore({ durable: disk.snapshots });
     this.#process = process;
+    this.#received = received;
   }
 
   latest(options?: { signal?: AbortSignal }): Promise<StoredSnapshot | undefined> {
@@ -94,7 +97,11 @@ export class SimSnapshotStore implements SnapshotStore {
   }
 
   completePartial(options?: { signal?: AbortSignal }): Promise<StoredSnapshot> {
-    return this.#process.io(() => this.#store.completePartial(options));
+    return this.#process.io(async () => {
+      const stored = await this.#store.completePartial(options);
+      this.#received();
+      return stored;
+    });
   }
 }
 
@@ -125,7 +132,9 @@ export class SimStateMachine implements StateMachine<KvCommand, KvResult> {
     entries: readonly AppliedEntry<KvCommand>[],
     options?: { signal?: AbortSignal },
   ): Promise<(CommandResult<KvResult> | undefined)[]> {
-    return this.#process.io(async () => {
+    const process = this.#process;
+    return process.io(async () => {
+      if (process.applyStallMs > 0) await process.sleep(process.applyStallMs);
       const results = await this.#disk.stateMachine.apply(entries, options);
       this.#applied(entries);
       return results;

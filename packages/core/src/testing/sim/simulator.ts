@@ -13,7 +13,12 @@ import type { KvCommand, KvResult } from '../kv-state-machine.ts';
 import { checkOperations } from '../linearizability/checker.ts';
 import { type KvInput, type KvOutput, kvModel } from '../linearizability/kv-model.ts';
 import { type Operation, UNKNOWN_OUTCOME } from '../linearizability/operation.ts';
-import { InvariantChecker } from './invariant-checker.ts';
+import { type Figure8Cluster, Figure8Schedule } from './figure-8-schedule.ts';
+import {
+  type InstallDuringApplyCluster,
+  InstallDuringApplySchedule,
+} from './install-during-apply-schedule.ts';
+import { InvariantChecker, InvariantViolation } from './invariant-checker.ts';
 import { pickMembershipAction } from './membership-actions.ts';
 import { type MembershipPlanName, MembershipPlanRun, planServers } from './membership-plans.ts';
 import { CALM_NETWORK, type NetworkFaults, SimNetwork } from './sim-network.ts';
@@ -80,6 +85,18 @@ export interface SimulationOptions {
    * the times it is found between a joint configuration C_old,new and C_new. Default false.
    */
   readonly crashInJoint?: boolean;
+  /**
+   * Instead of random faults, five servers play the Raft paper's Figure 8 by partitions (see
+   * {@link Figure8Schedule}); no clients but the schedule's one write, a calm network and disk,
+   * one entry per AppendEntries (unless `tuning` says otherwise). Default false.
+   */
+  readonly figure8?: boolean;
+  /**
+   * Instead of random faults, three servers play {@link InstallDuringApplySchedule}: `close()`
+   * meets a follower's snapshot install while its apply loop is busy. No clients but the
+   * schedule's writes, a calm network and disk. Default false.
+   */
+  readonly installDuringApply?: boolean;
   readonly tuning?: Partial<EngineTuning>;
   /** Receives the nodes' log lines (info and above), stamped with virtual time. Default: none. */
   readonly log?: (line: string) => void;
@@ -115,6 +132,8 @@ export interface SimulationReport {
   readonly crashesInJoint: number;
   /** The voters of the final configuration, sorted. */
   readonly finalVoters: readonly NodeId[];
+  /** With `figure8` or `installDuringApply`: whether the schedule was played to its end. */
+  readonly schedulePlayed: boolean;
 }
 
 /** A simulation found a bug. `seed` replays it exactly. */
@@ -246,6 +265,8 @@ class Simulation {
   #transfers = 0;
   #crashesInJoint = 0;
   readonly #plan: MembershipPlanRun | undefined;
+  /** A scripted schedule run instead of random faults, if any. */
+  readonly #schedule: Figure8Schedule | InstallDuringApplySchedule | undefined;
 
   constructor(options: SimulationOptions) {
     const plan = typeof options.membership === 'string' ? options.membership : undefined;
@@ -258,6 +279,16 @@ class Simulation {
         `the membership plan ${plan} starts with ${planServers(plan).voters} voters; leave \`nodes\` out`,
       );
     }
+    if (options.figure8 === true && options.nodes !== undefined && options.nodes !== 5) {
+      throw new TypeError('Figure 8 is played on five servers; leave `nodes` out');
+    }
+    if (options.installDuringApply === true && options.nodes !== undefined && options.nodes !== 3) {
+      throw new TypeError(
+        'the install during apply schedule runs on three servers; leave `nodes` out',
+      );
+    }
+    const figure8 = options.figure8 === true;
+    const installDuringApply = options.installDuringApply === true;
     this.#options = {
       nodes: plan === undefined ? 3 : planServers(plan).voters,
       clients: 4,
@@ -272,6 +303,36 @@ class Simulation {
       snapshots: true,
       membership: false,
       crashInJoint: false,
+      figure8: false,
+      installDuringApply: false,
+      ...(installDuringApply
+        ? {
+            nodes: 3,
+            clients: 0,
+            faultyMs: 3_000,
+            faults: CALM_NETWORK,
+            disk: CALM_DISK,
+            partitions: false,
+            crashes: false,
+            storageFailures: false,
+            snapshots: false,
+          }
+        : {}),
+      ...(figure8
+        ? {
+            nodes: 5,
+            clients: 0,
+            faultyMs: 3_000,
+            faults: CALM_NETWORK,
+            disk: CALM_DISK,
+            partitions: false,
+            crashes: false,
+            storageFailures: false,
+            snapshots: false,
+            // One entry at a time: the old entry reaches S3 before the leader's own does.
+            tuning: { maxEntriesPerMessage: 1, maxInflightMessages: 1 },
+          }
+        : {}),
       ...options,
     };
     this.#random = seededRandom(options.seed);
@@ -281,6 +342,11 @@ class Simulation {
       plan === undefined ? (this.#options.membership ? 2 : 0) : planServers(plan).spares;
     const ids = Array.from({ length: this.#options.nodes + spares }, (_, i) => `n${i + 1}`);
     this.#plan = plan === undefined ? undefined : new MembershipPlanRun(plan, ids);
+    this.#schedule = figure8
+      ? new Figure8Schedule(this.#figure8Cluster(), { stepMs: 1_000 })
+      : installDuringApply
+        ? new InstallDuringApplySchedule(this.#installCluster(), { stepMs: 2_000 })
+        : undefined;
     this.#voters = ids.slice(0, this.#options.nodes);
     this.#servers = ids.map((id) => ({
       id,
@@ -319,11 +385,15 @@ class Simulation {
       healed = true;
       this.#heal();
     });
+    // With no client or fault due early (Figure 8), the processes would start only once the first
+    // timer ran, the heal: let them start now.
+    if (this.#schedule !== undefined) await time.settle();
     const deadline = this.#options.faultyMs + CONVERGE_MS + OPERATION_TIMEOUT_MS;
     while (await time.step()) {
       this.#events++;
       this.#throwIfFailed();
       this.#checkInvariants();
+      if (this.#faultsOn) this.#schedule?.afterEvent(time.now);
       if (time.now > deadline) break;
       if (healed && this.#quiescent()) break;
     }
@@ -349,6 +419,7 @@ class Simulation {
       transfers: this.#transfers,
       crashesInJoint: this.#crashesInJoint,
       finalVoters: [...(this.#leader()?.status().config.voters ?? [])].sort(),
+      schedulePlayed: this.#schedule?.played ?? false,
     };
   }
 
@@ -433,7 +504,9 @@ class Simulation {
       stateMachine: new SimStateMachine(server.disk, process, (entries) =>
         this.#applied(server, entries),
       ),
-      snapshotStore: new SimSnapshotStore(server.disk, process),
+      snapshotStore: new SimSnapshotStore(server.disk, process, () =>
+        this.#snapshotReceived(server, process),
+      ),
       transport: new SimTransport(server.id, process, this.#switchboard),
       clock: process.clock,
       random: seededRandom(Math.floor(this.#random.next() * 2 ** 32)),
@@ -462,6 +535,18 @@ class Simulation {
         { cause: error },
       ),
     );
+  }
+
+  /**
+   * A follower received a snapshot whole: sometimes its process is restarted gracefully (or
+   * crashes during `close()`) within a few ms, while the node installs it (a crash point between
+   * the snapshot store, the state machine's restore and the log store's record of it).
+   */
+  #snapshotReceived(server: Server, process: SimProcess): void {
+    if (!this.#options.crashes || !this.#faultsOn || this.#random.next() >= 0.3) return;
+    this.#time.at(randomInt(this.#random, 0, 10), () => {
+      if (this.#faultsOn && server.process === process) this.#gracefulRestart(server);
+    });
   }
 
   /** State Machine Safety: every entry a state machine applies is the one applied everywhere. */
@@ -526,6 +611,7 @@ class Simulation {
   #checkInvariants(): void {
     const engines: RaftEngine[] = [];
     for (const server of this.#servers) {
+      checkInstallOrder(server.disk);
       const node = this.#nodeOf(server);
       if (node === undefined) continue;
       if (node !== server.node) {
@@ -646,13 +732,16 @@ class Simulation {
     }
   }
 
-  /** `close()` (a rolling restart), sometimes crashing half-way through it; then a new process. */
-  #gracefulRestart(server: Server): void {
+  /**
+   * `close()` (a rolling restart), sometimes crashing half-way through it (unless
+   * `crashHalfway` is false); then a new process.
+   */
+  #gracefulRestart(server: Server, options: { crashHalfway?: boolean } = {}): void {
     const process = server.process;
     const supervisor = server.supervisor;
     if (process === undefined || supervisor === undefined) return;
     this.#closes++;
-    if (this.#random.next() < 0.5) {
+    if ((options.crashHalfway ?? true) && this.#random.next() < 0.5) {
       this.#time.at(randomInt(this.#random, 0, 8), () => this.#kill(server, process));
     }
     supervisor.close().then(
@@ -751,6 +840,62 @@ class Simulation {
     this.#membershipChanges++;
     leader.changeMembership(action.change, { mode: action.mode, timeoutMs: 2_000 }).catch(() => {});
     again(soon);
+  }
+
+  /** The cluster as the Figure 8 schedule drives it. */
+  #figure8Cluster(): Figure8Cluster {
+    return {
+      nodes: () =>
+        this.#servers.flatMap((s) => {
+          const node = this.#nodeOf(s);
+          return node === undefined ? [] : [engineOf(node)];
+        }),
+      partition: (groups) => {
+        this.#network.heal();
+        this.#network.partition(groups);
+        this.#partitions++;
+      },
+      heal: () => this.#network.heal(),
+      write: (id) => {
+        const supervisor = this.#servers.find((s) => s.id === id)?.supervisor;
+        if (supervisor === undefined) return;
+        const value = 'figure-8;';
+        // Whether it commits is up to the schedule: its outcome is unknown (return at infinity).
+        this.#history.push({
+          clientId: this.#clients.length + 1,
+          input: { kind: 'put', key: 'x', value },
+          call: this.now,
+          output: UNKNOWN_OUTCOME,
+          return: Number.POSITIVE_INFINITY,
+        });
+        supervisor.propose({ op: 'put', key: 'x', value }).catch(() => {});
+      },
+    };
+  }
+
+  /** The cluster as the install during apply schedule drives it. */
+  #installCluster(): InstallDuringApplyCluster {
+    const server = (id: NodeId): Server => this.#servers.find((s) => s.id === id) as Server;
+    return {
+      ...this.#figure8Cluster(),
+      snapshot: (id) => {
+        const node = this.#nodeOf(server(id));
+        node?.takeSnapshot({ retainEntries: 0 }).then(
+          (taken) => {
+            if (taken !== undefined) this.#snapshotsTaken++;
+          },
+          () => {},
+        );
+      },
+      stallApplies: (id, ms) => {
+        const process = server(id).process;
+        if (process !== undefined) process.applyStallMs = ms;
+      },
+      applied: (id) => server(id).disk.stateMachine.appliedPosition.index,
+      restartGracefully: (id, ms) => {
+        this.#time.at(ms, () => this.#gracefulRestart(server(id), { crashHalfway: false }));
+      },
+    };
   }
 
   /** The leader of the highest term among the running nodes, if any. */
@@ -1009,6 +1154,23 @@ class Simulation {
         `history of ${this.#history.length} operations: ${verdict.verdict}: ${'message' in verdict ? verdict.message : ''}`,
       );
     }
+  }
+}
+
+/**
+ * A node installs a snapshot by restoring its state machine before the log store records it
+ * (`SnapshotExchange.install`, `recoverNodeState`), and compacts its log only behind what the
+ * state machine applied: on every disk, whatever stopped its node when, the log store never
+ * starts after what the (durable) state machine holds.
+ */
+function checkInstallOrder(disk: SimDisk): void {
+  const logStart = disk.log.snapshot.index;
+  const applied = disk.stateMachine.appliedPosition.index;
+  if (logStart > applied) {
+    throw new InvariantViolation(
+      'Snapshot install order',
+      `the log store of ${disk.id} starts after index ${logStart}, but its state machine holds only up to ${applied}`,
+    );
   }
 }
 

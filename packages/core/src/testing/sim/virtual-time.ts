@@ -67,6 +67,11 @@ export class VirtualTime {
     }
   }
 
+  /** Lets every promise continuation queued so far run, without running a timer. */
+  settle(): Promise<void> {
+    return settle();
+  }
+
   /** Runs timers until virtual time reaches `until` (or none is left). */
   async runUntil(until: number): Promise<void> {
     while (this.#queue.peekTime() !== undefined && (this.#queue.peekTime() as number) <= until) {
