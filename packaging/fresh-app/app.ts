@@ -3,17 +3,22 @@
  * that gets replicated writes from tsraft. The packaging test installs the packed tarballs with
  * the oldest and the newest supported tRPC, zod, Kysely and pg into a fresh folder, typechecks
  * this file (no casts, and the types that reach the client are asserted below), then runs it: a
- * 3-node cluster on in-memory PGlite databases, written to through the client links.
+ * 3-node cluster on in-memory PGlite databases, written to through the client links, its metrics
+ * read through the OpenTelemetry API from the app's own SDK.
  */
 import { createServer } from 'node:http';
 import { PGlite } from '@electric-sql/pglite';
+import { metrics } from '@opentelemetry/api';
+import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { createTRPCClient, httpLink } from '@trpc/client';
 import { initTRPC } from '@trpc/server';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import { RaftNode } from '@tsraft/core';
 import { pickLoopbackPort } from '@tsraft/core/testing';
+import { instrumentRaftNode } from '@tsraft/opentelemetry';
 import {
   type CommandOf,
+  commandSchema,
   createPostgresStateMachine,
   defineCommand,
   domainError,
@@ -71,10 +76,7 @@ type Node = RaftNode<Command, Result>;
 function createAppRouter(node: () => Node, db: Kysely<Database>) {
   const raft = createRaftProcedures<Command, Result, ResultMap<Commands>>({
     node,
-    command: z.discriminatedUnion('name', [
-      z.object({ name: z.literal('open'), input: commands.open.input }),
-      z.object({ name: z.literal('transfer'), input: commands.transfer.input }),
-    ]),
+    command: commandSchema(commands),
   });
   const t = initTRPC.create();
   return t.router({
@@ -145,9 +147,11 @@ async function startNode(id: string, peers: Record<string, string>) {
     transport,
   });
   const started = node;
+  const instrumentation = instrumentRaftNode(started);
   return {
     node: started,
     async close() {
+      instrumentation.close();
       await started.close();
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
@@ -155,6 +159,18 @@ async function startNode(id: string, peers: Record<string, string>) {
     },
   };
 }
+
+/** The app's own SDK, read on demand (an exporter would do the same on a schedule). */
+class PullReader extends MetricReader {
+  protected override onShutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+  protected override onForceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+const reader = new PullReader();
+metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
 
 const peers: Record<string, string> = {};
 for (const id of ['n1', 'n2', 'n3']) peers[id] = `http://127.0.0.1:${await pickLoopbackPort()}`;
@@ -176,7 +192,26 @@ try {
     .mutate({ from: 'bob', to: 'alice', amount: 1000 })
     .then(() => undefined, raftErrorOf);
   const balance = await client.balance.query({ id: 'bob' });
-  console.log(JSON.stringify({ typesFlow, moved, refused: refused?.commandCode, balance }));
+  const { resourceMetrics } = await reader.collect();
+  const reported = new Set(
+    resourceMetrics.scopeMetrics.flatMap((scope) =>
+      scope.metrics.filter((m) => m.dataPoints.length > 0).map((m) => m.descriptor.name),
+    ),
+  );
+  const metricsSeen = {
+    term: reported.has('raft.term'),
+    commitIndex: reported.has('raft.commit_index'),
+    proposals: reported.has('raft.proposals'),
+  };
+  console.log(
+    JSON.stringify({
+      typesFlow,
+      moved,
+      refused: refused?.commandCode,
+      balance,
+      metrics: metricsSeen,
+    }),
+  );
 } finally {
   await Promise.all(nodes.map((node) => node.close()));
 }

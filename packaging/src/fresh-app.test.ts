@@ -11,7 +11,14 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 const freshApp = fileURLToPath(new URL('../fresh-app', import.meta.url));
 
 /** The published packages, by directory under `packages/`. */
-const PACKAGES = ['core', 'pg-storage', 'trpc-transport', 'log-compaction', 'testing'] as const;
+const PACKAGES = [
+  'core',
+  'pg-storage',
+  'trpc-transport',
+  'log-compaction',
+  'testing',
+  'opentelemetry',
+] as const;
 
 /** The peer dependencies whose supported ranges this test proves, with the packages asking. */
 const PEERS = {
@@ -21,14 +28,19 @@ const PEERS = {
   kysely: ['pg-storage'],
   pg: ['pg-storage'],
   '@electric-sql/pglite': ['pg-storage'],
+  '@opentelemetry/api': ['opentelemetry'],
 } as const;
 type Peer = keyof typeof PEERS;
 
 /**
  * The oldest supported version of each peer: the lower bound of the packages' ranges, which
- * this test checks. TypeScript 5.7.2 is the oldest tRPC 11 supports.
+ * this test checks. TypeScript 5.7.2 is the oldest tRPC 11 supports. The OpenTelemetry SDK is the
+ * app's own choice (no package of tsraft depends on it): 3.1.0 is the SDK of API 1.10.
  */
-const OLDEST: Record<Peer | 'typescript' | '@types/pg' | '@types/node', string> = {
+const OLDEST: Record<
+  Peer | 'typescript' | '@types/pg' | '@types/node' | '@opentelemetry/sdk-metrics',
+  string
+> = {
   '@trpc/server': '11.22.1',
   '@trpc/client': '11.22.1',
   zod: '4.0.0',
@@ -36,6 +48,8 @@ const OLDEST: Record<Peer | 'typescript' | '@types/pg' | '@types/node', string> 
   pg: '8.11.0',
   '@types/pg': '8.11.0',
   '@electric-sql/pglite': '0.5.0',
+  '@opentelemetry/api': '1.10.0',
+  '@opentelemetry/sdk-metrics': '3.1.0',
   typescript: '5.7.2',
   '@types/node': '22.12.0',
 };
@@ -95,7 +109,7 @@ describe('the packed tarballs in a fresh app', () => {
     return () => packed[Symbol.asyncDispose]();
   });
 
-  it('declare tRPC, zod, Kysely, pg and PGlite as peers whose lower bounds are the oldest versions tested', async () => {
+  it('declare tRPC, zod, Kysely, pg, PGlite and the OpenTelemetry API as peers whose lower bounds are the oldest versions tested', async () => {
     for (const [peer, dirs] of Object.entries(PEERS)) {
       for (const dir of dirs) {
         const manifest = await packageJson(dir);
@@ -117,7 +131,7 @@ describe('the packed tarballs in a fresh app', () => {
   });
 
   for (const row of ['oldest', 'newest'] as const) {
-    it(`typecheck and run on the ${row} supported tRPC, zod, Kysely and pg`, async () => {
+    it(`typecheck and run on the ${row} supported tRPC, zod, Kysely, pg and OpenTelemetry API`, async () => {
       const versions = row === 'oldest' ? OLDEST : await newest();
       await using app = await tempDir(`tsraft-fresh-app-${row}-`);
       await cp(freshApp, app.path, { recursive: true });
@@ -160,6 +174,7 @@ describe('the packed tarballs in a fresh app', () => {
         moved: { from: 70, to: 30 },
         refused: 'insufficient_funds',
         balance: 30,
+        metrics: { term: true, commitIndex: true, proposals: true },
       });
     });
   }

@@ -16,7 +16,13 @@ export interface NemesisClusterOptions {
   readonly postgres: PostgresProvider | 'pglite';
   /** Folder of the run: the nodes' logs go to `nodes/<id>.log`, PGlite data to `pglite/<id>`. */
   readonly outDir: string;
-  /** Milliseconds per engine tick of the nodes. Default 15. */
+  /**
+   * Milliseconds per engine tick of the nodes. Default 15, on purpose below the product default
+   * (100 ms, core README "Timing"): a fault suite wants many leader changes per minute of run, and
+   * its rounds (500 ms of calm around each fault) are sized for failovers of 150-300 ms, not
+   * 1-2 s. On a loaded machine this timing also costs spurious elections, which a nemesis run
+   * tolerates (they are more faults). Set 100 to check the shipped timing.
+   */
   readonly tickMs?: number;
   /** Called with every JSON line a node prints. */
   readonly onLine?: (line: NodeLine) => void;

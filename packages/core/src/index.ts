@@ -66,6 +66,7 @@ export {
 export type { LogStore, LogStoreState, LogWrite } from './log-store.ts';
 export { type LogFn, type Logger, noopLogger } from './logger.ts';
 export type * from './message.ts';
+export { type NodeIdentity, validateNodeIdentity } from './node-identity.ts';
 export { type RandomSource, randomInt, seededRandom } from './random.ts';
 export * from './runtime/index.ts';
 export type { PartialSnapshot, SnapshotStore, StoredSnapshot } from './snapshot-store.ts';
@@ -77,6 +78,7 @@ export type {
 } from './state-machine.ts';
 export type {
   PeerHandler,
+  PeerIdentity,
   PeerRequest,
   PeerResponse,
   SnapshotChunk,

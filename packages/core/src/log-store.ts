@@ -1,5 +1,6 @@
 import type { HardState } from './hard-state.ts';
 import type { LogEntry, LogPosition } from './log-entry.ts';
+import type { NodeIdentity } from './node-identity.ts';
 
 /**
  * One atomic write to the log store. Its parts take effect in this order, all or nothing:
@@ -9,12 +10,14 @@ import type { LogEntry, LogPosition } from './log-entry.ts';
  * 2. `truncateFrom`: entries at this index and above are discarded (a conflicting suffix).
  * 3. `entries`: appended; they are contiguous and start right after the last remaining entry.
  * 4. `hardState`: replaces the saved hard state.
+ * 5. `identity`: replaces the saved node identity (see {@link NodeIdentity}).
  */
 export interface LogWrite {
   readonly snapshot?: LogPosition;
   readonly truncateFrom?: number;
   readonly entries?: readonly LogEntry[];
   readonly hardState?: HardState;
+  readonly identity?: NodeIdentity;
 }
 
 /** What a log store holds when a node starts. */
@@ -24,10 +27,15 @@ export interface LogStoreState {
   readonly snapshot: LogPosition;
   /** Index of the last entry held, or `snapshot.index` when the log is empty. */
   readonly lastIndex: number;
+  /**
+   * The node identity last persisted; absent from a store never given one (a new store, or one
+   * written by a version before identities: the node then makes one and persists it).
+   */
+  readonly identity?: NodeIdentity;
 }
 
 /**
- * Durable storage for a node's Raft log and hard state.
+ * Durable storage for a node's Raft log, hard state and identity.
  *
  * Contract:
  * - When a promise returned by `persist` resolves, the write is durable: it survives a crash of
@@ -39,6 +47,9 @@ export interface LogStoreState {
  *   persisted, byte for byte.
  * - Entries handed to `persist` are immutable; the store may keep references to them.
  * - Every failure rejects with an error whose `cause` keeps the underlying error.
+ * - The identity lives and dies with the rest of the store: it must be lost exactly when the
+ *   hard state and the log are (never kept somewhere that outlives them, such as a config file),
+ *   else a node whose state vanished would not be recognized.
  */
 export interface LogStore {
   /** Reads the state a node starts from. */

@@ -18,7 +18,25 @@ export interface SnapshotChunk {
 }
 
 /**
- * A request from one node to another.
+ * Who sends a request or a `raft` response, checked by the receiver before anything else (core
+ * README, "Node identity"). Absent from requests of a version before identities, which are then
+ * not checked: messages are wire-compatible only within one version of tsraft.
+ */
+export interface PeerIdentity {
+  /** The sender's cluster id, or null while it knows none. */
+  readonly clusterId: string | null;
+  /** The sender's incarnation: made when its storage was first initialized. */
+  readonly incarnation: string;
+  /** The incarnation the sender knows for the receiver, or null when it knows none. */
+  readonly receiverIncarnation: string | null;
+  /** From a leader: the incarnation it knows for each member, which followers learn from it. */
+  readonly members?: Readonly<Record<NodeId, string>>;
+  /** With `members`: the index of the latest configuration the leader applied to them. */
+  readonly membersAsOf?: number;
+}
+
+/**
+ * A request from one node to another; `identity` says who sends it (see {@link PeerIdentity}).
  * - `raft`: protocol messages. With `reply`, the peer answers with the messages it has for the
  *   sender once it has carried out its reaction to these (persisted first, as always), in a `raft`
  *   response; without, it answers `ack` at once and its answers travel later in requests of its own.
@@ -26,19 +44,32 @@ export interface SnapshotChunk {
  * - `snapshot`: a leader sends one piece of a snapshot; the follower answers `snapshot-progress`.
  */
 export type PeerRequest =
-  | { readonly type: 'raft'; readonly messages: readonly Message[]; readonly reply?: boolean }
-  | { readonly type: 'propose'; readonly envelope: Uint8Array }
+  | {
+      readonly type: 'raft';
+      readonly messages: readonly Message[];
+      readonly reply?: boolean;
+      readonly identity?: PeerIdentity;
+    }
+  | { readonly type: 'propose'; readonly envelope: Uint8Array; readonly identity?: PeerIdentity }
   | {
       readonly type: 'snapshot';
       readonly message: Message & { type: 'snapshot' };
       readonly chunk: SnapshotChunk;
+      readonly identity?: PeerIdentity;
     };
 
 /** The answer to a {@link PeerRequest}. */
 export type PeerResponse =
   | { readonly type: 'ack' }
-  /** To a `raft` request with `reply`: the peer's messages for the sender, maybe none. */
-  | { readonly type: 'raft'; readonly messages: readonly Message[] }
+  /**
+   * To a `raft` request with `reply`: the peer's messages for the sender, maybe none, and who
+   * answers (checked as a request's identity is).
+   */
+  | {
+      readonly type: 'raft';
+      readonly messages: readonly Message[];
+      readonly identity?: PeerIdentity;
+    }
   /**
    * To a `snapshot` piece: how many of the snapshot's first bytes the follower holds (it
    * sends the next piece from there). `received === size` once the follower has the whole and has
@@ -55,10 +86,13 @@ export type PeerResponse =
       readonly index: number;
       readonly term: number;
     }
-  /** The peer refused: not the leader (with a hint), backpressure, or another typed reason. */
+  /**
+   * The peer refused: not the leader (with a hint), backpressure, or another typed reason;
+   * `refused`: the sender's identity (another cluster, or a member that lost its durable state).
+   */
   | {
       readonly type: 'rejected';
-      readonly reason: 'not-leader' | 'backpressure' | 'dropped' | 'closed' | 'timeout';
+      readonly reason: 'not-leader' | 'backpressure' | 'dropped' | 'closed' | 'timeout' | 'refused';
       readonly leaderHint?: NodeId | null;
       readonly message: string;
     };

@@ -231,5 +231,14 @@ function raftMigrations(schema: string): Record<string, Migration> {
         await sql`alter table ${t.clientResult} add column command_digest text`.execute(db);
       },
     },
+    '0006_node_identity': {
+      async up(db: AnyKysely): Promise<void> {
+        // The node's durable identity (cluster id, incarnation, the incarnations it knows of its
+        // peers), in the row of the hard state: written in the same transactions, lost with it.
+        // Null in a database migrated from before: the node makes an incarnation at its next
+        // start (core README, "Node identity", on upgrading).
+        await sql`alter table ${t.hardState} add column identity jsonb`.execute(db);
+      },
+    },
   };
 }

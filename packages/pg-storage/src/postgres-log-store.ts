@@ -6,7 +6,9 @@ import {
   type LogStore,
   type LogStoreState,
   type LogWrite,
+  type NodeIdentity,
   StorageError,
+  validateNodeIdentity,
 } from '@tsraft/core';
 import { sql } from 'kysely';
 import type { AnyKysely } from './any-kysely.ts';
@@ -100,7 +102,7 @@ export class PostgresLogStore implements LogStore {
     return this.#read('load', options?.signal, async () => {
       const t = this.#tables;
       const { rows } = await sql<Record<string, unknown>>`
-        select h.term, h.voted_for, h.commit_index, m.snapshot_index, m.snapshot_term,
+        select h.term, h.voted_for, h.commit_index, h.identity, m.snapshot_index, m.snapshot_term,
           (select max(index) from ${t.logEntry}) as last_index
         from ${t.hardState} h cross join ${t.logMeta} m
       `.execute(this.#db);
@@ -118,6 +120,9 @@ export class PostgresLogStore implements LogStore {
           term: toSafeInteger(row.snapshot_term, 'log_meta.snapshot_term'),
         },
         lastIndex: toSafeIntegerOrNull(row.last_index, 'max(log_entry.index)') ?? snapshotIndex,
+        ...(row.identity === null || row.identity === undefined
+          ? {}
+          : { identity: toNodeIdentity(row.identity) }),
       };
     });
   }
@@ -185,7 +190,12 @@ export class PostgresLogStore implements LogStore {
     await this.#write('persist', signal, async () => {
       const t = this.#tables;
       const batches = [...insertBatches(appended)];
-      if (write.snapshot === undefined && write.truncateFrom === undefined && batches.length <= 1) {
+      if (
+        write.snapshot === undefined &&
+        write.truncateFrom === undefined &&
+        write.identity === undefined &&
+        batches.length <= 1
+      ) {
         await this.#append(appended, write.hardState);
         return;
       }
@@ -258,6 +268,13 @@ export class PostgresLogStore implements LogStore {
           await sql`
             update ${t.hardState}
             set term = ${hard.term}, voted_for = ${hard.votedFor}, commit_index = ${hard.commitIndex}
+          `.execute(trx);
+        }
+        // 5. The node identity, in the same row.
+        if (write.identity !== undefined) {
+          signal?.throwIfAborted();
+          await sql`
+            update ${t.hardState} set identity = ${JSON.stringify(write.identity)}::jsonb
           `.execute(trx);
         }
         signal?.throwIfAborted();
@@ -399,7 +416,10 @@ export class PostgresLogStore implements LogStore {
   }
 }
 
-/** Checks what can be checked without the database; throws a `RangeError` on a caller's bug. */
+/**
+ * Checks what can be checked without the database; throws a `RangeError` (a `TypeError` for a
+ * malformed identity) on a caller's bug.
+ */
 function validateWrite(write: LogWrite, appended: readonly LogEntry[]): void {
   if (write.snapshot !== undefined) {
     assertPosition(write.snapshot.index, 'snapshot index');
@@ -427,6 +447,19 @@ function validateWrite(write: LogWrite, appended: readonly LogEntry[]): void {
   if (hard !== undefined) {
     assertPosition(hard.term, 'hard state term');
     assertPosition(hard.commitIndex, 'hard state commit index');
+  }
+  if (write.identity !== undefined) validateNodeIdentity(write.identity);
+}
+
+/** The node identity read back from `hard_state.identity` (jsonb: an object, or JSON text). */
+function toNodeIdentity(value: unknown): NodeIdentity {
+  try {
+    return validateNodeIdentity(typeof value === 'string' ? JSON.parse(value) : value);
+  } catch (error) {
+    throw new StorageError(
+      `hard_state.identity is malformed: the Raft schema was altered outside @tsraft/pg-storage (${String(error)})`,
+      { cause: error },
+    );
   }
 }
 

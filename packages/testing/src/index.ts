@@ -40,5 +40,6 @@ export {
   type TestClusterMember,
   type TestClusterOptions,
   type TestRaftNode,
+  type TestRaftSupervisor,
 } from './test-cluster.ts';
 export { testClusterFixture } from './test-cluster-fixture.ts';

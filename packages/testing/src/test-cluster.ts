@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type AnyTRPCRouter, initTRPC } from '@trpc/server';
 import {
   type Logger,
@@ -6,6 +7,8 @@ import {
   RaftNode,
   type RaftNodeOptions,
   type RaftNodeStatus,
+  RaftSupervisor,
+  type RaftSupervisorOptions,
 } from '@tsraft/core';
 import { pickLoopbackPort } from '@tsraft/core/testing';
 import {
@@ -32,10 +35,17 @@ import { TcpProxy } from './tcp-proxy.ts';
 /** The `RaftNode` a test cluster runs for the commands `C`. */
 export type TestRaftNode<C extends CommandMap> = RaftNode<CommandOf<C>, ResultOf<C>>;
 
+/** The `RaftSupervisor` of a node of a supervised test cluster ({@link TestClusterOptions.supervise}). */
+export type TestRaftSupervisor<C extends CommandMap> = RaftSupervisor<CommandOf<C>, ResultOf<C>>;
+
 /** What the app factory of {@link TestClusterOptions.app} is given, once per node start. */
 export interface TestAppContext<C extends CommandMap, DB> {
   readonly id: NodeId;
-  /** The node's running `RaftNode`; throws while it is not started (as a real app's lookup would). */
+  /**
+   * The node's running `RaftNode`; throws while it is not started (as a real app's lookup would),
+   * and in a supervised cluster `NodeRecoveringError` while its supervisor reopens it (the
+   * supervisor's `runningNode()`).
+   */
   readonly node: () => TestRaftNode<C>;
   /** The node's own database. */
   readonly db: Kysely<DB>;
@@ -74,6 +84,13 @@ export interface TestClusterOptions<C extends CommandMap, DB, TRouter extends An
   readonly provider?: PostgresProvider;
   /** Extra `RaftNode.start` options of every node (tick, election tuning, logger). Default: none. */
   readonly node?: Pick<RaftNodeOptions<CommandOf<C>, ResultOf<C>>, 'tickMs' | 'tuning' | 'logger'>;
+  /**
+   * Run each node under a `RaftSupervisor`, as a deployed node runs (the guide's `node.ts`): a
+   * node that stops on a fatal error (its Postgres failed under it) is opened again on its
+   * database, with a new transport, by its supervisor, with `backoff` between tries. Default:
+   * unsupervised, a fatal error stops the node until {@link TestCluster.restart}.
+   */
+  readonly supervise?: Pick<RaftSupervisorOptions<CommandOf<C>, ResultOf<C>>, 'backoff'>;
   /** Aborts the start; whatever started is disposed before the promise rejects. */
   readonly signal?: AbortSignal;
 }
@@ -87,15 +104,22 @@ export interface TestClusterMember<C extends CommandMap, DB> {
   readonly db: Kysely<DB>;
   /** The URL of the node's tRPC app, e.g. for `httpLink({ url })` or `raftFailoverLink`'s `nodes`. */
   readonly appUrl: string;
-  /** The running `RaftNode`, or `undefined` while the node is killed. */
+  /**
+   * The running `RaftNode`, or `undefined` while the node is killed (or, supervised, while its
+   * supervisor reopens it).
+   */
   readonly node: TestRaftNode<C> | undefined;
+  /** The node's supervisor in a supervised cluster (its events, its status), while it runs. */
+  readonly supervisor: TestRaftSupervisor<C> | undefined;
 }
 
 /** How long the waiting helpers wait by default. */
 const DEFAULT_TIMEOUT_MS = 15_000;
 
 interface Member<C extends CommandMap, DB> extends TestClusterMember<C, DB> {
-  node: TestRaftNode<C> | undefined;
+  /** The node of an unsupervised cluster. */
+  plain: TestRaftNode<C> | undefined;
+  supervisor: TestRaftSupervisor<C> | undefined;
   http: RaftHttpServer | undefined;
   readonly port: number;
   readonly pool: pg.Pool;
@@ -345,7 +369,11 @@ export class TestCluster<C extends CommandMap, DB, TRouter extends AnyTRPCRouter
         pool,
         port,
         appUrl: `http://127.0.0.1:${port}/trpc`,
-        node: undefined,
+        plain: undefined,
+        supervisor: undefined,
+        get node() {
+          return this.supervisor === undefined ? this.plain : this.supervisor.node;
+        },
         http: undefined,
       };
       this.#members.set(id, member);
@@ -364,40 +392,42 @@ export class TestCluster<C extends CommandMap, DB, TRouter extends AnyTRPCRouter
           : `http://127.0.0.1:${this.#links.get(`${id}->${peer}`)?.port}`,
       ]),
     );
-    const transport = createTrpcTransport({
-      nodeId: id,
-      peers,
-      secret: this.secret,
-      listen: false,
-    });
+    const newTransport = () =>
+      createTrpcTransport({ nodeId: id, peers, secret: this.secret, listen: false });
+    // A supervised node gets a new transport per incarnation; the server serves the current one.
+    let transport = newTransport();
     const node = (): TestRaftNode<C> => {
-      if (member.node === undefined) throw new Error(`node ${id} is not running`);
-      return member.node;
+      if (member.supervisor !== undefined) return member.supervisor.runningNode();
+      if (member.plain === undefined) throw new Error(`node ${id} is not running`);
+      return member.plain;
     };
     const app = this.#options.app?.({ id, node, db });
+    const peerEndpoint = {
+      handle: (req: IncomingMessage, res: ServerResponse) => transport.handle(req, res),
+    };
     const http =
       app === undefined
         ? // No app: the peer endpoint answers, `/trpc` has no procedures.
           createRaftHttpServer({
             router: initTRPC.create().router({}),
             basePath: '/trpc',
-            transport,
+            transport: peerEndpoint,
           })
-        : createRaftHttpServer<TRouter>({ ...app, basePath: '/trpc', transport });
+        : createRaftHttpServer<TRouter>({ ...app, basePath: '/trpc', transport: peerEndpoint });
     await http.listen({ host: '127.0.0.1', port });
     member.http = http;
-    try {
+    const open = async (signal?: AbortSignal) => {
       const stateMachine = await createPostgresStateMachine({
         db,
         commands: this.#options.commands,
         tables: this.#options.tables,
       });
-      member.node = await RaftNode.start<CommandOf<C>, ResultOf<C>>({
+      const options: RaftNodeOptions<CommandOf<C>, ResultOf<C>> = {
         ...this.#options.node,
         id,
         config: { voters: [...this.ids] },
-        logStore: await PostgresLogStore.open({ db }),
-        snapshotStore: await PostgresSnapshotStore.open({ db }),
+        logStore: await PostgresLogStore.open({ db, ...(signal ? { signal } : {}) }),
+        snapshotStore: await PostgresSnapshotStore.open({ db, ...(signal ? { signal } : {}) }),
         stateMachine: stateMachine as unknown as RaftNodeOptions<
           CommandOf<C>,
           ResultOf<C>
@@ -406,7 +436,25 @@ export class TestCluster<C extends CommandMap, DB, TRouter extends AnyTRPCRouter
         ...(this.#options.node?.logger === undefined
           ? {}
           : { logger: this.#options.node.logger as Logger }),
-      });
+      };
+      return options;
+    };
+    try {
+      const supervise = this.#options.supervise;
+      if (supervise === undefined) {
+        member.plain = await RaftNode.start<CommandOf<C>, ResultOf<C>>(await open());
+      } else {
+        member.supervisor = await RaftSupervisor.start<CommandOf<C>, ResultOf<C>>({
+          ...supervise,
+          ...(this.#options.node?.logger === undefined
+            ? {}
+            : { logger: this.#options.node.logger as Logger }),
+          open: async ({ incarnation, signal }) => {
+            if (incarnation > 1) transport = newTransport();
+            return await open(signal);
+          },
+        });
+      }
     } catch (error) {
       await http.close();
       member.http = undefined;
@@ -415,11 +463,13 @@ export class TestCluster<C extends CommandMap, DB, TRouter extends AnyTRPCRouter
   }
 
   async #stopNode(member: Member<C, DB>): Promise<void> {
-    const { node, http } = member;
-    member.node = undefined;
+    const { plain, supervisor, http } = member;
+    member.plain = undefined;
+    member.supervisor = undefined;
     member.http = undefined;
     if (http !== undefined) await http.close();
-    await node?.close();
+    await plain?.close();
+    await supervisor?.close();
   }
 
   #member(id: NodeId): Member<C, DB> {
@@ -455,7 +505,9 @@ export class TestCluster<C extends CommandMap, DB, TRouter extends AnyTRPCRouter
   #describe(): string {
     return [...this.#members.values()]
       .map((m) => {
-        if (m.node === undefined) return `${m.id} down`;
+        if (m.node === undefined) {
+          return m.supervisor === undefined ? `${m.id} down` : `${m.id} recovering`;
+        }
         const s: RaftNodeStatus = m.node.status();
         return `${m.id} ${s.role} term ${s.term} commit ${s.commitIndex} applied ${s.appliedIndex}`;
       })

@@ -49,17 +49,33 @@ function checkAddressing(ctx: PeerContext, message: Message): void {
 const router = t.router({
   raft: t.procedure.input(raftInput).mutation(({ ctx, input, signal }) => {
     for (const message of input.messages) checkAddressing(ctx, message);
-    const request: PeerRequest = { type: 'raft', messages: input.messages };
-    return serve(ctx, input.reply === true ? { ...request, reply: true } : request, signal);
+    const request: PeerRequest = {
+      type: 'raft',
+      messages: input.messages,
+      ...(input.reply === true ? { reply: true } : {}),
+      ...(input.identity === undefined ? {} : { identity: input.identity }),
+    };
+    return serve(ctx, request, signal);
   }),
-  propose: t.procedure
-    .input(proposeInput)
-    .mutation(({ ctx, input, signal }) =>
-      serve(ctx, { type: 'propose', envelope: input.envelope }, signal),
+  propose: t.procedure.input(proposeInput).mutation(({ ctx, input, signal }) =>
+    serve(
+      ctx,
+      {
+        type: 'propose',
+        envelope: input.envelope,
+        ...(input.identity === undefined ? {} : { identity: input.identity }),
+      },
+      signal,
     ),
+  ),
   snapshot: t.procedure.input(snapshotInput).mutation(({ ctx, input, signal }) => {
     checkAddressing(ctx, input.message);
-    return serve(ctx, { type: 'snapshot', message: input.message, chunk: input.chunk }, signal);
+    const { message, chunk, identity } = input;
+    return serve(
+      ctx,
+      { type: 'snapshot', message, chunk, ...(identity === undefined ? {} : { identity }) },
+      signal,
+    );
   }),
 });
 

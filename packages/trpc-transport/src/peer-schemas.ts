@@ -1,4 +1,4 @@
-import type { Message, PeerResponse, SnapshotChunk } from '@tsraft/core';
+import type { Message, PeerIdentity, PeerResponse, SnapshotChunk } from '@tsraft/core';
 import { z } from 'zod';
 import { wireBytes } from './peer-wire.ts';
 
@@ -16,6 +16,18 @@ const count = z.int().min(0);
 const bytes = wireBytes;
 
 const addressing = { from: nodeId, to: nodeId, term: count };
+
+/** Cluster ids and incarnations: opaque strings. */
+const identityString = z.string().min(1).max(256);
+
+/** Who sends a request or a `raft` answer (`PeerIdentity`); the node checks it. */
+const peerIdentity: z.ZodType<PeerIdentity, unknown> = z.object({
+  clusterId: identityString.nullable(),
+  incarnation: identityString,
+  receiverIncarnation: identityString.nullable(),
+  members: z.record(nodeId, identityString).optional(),
+  membersAsOf: count.optional(),
+});
 
 const logEntry = z.object({
   index: z.int().min(1),
@@ -91,15 +103,18 @@ const message = z.discriminatedUnion('type', [
  * Input of the `raft` procedure: a batch of protocol messages, and whether the sender takes the
  * peer's answers in the response.
  */
-export const raftInput: z.ZodType<{ messages: Message[]; reply?: boolean }, unknown> = z.object({
+export const raftInput: z.ZodType<
+  { messages: Message[]; reply?: boolean; identity?: PeerIdentity },
+  unknown
+> = z.object({
   messages: z.array(message),
   reply: z.boolean().optional(),
+  identity: peerIdentity.optional(),
 });
 
 /** Input of the `propose` procedure: an encoded command envelope a follower forwards. */
-export const proposeInput: z.ZodType<{ envelope: Uint8Array }, unknown> = z.object({
-  envelope: bytes,
-});
+export const proposeInput: z.ZodType<{ envelope: Uint8Array; identity?: PeerIdentity }, unknown> =
+  z.object({ envelope: bytes, identity: peerIdentity.optional() });
 
 /**
  * Input of the `snapshot` procedure: an InstallSnapshot message and one piece of its bytes, as
@@ -107,10 +122,11 @@ export const proposeInput: z.ZodType<{ envelope: Uint8Array }, unknown> = z.obje
  * already a `Uint8Array`.
  */
 export const snapshotInput: z.ZodType<
-  { message: Message & { type: 'snapshot' }; chunk: SnapshotChunk },
+  { message: Message & { type: 'snapshot' }; chunk: SnapshotChunk; identity?: PeerIdentity },
   unknown
 > = z.object({
   message: installSnapshot,
+  identity: peerIdentity.optional(),
   chunk: z.object({
     size: count,
     sha256: z.string().regex(/^[0-9a-f]{64}$/, 'a SHA-256 in lower-case hex'),
@@ -123,7 +139,11 @@ export const snapshotInput: z.ZodType<
 /** What a peer may answer; the client checks every answer against it. */
 export const peerResponse: z.ZodType<PeerResponse, unknown> = z.discriminatedUnion('type', [
   z.object({ type: z.literal('ack') }),
-  z.object({ type: z.literal('raft'), messages: z.array(message) }),
+  z.object({
+    type: z.literal('raft'),
+    messages: z.array(message),
+    identity: peerIdentity.optional(),
+  }),
   z.object({
     type: z.literal('proposed'),
     result: bytes,
@@ -133,7 +153,7 @@ export const peerResponse: z.ZodType<PeerResponse, unknown> = z.discriminatedUni
   z.object({ type: z.literal('snapshot-progress'), received: count }),
   z.object({
     type: z.literal('rejected'),
-    reason: z.enum(['not-leader', 'backpressure', 'dropped', 'closed', 'timeout']),
+    reason: z.enum(['not-leader', 'backpressure', 'dropped', 'closed', 'timeout', 'refused']),
     leaderHint: nodeId.nullable().optional(),
     message: z.string(),
   }),

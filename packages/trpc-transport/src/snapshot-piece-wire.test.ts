@@ -46,6 +46,13 @@ describe('snapshot pieces on the peer wire', () => {
     expect(snapshotInput.parse(decodeSnapshotPiece(encoded))).toEqual(input);
   });
 
+  it("carry the sender's node identity in the head", () => {
+    const identity = { clusterId: 'alpha', incarnation: 'i1', receiverIncarnation: 'i2' };
+    const request = { ...piece(randomBytes(10)), identity };
+    const { type: _type, ...input } = request;
+    expect(snapshotInput.parse(decodeSnapshotPiece(body(request)))).toEqual(input);
+  });
+
   it('carry an empty piece (the probe that asks what the follower holds)', () => {
     const decoded = snapshotInput.parse(decodeSnapshotPiece(body(piece(new Uint8Array(0)))));
     expect(decoded.chunk.data.byteLength).toBe(0);

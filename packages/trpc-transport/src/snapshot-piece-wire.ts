@@ -8,7 +8,8 @@ import type { PeerRequest } from '@tsraft/core';
  *
  * ```text
  * u32, big-endian   bytes of the head
- * head              UTF-8 JSON: { "message": <InstallSnapshot>, "chunk": { size, sha256, offset, crc32 } }
+ * head              UTF-8 JSON: { "message": <InstallSnapshot>, "chunk": { size, sha256, offset, crc32 },
+ *                   "identity"?: <PeerIdentity> }
  * data              the piece's bytes, to the end of the body
  * ```
  *
@@ -28,7 +29,11 @@ export function encodeSnapshotPiece(
   request: PeerRequest & { type: 'snapshot' },
 ): readonly Uint8Array[] {
   const { data, ...chunk } = request.chunk;
-  const head = Buffer.from(JSON.stringify({ message: request.message, chunk }), 'utf8');
+  const { message, identity } = request;
+  const head = Buffer.from(
+    JSON.stringify({ message, chunk, ...(identity === undefined ? {} : { identity }) }),
+    'utf8',
+  );
   const prefixed = Buffer.allocUnsafe(PREFIX_BYTES + head.byteLength);
   prefixed.writeUInt32BE(head.byteLength, 0);
   head.copy(prefixed, PREFIX_BYTES);

@@ -1,7 +1,7 @@
 import { Buffer } from 'node:buffer';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { LogEntry, Message, PeerRequest, SnapshotChunk } from '@tsraft/core';
+import type { LogEntry, Message, PeerIdentity, PeerRequest, SnapshotChunk } from '@tsraft/core';
 import { pickLoopbackPort } from '@tsraft/core/testing';
 import { describe, expect, it } from 'vitest';
 import { randomBytes, SECRET, TestPeers } from './test-peers.test-helpers.ts';
@@ -114,6 +114,52 @@ describe('TrpcTransport over real HTTP on 127.0.0.1', () => {
     expect(peers.received.map((r) => (r.request as { reply?: boolean }).reply)).toEqual([
       true,
       undefined,
+    ]);
+  });
+
+  it('carries the node identities of every request and of a raft answer, and a refusal of one, across the wire', async () => {
+    const sent: PeerIdentity = {
+      clusterId: 'alpha',
+      incarnation: 'inc-1',
+      receiverIncarnation: 'inc-2',
+      members: { n2: 'inc-2', n3: 'inc-3' },
+      membersAsOf: 12,
+    };
+    const answered: PeerIdentity = {
+      clusterId: null,
+      incarnation: 'inc-2',
+      receiverIncarnation: null,
+    };
+    await using peers = await TestPeers.start({
+      answer: async (_from, request) => {
+        if (request.type === 'propose') {
+          return { type: 'rejected', reason: 'refused', message: 'node n1 lost its durable state' };
+        }
+        return { type: 'raft', messages: [], identity: answered };
+      },
+    });
+    const n1 = peers.transport('n1');
+    await expect(
+      n1.request(
+        'n2',
+        { type: 'raft', messages: [append([])], reply: true, identity: sent },
+        timeout(10_000),
+      ),
+    ).resolves.toEqual({ type: 'raft', messages: [], identity: answered });
+    await expect(
+      n1.request(
+        'n2',
+        { type: 'propose', envelope: new Uint8Array([1]), identity: sent },
+        timeout(10_000),
+      ),
+    ).resolves.toEqual({
+      type: 'rejected',
+      reason: 'refused',
+      message: 'node n1 lost its durable state',
+    });
+    expect(peers.received.map((r) => (r.request as { identity?: PeerIdentity }).identity)).toEqual([
+      sent,
+      sent,
     ]);
   });
 

@@ -60,6 +60,7 @@ const peers = JSON.parse(required('TSRAFT_PEERS')) as Record<NodeId, string>;
 const secret = required('TSRAFT_SECRET');
 const databaseUrl = process.env.TSRAFT_DATABASE_URL;
 const pgliteDir = process.env.TSRAFT_PGLITE_DIR;
+/** Below the product default on purpose: see `NemesisClusterOptions.tickMs`. */
 const tickMs = Number(process.env.TSRAFT_TICK_MS ?? 15);
 const self = peers[id];
 if (self === undefined) throw new Error(`TSRAFT_PEERS does not list this node "${id}"`);

@@ -8,7 +8,12 @@
  */
 export class LeaderLease {
   readonly #leaseTicks: number;
-  /** Round -> the tick it was broadcast at, for rounds not yet superseded by a confirmed one. */
+  /**
+   * Round -> the tick it was broadcast at, for rounds not yet superseded by a confirmed one. Rounds
+   * are recorded in ascending order with ticks that never go back, so the Map's insertion order is
+   * oldest first and pruning stops at the first entry it keeps: each round costs O(1) amortized,
+   * however many rounds a lease spans (thousands per second under ReadIndex load).
+   */
   #sentAt = new Map<number, number>();
 
   constructor(options: { electionTicks: number; maxClockDrift: number }) {
@@ -24,7 +29,8 @@ export class LeaderLease {
   /** Records that `round` left at `tick`; rounds too old to give a lease any more are dropped. */
   roundSent(round: number, tick: number): void {
     for (const [old, sent] of this.#sentAt) {
-      if (tick - sent > this.#leaseTicks) this.#sentAt.delete(old);
+      if (tick - sent <= this.#leaseTicks) break;
+      this.#sentAt.delete(old);
     }
     this.#sentAt.set(round, tick);
   }
@@ -32,7 +38,8 @@ export class LeaderLease {
   /** Whether the lease that `confirmedRound` gives still holds at tick `now`. */
   holds(confirmedRound: number, now: number): boolean {
     for (const round of this.#sentAt.keys()) {
-      if (round < confirmedRound) this.#sentAt.delete(round);
+      if (round >= confirmedRound) break;
+      this.#sentAt.delete(round);
     }
     const sent = this.#sentAt.get(confirmedRound);
     return sent !== undefined && now - sent <= this.#leaseTicks;

@@ -1,5 +1,6 @@
 export { type CancelTimer, type Clock, realClock } from './clock.ts';
 export { type CommandCodec, type CommandEnvelope, jsonCodec } from './command-codec.ts';
+export type { IdentityRefusal } from './identity-gate.ts';
 export type { TransferLeadershipOptions } from './leadership-transfers.ts';
 export type {
   AddLearnerOptions,

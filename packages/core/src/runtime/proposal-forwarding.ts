@@ -167,6 +167,11 @@ function rejectionError(response: PeerResponse & { type: 'rejected' }, leader: N
         `the leader ${leader} timed out on the proposal; its outcome is unknown (a retry is safe with a client session)`,
         { retryable: true },
       );
+    case 'refused':
+      // Never applied: the leader refused this node's identity before anything else.
+      return new RaftError(`the leader ${leader} refused this node: ${response.message}`, {
+        retryable: false,
+      });
   }
 }
 

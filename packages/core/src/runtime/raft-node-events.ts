@@ -2,6 +2,7 @@ import type { ClusterConfig } from '../configuration.ts';
 import type { FollowerLostEntries } from '../engine/engine-options.ts';
 import type { Role } from '../engine/ready.ts';
 import type { NodeId } from '../log-entry.ts';
+import type { IdentityRefusal } from './identity-gate.ts';
 
 /** The events a {@link RaftNode} emits, with their arguments. */
 export interface RaftNodeEvents {
@@ -103,6 +104,21 @@ export interface RaftNodeEvents {
    * and term.
    */
   'follower-lost-entries': [event: FollowerLostEntries];
+  /**
+   * A peer's identity was refused (core README, "Node identity"), by this node (`reason`:
+   * `other-cluster`, `peer-lost-state` when the peer came back with a new incarnation,
+   * `lost-state` when the peer knows this node under an old one, `retired` for an incarnation
+   * the peer had before it was removed) or by the peer
+   * (`refused-by-peer`). `message` says what to do (remove the node that lost its state and add
+   * it again). Logged at `error`; once per peer, reason and pair of incarnations.
+   */
+  'identity-refused': [
+    event: {
+      readonly peer: NodeId;
+      readonly reason: IdentityRefusal | 'refused-by-peer';
+      readonly message: string;
+    },
+  ];
   /** The node stopped on a fatal error (storage failure, broken invariant). Emitted once. */
   fatal: [event: { readonly error: Error }];
 }

@@ -19,7 +19,17 @@ export interface RaftNodeOptions<Command, Result> {
    * the configuration recorded with the snapshot instead.
    */
   readonly config: ClusterConfig;
-  /** Durable Raft log and hard state. */
+  /**
+   * The id of the cluster this node belongs to, checked in every peer request so that a node
+   * never takes part in another cluster (core README, "Node identity"). Give every member of a
+   * new cluster the same one when bootstrapping it (any unique string, e.g. a UUID made once);
+   * it is stored with the node's identity the first time the node starts. Default: none; a node
+   * without one learns it from a peer that has one (a joiner from the leader), and a cluster
+   * where no node has one is not checked by cluster. A node whose storage holds another cluster id
+   * refuses to start.
+   */
+  readonly clusterId?: string;
+  /** Durable Raft log, hard state and node identity. */
   readonly logStore: LogStore;
   /** The application's replicated state. */
   readonly stateMachine: StateMachine<Command, Result>;

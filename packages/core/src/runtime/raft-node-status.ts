@@ -2,6 +2,7 @@ import type { ClusterConfig } from '../configuration.ts';
 import type { PeerProgress } from '../engine/raft-engine.ts';
 import type { Role } from '../engine/ready.ts';
 import type { NodeId } from '../log-entry.ts';
+import type { IdentityRefusal } from './identity-gate.ts';
 
 /** What {@link RaftNode.status} reports: the engine's view plus the apply loop's. */
 export interface RaftNodeStatus {
@@ -35,4 +36,13 @@ export interface RaftNodeStatus {
   readonly leadTransferee: NodeId | null;
   /** Whether the node is closed (by `close()` or a fatal error). */
   readonly closed: boolean;
+  /** This node's durable identity and the refusals in force (core README, "Node identity"). */
+  readonly identity: {
+    readonly clusterId: string | null;
+    readonly incarnation: string;
+    /** A peer said this node lost its durable state; it grants no vote until accepted again. */
+    readonly lostState: boolean;
+    /** Peers whose requests or answers this node refuses, with why. */
+    readonly refusedPeers: Readonly<Record<NodeId, IdentityRefusal>>;
+  };
 }

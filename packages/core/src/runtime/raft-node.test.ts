@@ -89,7 +89,17 @@ describe('RaftNode', () => {
     ).resolves.toEqual({ type: 'ack' });
     await expect(
       peer.request(node.id, { type: 'raft', messages: [], reply: true }, { signal }),
-    ).resolves.toEqual({ type: 'raft', messages: [] });
+    ).resolves.toEqual({
+      type: 'raft',
+      messages: [],
+      identity: {
+        clusterId: null,
+        incarnation: node.status().identity.incarnation,
+        receiverIncarnation: null,
+        members: {},
+        membersAsOf: 0,
+      },
+    });
   });
 
   it('runs a single-node cluster: its own durable write commits', async () => {

@@ -1,4 +1,10 @@
-import { type ClusterConfig, isJoint, sameMembership, validateConfig } from '../configuration.ts';
+import {
+  type ClusterConfig,
+  decodeConfig,
+  isJoint,
+  sameMembership,
+  validateConfig,
+} from '../configuration.ts';
 import { DEFAULT_ENGINE_TUNING, type FollowerLostEntries } from '../engine/engine-options.ts';
 import type { MembershipChange } from '../engine/membership-change.ts';
 import { RaftEngine } from '../engine/raft-engine.ts';
@@ -10,12 +16,14 @@ import {
   NodeClosedError,
   NotLeaderError,
   ProposalDroppedError,
+  ReadUnavailableError,
 } from '../errors.ts';
 import type { HardState } from '../hard-state.ts';
 import { entrySize, type LogEntry, type NodeId } from '../log-entry.ts';
 import type { LogStore } from '../log-store.ts';
 import { bindLogger, type Logger, noopLogger } from '../logger.ts';
 import type { Message } from '../message.ts';
+import { type NodeIdentity, newIncarnation } from '../node-identity.ts';
 import { type RandomSource, seededRandom } from '../random.ts';
 import type { SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
 import type { ClientSession, StateMachine } from '../state-machine.ts';
@@ -30,6 +38,8 @@ import {
   toAppliedEntry,
 } from './command-codec.ts';
 import { splitEarlyAppends } from './early-appends.ts';
+import { identifiedTransport } from './identified-transport.ts';
+import { IdentityGate } from './identity-gate.ts';
 import { LeadershipTransfers, type TransferLeadershipOptions } from './leadership-transfers.ts';
 import {
   type AddLearnerOptions,
@@ -118,6 +128,8 @@ interface RaftNodeInit<Command, Result> {
   /** Index of the latest snapshot, and the bytes of the entries applied after it. */
   readonly snapshotIndex: number;
   readonly bytesSinceSnapshot: number;
+  /** The node's durable identity, as stored. */
+  readonly identity: NodeIdentity;
 }
 
 let readEngine: (node: RaftNode<unknown, unknown>) => RaftEngine;
@@ -158,6 +170,7 @@ export class RaftNode<Command, Result> {
   readonly #logger: Logger;
   readonly #forwardProposals: boolean;
   readonly #clock: Clock;
+  readonly #gate: IdentityGate;
 
   readonly #events: TypedEvents<RaftNodeEvents> = new TypedEvents(() => this.#logger);
   /** Aborted when the node stops: cuts outgoing requests short. */
@@ -213,7 +226,17 @@ export class RaftNode<Command, Result> {
     this.#durableVote = { term: init.hardState.term, votedFor: init.hardState.votedFor };
     this.#logStore = options.logStore;
     this.#stateMachine = options.stateMachine;
-    this.#transport = options.transport;
+    this.#gate = new IdentityGate({
+      id: options.id,
+      identity: init.identity,
+      logger: init.logger,
+      refused: (event) => this.#emit('identity-refused', event),
+    });
+    this.#transport = identifiedTransport(
+      options.transport,
+      this.#gate,
+      () => this.#role === 'leader',
+    );
     this.#codec = options.codec ?? jsonCodec<Command, Result>();
     this.#logger = init.logger;
     this.#forwardProposals = options.forwardProposals ?? true;
@@ -279,6 +302,7 @@ export class RaftNode<Command, Result> {
         this.#membership.replacedBySnapshot(meta.index);
       },
       installed: (meta) => {
+        this.#gate.retain(meta.config, meta.index);
         this.#appliedWaiters.advance(meta.index);
         // The restore's own duration is the 'snapshot' event's.
         this.#emit('apply', { appliedIndex: meta.index, entries: 0, durationMs: 0 });
@@ -360,6 +384,8 @@ export class RaftNode<Command, Result> {
       signal?.throwIfAborted();
       throw error;
     }
+    const random = options.random ?? cryptoSeededRandom();
+    const identity = await startingIdentity(options, recovered, logger);
     /** Set once the node exists: the engine reports only after it has stepped messages. */
     let lostEntries: ((event: FollowerLostEntries) => void) | undefined;
     const engine = new RaftEngine({
@@ -369,7 +395,7 @@ export class RaftNode<Command, Result> {
       snapshot: recovered.snapshot,
       entries: recovered.entries,
       applied: recovered.applied,
-      random: options.random ?? cryptoSeededRandom(),
+      random,
       ...(options.tuning === undefined ? {} : { tuning: options.tuning }),
       logger,
       onFollowerLostEntries: (event) => lostEntries?.(event),
@@ -395,10 +421,15 @@ export class RaftNode<Command, Result> {
         (bytes, entry) => (entry.index <= recovered.applied ? bytes + entrySize(entry) : bytes),
         0,
       ),
+      identity,
     });
     node.#ignoredConfigOption = ignoredConfigOption;
     lostEntries = (event) => node.#emit('follower-lost-entries', event);
     node.#membership.observe();
+    // The committed configuration forgets the members it removed (a crash may have come between
+    // applying the removal and persisting the identity).
+    const { config, configIndex } = engine.status();
+    if (configIndex <= recovered.applied) node.#gate.retain(config, configIndex);
     await options.transport.listen(node.#handlePeerRequest);
     node.#ticksStartedAt = node.#clock.now();
     node.#cancelTicks = node.#clock.setRepeating(node.#tick, tickMs);
@@ -410,6 +441,8 @@ export class RaftNode<Command, Result> {
         snapshot: recovered.snapshot.index,
         lastIndex: recovered.snapshot.index + recovered.entries.length,
         applied: recovered.applied,
+        clusterId: identity.clusterId,
+        incarnation: identity.incarnation,
       },
       'raft node started',
     );
@@ -483,7 +516,8 @@ export class RaftNode<Command, Result> {
    * Runs `fn` against this node's state machine. `linearizable` (the default) first confirms a
    * read index with the leader (thesis 6.4) and waits until this node applied up to it, so `fn`
    * sees every write that completed before the call; failure to confirm rejects with the
-   * retryable {@link ReadUnavailableError}. `local` runs `fn` at once.
+   * retryable {@link ReadUnavailableError}, at once on a node told it lost its durable state
+   * (`status().identity.lostState`). `local` runs `fn` at once.
    */
   async read<T>(fn: () => T | Promise<T>, options: ReadOptions = {}): Promise<T> {
     const started = this.#clock.now();
@@ -504,6 +538,12 @@ export class RaftNode<Command, Result> {
     signal?.throwIfAborted();
     const consistency = options.consistency ?? 'linearizable';
     if (consistency === 'local') return await fn();
+    if (this.#gate.lostState) {
+      // Its peers refuse it: a read index would never come.
+      throw new ReadUnavailableError(
+        'this node lost its durable state and its peers refuse it (see the error log): remove it from the cluster and add it again',
+      );
+    }
     const lease = consistency === 'lease';
     // A lease is counted in ticks: deliver the ticks a busy event loop held back first.
     if (lease && this.#ticksFollowRealTime) this.#tick();
@@ -541,6 +581,12 @@ export class RaftNode<Command, Result> {
       progress: status.progress,
       leadTransferee: status.leadTransferee,
       closed: this.#stopped !== undefined,
+      identity: {
+        clusterId: this.#gate.identity.clusterId,
+        incarnation: this.#gate.identity.incarnation,
+        lostState: this.#gate.lostState,
+        refusedPeers: this.#gate.refusedPeers(),
+      },
     };
   }
 
@@ -766,15 +812,18 @@ export class RaftNode<Command, Result> {
     if (ready.softState !== undefined) this.#softStateChanged(ready.softState);
     // A snapshot not installed (the node stopped first) must not be recorded in the log store.
     if (ready.snapshot !== undefined && !(await this.#snapshots.install(ready.snapshot))) return;
-    const write = ready.write;
+    const identity = this.#gate.takeChanged();
+    const write = identity === undefined ? ready.write : { ...ready.write, identity };
     let messages = ready.messages;
     if (write !== undefined) {
       if (write.truncateFrom !== undefined) {
         this.#proposals.truncatedFrom(write.truncateFrom);
         this.#membership.truncatedFrom(write.truncateFrom);
       }
-      // A leader's AppendEntries go out while its own write persists (thesis 10.2.1).
-      const split = splitEarlyAppends(ready, this.#durableVote);
+      // A leader's AppendEntries go out while its own write persists (thesis 10.2.1); a write
+      // that records a change of this node's identity sends everything after it.
+      const split =
+        identity === undefined ? splitEarlyAppends(ready, this.#durableVote) : undefined;
       if (split !== undefined) {
         this.#send(split.early);
         messages = split.afterPersist;
@@ -860,10 +909,19 @@ export class RaftNode<Command, Result> {
           );
         }
         batch.forEach((entry, i) => {
-          if (entry.type === 'config') this.#membership.applied(entry.index, entry.term);
-          else this.#proposals.applied(entry.index, entry.term, results[i]);
+          if (entry.type === 'config') {
+            this.#membership.applied(entry.index, entry.term);
+            // Each committed configuration in turn, so that a removal followed by an addition
+            // again is seen: only a committed removal forgets a member's incarnation (one a new
+            // leader cuts from the log leaves the member in, to be known as it was).
+            this.#gate.retain(decodeConfig(entry.data), entry.index);
+          } else {
+            this.#proposals.applied(entry.index, entry.term, results[i]);
+          }
           this.#bytesSinceSnapshot += entrySize(entry);
         });
+        // A member forgotten on its committed removal stays forgotten across a crash.
+        if (batch.some((entry) => entry.type === 'config')) await this.#persistIdentity();
         const last = batch.at(-1) as LogEntry;
         this.#appliedWaiters.advance(last.index);
         this.#emit('apply', {
@@ -875,6 +933,15 @@ export class RaftNode<Command, Result> {
     } catch (error) {
       this.#fail(error);
     }
+  }
+
+  /** Persists the node identity now if it changed (it goes with the next write otherwise). */
+  async #persistIdentity(): Promise<void> {
+    const identity = this.#gate.takeChanged();
+    if (identity === undefined) return;
+    await this.#logWrites.run(() =>
+      storage('persist the node identity', () => this.#logStore.persist({ identity })),
+    );
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -910,6 +977,8 @@ export class RaftNode<Command, Result> {
     if (this.#stopped !== undefined) {
       return { type: 'rejected', reason: 'closed', message: this.#stopped.message };
     }
+    const admission = this.#gate.admit(from, request.identity);
+    if (!admission.ok) return { type: 'rejected', reason: 'refused', message: admission.message };
     switch (request.type) {
       case 'raft':
         return request.reply === true
@@ -930,6 +999,8 @@ export class RaftNode<Command, Result> {
           this.#logger.debug({ from, type: message.type }, 'dropped a malformed message');
           continue;
         }
+        // A node told it lost its durable state grants no vote until the cluster accepts it.
+        if (message.type === 'vote' && this.#gate.lostState) continue;
         this.#engine.step(message);
       }
     } catch (error) {
@@ -954,7 +1025,11 @@ export class RaftNode<Command, Result> {
     const answers = await this.#replies.open(from, this.#readiesTaken + 1, signal, (unsent) =>
       this.#peers.send(unsent),
     );
-    return { type: 'raft', messages: answers };
+    return {
+      type: 'raft',
+      messages: answers,
+      identity: this.#gate.outgoing(from, this.#role === 'leader'),
+    };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1022,6 +1097,43 @@ function isEmpty(ready: Ready): boolean {
     ready.committed.length === 0 &&
     ready.reads.length === 0
   );
+}
+
+/**
+ * The identity a node starts with: the stored one, or, for storage never given one (new, or
+ * written by a version before identities), a new incarnation with the `clusterId` option,
+ * persisted before the node sends anything. Throws a `TypeError` when the storage belongs to
+ * another cluster than the option says.
+ */
+async function startingIdentity(
+  options: Pick<RaftNodeOptions<unknown, unknown>, 'clusterId' | 'random' | 'logStore' | 'signal'>,
+  recovered: { identity: NodeIdentity | undefined; hardState: { term: number } },
+  logger: Logger,
+): Promise<NodeIdentity> {
+  const stored = recovered.identity;
+  const clusterId = options.clusterId ?? null;
+  if (stored !== undefined && (clusterId === null || stored.clusterId === clusterId)) return stored;
+  if (stored !== undefined && stored.clusterId !== null) {
+    throw new TypeError(
+      `this node's storage belongs to cluster ${stored.clusterId}, but the clusterId option says ${clusterId}: the node was given another cluster's database, or the wrong option`,
+    );
+  }
+  const identity: NodeIdentity = stored ?? {
+    clusterId,
+    incarnation: newIncarnation(options.random),
+    members: {},
+  };
+  const write = { identity: { ...identity, clusterId } };
+  await storage('persist the node identity', () =>
+    options.logStore.persist(write, options.signal === undefined ? {} : { signal: options.signal }),
+  );
+  if (stored === undefined && recovered.hardState.term > 0) {
+    logger.warn(
+      { incarnation: identity.incarnation },
+      'this storage holds Raft state but no node identity (written by an earlier version): made one; peers learn it on first contact',
+    );
+  }
+  return write.identity;
 }
 
 function cryptoSeededRandom(): RandomSource {

@@ -4,6 +4,7 @@ import type { HardState } from '../hard-state.ts';
 import type { LogEntry, LogPosition } from '../log-entry.ts';
 import type { LogStore } from '../log-store.ts';
 import type { Logger } from '../logger.ts';
+import type { NodeIdentity } from '../node-identity.ts';
 import type { SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
 import type { StateMachine } from '../state-machine.ts';
 
@@ -21,6 +22,8 @@ export interface RecoveredNodeState {
   readonly applied: number;
   /** Configuration as of the snapshot, or the bootstrap configuration. */
   readonly config: ClusterConfig;
+  /** The node identity the log store holds; undefined in a store never given one. */
+  readonly identity: NodeIdentity | undefined;
 }
 
 /**
@@ -120,6 +123,7 @@ export async function recoverNodeState<Command, Result>(options: {
     entries,
     applied: Math.max(applied.index, state.snapshot.index),
     config,
+    identity: state.identity,
   };
 }
 

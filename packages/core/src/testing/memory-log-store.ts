@@ -1,6 +1,7 @@
 import { type HardState, INITIAL_HARD_STATE } from '../hard-state.ts';
 import { entrySize, type LogEntry, type LogPosition } from '../log-entry.ts';
 import type { LogStore, LogStoreState, LogWrite } from '../log-store.ts';
+import { type NodeIdentity, validateNodeIdentity } from '../node-identity.ts';
 import { delay } from './delay.ts';
 
 /**
@@ -14,6 +15,8 @@ export interface MemoryLogDurableState {
   snapshot: LogPosition;
   /** The entries after `snapshot`, contiguous: `entries[i].index === snapshot.index + 1 + i`. */
   entries: LogEntry[];
+  /** The node identity, once one was persisted. */
+  identity?: NodeIdentity;
 }
 
 /** Options of {@link MemoryLogStore}. */
@@ -58,8 +61,13 @@ export class MemoryLogStore implements LogStore {
 
   async load(options?: { signal?: AbortSignal }): Promise<LogStoreState> {
     options?.signal?.throwIfAborted();
-    const { hardState, snapshot, entries } = this.durable;
-    return { hardState, snapshot, lastIndex: snapshot.index + entries.length };
+    const { hardState, snapshot, entries, identity } = this.durable;
+    return {
+      hardState,
+      snapshot,
+      lastIndex: snapshot.index + entries.length,
+      ...(identity === undefined ? {} : { identity }),
+    };
   }
 
   async entries(
@@ -200,6 +208,7 @@ function planWrite(durable: MemoryLogDurableState, write: LogWrite): () => void 
       );
     }
   }
+  if (write.identity !== undefined) validateNodeIdentity(write.identity);
   if (previousTerm > hardState.term && appended.length > 0) {
     throw new RangeError(
       `entry term ${previousTerm} is above the current term ${hardState.term}: persist the term first or with them`,
@@ -214,5 +223,6 @@ function planWrite(durable: MemoryLogDurableState, write: LogWrite): () => void 
     durable.snapshot = snapshot;
     durable.entries = entries;
     durable.hardState = hardState;
+    if (write.identity !== undefined) durable.identity = write.identity;
   };
 }

@@ -5,6 +5,7 @@ import { type HardState, INITIAL_HARD_STATE } from '../hard-state.ts';
 import { type EntryType, entrySize, type LogEntry, type LogPosition } from '../log-entry.ts';
 import type { LogStore, LogStoreState, LogWrite } from '../log-store.ts';
 import type { SnapshotMeta } from '../message.ts';
+import type { NodeIdentity } from '../node-identity.ts';
 import type { SnapshotStore, StoredSnapshot } from '../snapshot-store.ts';
 import { collectChunks, concatBytes, streamOf } from './byte-streams.ts';
 
@@ -256,6 +257,51 @@ export function describeLogStoreConformance(
       // A later hard state replaces the whole saved one.
       await store.persist({ hardState: hard(2, null, 5) });
       expect((await (await fixture.reopen()).load()).hardState).toEqual(hard(2, null, 5));
+    });
+
+    it('keeps the node identity, persisted alone or with entries and the hard state, across a reopen', async () => {
+      await using fixture = await factory();
+      const { store } = fixture;
+      expect((await store.load()).identity).toBeUndefined();
+      await store.persist({ identity: IDENTITY });
+      expect((await store.load()).identity).toEqual(IDENTITY);
+      // A write without an identity keeps the saved one.
+      await store.persist({ entries: entries(1, 3, 1), hardState: hard(1, 'n1', 2) });
+      expect((await store.load()).identity).toEqual(IDENTITY);
+      await store.persist({
+        entries: entries(4, 5, 2),
+        hardState: hard(2, 'n2', 4),
+        identity: LEARNED_IDENTITY,
+      });
+      const reopened = await fixture.reopen();
+      expect(await reopened.load()).toEqual({
+        hardState: hard(2, 'n2', 4),
+        snapshot: { index: 0, term: 0 },
+        lastIndex: 5,
+        identity: LEARNED_IDENTITY,
+      });
+      // A purge and a snapshot leave it as it is.
+      await reopened.persist({ snapshot: { index: 4, term: 2 } });
+      await reopened.purge({ index: 4, term: 2 });
+      expect((await reopened.load()).identity).toEqual(LEARNED_IDENTITY);
+    });
+
+    it('rejects a malformed node identity with a TypeError, changing nothing', async () => {
+      await using fixture = await factory();
+      const { store } = fixture;
+      await store.persist({ entries: entries(1, 2, 1), hardState: hard(1), identity: IDENTITY });
+      const before = await readLog(store);
+      const malformed = [
+        { clusterId: null, incarnation: '', members: {} },
+        { clusterId: 7, incarnation: 'x', members: {} },
+        { clusterId: null, incarnation: 'x', members: { n2: 3 } },
+      ] as unknown as NodeIdentity[];
+      for (const identity of malformed) {
+        await expect(
+          store.persist({ entries: [entry(3, 1)], hardState: hard(1, null, 3), identity }),
+        ).rejects.toThrow(TypeError);
+      }
+      expect(await readLog(store)).toEqual(before);
     });
 
     it('handles indexes up to 2^53 - 2 (the end of a range stays a safe integer) and terms above 2^32', async () => {
@@ -689,6 +735,17 @@ async function readLog(store: LogStore): Promise<ReadLog> {
   return { state, entries: read.map(plain) };
 }
 
+/** A node identity as a node first persists it: no cluster id known yet, no member known. */
+const IDENTITY: NodeIdentity = { clusterId: null, incarnation: 'a1b2c3', members: {} };
+
+/** The same node once it learned its cluster and its peers' incarnations. */
+const LEARNED_IDENTITY: NodeIdentity = {
+  clusterId: 'cluster-7',
+  incarnation: 'a1b2c3',
+  members: { n2: 'd4e5f6', n3: '0718293a' },
+  retired: ['b1c2d3'],
+};
+
 /**
  * Writes whose crash the suite checks at every step, each after the writes that set it up: the
  * shapes a follower and a leader persist (Raft paper 5.3 and 7).
@@ -703,6 +760,11 @@ const CRASHED_WRITES: readonly [string, readonly LogWrite[], LogWrite][] = [
       entries: entries(10, 30, 2),
       hardState: hard(2, 'n2', 9),
     },
+  ],
+  [
+    'a persist of entries, the hard state and a new node identity',
+    [{ entries: entries(1, 5, 1), hardState: hard(1, 'n1', 3), identity: IDENTITY }],
+    { entries: entries(6, 9, 1), hardState: hard(1, 'n1', 6), identity: LEARNED_IDENTITY },
   ],
   [
     "a persist that replaces a conflicting suffix with a new leader's entries",
@@ -806,11 +868,13 @@ function modelAfter(log: ReadLog, write: LogWrite): ReadLog {
   const truncateFrom = write.truncateFrom;
   if (truncateFrom !== undefined) kept = kept.filter((entry) => entry.index < truncateFrom);
   kept.push(...(write.entries ?? []).map(plain));
+  const identity = write.identity ?? log.state.identity;
   return {
     state: {
       hardState: write.hardState ?? log.state.hardState,
       snapshot,
       lastIndex: kept.at(-1)?.index ?? snapshot.index,
+      ...(identity === undefined ? {} : { identity }),
     },
     entries: kept,
   };

@@ -1,4 +1,5 @@
 import type { NodeId } from '../../log-entry.ts';
+import type { InstallSnapshot, Message } from '../../message.ts';
 import type { PeerHandler, PeerRequest, PeerResponse, Transport } from '../../transport.ts';
 import type { SimNetwork } from './sim-network.ts';
 import type { SimProcess } from './sim-process.ts';
@@ -8,11 +9,24 @@ import type { VirtualTime } from './virtual-time.ts';
 export class SimSwitchboard {
   readonly time: VirtualTime;
   readonly network: SimNetwork;
+  /** Hears of every Raft message a live process puts on the network, as it sends it. */
+  readonly sent: (from: NodeId, messages: readonly Message[]) => void;
+  /** Hears of a follower answering that it holds the whole of the snapshot `message` sent. */
+  readonly snapshotHeld: (from: NodeId, message: InstallSnapshot) => void;
   readonly #listeners = new Map<NodeId, { process: SimProcess; handler: PeerHandler }>();
 
-  constructor(time: VirtualTime, network: SimNetwork) {
+  constructor(
+    time: VirtualTime,
+    network: SimNetwork,
+    hooks: {
+      sent?: (from: NodeId, messages: readonly Message[]) => void;
+      snapshotHeld?: (from: NodeId, message: InstallSnapshot) => void;
+    } = {},
+  ) {
     this.time = time;
     this.network = network;
+    this.sent = hooks.sent ?? (() => {});
+    this.snapshotHeld = hooks.snapshotHeld ?? (() => {});
   }
 
   listen(id: NodeId, process: SimProcess, handler: PeerHandler): void {
@@ -67,6 +81,7 @@ export class SimTransport implements Transport {
     if (!this.#process.alive) return new Promise(() => {});
     const board = this.#switchboard;
     const from = this.#id;
+    if (request.type === 'raft') board.sent(from, request.messages);
     return new Promise<PeerResponse>((resolve, reject) => {
       let settled = false;
       const onAbort = (): void => {
@@ -95,7 +110,16 @@ export class SimTransport implements Transport {
           const received = request.type === 'snapshot' ? structuredClone(request) : request;
           listener.handler(from, received, { signal }).then(
             (response) => {
-              if (listener.process.alive) answer(() => resolve(response));
+              if (!listener.process.alive) return;
+              if (response.type === 'raft') board.sent(to, response.messages);
+              if (
+                request.type === 'snapshot' &&
+                response.type === 'snapshot-progress' &&
+                response.received === request.chunk.size
+              ) {
+                board.snapshotHeld(to, request.message);
+              }
+              answer(() => resolve(response));
             },
             (error: unknown) => {
               if (listener.process.alive) answer(() => reject(error));

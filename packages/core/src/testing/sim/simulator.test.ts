@@ -31,6 +31,8 @@ interface Scenario {
   readonly membership?: boolean | MembershipPlanName;
   readonly leaderChurn?: boolean;
   readonly crashInJoint?: boolean;
+  /** A follower's disk dies once per seed; the operator replaces it by the runbook. */
+  readonly loseDisk?: boolean;
   /** What every seed's final configuration must hold as voters (a plan's end). */
   readonly finalVoters?: (voters: readonly NodeId[]) => boolean;
   /** Share of the budget. Default 1. */
@@ -65,6 +67,14 @@ const scenarios: Scenario[] = [
     nodes: 3,
     firstSeed: 400_001,
     membership: true,
+  },
+  {
+    name: "3 nodes, a follower's disk dies: refused under its new incarnation, removed and added back (core README, node identity)",
+    nodes: 3,
+    firstSeed: 1_300_001,
+    loseDisk: true,
+    finalVoters: (voters) => voters.join() === 'n1,n2,n3',
+    budgetShare: 1 / 3,
   },
   {
     name: '5 nodes under leader churn, one entry per AppendEntries (Raft paper Figure 8, stale reads)',
@@ -179,6 +189,8 @@ describe('randomized simulation', () => {
         let acknowledged = 0;
         let reads = 0;
         let changes = 0;
+        let refusals = 0;
+        let disksLost = 0;
         const totals = Object.fromEntries(FAULT_COUNTERS.map((c) => [c, 0])) as Totals;
         for (let seed = onlySeed ?? scenario.firstSeed; ; seed++) {
           const report = await runSimulation({
@@ -188,7 +200,12 @@ describe('randomized simulation', () => {
             ...(scenario.membership === undefined ? {} : { membership: scenario.membership }),
             ...(scenario.crashInJoint === true ? { crashInJoint: true } : {}),
             ...(scenario.leaderChurn === true ? { leaderChurn: true } : {}),
+            ...(scenario.loseDisk === true ? { loseDisk: true } : {}),
           });
+          if (scenario.loseDisk === true) {
+            disksLost += report.disksLost;
+            refusals += report.identityRefusals;
+          }
           crashesInJoint += report.crashesInJoint;
           if (scenario.finalVoters !== undefined) {
             expect(
@@ -206,12 +223,19 @@ describe('randomized simulation', () => {
           if (seeds >= MIN_SEEDS && performance.now() - started > scenarioBudgetMs) break;
         }
         console.info(
-          `[sim] ${scenario.name}: ${seeds} seeds from ${onlySeed ?? scenario.firstSeed}, ${acknowledged} acknowledged writes, ${reads} linearizable reads${scenario.crashInJoint === true ? `, ${crashesInJoint} leaders crashed between C_old,new and C_new` : ''}, faults ${JSON.stringify(totals)}`,
+          `[sim] ${scenario.name}: ${seeds} seeds from ${onlySeed ?? scenario.firstSeed}, ${acknowledged} acknowledged writes, ${reads} linearizable reads${scenario.loseDisk === true ? `, ${disksLost} disks lost, ${refusals} identity refusals` : ''}${scenario.crashInJoint === true ? `, ${crashesInJoint} leaders crashed between C_old,new and C_new` : ''}, faults ${JSON.stringify(totals)}`,
         );
         expect(reads).toBeGreaterThan(0);
         if (onlySeed === undefined) expectEveryFault(scenario.name, totals);
         if (scenario.membership !== undefined) expect(changes).toBeGreaterThan(0);
         if (scenario.crashInJoint === true) expect(crashesInJoint).toBeGreaterThan(0);
+        // Over its seeds, the node that lost its disk was refused at least once (not always:
+        // the operator may remove it before it reaches anyone).
+        // (A seed whose faults kept the incarnations from spreading loses no disk.)
+        if (scenario.loseDisk === true && onlySeed === undefined) {
+          expect(disksLost).toBeGreaterThan(seeds / 2);
+          expect(refusals).toBeGreaterThan(0);
+        }
       },
       budgetMs * 3 + 60_000,
     );
