@@ -14,8 +14,8 @@ import type { RandomSource } from './random.ts';
  *   (trust on first use) or from the leader, and forgotten when the member leaves the
  *   configuration (so that it can be added again with a new incarnation).
  * - `retired` lists the incarnations of members forgotten on their removal (the latest
- *   {@link MAX_RETIRED}): a message that arrives late from one of them, or a process still
- *   running on the old disk, is refused instead of being learned again. Absent when empty.
+ *   {@link MAX_RETIRED}): they are not learned again, so that a message that arrives late from
+ *   before a removal cannot pin a member's old incarnation. Absent when empty.
  */
 export interface NodeIdentity {
   readonly clusterId: string | null;

@@ -10,11 +10,9 @@ import type { PeerIdentity } from '../transport.ts';
  * - `peer-lost-state`: the peer comes back with another incarnation than the one this node knows
  *   for it: its storage was lost or replaced;
  * - `lost-state`: the peer knows this node under another incarnation: this node's storage was
- *   lost or replaced;
- * - `retired`: the peer speaks under an incarnation this node forgot when the peer was removed
- *   (a message from before the removal, or a process still running on a replaced disk).
+ *   lost or replaced.
  */
-export type IdentityRefusal = 'other-cluster' | 'peer-lost-state' | 'lost-state' | 'retired';
+export type IdentityRefusal = 'other-cluster' | 'peer-lost-state' | 'lost-state';
 
 /** What {@link IdentityGate.admit} decides. */
 export type Admission = { readonly ok: true } | { readonly ok: false; readonly message: string };
@@ -124,14 +122,6 @@ export class IdentityGate {
       );
     }
     const known = own.members[from];
-    if (known === undefined && (own.retired ?? []).includes(identity.incarnation)) {
-      return this.#refuse(
-        from,
-        'retired',
-        `node ${from} speaks under incarnation ${identity.incarnation}, which it had before it was removed from the cluster: a message from before the removal, or a process still running on the replaced storage (stop it)`,
-        identity.incarnation,
-      );
-    }
     if (known !== undefined && known !== identity.incarnation) {
       return this.#refuse(
         from,
@@ -186,7 +176,11 @@ export class IdentityGate {
   #learn(from: NodeId, identity: PeerIdentity): void {
     const own = this.#identity;
     let learned = own.members;
-    if (learned[from] === undefined) learned = { ...learned, [from]: identity.incarnation };
+    // A retired incarnation is not learned again (a late message from before the member's removal
+    // would pin it), though a member added back on the same storage speaks under it.
+    if (learned[from] === undefined && !own.retired?.includes(identity.incarnation)) {
+      learned = { ...learned, [from]: identity.incarnation };
+    }
     // Only what this node does not know: a leader's view never replaces its own, since a leader
     // that forgot a removed member may have learned the incarnation of its replacement while this
     // node, behind, still counts the member's vote (simulation seed 1200020 with loseDisk).

@@ -107,8 +107,7 @@ export interface RaftNodeEvents {
   /**
    * A peer's identity was refused (core README, "Node identity"), by this node (`reason`:
    * `other-cluster`, `peer-lost-state` when the peer came back with a new incarnation,
-   * `lost-state` when the peer knows this node under an old one, `retired` for an incarnation
-   * the peer had before it was removed) or by the peer
+   * `lost-state` when the peer knows this node under an old one) or by the peer
    * (`refused-by-peer`). `message` says what to do (remove the node that lost its state and add
    * it again). Logged at `error`; once per peer, reason and pair of incarnations.
    */

@@ -797,8 +797,11 @@ export class RaftNode<Command, Result> {
   /**
    * Resolves once every input stepped into the engine so far is carried out: the next Ready
    * taken from now on has been persisted, sent and advanced (at once if there is none to take).
+   * Rejects with the node's reason once it stopped: nothing stepped into it is carried out then
+   * (a snapshot piece that waited behind the one whose install stopped the node, say).
    */
   #whenCarriedOut(): Promise<void> {
+    if (this.#stopped !== undefined) return Promise.reject(this.#stopped);
     this.#kick();
     if (this.#driving === undefined && !this.#engine.hasReady()) return Promise.resolve();
     const after = this.#readiesTaken + 1;

@@ -177,6 +177,22 @@ describe('installing a received snapshot (Raft paper 7)', () => {
     expect(disk.stateMachine.get('k10')).toBe('v10');
   });
 
+  it('a copy of the last piece that waited while the install stopped the node is refused, not answered as held (found by the simulator, 5 nodes, seed 17)', async () => {
+    const { leader, disk, start } = await setup();
+    disk.stateMachine.refuseRestore = true;
+    const node = await start();
+    await using _ = node;
+    await appendThree(leader);
+    // The network delivered the last piece twice: the copy waits behind the original, whose
+    // install the state machine refuses, which stops the node.
+    const [first, copy] = await Promise.all([sendSnapshotAtTen(leader), sendSnapshotAtTen(leader)]);
+    expect(node.status().closed).toBe(true);
+    expect(first).toMatchObject({ type: 'rejected', reason: 'closed' });
+    // The log store never recorded the snapshot: the node must not say it holds it.
+    expect(copy).toMatchObject({ type: 'rejected', reason: 'closed' });
+    expect((await new MemoryLogStore({ durable: disk.log }).load()).snapshot.index).toBe(0);
+  });
+
   it('a snapshot the state machine refuses leaves the log as it was, also across a restart', async () => {
     const { leader, disk, start } = await setup();
     const node = await start();
