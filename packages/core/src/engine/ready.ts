@@ -22,9 +22,7 @@ export type ReadResult =
  * 1. install `snapshot` (restore the state machine from the received data) if present;
  * 2. persist `write` durably (one atomic {@link LogWrite});
  * 3. then, and only then, send `messages` (votes and acknowledgements must not precede the
- *    durable state they promise, Raft paper Figure 2). One exception: a leader's AppendEntries
- *    of a durable term may leave while the write persists (thesis 10.2.1; the engine counts the
- *    leader towards a commit only at its persisted index, see `advance`);
+ *    durable state they promise, Raft paper Figure 2);
  * 4. hand `committed` to the apply loop, and serve `reads` once applied up to their index;
  * 5. call `engine.advance(ready)`.
  */

@@ -131,43 +131,6 @@ describe('RaftNode', () => {
     expect(persisted).toEqual([2]);
   });
 
-  it('a leader sends AppendEntries while its own write persists, and applies only once that write is durable (thesis 10.2.1)', async () => {
-    await using cluster = await TestCluster.start({ tickMs: 50 });
-    const leader = await cluster.waitForLeader();
-    await leader.propose(put('warm', 'up'));
-    const store = cluster.disk(leader.id).logStore!;
-    let release: () => void = () => {};
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const persist = store.persist.bind(store);
-    store.persist = async (write, options) => {
-      if (write.entries?.some((entry) => entry.index > 0)) await held;
-      return persist(write, options);
-    };
-    const applied = leader.status().appliedIndex;
-    let settled = false;
-    const proposal = leader.propose(put('k', 'v')).finally(() => {
-      settled = true;
-    });
-    const index = applied + 1;
-    // Both followers hold the entry durably while the leader's own write is still held.
-    await waitFor(() =>
-      cluster
-        .followers(leader)
-        .every((f) => (cluster.disk(f.id).log?.entries.at(-1)?.index ?? 0) >= index),
-    );
-    expect(store.durable.entries.at(-1)?.index).toBe(index - 1);
-    // A quorum of followers commits it; the leader does not apply what it does not hold.
-    await waitFor(() => leader.status().commitIndex >= index);
-    await sleep(50);
-    expect(settled).toBe(false);
-    expect(leader.status().appliedIndex).toBe(applied);
-    release();
-    await expect(proposal).resolves.toEqual({ op: 'put', value: 'v' });
-    expect(store.durable.entries.at(-1)?.index).toBe(index);
-  });
-
   it('forwards a proposal from a follower to the leader and returns its result', async () => {
     await using cluster = await TestCluster.start();
     const leader = await cluster.waitForLeader();

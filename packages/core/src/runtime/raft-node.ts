@@ -18,7 +18,6 @@ import {
   ProposalDroppedError,
   ReadUnavailableError,
 } from '../errors.ts';
-import type { HardState } from '../hard-state.ts';
 import { entrySize, type LogEntry, type NodeId } from '../log-entry.ts';
 import type { LogStore } from '../log-store.ts';
 import { bindLogger, type Logger, noopLogger } from '../logger.ts';
@@ -37,7 +36,6 @@ import {
   jsonCodec,
   toAppliedEntry,
 } from './command-codec.ts';
-import { splitEarlyAppends } from './early-appends.ts';
 import { identifiedTransport } from './identified-transport.ts';
 import { IdentityGate } from './identity-gate.ts';
 import { LeadershipTransfers, type TransferLeadershipOptions } from './leadership-transfers.ts';
@@ -123,8 +121,6 @@ interface RaftNodeInit<Command, Result> {
   readonly options: RaftNodeOptions<Command, Result>;
   readonly logger: Logger;
   readonly applied: number;
-  /** The hard state the log store held at start. */
-  readonly hardState: HardState;
   /** Index of the latest snapshot, and the bytes of the entries applied after it. */
   readonly snapshotIndex: number;
   readonly bytesSinceSnapshot: number;
@@ -148,8 +144,7 @@ export function engineOf<Command, Result>(node: RaftNode<Command, Result>): Raft
  *
  * - The consensus loop carries out one engine {@link Ready} at a time, in the order its contract
  *   gives: install a received snapshot, persist, send, hand committed entries to the apply loop,
- *   settle reads, advance. A leader sends its AppendEntries while its own write persists
- *   (`splitEarlyAppends`, thesis 10.2.1), so its persist and its followers' overlap. Ticks, messages and proposals keep reaching the engine while a persist
+ *   settle reads, advance. Ticks, messages and proposals keep reaching the engine while a persist
  *   is in flight, so the next Ready batches them (group commit).
  * - The apply loop runs beside it: a slow state machine delays results, never heartbeats.
  * - A storage failure or a broken invariant is fatal: the node logs it at `error`, emits
@@ -207,8 +202,6 @@ export class RaftNode<Command, Result> {
   #role: Role = 'follower';
   #leaderId: NodeId | null = null;
   #commitIndex = 0;
-  /** The term and vote the log store holds (as of the last write carried out). */
-  #durableVote: Pick<HardState, 'term' | 'votedFor'>;
   #lastTimestamp = 0;
   #snapshotIndex: number;
   #bytesSinceSnapshot: number;
@@ -223,7 +216,6 @@ export class RaftNode<Command, Result> {
     const { options } = init;
     this.id = options.id;
     this.#engine = init.engine;
-    this.#durableVote = { term: init.hardState.term, votedFor: init.hardState.votedFor };
     this.#logStore = options.logStore;
     this.#stateMachine = options.stateMachine;
     this.#gate = new IdentityGate({
@@ -415,7 +407,6 @@ export class RaftNode<Command, Result> {
       options,
       logger,
       applied: recovered.applied,
-      hardState: recovered.hardState,
       snapshotIndex: recovered.snapshot.index,
       bytesSinceSnapshot: recovered.entries.reduce(
         (bytes, entry) => (entry.index <= recovered.applied ? bytes + entrySize(entry) : bytes),
@@ -817,34 +808,22 @@ export class RaftNode<Command, Result> {
     if (ready.snapshot !== undefined && !(await this.#snapshots.install(ready.snapshot))) return;
     const identity = this.#gate.takeChanged();
     const write = identity === undefined ? ready.write : { ...ready.write, identity };
-    let messages = ready.messages;
     if (write !== undefined) {
       if (write.truncateFrom !== undefined) {
         this.#proposals.truncatedFrom(write.truncateFrom);
         this.#membership.truncatedFrom(write.truncateFrom);
       }
-      // A leader's AppendEntries go out while its own write persists (thesis 10.2.1); a write
-      // that records a change of this node's identity sends everything after it.
-      const split =
-        identity === undefined ? splitEarlyAppends(ready, this.#durableVote) : undefined;
-      if (split !== undefined) {
-        this.#send(split.early);
-        messages = split.afterPersist;
-      }
       const persistStarted = this.#clock.now();
       await this.#logWrites.run(() =>
         storage('persist to the log store', () => this.#logStore.persist(write)),
       );
-      if (write.hardState !== undefined) {
-        this.#durableVote = { term: write.hardState.term, votedFor: write.hardState.votedFor };
-      }
       this.#emit('persist', {
         entries: write.entries?.length ?? 0,
         durationMs: this.#clock.now() - persistStarted,
       });
     }
     if (this.#stopped !== undefined) return;
-    this.#send(messages);
+    this.#send(ready.messages);
     if (ready.committed.length > 0) {
       for (const entry of ready.committed) this.#applyQueue.push(entry);
       this.#startApplying();
