@@ -26,7 +26,7 @@ export interface PostgresSnapshotStoreOptions {
   readonly schema?: string;
   /**
    * Bytes per stored chunk row. `save` holds about this much of a snapshot in memory at a time,
-   * `read` about four times this. Default 1 MiB.
+   * `read` about six times this (two rows in flight, as hex text and bytes). Default 1 MiB.
    */
   readonly chunkBytes?: number;
   /** Accept a database with `synchronous_commit = off` (see `PostgresLogStore`). Default `false`. */
@@ -58,8 +58,12 @@ export interface SnapshotRecord {
 }
 
 const DEFAULT_CHUNK_BYTES = 1024 * 1024;
-/** Chunk rows fetched per query by `read`. */
-const READ_PAGE_ROWS = 4;
+/**
+ * Chunk rows fetched per query by `read` (the next query runs while the caller takes this one).
+ * One: a row arrives as hex text twice its size, so that pages of four rows (two at a time) held
+ * about 24 MiB of hex text and bytes with 1 MiB chunks, which showed in a node's peak RSS.
+ */
+const READ_PAGE_ROWS = 1;
 
 /**
  * A {@link SnapshotStore} in Postgres: metadata in `<schema>.snapshot`, the bytes in
