@@ -283,7 +283,13 @@ export class RaftEngine {
           m.type === 'timeout-now'
             ? m.from
             : null;
+        // A vote request of a later term moves this server to that term, but its election timer
+        // runs on unless it grants the vote (Raft paper, Figure 2, "Followers"): candidates whose
+        // logs are behind cannot keep the up-to-date servers from ever timing out.
+        const elapsed = this.#electionElapsed;
+        const wasLeader = this.#role === 'leader';
         this.#becomeFollower(m.term, leader);
+        if (m.type === 'vote' && !wasLeader) this.#electionElapsed = elapsed;
       }
     } else if (m.term < this.#term) {
       this.#answerStaleTerm(m);

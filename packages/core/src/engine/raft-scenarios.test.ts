@@ -235,6 +235,21 @@ describe('Figure 2, rules for followers and candidates', () => {
     cluster.tick('n2', electionTicks + 1);
     expect(cluster.status('n2').role).toBe('candidate');
   });
+
+  it('a vote request of a later term that is denied leaves the election timer running: candidates whose logs are behind cannot keep a server from campaigning', () => {
+    // Every electionTicks - 1 ticks a candidate with an empty log asks n2 in a later term:
+    // denied each time. Were the timer reset each time, n2 would never reach its timeout.
+    const cluster = new Cluster({ voters: THREE, nodes: { n2: { log: [1] } } });
+    const { electionTicks } = DEFAULT_ENGINE_TUNING;
+    const follower = cluster.engine('n2');
+    for (let term = 2; term < 6; term++) {
+      cluster.tick('n2', electionTicks - 1);
+      follower.step(voteRequest({ from: 'n3', to: 'n2', term, lastIndex: 0, lastTerm: 0 }));
+    }
+    const readies = cluster.flush('n2');
+    expect(sent(readies, 'vote-response').every((m) => !m.granted)).toBe(true);
+    expect(sent(readies, 'vote').filter((m) => m.from === 'n2').length).toBeGreaterThan(0);
+  });
 });
 
 describe('Raft paper 5.4.1, election restriction', () => {

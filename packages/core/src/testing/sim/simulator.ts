@@ -1241,9 +1241,26 @@ class Simulation {
         }
       }
     }
-    // A final linearizable read of every key: every acknowledged write must show in it.
     const leader = this.#leader() as RaftNode<KvCommand, KvResult>;
     const leaderServer = this.#servers.find((s) => s.id === leader.id) as Server;
+    // Liveness after healing: the final configuration commits a new write. (A seed whose faulty
+    // phase acknowledged nothing, as when every leader crashes in a joint configuration, still
+    // shows that the cluster makes progress once the faults stop.)
+    const write = { kind: 'put', key: KEYS[0] as string, value: 'healed;' } as const;
+    const writeCall = this.now;
+    await this.#time.runUntilSettled(
+      leader.propose({ op: write.kind, key: write.key, value: write.value }),
+      CONVERGE_MS,
+    );
+    this.#throwIfFailed();
+    this.#history.push({
+      clientId: this.#clients.length,
+      input: write,
+      call: writeCall,
+      output: undefined,
+      return: this.now,
+    });
+    // A final linearizable read of every key: every acknowledged write must show in it.
     for (const key of KEYS) {
       const call = this.now;
       const value = await this.#time.runUntilSettled(
