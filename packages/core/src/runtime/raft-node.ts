@@ -54,7 +54,7 @@ import {
 import { ProposalTracker } from './proposal-tracker.ts';
 import type { RaftNodeEventName, RaftNodeEvents } from './raft-node-events.ts';
 import type { RaftNodeOptions } from './raft-node-options.ts';
-import type { RaftNodeStatus } from './raft-node-status.ts';
+import { memberProgress, type RaftNodeStatus } from './raft-node-status.ts';
 import { ReadBatches } from './read-batches.ts';
 import { recoverNodeState, storage } from './recover-node-state.ts';
 import { ReplySlots } from './reply-slots.ts';
@@ -570,7 +570,7 @@ export class RaftNode<Command, Result> {
       config: status.config,
       configIndex: status.configIndex,
       joint: isJoint(status.config),
-      progress: status.progress,
+      progress: memberProgress(status.progress, this.#gate.refusedPeers()),
       leadTransferee: status.leadTransferee,
       closed: this.#stopped !== undefined,
       identity: {
