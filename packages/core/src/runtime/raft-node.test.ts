@@ -12,12 +12,7 @@ import { InProcessNetwork } from '../testing/in-process-transport.ts';
 import { type KvCommand, KvStateMachine } from '../testing/kv-state-machine.ts';
 import { MemoryLogStore } from '../testing/memory-log-store.ts';
 import { MemorySnapshotStore } from '../testing/memory-snapshot-store.ts';
-import {
-  type KvNode,
-  sleep,
-  TestCluster,
-  waitFor,
-} from '../testing/test-cluster.test-helpers.ts';
+import { type KvNode, sleep, TestCluster, waitFor } from '../testing/test-cluster.test-helpers.ts';
 import type { Transport } from '../transport.ts';
 import { RaftNode } from './raft-node.ts';
 

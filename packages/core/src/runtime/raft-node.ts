@@ -812,7 +812,9 @@ export class RaftNode<Command, Result> {
     const identity = this.#gate.takeChanged();
     const write = identity === undefined ? ready.write : { ...ready.write, identity };
     let afterWrite =
-      ready.earlyMessages.length === 0 ? ready.messages : [...ready.earlyMessages, ...ready.messages];
+      ready.earlyMessages.length === 0
+        ? ready.messages
+        : [...ready.earlyMessages, ...ready.messages];
     if (write !== undefined) {
       if (write.truncateFrom !== undefined) {
         this.#proposals.truncatedFrom(write.truncateFrom);
