@@ -39,6 +39,11 @@ function kvApp(deps: AppDeps) {
       .concat(raft.replicated)
       .input(z.object({ key: z.string(), value: z.string() }))
       .mutation(({ ctx, input }) => ctx.raft.propose({ op: 'put', ...input })),
+    /** A resolver that proposes through the node itself: its Raft errors are mapped too. */
+    putDirect: t.procedure
+      .concat(raft.replicated)
+      .input(z.object({ key: z.string(), value: z.string() }))
+      .mutation(({ ctx, input }) => ctx.raft.node.propose({ op: 'put', ...input })),
     /** What a replicated procedure's resolver sees of its input (nothing proposed). */
     echo: t.procedure
       .concat(raft.replicated)
@@ -252,6 +257,14 @@ describe('the tRPC plugin on a 3-node cluster over real HTTP', () => {
       retryable: true,
       leaderHint: leader.id,
     });
+    // The same error, thrown by `node.propose` in a resolver, is mapped the same way.
+    const direct = await failure(() => follower.putDirect.mutate({ key: 'k', value: 'v' }));
+    expect(direct.data?.code).toBe('SERVICE_UNAVAILABLE');
+    expect(raftErrorOf(direct)).toEqual({
+      kind: 'not-leader',
+      retryable: true,
+      leaderHint: leader.id,
+    });
 
     // A domain error of the handler: its own code when it is a tRPC code, else BAD_REQUEST.
     const onLeader = cluster.client(leader.id);
@@ -330,6 +343,7 @@ describe('the tRPC plugin on a 3-node cluster over real HTTP', () => {
       cluster.client(leader.id).execute.mutate({ op: 'put', key: 'slow', value: 'v' }),
     );
     expect(timeout.data?.code).toBe('TIMEOUT');
+    expect(timeout.message).toMatch(/no result within the deadline of 300 ms \(proposeTimeoutMs\)/);
     expect(raftErrorOf(timeout)).toMatchObject({ kind: 'timeout', retryable: true });
   });
 

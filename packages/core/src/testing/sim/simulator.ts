@@ -23,6 +23,7 @@ import {
 import { InvariantChecker, InvariantViolation } from './invariant-checker.ts';
 import { pickMembershipAction } from './membership-actions.ts';
 import { type MembershipPlanName, MembershipPlanRun, planServers } from './membership-plans.ts';
+import { type SeedExpectations, seedVerdict } from './seed-verdict.ts';
 import { CALM_NETWORK, type NetworkFaults, SimNetwork } from './sim-network.ts';
 import {
   CALM_DISK,
@@ -233,7 +234,10 @@ interface Server {
  * node. After every event the {@link InvariantChecker} checks Raft's safety properties on every
  * running engine; at the end every fault heals, the cluster must converge, its members must hold
  * the same state, and the clients' history (with a final read of every key) must be
- * linearizable. A node that stops on an error the simulation did not inject fails the run.
+ * linearizable. A node that stops on an error the simulation did not inject fails the run, and
+ * so does a seed that does not show what its options promise ({@link seedVerdict}: progress, a
+ * schedule played whole, a plan's final voters), here rather than in each caller, so that a seed
+ * fails alike in the test batch and in `sim --seed N`.
  * Deterministic: one seed, one run. Throws {@link SimulationFailure} (carrying the seed).
  */
 export async function runSimulation(options: SimulationOptions): Promise<SimulationReport> {
@@ -436,7 +440,7 @@ class Simulation {
       if (healed && this.#quiescent()) break;
     }
     await this.#finalChecks();
-    return {
+    const report: SimulationReport = {
       seed: this.#options.seed,
       events: this.#events,
       virtualMs: time.now,
@@ -460,6 +464,30 @@ class Simulation {
       schedulePlayed: this.#schedule?.played ?? false,
       disksLost: this.#lostDisk === undefined ? 0 : 1,
       identityRefusals: this.#identityRefusals,
+    };
+    const failure = seedVerdict(this.#expectations(), report);
+    if (failure !== undefined) throw new Error(failure);
+    return report;
+  }
+
+  /** What this seed must show once it converged, from its options (see {@link seedVerdict}). */
+  #expectations(): SeedExpectations {
+    const schedule = this.#options.figure8
+      ? 'the Figure 8 schedule'
+      : this.#options.installDuringApply
+        ? 'the install during apply schedule'
+        : undefined;
+    const voters = [...this.#voters].sort();
+    const finalVoters =
+      this.#plan !== undefined
+        ? this.#plan.end
+        : this.#options.loseDisk
+          ? { what: voters.join(','), holds: (v: readonly NodeId[]) => v.join() === voters.join() }
+          : undefined;
+    return {
+      progress: !this.#options.crashInJoint,
+      ...(schedule === undefined ? {} : { schedule }),
+      ...(finalVoters === undefined ? {} : { finalVoters }),
     };
   }
 
