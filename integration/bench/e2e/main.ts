@@ -110,6 +110,11 @@ interface System {
   /** Server-side processes (not Postgres): label and pid. */
   readonly processes: () => Promise<readonly { label: string; pid: number }[]>;
   readonly postgres: readonly PostgresProbe[];
+  /**
+   * For a tsraft system: the `put` calls its followers served so far (each took the forwarding
+   * hop), or `undefined` when its nodes do not count them (a baseline older than the counter).
+   */
+  readonly followerPuts?: () => Promise<number | undefined>;
   /** WAL fsyncs and transactions so far, when known (Postgres' counters, etcd's metrics). */
   readonly counters: () => Promise<{ walSyncs: number; transactions: number | undefined }>;
 }
@@ -179,7 +184,7 @@ async function main(): Promise<void> {
         const result = await measure(system.client ?? client, system, inflight);
         results.push(result);
         console.info(
-          `  ${String(inflight).padStart(3)} in flight, ${system.name.padEnd(12)} ${Math.round(result.writesPerSecond).toLocaleString('en-US').padStart(6)} writes/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, ${result.cpuPerWrite.total.toFixed(3)} ms CPU/write${result.errors > 0 ? `, ${result.errors} errors (${result.firstError})` : ''}`,
+          `  ${String(inflight).padStart(3)} in flight, ${system.name.padEnd(12)} ${Math.round(result.writesPerSecond).toLocaleString('en-US').padStart(6)} writes/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, ${result.cpuPerWrite.total.toFixed(3)} ms CPU/write${result.viaFollower === undefined ? '' : `, ${result.viaFollower} of ${result.writes} writes via a follower`}${result.errors > 0 ? `, ${result.errors} errors (${result.firstError})` : ''}`,
         );
       }
     }
@@ -267,6 +272,20 @@ async function startRaft(
       }));
     },
     postgres: probes,
+    followerPuts: async () => {
+      const leaderId = await leader();
+      const counts = await Promise.all(
+        ids
+          .filter((id) => id !== leaderId)
+          .map(async (id) => {
+            const response = await fetch(`${peers[id]}/bench/puts`).catch(() => undefined);
+            return response?.ok === true ? Number(await response.text()) : undefined;
+          }),
+      );
+      return counts.every((count) => count !== undefined && Number.isSafeInteger(count))
+        ? counts.reduce((sum: number, count) => sum + (count as number), 0)
+        : undefined;
+    },
     counters: () => postgresCounters(probes),
   });
   const systems: System[] = [];
@@ -349,6 +368,7 @@ async function measure(
   const target = await system.target();
   const processes = await system.processes();
   const before = await system.counters();
+  const followerPutsBefore = await system.followerPuts?.();
   let start: Awaited<ReturnType<typeof sampleCpu>> | undefined;
   let end: Awaited<ReturnType<typeof sampleCpu>> | undefined;
   const report = await client.run({ target, inflight, warmupMs, windowMs }, async (edge) => {
@@ -358,6 +378,7 @@ async function measure(
   });
   await new Promise((resolve) => setTimeout(resolve, STATS_SETTLE_MS));
   const after = await system.counters();
+  const followerPutsAfter = await system.followerPuts?.();
   if (start === undefined || end === undefined) throw new Error('the window was not sampled');
   const writes = Math.max(1, report.windowWrites);
   const s = start;
@@ -393,6 +414,11 @@ async function measure(
         ? undefined
         : (after.transactions - before.transactions) / total,
     startedAt: target.kind === 'replicated' ? target.initial : undefined,
+    viaFollower:
+      followerPutsBefore === undefined || followerPutsAfter === undefined
+        ? undefined
+        : followerPutsAfter - followerPutsBefore,
+    writes: report.total,
     errors: report.errors,
     firstError: report.firstError,
   };
