@@ -1,6 +1,7 @@
 import type { ClientSession, CommandResult, SessionCheck, SessionKey } from '@tsraft/core';
 import { type RawBuilder, sql } from 'kysely';
 import type { AnyKysely } from './any-kysely.ts';
+import type { StoredSession } from './committed-sessions.ts';
 import { toSafeInteger } from './int8.ts';
 import type { RaftTables } from './raft-tables.ts';
 
@@ -124,6 +125,34 @@ export class BatchSessions {
     return batch;
   }
 
+  /** The sessions of a batch from what this instance committed last (no query). */
+  static fromStored(
+    tables: RaftTables,
+    retention: SessionRetention,
+    stored: ReadonlyMap<string, StoredSession>,
+  ): BatchSessions {
+    const rows = new Map<string, SessionRow>();
+    for (const [clientId, { lastActive, floor, highest }] of stored) {
+      rows.set(clientId, {
+        lastActive,
+        floor,
+        highest,
+        reset: false,
+        storedFloor: floor,
+        dirty: false,
+      });
+    }
+    return new BatchSessions(tables, retention, rows);
+  }
+
+  /** The batch's clients' sessions as stored once {@link save} has committed. */
+  stored(): [string, StoredSession][] {
+    return [...this.#rows].map(([clientId, row]) => [
+      clientId,
+      { lastActive: row.lastActive, floor: row.floor, highest: row.highest },
+    ]);
+  }
+
   /**
    * Classifies the command `session` at time `now`. Changes nothing. A duplicate's result may
    * still be pending (a command earlier in the batch that has not run yet). A command whose
@@ -176,19 +205,22 @@ export class BatchSessions {
   }
 
   /**
-   * Writes the batch's changes in `trx` together with `final` (the batch's own last statement,
-   * the applied position): one statement whose data-modifying CTEs upsert the sessions, insert
-   * the results and delete those below the raised floors (disjoint rows, so their order does not
-   * matter). Only rare work runs apart: first the deletion of a restarted session's old results
-   * (whose keys the new ones may reuse), last the deletion of the sessions forgotten as of `now`
-   * when `sweep` is set (an index range scan on `last_active`).
+   * Writes the batch's changes in `trx` together with `position` (the batch's move of the applied
+   * position, an `UPDATE ... RETURNING` that returns one row when the position was the one the
+   * batch assumed, none otherwise): one statement whose data-modifying CTEs upsert the sessions,
+   * insert the results and delete those below the raised floors (disjoint rows, so their order
+   * does not matter), each only if the position moved, so that sessions read from a stale view
+   * write nothing. Only rare work runs apart: first the deletion of a restarted session's old
+   * results (whose keys the new ones may reuse), last the deletion of the sessions forgotten as
+   * of `now` when `sweep` is set (an index range scan on `last_active`). Resolves with whether
+   * the position moved; when it did not, the caller must roll back.
    */
   async save(
     trx: AnyKysely,
     now: number,
     sweep: boolean,
-    final: RawBuilder<unknown>,
-  ): Promise<void> {
+    position: RawBuilder<unknown>,
+  ): Promise<boolean> {
     const t = this.#tables;
     const dirty = [...this.#rows].filter(([, row]) => row.dirty);
     const reset = dirty.filter(([, row]) => row.reset).map(([clientId]) => clientId);
@@ -199,6 +231,7 @@ export class BatchSessions {
       `.execute(trx);
     }
     const writes: RawBuilder<unknown>[] = [];
+    const moved = sql`exists (select from moved)`;
     if (dirty.length > 0) {
       const rows = JSON.stringify(
         dirty.map(([c, row]) => ({ c, a: row.lastActive, f: row.floor, h: row.highest })),
@@ -206,6 +239,7 @@ export class BatchSessions {
       writes.push(sql`
         insert into ${t.clientSession} (client_id, last_active, floor, highest_seq)
         select c, a, f, h from jsonb_to_recordset(cast(${rows} as jsonb)) as x(c text, a int8, f int8, h int8)
+        where ${moved}
         on conflict (client_id) do update set last_active = excluded.last_active,
           floor = excluded.floor, highest_seq = excluded.highest_seq
       `);
@@ -219,6 +253,7 @@ export class BatchSessions {
       writes.push(sql`
         insert into ${t.clientResult} (client_id, seq, result, command_digest)
         select c, s, r, d from jsonb_to_recordset(cast(${rows} as jsonb)) as x(c text, s int8, r jsonb, d text)
+        where ${moved}
       `);
     }
     const raised = dirty.flatMap(([c, row]) =>
@@ -238,11 +273,14 @@ export class BatchSessions {
               select ctid from ${t.clientResult}
               where client_id = x.c and seq > x.l and seq <= x.f offset 0
             ) r
-        ))
+        )) and ${moved}
       `);
     }
-    const ctes = writes.map((write, i) => sql`${sql.raw(`w${i}`)} as (${write})`);
-    await (ctes.length === 0 ? final : sql`with ${sql.join(ctes)} ${final}`).execute(trx);
+    const ctes = writes.map((write, i) => sql`, ${sql.raw(`w${i}`)} as (${write})`);
+    const { rows } = await sql`
+      with moved as (${position}) ${sql.join(ctes, sql``)} select count(*) > 0 as moved from moved
+    `.execute(trx);
+    if ((rows[0] as { moved?: unknown } | undefined)?.moved !== true) return false;
     if (sweep) {
       const cutoff = now - this.#retention.forgetAfterMs;
       await sql`
@@ -252,6 +290,7 @@ export class BatchSessions {
         delete from ${t.clientResult} where client_id in (select client_id from gone)
       `.execute(trx);
     }
+    return true;
   }
 }
 
