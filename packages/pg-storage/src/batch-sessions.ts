@@ -205,21 +205,22 @@ export class BatchSessions {
   }
 
   /**
-   * Writes the batch's changes in `trx` together with `position` (the batch's move of the applied
-   * position, an `UPDATE ... RETURNING` that returns one row when the position was the one the
-   * batch assumed, none otherwise): one statement whose data-modifying CTEs upsert the sessions,
-   * insert the results and delete those below the raised floors (disjoint rows, so their order
-   * does not matter), each only if the position moved, so that sessions read from a stale view
-   * write nothing. Only rare work runs apart: first the deletion of a restarted session's old
-   * results (whose keys the new ones may reuse), last the deletion of the sessions forgotten as
-   * of `now` when `sweep` is set (an index range scan on `last_active`). Resolves with whether
-   * the position moved; when it did not, the caller must roll back.
+   * Writes the batch's changes in `trx` together with the move of the applied position to
+   * `position`, as ONE call of the schema's `tsraft_finish_batch` function: it moves the
+   * position only from `expectedIndex` (the index the batch assumed), and only then upserts the
+   * sessions, inserts the results and deletes those below the raised floors (disjoint rows, so
+   * their order does not matter), so that sessions read from a stale view write nothing. Only
+   * rare work runs apart: first the deletion of a restarted session's old results (whose keys the
+   * new ones may reuse), last the deletion of the sessions forgotten as of `position.now` when
+   * `sweep` is set (an index range scan on `last_active`). Resolves with whether the position
+   * moved; when it did not, the caller must roll back.
    */
   async save(
     trx: AnyKysely,
-    now: number,
+    finishBatch: RawBuilder<unknown>,
+    expectedIndex: number,
+    position: { readonly index: number; readonly term: number; readonly now: number },
     sweep: boolean,
-    position: RawBuilder<unknown>,
   ): Promise<boolean> {
     const t = this.#tables;
     const dirty = [...this.#rows].filter(([, row]) => row.dirty);
@@ -230,59 +231,36 @@ export class BatchSessions {
         where client_id in (select jsonb_array_elements_text(cast(${JSON.stringify(reset)} as jsonb)))
       `.execute(trx);
     }
-    const writes: RawBuilder<unknown>[] = [];
-    const moved = sql`exists (select from moved)`;
-    if (dirty.length > 0) {
-      const rows = JSON.stringify(
-        dirty.map(([c, row]) => ({ c, a: row.lastActive, f: row.floor, h: row.highest })),
-      );
-      writes.push(sql`
-        insert into ${t.clientSession} (client_id, last_active, floor, highest_seq)
-        select c, a, f, h from jsonb_to_recordset(cast(${rows} as jsonb)) as x(c text, a int8, f int8, h int8)
-        where ${moved}
-        on conflict (client_id) do update set last_active = excluded.last_active,
-          floor = excluded.floor, highest_seq = excluded.highest_seq
-      `);
-    }
+    const sessions =
+      dirty.length === 0
+        ? null
+        : JSON.stringify(
+            dirty.map(([c, row]) => ({ c, a: row.lastActive, f: row.floor, h: row.highest })),
+          );
     const kept = [...this.#recorded.values()].filter(
       (r) => r.seq > (this.#rows.get(r.clientId)?.floor ?? 0),
     );
-    if (kept.length > 0) {
-      // Each result's JSON is spliced into one JSON array without encoding it twice.
-      const rows = `[${kept.map((r) => `{"c":${JSON.stringify(r.clientId)},"s":${r.seq},"r":${resultJson(r.slot)},"d":${JSON.stringify(r.slot.digest ?? null)}}`).join(',')}]`;
-      writes.push(sql`
-        insert into ${t.clientResult} (client_id, seq, result, command_digest)
-        select c, s, r, d from jsonb_to_recordset(cast(${rows} as jsonb)) as x(c text, s int8, r jsonb, d text)
-        where ${moved}
-      `);
-    }
+    // Each result's JSON is spliced into one JSON array without encoding it twice.
+    const results =
+      kept.length === 0
+        ? null
+        : `[${kept.map((r) => `{"c":${JSON.stringify(r.clientId)},"s":${r.seq},"r":${resultJson(r.slot)},"d":${JSON.stringify(r.slot.digest ?? null)}}`).join(',')}]`;
     const raised = dirty.flatMap(([c, row]) =>
       row.storedFloor !== undefined && row.floor > row.storedFloor
         ? [{ c, l: row.storedFloor, f: row.floor }]
         : [],
     );
-    if (raised.length > 0) {
-      // One range scan of the primary key per client, over the results that just fell below its
-      // floor (never over its older, deleted ones): `offset 0` keeps the lateral subquery from
-      // being flattened into a join that the planner may run as a scan of the whole table.
-      writes.push(sql`
-        delete from ${t.clientResult} where ctid = any (array(
-          select r.ctid
-          from jsonb_to_recordset(cast(${JSON.stringify(raised)} as jsonb)) as x(c text, l int8, f int8),
-            lateral (
-              select ctid from ${t.clientResult}
-              where client_id = x.c and seq > x.l and seq <= x.f offset 0
-            ) r
-        )) and ${moved}
-      `);
-    }
-    const ctes = writes.map((write, i) => sql`, ${sql.raw(`w${i}`)} as (${write})`);
-    const { rows } = await sql`
-      with moved as (${position}) ${sql.join(ctes, sql``)} select count(*) > 0 as moved from moved
+    const { rows } = await sql<{ moved: unknown }>`
+      select ${finishBatch}(
+        cast(${expectedIndex} as int8), cast(${position.index} as int8),
+        cast(${position.term} as int8), cast(${position.now} as int8),
+        cast(${sessions} as jsonb), cast(${results} as jsonb),
+        cast(${raised.length === 0 ? null : JSON.stringify(raised)} as jsonb)
+      ) as moved
     `.execute(trx);
-    if ((rows[0] as { moved?: unknown } | undefined)?.moved !== true) return false;
+    if (rows[0]?.moved !== true) return false;
     if (sweep) {
-      const cutoff = now - this.#retention.forgetAfterMs;
+      const cutoff = position.now - this.#retention.forgetAfterMs;
       await sql`
         with gone as (
           delete from ${t.clientSession} where last_active < ${cutoff} returning client_id

@@ -26,7 +26,7 @@ import { CommandValidationError } from './command-validation-error.ts';
 import { type CommittedBatch, CommittedSessions } from './committed-sessions.ts';
 import { toSafeInteger } from './int8.ts';
 import { migrateRaftSchema } from './migrations.ts';
-import { type RaftTables, raftTables } from './raft-tables.ts';
+import { type RaftFunctions, type RaftTables, raftFunctions, raftTables } from './raft-tables.ts';
 import { assertTablesExist, type ReplicatedTable, replicatedTables } from './replicated-tables.ts';
 import { DEFAULT_SCHEMA, validateSchemaName } from './schema-name.ts';
 import { exportStateSnapshot, type StateSnapshotScope } from './state-snapshot-export.ts';
@@ -200,6 +200,7 @@ export class PostgresStateMachine<C extends CommandMap>
 {
   readonly #db: AnyKysely;
   readonly #tables: RaftTables;
+  readonly #functions: RaftFunctions;
   readonly #commands: C;
   /** Replicated tables as declared (`schema.table`) and as SQL identifiers. */
   readonly #appTables: readonly ReplicatedTable[];
@@ -214,6 +215,7 @@ export class PostgresStateMachine<C extends CommandMap>
   private constructor(options: PostgresStateMachineOptions<C>, schema: string) {
     this.#db = options.db;
     this.#tables = raftTables(schema);
+    this.#functions = raftFunctions(schema);
     this.#commands = options.commands;
     this.#appTables = replicatedTables(options.tables);
     const retention = options.sessions ?? {};
@@ -405,7 +407,6 @@ export class PostgresStateMachine<C extends CommandMap>
     savepointFrom: number,
     signal: AbortSignal | undefined,
   ): Promise<BatchOutcome> {
-    const t = this.#tables;
     const first = entries[0] as AppliedEntry<CommandOf<C>>;
     const batchSessions = entries.flatMap((entry) =>
       entry.kind === 'command' && entry.session !== undefined ? [entry.session] : [],
@@ -491,10 +492,10 @@ export class PostgresStateMachine<C extends CommandMap>
     // this instance's last commit); otherwise nothing was applied and the batch rolls back.
     const moved = await sessions.save(
       trx,
-      now,
+      this.#functions.finishBatch,
+      first.index - 1,
+      { index: last.index, term: last.term, now },
       sweep,
-      sql`update ${t.appliedState} set index = ${last.index}, term = ${last.term}, now = ${now}
-        where index = ${first.index - 1} returning 1`,
     );
     if (!moved) throw notFollowing(first.index, await this.#appliedIndex(trx));
     return {
