@@ -8,6 +8,9 @@
  *   `TSRAFT_SECRET`.
  * - `TSRAFT_BENCH_MODE=direct`: the same upsert on the database, no Raft. Needs `TSRAFT_URL`.
  *
+ * A replicated node answers `GET /bench/puts` with the number of `put` calls it served (a
+ * follower's are the writes that took its forwarding hop).
+ *
  * Both need `DATABASE_URL`; `TSRAFT_TICK_MS` sets the node's `tickMs`. Prints `{"ready":true}` once it serves; the end of stdin (the parent
  * went away) or SIGTERM closes it.
  */
@@ -67,10 +70,14 @@ if (mode === 'replicated') {
   if (self === undefined) throw new Error(`TSRAFT_PEERS does not list this node "${id}"`);
   listenUrl = new URL(self);
   const transport = createTrpcTransport({ nodeId: id, peers, secret, listen: false });
+  let puts = 0;
   const { router, responseMeta } = createReplicatedApp({
     node: () => {
       if (node === undefined) throw new Error('the node has not started yet');
       return node;
+    },
+    onPut: () => {
+      puts++;
     },
   });
   const app = createHTTPHandler({
@@ -80,6 +87,10 @@ if (mode === 'replicated') {
     createContext: ({ req }): BenchAppContext => ({ admin: req.headers['x-admin'] === secret }),
   });
   handle = (req, res) => {
+    if (req.method === 'GET' && req.url === '/bench/puts') {
+      res.end(String(puts));
+      return;
+    }
     if (!transport.handle(req, res)) app(req, res);
   };
   const logStore = await PostgresLogStore.open({ db });

@@ -127,7 +127,11 @@ const benchCommand = z.object({ name: z.literal('put'), input: putInput });
  * The router of one node of the replicated shape, and the `responseMeta` of its HTTP adapter
  * (the leader header that lets a client's failover link move to the leader).
  */
-export function createReplicatedApp(options: { node: () => RaftNode<BenchCommand, BenchResult> }): {
+export function createReplicatedApp(options: {
+  node: () => RaftNode<BenchCommand, BenchResult>;
+  /** Called by each `put` this node serves (a follower forwards it to the leader). */
+  onPut?: () => void;
+}): {
   router: ReplicatedAppRouter;
   responseMeta: () => { headers: Record<string, string> };
 } {
@@ -140,7 +144,10 @@ export function createReplicatedApp(options: { node: () => RaftNode<BenchCommand
     put: t.procedure
       .concat(raft.replicated)
       .input(putInput)
-      .mutation(({ ctx, input }) => ctx.raft.propose({ name: 'put', input })),
+      .mutation(({ ctx, input }) => {
+        options.onPut?.();
+        return ctx.raft.propose({ name: 'put', input });
+      }),
     raftAdmin: raft.adminRouter<BenchAppContext>({ authorize: ({ ctx }) => ctx.admin }),
   });
   return { router, responseMeta: raft.responseMeta };

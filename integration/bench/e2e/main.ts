@@ -16,17 +16,7 @@
  * transactions per write (`pg_stat_io`/`pg_stat_wal`, `pg_stat_database`; etcd's metrics).
  * The table gives the median of the rounds (writes/s also as min-max).
  *
- * Options (all optional):
- *   --inflight 1,16,64,256   writes in flight
- *   --rounds 2               runs per system and level
- *   --warmup 2 --window 6    seconds of warm-up and of measurement per run
- *   --systems tsraft,postgres,etcd   also: tsraft-batch (httpBatchLink)
- *   --start-at follower      where the tsraft client's failover link starts: follower or leader
- *   --cpu-prof DIR           write V8 CPU profiles of the node and client processes into DIR
- *   --baseline REF           also run tsraft (and tsraft-batch) as of the git commit REF, its own
- *                            nodes and client from a copy of REF (which must hold this
- *                            benchmark), interleaved with the others: before and after in one run
- *   --tick-ms N              the nodes' tickMs (default: the node's default)
+ * Options: see `USAGE` below (`--help` prints them; an unknown option is refused in one line).
  * Postgres: `TSRAFT_PG_PROVIDER` = embedded (default here), testcontainers (image from
  * `TSRAFT_PG_IMAGE`) or external (`TSRAFT_PG_URLS`, four URLs). Postgres CPU is shown only for
  * servers whose processes this machine's /proc shows (not inside a container).
@@ -60,38 +50,55 @@ const DATA_ROOT = fileURLToPath(new URL('../../../.data/bench-e2e/', import.meta
 /** Backends flush their statistics about a second after they go idle. */
 const STATS_SETTLE_MS = 1_200;
 
-const { values: args } = parseArgs({
-  options: {
-    inflight: { type: 'string', default: '1,16,64,256' },
-    rounds: { type: 'string', default: '2' },
-    warmup: { type: 'string', default: '2' },
-    window: { type: 'string', default: '6' },
-    systems: { type: 'string', default: 'tsraft,postgres,etcd' },
-    'start-at': { type: 'string', default: 'follower' },
-    'cpu-prof': { type: 'string' },
-    baseline: { type: 'string' },
-    'tick-ms': { type: 'string' },
-  },
-});
+/** What `--help` prints. */
+const USAGE = `Usage: ./dev bench:e2e [options]
+
+Options (all optional):
+  --inflight 1,16,64,256   writes in flight
+  --rounds 2               runs per system and level
+  --warmup 2 --window 6    seconds of warm-up and of measurement per run
+  --systems tsraft,postgres,etcd   also: tsraft-batch (httpBatchLink)
+  --start-at follower      where the tsraft client's failover link starts: follower or leader
+  --cpu-prof DIR           write V8 CPU profiles of the node and client processes into DIR
+  --baseline REF           also run tsraft (and tsraft-batch) as of the git commit REF, its own
+                           nodes and client from a copy of REF (which must hold this
+                           benchmark), interleaved with the others: before and after in one run
+  --tick-ms N              the nodes' tickMs (default: the node's default)
+  --help                   print this and exit
+
+Postgres: TSRAFT_PG_PROVIDER = embedded (default), testcontainers (image from TSRAFT_PG_IMAGE)
+or external (TSRAFT_PG_URLS, four URLs).`;
+
+/** Refuses the command line in one line (no stack trace) and exits with status 2. */
+function usageError(message: string): never {
+  console.error(`bench:e2e: ${message} (--help lists the options)`);
+  process.exit(2);
+}
+
+const args = parseCommandLine();
+if (args.help === true) {
+  console.info(USAGE);
+  process.exit(0);
+}
 
 const levels = positiveIntegers('--inflight', args.inflight);
 const rounds = positiveIntegers('--rounds', args.rounds)[0] as number;
 const warmupMs = Number(args.warmup) * 1000;
 const windowMs = Number(args.window) * 1000;
-if (!(warmupMs >= 0) || !(windowMs > 0)) throw new Error('--warmup and --window are seconds');
+if (!(warmupMs >= 0) || !(windowMs > 0)) usageError('--warmup and --window are seconds');
 const wanted = new Set(args.systems.split(',').map((name) => name.trim()));
 for (const name of wanted) {
   if (!['tsraft', 'tsraft-batch', 'postgres', 'etcd'].includes(name)) {
-    throw new Error(`--systems: unknown system "${name}" (tsraft, tsraft-batch, postgres, etcd)`);
+    usageError(`--systems: unknown system "${name}" (tsraft, tsraft-batch, postgres, etcd)`);
   }
 }
 const startAt = args['start-at'];
 if (startAt !== 'follower' && startAt !== 'leader') {
-  throw new Error('--start-at must be follower or leader');
+  usageError('--start-at must be follower or leader');
 }
 const profileDir = args['cpu-prof'];
 const tickMs = args['tick-ms'];
-if (tickMs !== undefined && !(Number(tickMs) > 0)) throw new Error('--tick-ms must be positive');
+if (tickMs !== undefined && !(Number(tickMs) > 0)) usageError('--tick-ms must be positive');
 const nodeFlags = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
 
 /** A system the client writes to, and what is measured of it. */
@@ -103,6 +110,11 @@ interface System {
   /** Server-side processes (not Postgres): label and pid. */
   readonly processes: () => Promise<readonly { label: string; pid: number }[]>;
   readonly postgres: readonly PostgresProbe[];
+  /**
+   * For a tsraft system: the `put` calls its followers served so far (each took the forwarding
+   * hop), or `undefined` when its nodes do not count them (a baseline older than the counter).
+   */
+  readonly followerPuts?: () => Promise<number | undefined>;
   /** WAL fsyncs and transactions so far, when known (Postgres' counters, etcd's metrics). */
   readonly counters: () => Promise<{ walSyncs: number; transactions: number | undefined }>;
 }
@@ -172,7 +184,7 @@ async function main(): Promise<void> {
         const result = await measure(system.client ?? client, system, inflight);
         results.push(result);
         console.info(
-          `  ${String(inflight).padStart(3)} in flight, ${system.name.padEnd(12)} ${Math.round(result.writesPerSecond).toLocaleString('en-US').padStart(6)} writes/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, ${result.cpuPerWrite.total.toFixed(3)} ms CPU/write${result.errors > 0 ? `, ${result.errors} errors (${result.firstError})` : ''}`,
+          `  ${String(inflight).padStart(3)} in flight, ${system.name.padEnd(12)} ${Math.round(result.writesPerSecond).toLocaleString('en-US').padStart(6)} writes/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, ${result.cpuPerWrite.total.toFixed(3)} ms CPU/write${result.viaFollower === undefined ? '' : `, ${result.viaFollower} of ${result.writes} writes via a follower`}${result.errors > 0 ? `, ${result.errors} errors (${result.firstError})` : ''}`,
         );
       }
     }
@@ -260,6 +272,20 @@ async function startRaft(
       }));
     },
     postgres: probes,
+    followerPuts: async () => {
+      const leaderId = await leader();
+      const counts = await Promise.all(
+        ids
+          .filter((id) => id !== leaderId)
+          .map(async (id) => {
+            const response = await fetch(`${peers[id]}/bench/puts`).catch(() => undefined);
+            return response?.ok === true ? Number(await response.text()) : undefined;
+          }),
+      );
+      return counts.every((count) => count !== undefined && Number.isSafeInteger(count))
+        ? counts.reduce((sum: number, count) => sum + (count as number), 0)
+        : undefined;
+    },
     counters: () => postgresCounters(probes),
   });
   const systems: System[] = [];
@@ -342,6 +368,7 @@ async function measure(
   const target = await system.target();
   const processes = await system.processes();
   const before = await system.counters();
+  const followerPutsBefore = await system.followerPuts?.();
   let start: Awaited<ReturnType<typeof sampleCpu>> | undefined;
   let end: Awaited<ReturnType<typeof sampleCpu>> | undefined;
   const report = await client.run({ target, inflight, warmupMs, windowMs }, async (edge) => {
@@ -351,6 +378,7 @@ async function measure(
   });
   await new Promise((resolve) => setTimeout(resolve, STATS_SETTLE_MS));
   const after = await system.counters();
+  const followerPutsAfter = await system.followerPuts?.();
   if (start === undefined || end === undefined) throw new Error('the window was not sampled');
   const writes = Math.max(1, report.windowWrites);
   const s = start;
@@ -386,6 +414,11 @@ async function measure(
         ? undefined
         : (after.transactions - before.transactions) / total,
     startedAt: target.kind === 'replicated' ? target.initial : undefined,
+    viaFollower:
+      followerPutsBefore === undefined || followerPutsAfter === undefined
+        ? undefined
+        : followerPutsAfter - followerPutsBefore,
+    writes: report.total,
     errors: report.errors,
     firstError: report.firstError,
   };
@@ -448,7 +481,31 @@ function postgresProvider(): PostgresProvider {
 function positiveIntegers(flag: string, text: string): number[] {
   const numbers = text.split(',').map((part) => Number(part.trim()));
   if (numbers.length === 0 || !numbers.every((n) => Number.isSafeInteger(n) && n > 0)) {
-    throw new Error(`${flag} takes positive integers separated by commas, not "${text}"`);
+    usageError(`${flag} takes positive integers separated by commas, not "${text}"`);
   }
   return numbers;
+}
+
+/** The options given, or a one-line refusal of an unknown option or a stray argument. */
+function parseCommandLine() {
+  try {
+    return parseArgs({
+      options: {
+        inflight: { type: 'string', default: '1,16,64,256' },
+        rounds: { type: 'string', default: '2' },
+        warmup: { type: 'string', default: '2' },
+        window: { type: 'string', default: '6' },
+        systems: { type: 'string', default: 'tsraft,postgres,etcd' },
+        'start-at': { type: 'string', default: 'follower' },
+        'cpu-prof': { type: 'string' },
+        baseline: { type: 'string' },
+        'tick-ms': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }).values;
+  } catch (error) {
+    // parseArgs' own message names the option ("Unknown option '--x'") and suggests `--`.
+    const message = error instanceof Error ? error.message.split('. ')[0] : String(error);
+    return usageError(message ?? String(error));
+  }
 }

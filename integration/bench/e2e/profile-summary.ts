@@ -3,10 +3,12 @@
  * profile, the share of samples by where the code lives (a package, a workspace source file,
  * Node's internals, GC, idle) and the functions with the most self time.
  *
- *   node integration/bench/e2e/profile-summary.ts DIR-or-FILES... [--top 25] [--from S]
+ *   node integration/bench/e2e/profile-summary.ts DIR-or-FILES... [--top 25] [--from S] [--to S]
  *
  * `--from S` leaves out the first S seconds of each profile (a process' start-up: module
- * loading and compiling), so that what remains is the steady state of the measured load.
+ * loading and compiling), so that what remains is the steady state of the measured load; `--to S`
+ * leaves out what comes after S seconds. Together they pick one run of a process that served
+ * several (the client process writes to every system in turn).
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -34,11 +36,16 @@ const { values, positionals } = parseArgs({
   options: {
     top: { type: 'string', default: '25' },
     from: { type: 'string', default: '0' },
+    to: { type: 'string' },
   },
   allowPositionals: true,
 });
 const top = Number(values.top);
 const fromMicros = Number(values.from) * 1e6;
+const toMicros = values.to === undefined ? Number.POSITIVE_INFINITY : Number(values.to) * 1e6;
+if (!(fromMicros >= 0) || !(toMicros > fromMicros)) {
+  throw new Error('--from and --to are seconds, --to after --from');
+}
 
 const files: string[] = [];
 for (const path of positionals) {
@@ -76,7 +83,7 @@ function summarize(file: string, profile: Profile): void {
   profile.samples.forEach((id, i) => {
     const delta = profile.timeDeltas[i] ?? 0;
     at += delta;
-    if (at >= fromMicros) self.set(id, (self.get(id) ?? 0) + delta);
+    if (at >= fromMicros && at < toMicros) self.set(id, (self.get(id) ?? 0) + delta);
   });
   const total = [...self.values()].reduce((a, b) => a + b, 0);
   const idle = [...self].reduce((sum, [id, us]) => {

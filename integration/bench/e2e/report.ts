@@ -28,6 +28,13 @@ export interface RunResult {
   readonly startedAt: string | undefined;
   readonly errors: number;
   readonly firstError: string | undefined;
+  /**
+   * Of a tsraft run: the writes its followers served, each forwarded to the leader (warm-up and
+   * drain included, as `writes`); `undefined` when the nodes do not count them.
+   */
+  readonly viaFollower?: number | undefined;
+  /** Writes acknowledged in the whole run (warm-up, window and drain). */
+  readonly writes?: number;
 }
 
 const median = (values: readonly number[]): number => {
@@ -92,6 +99,17 @@ export function printReport(options: {
     lines.push(
       `The tsraft clients' failover links started at ${startedAt} (see --start-at); "(leader)" marks the leader's process.`,
     );
+    const forwarded = results.filter((r) => r.viaFollower !== undefined);
+    if (forwarded.length > 0) {
+      lines.push(
+        `Writes that took a follower's forwarding hop, of all writes of the run: ${forwarded
+          .map(
+            (r) =>
+              `${r.system} at ${r.inflight} in flight ${r.viaFollower} of ${int(r.writes ?? 0)}`,
+          )
+          .join('; ')}.`,
+      );
+    }
   }
   lines.push('');
   const raftSystems = systems.filter((name) => name.startsWith('tsraft'));

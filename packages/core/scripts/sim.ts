@@ -14,6 +14,8 @@
  *   --install-during-apply: three servers play a graceful restart during a snapshot install that
  *     waits for a busy apply loop, instead of random faults
  *   --options JSON: any other SimulationOptions (a failure prints the exact replay command)
+ * A seed is judged as in the test batch (`runSimulation` applies the per-seed verdict, e.g. that
+ * writes made progress), so a seed that fails there fails here too.
  */
 import { parseArgs } from 'node:util';
 import type { MembershipPlanName } from '../src/testing/sim/membership-plans.ts';

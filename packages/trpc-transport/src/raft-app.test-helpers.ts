@@ -1,4 +1,10 @@
-import { createTRPCClient, httpLink, type TRPCClient, type TRPCLink } from '@trpc/client';
+import {
+  createTRPCClient,
+  httpBatchLink,
+  httpLink,
+  type TRPCClient,
+  type TRPCLink,
+} from '@trpc/client';
 import type { AnyTRPCRouter } from '@trpc/server';
 import {
   type AppliedEntry,
@@ -235,11 +241,13 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
    * A client of the whole cluster: stamped, retried mutations ({@link raftSessionLink}) that
    * move between nodes ({@link raftFailoverLink}), starting at `initial`. `onFetchFailure`
    * counts requests that got no answer; `onFetch` sees the URL of every request. `transformer`:
-   * the app's, if it has one.
+   * the app's, if it has one. `batch`: `httpBatchLink` instead of `httpLink` under the failover
+   * link (calls made together travel in one request).
    */
   sessionClient(
     options: {
       initial?: NodeId;
+      batch?: boolean;
       onFetchFailure?: () => void;
       onFetch?: (url: string) => void;
       transformer?: WireTransformer;
@@ -262,7 +270,12 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
             Object.entries(this.urls).map(([id, url]) => [id, `${url}/trpc`]),
           ),
           link: (url) =>
-            appHttpLink<TRouter>({ url, fetch: counted, transformer: options.transformer }),
+            appHttpLink<TRouter>({
+              url,
+              fetch: counted,
+              transformer: options.transformer,
+              batch: options.batch ?? false,
+            }),
           ...(options.initial === undefined ? {} : { initial: options.initial }),
         }),
       ],
@@ -325,9 +338,12 @@ function appHttpLink<TRouter extends AnyTRPCRouter>(options: {
   headers?: Record<string, string>;
   fetch?: typeof fetch;
   transformer: WireTransformer | undefined;
+  /** `httpBatchLink` instead of `httpLink`. */
+  batch?: boolean;
 }): TRPCLink<TRouter> {
-  const { transformer, ...rest } = options;
-  return httpLink<AnyTRPCRouter>(
+  const { transformer, batch, ...rest } = options;
+  const link = batch === true ? httpBatchLink<AnyTRPCRouter> : httpLink<AnyTRPCRouter>;
+  return link(
     transformer === undefined ? rest : ({ ...rest, transformer } as typeof rest),
   ) as TRPCLink<TRouter>;
 }

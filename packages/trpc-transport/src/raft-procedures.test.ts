@@ -39,6 +39,11 @@ function kvApp(deps: AppDeps) {
       .concat(raft.replicated)
       .input(z.object({ key: z.string(), value: z.string() }))
       .mutation(({ ctx, input }) => ctx.raft.propose({ op: 'put', ...input })),
+    /** A resolver that proposes through the node itself: its Raft errors are mapped too. */
+    putDirect: t.procedure
+      .concat(raft.replicated)
+      .input(z.object({ key: z.string(), value: z.string() }))
+      .mutation(({ ctx, input }) => ctx.raft.node.propose({ op: 'put', ...input })),
     /** What a replicated procedure's resolver sees of its input (nothing proposed). */
     echo: t.procedure
       .concat(raft.replicated)
@@ -252,6 +257,14 @@ describe('the tRPC plugin on a 3-node cluster over real HTTP', () => {
       retryable: true,
       leaderHint: leader.id,
     });
+    // The same error, thrown by `node.propose` in a resolver, is mapped the same way.
+    const direct = await failure(() => follower.putDirect.mutate({ key: 'k', value: 'v' }));
+    expect(direct.data?.code).toBe('SERVICE_UNAVAILABLE');
+    expect(raftErrorOf(direct)).toEqual({
+      kind: 'not-leader',
+      retryable: true,
+      leaderHint: leader.id,
+    });
 
     // A domain error of the handler: its own code when it is a tRPC code, else BAD_REQUEST.
     const onLeader = cluster.client(leader.id);
@@ -330,6 +343,7 @@ describe('the tRPC plugin on a 3-node cluster over real HTTP', () => {
       cluster.client(leader.id).execute.mutate({ op: 'put', key: 'slow', value: 'v' }),
     );
     expect(timeout.data?.code).toBe('TIMEOUT');
+    expect(timeout.message).toMatch(/no result within the deadline of 300 ms \(proposeTimeoutMs\)/);
     expect(raftErrorOf(timeout)).toMatchObject({ kind: 'timeout', retryable: true });
   });
 
@@ -481,7 +495,7 @@ describe("a membership change that carries the new members' URLs, through the ad
 
 describe('leader discovery through the x-tsraft-leader header', () => {
   /** Runs three puts from a client that starts at a follower; returns the URLs it sent to. */
-  async function putsFromAFollower(withHeader: boolean) {
+  async function putsFromAFollower(withHeader: boolean, batch = false) {
     await using cluster = await AppCluster.start({
       app: kvApp,
       ...(withHeader
@@ -494,7 +508,11 @@ describe('leader discovery through the x-tsraft-leader header', () => {
     const leader = await cluster.leader();
     const follower = cluster.others(leader.id)[0] as NodeId;
     const sent: string[] = [];
-    const client = cluster.sessionClient({ initial: follower, onFetch: (url) => sent.push(url) });
+    const client = cluster.sessionClient({
+      initial: follower,
+      batch,
+      onFetch: (url) => sent.push(url),
+    });
     for (const key of ['a', 'b', 'c']) {
       expect(await client.put.mutate({ key, value: key })).toEqual({ key, stored: key });
     }
@@ -512,6 +530,13 @@ describe('leader discovery through the x-tsraft-leader header', () => {
     expect(sent.slice(1).every((url) => url.startsWith(leader))).toBe(true);
   });
 
+  it('moves a client whose failover link batches (httpBatchLink) the same way', async () => {
+    const { follower, leader, sent } = await putsFromAFollower(true, true);
+    expect(sent).toHaveLength(3);
+    expect(sent[0]?.startsWith(follower)).toBe(true);
+    expect(sent.slice(1).every((url) => url.startsWith(leader))).toBe(true);
+  });
+
   it('without the header, a client stays at the follower, which forwards every call', async () => {
     const { follower, sent } = await putsFromAFollower(false);
     expect(sent).toHaveLength(3);
@@ -520,52 +545,70 @@ describe('leader discovery through the x-tsraft-leader header', () => {
 });
 
 describe('exactly-once through the session link while the leader is killed', () => {
-  it('applies every acknowledged write exactly once on every surviving node (thesis 6.3)', async () => {
-    await using cluster = await AppCluster.start({ app: kvApp });
-    const leader = await cluster.leader();
-    let unanswered = 0;
-    const ids = Object.keys(cluster.urls);
-    const clients = Array.from({ length: 6 }, (_, i) =>
-      cluster.sessionClient({
-        initial: ids[i % ids.length] as NodeId,
-        onFetchFailure: () => unanswered++,
-      }),
-    );
-    const acknowledged = clients.map(() => [] as string[]);
-    let stop = false;
-    const writers = clients.map(async (client, c) => {
-      for (let w = 0; !stop; w++) {
-        const token = `c${c}w${w};`;
-        await client.execute.mutate({ op: 'append', key: `c${c}`, value: token });
-        acknowledged[c]?.push(token);
-      }
-    });
-    await expect
-      .poll(() => acknowledged.every((tokens) => tokens.length >= 5), { timeout: 10_000 })
-      .toBe(true);
-    const before = acknowledged.map((tokens) => tokens.length);
-    await cluster.stop(leader.id);
-    const next = await cluster.leader();
-    expect(next.id).not.toBe(leader.id);
-    await expect
-      .poll(() => acknowledged.every((tokens, c) => tokens.length >= (before[c] ?? 0) + 10), {
-        timeout: 10_000,
-      })
-      .toBe(true);
-    stop = true;
-    await Promise.all(writers);
-    expect(unanswered).toBeGreaterThan(0);
-
-    const commit = next.status().commitIndex;
-    const survivors = [...cluster.running.keys()];
-    await expect
-      .poll(() => survivors.every((id) => cluster.node(id).status().appliedIndex >= commit))
-      .toBe(true);
-    for (const id of survivors) {
-      acknowledged.forEach((tokens, c) => {
-        // Each client writes one token at a time: its key holds exactly its tokens, in order.
-        expect(cluster.machine(id).get(`c${c}`)).toBe(tokens.join(''));
+  it.each([
+    ['httpLink', false],
+    ['httpBatchLink', true],
+  ])(
+    'applies every acknowledged write exactly once on every surviving node (thesis 6.3), over %s',
+    async (_link, batch) => {
+      await using cluster = await AppCluster.start({ app: kvApp });
+      const leader = await cluster.leader();
+      let unanswered = 0;
+      let batched = 0;
+      const ids = Object.keys(cluster.urls);
+      const clients = Array.from({ length: 6 }, (_, i) =>
+        cluster.sessionClient({
+          initial: ids[i % ids.length] as NodeId,
+          batch,
+          onFetchFailure: () => unanswered++,
+          // httpBatchLink names every call of a request in its path: `execute,execute?batch=1`.
+          onFetch: (url) => {
+            if (url.includes('execute,execute')) batched++;
+          },
+        }),
+      );
+      // Each client writes on three keys at once (one writer per key, one token at a time), so
+      // that a batching link carries several stamped calls of one session in one request.
+      const LANES = 3;
+      const acknowledged = Array.from({ length: clients.length * LANES }, () => [] as string[]);
+      let stop = false;
+      const writers = acknowledged.map(async (tokens, k) => {
+        const client = clients[Math.floor(k / LANES)] as (typeof clients)[number];
+        for (let w = 0; !stop; w++) {
+          const token = `k${k}w${w};`;
+          await client.execute.mutate({ op: 'append', key: `k${k}`, value: token });
+          tokens.push(token);
+        }
       });
-    }
-  });
+      await expect
+        .poll(() => acknowledged.every((tokens) => tokens.length >= 5), { timeout: 10_000 })
+        .toBe(true);
+      const before = acknowledged.map((tokens) => tokens.length);
+      await cluster.stop(leader.id);
+      const next = await cluster.leader();
+      expect(next.id).not.toBe(leader.id);
+      await expect
+        .poll(() => acknowledged.every((tokens, k) => tokens.length >= (before[k] ?? 0) + 10), {
+          timeout: 10_000,
+        })
+        .toBe(true);
+      stop = true;
+      await Promise.all(writers);
+      expect(unanswered).toBeGreaterThan(0);
+      expect(batched > 0).toBe(batch);
+
+      const commit = next.status().commitIndex;
+      const survivors = [...cluster.running.keys()];
+      await expect
+        .poll(() => survivors.every((id) => cluster.node(id).status().appliedIndex >= commit))
+        .toBe(true);
+      for (const id of survivors) {
+        acknowledged.forEach((tokens, k) => {
+          // Each writer writes one token at a time: its key holds exactly its tokens, in order.
+          expect(cluster.machine(id).get(`k${k}`)).toBe(tokens.join(''));
+        });
+      }
+    },
+    20_000,
+  );
 });

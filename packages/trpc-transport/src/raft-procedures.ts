@@ -22,9 +22,10 @@ import {
   type StoredSnapshot,
 } from '@tsraft/core';
 import { z } from 'zod';
+import { proposalDeadline } from './proposal-deadline.ts';
 import { RAFT_LEADER_HEADER } from './raft-leader-header.ts';
 import { RAFT_SESSION_FIELD, type RaftSessionInput } from './raft-session-field.ts';
-import { raftSessionInput } from './raft-session-input.ts';
+import { stampOf } from './raft-session-stamp.ts';
 import { type RaftErrorData, RaftTrpcError, toRaftTrpcError } from './raft-trpc-error.ts';
 
 /** Default deadline of one replicated mutation: 10 s. */
@@ -342,23 +343,27 @@ export function createRaftProcedures<
       ...(deadline === undefined ? {} : { deadline }),
     }) ?? error;
 
-  /** Maps a `RaftError` a resolver let through (e.g. from `node.propose` called directly). */
-  const mapResolverErrors = t.middleware(async ({ next }) => {
-    const result = await next();
-    if (result.ok || result.error instanceof RaftTrpcError) return result;
+  /**
+   * A middleware's result with a `RaftError` a resolver let through (e.g. from `node.propose`
+   * called directly) mapped like the plugin's own.
+   */
+  const mapResolverError = <R extends { ok: boolean; error?: TRPCError }>(result: R): R => {
+    if (result.ok || result.error === undefined || result.error instanceof RaftTrpcError) {
+      return result;
+    }
     const cause = result.error.cause;
     if (!(cause instanceof RaftError)) return result;
     const mapped = toRaftTrpcError(cause, { leaderHint: leaderHint(), timedOut: false });
     return mapped === undefined ? result : { ...result, error: mapped };
-  });
+  };
 
-  const replicated = t.procedure
+  // One middleware does all the plugin's work of a request (checks the stamp, adds `ctx.raft`,
+  // maps what the resolver let through): each layer of tRPC's middleware chain copies the call's
+  // options several times, a cost every request pays.
+  const replicatedMiddleware = t.procedure
     .errors(formatRaftError)
-    .input(raftSessionInput)
-    .use(mapResolverErrors)
     .use(async ({ getRawInput, signal, next }) => {
-      // Validated by `raftSessionInput` just before, which parses it away.
-      const session = ((await getRawInput()) as RaftSessionInput).raftSession;
+      const session = stampOf(await getRawInput());
       let proposed = false;
       const raft: RaftMutation<Command, Result, Results> = {
         get node() {
@@ -383,29 +388,36 @@ export function createRaftProcedures<
           }
           const raftNode = resolve();
           const started = performance.now();
-          const deadline = AbortSignal.timeout(proposeTimeoutMs);
-          const wait = signal === undefined ? deadline : AbortSignal.any([signal, deadline]);
+          using wait = proposalDeadline(signal, proposeTimeoutMs);
           try {
             // The state machine answers each command with its own result: the map only names it.
-            return (await raftNode.propose(command, { session, signal: wait })) as RaftResultFor<
-              C,
-              Result,
-              Results
-            >;
+            return (await raftNode.propose(command, {
+              session,
+              signal: wait.signal,
+            })) as RaftResultFor<C, Result, Results>;
           } catch (error) {
             throw mapError(
               error,
               raftNode,
-              wait.aborted,
-              deadline.aborted
+              wait.signal.aborted,
+              wait.timedOut
                 ? `no result within the deadline of ${proposeTimeoutMs} ms (proposeTimeoutMs)`
                 : `the request was aborted after ${elapsedMs(started)} ms`,
             );
           }
         },
       };
-      return next({ ctx: { raft } });
+      // `input: {}`: the stamp stays out of the parsed input (the next parser's output is merged
+      // into this), so a resolver may spread its input into a command without the stamp.
+      return mapResolverError(await next({ ctx: { raft }, input: {} }));
     });
+  // The builder accepts the stamp in its input without a parser of its own (`stampOf` checks it
+  // from the raw input): the declared type says what the client may send.
+  const replicated = replicatedMiddleware as unknown as RaftReplicatedBuilder<
+    Command,
+    Result,
+    Results
+  >;
 
   // tRPC types chained inputs as objects; the command's own type is restored below (a command
   // that is not an object still works, it only travels without a stamp: the link stamps objects).
@@ -416,27 +428,24 @@ export function createRaftProcedures<
       ctx.raft.propose(withoutStamp(input) as Command),
     ) as unknown as RaftCommandMutation<Command, Result>;
 
-  const linearizableQuery = t.procedure
-    .errors(formatRaftError)
-    .use(mapResolverErrors)
-    .use(async ({ signal, next }) => {
-      const raftNode = resolve();
-      const started = performance.now();
-      try {
-        await raftNode.read(() => undefined, {
-          consistency: 'linearizable',
-          ...(signal === undefined ? {} : { signal }),
-        });
-      } catch (error) {
-        throw mapError(
-          error,
-          raftNode,
-          signal?.aborted ?? false,
-          `the request was aborted after ${elapsedMs(started)} ms`,
-        );
-      }
-      return next();
-    });
+  const linearizableQuery = t.procedure.errors(formatRaftError).use(async ({ signal, next }) => {
+    const raftNode = resolve();
+    const started = performance.now();
+    try {
+      await raftNode.read(() => undefined, {
+        consistency: 'linearizable',
+        ...(signal === undefined ? {} : { signal }),
+      });
+    } catch (error) {
+      throw mapError(
+        error,
+        raftNode,
+        signal?.aborted ?? false,
+        `the request was aborted after ${elapsedMs(started)} ms`,
+      );
+    }
+    return mapResolverError(await next());
+  });
 
   return {
     replicated,

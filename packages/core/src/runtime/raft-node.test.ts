@@ -12,7 +12,13 @@ import { InProcessNetwork } from '../testing/in-process-transport.ts';
 import { type KvCommand, KvStateMachine } from '../testing/kv-state-machine.ts';
 import { MemoryLogStore } from '../testing/memory-log-store.ts';
 import { MemorySnapshotStore } from '../testing/memory-snapshot-store.ts';
-import { sleep, TestCluster, waitFor } from '../testing/test-cluster.test-helpers.ts';
+import {
+  type KvNode,
+  PausableTicks,
+  sleep,
+  TestCluster,
+  waitFor,
+} from '../testing/test-cluster.test-helpers.ts';
 import type { Transport } from '../transport.ts';
 import { RaftNode } from './raft-node.ts';
 
@@ -133,6 +139,45 @@ describe('RaftNode', () => {
     });
     await Promise.all(proposals);
     expect(persisted).toEqual([2]);
+  });
+
+  it("a leader's AppendEntries leave while its own write persists; its own entry counts toward commit, and is applied, only once that write is durable (thesis 10.2.1)", async () => {
+    await using cluster = await TestCluster.start({ tickMs: 50 });
+    const leader = await cluster.waitForLeader();
+    await leader.propose(put('warm', 'up'));
+    const [reached, cut] = cluster.followers(leader) as [KvNode, KvNode];
+    // Only one follower gets the entry: the leader's durable copy is needed for a quorum.
+    cluster.network.drop(leader.id, cut.id);
+    const store = cluster.disk(leader.id).logStore!;
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const persist = store.persist.bind(store);
+    store.persist = async (write, options) => {
+      if (write.entries !== undefined) await held;
+      return persist(write, options);
+    };
+    const index = leader.status().appliedIndex + 1;
+    let settled = false;
+    const proposal = leader.propose(put('k', 'v')).finally(() => {
+      settled = true;
+    });
+    try {
+      // The follower holds the entry durably and its acknowledgement reached the leader, whose
+      // own write of it is still held.
+      await waitFor(() => (leader.status().progress[reached.id]?.match ?? 0) >= index);
+      expect(cluster.disk(reached.id).log?.entries.at(-1)?.index).toBe(index);
+      expect(store.durable.entries.at(-1)?.index).toBe(index - 1);
+      await sleep(50);
+      expect(leader.status().commitIndex).toBe(index - 1);
+      expect(settled).toBe(false);
+    } finally {
+      // close() waits for the write in flight.
+      release();
+    }
+    await expect(proposal).resolves.toEqual({ op: 'put', value: 'v' });
+    expect(leader.status().commitIndex).toBeGreaterThanOrEqual(index);
   });
 
   it('forwards a proposal from a follower to the leader and returns its result', async () => {
@@ -387,7 +432,13 @@ describe('RaftNode', () => {
   });
 
   it('batches reads that arrive together into one ReadIndex request; a read that starts after the request left asks anew, so it sees writes completed before it (thesis 6.4)', async () => {
-    await using cluster = await TestCluster.start();
+    // Ticks pause while the reads wait: a follower resends the ReadIndex requests it waits for
+    // every other heartbeat interval, and an election would fail them, so how many go out must
+    // not depend on how long each step takes under load. Deadlines are long for the same reason.
+    const ticks = new PausableTicks();
+    await using cluster = await TestCluster.start({
+      node: { clock: ticks.clock, requestTimeoutMs: 30_000, readTimeoutMs: 30_000 },
+    });
     const leader = await cluster.waitForLeader();
     const id = cluster.ids.find((other) => other !== leader.id)!;
     await cluster.stopNode(id);
@@ -397,25 +448,43 @@ describe('RaftNode', () => {
     const gate = new Promise<void>((resolve) => {
       release = resolve;
     });
-    // Holds every request that carries a ReadIndex request until `release`.
+    /** Counts the ReadIndex requests among `messages`; true if there is one. */
+    const holdsReadIndex = (messages: readonly Message[]): boolean => {
+      const reads = messages.filter((m) => m.type === 'read-index');
+      readIndexRequests.push(...reads.map((m) => m.id));
+      return reads.length > 0;
+    };
+    // Holds every request that carries a ReadIndex request until `release`, and every answer to
+    // the leader's requests that carries one (a request to the leader that a follower makes while
+    // it reacts to one of the leader's travels in the answer).
     const gated: Transport = {
       request: async (to, request, options) => {
-        if (request.type === 'raft') {
-          const reads = request.messages.filter((m) => m.type === 'read-index');
-          if (reads.length > 0) {
-            readIndexRequests.push(...reads.map((m) => m.id));
-            await gate;
-          }
-        }
+        if (request.type === 'raft' && holdsReadIndex(request.messages)) await gate;
         return inner.request(to, request, options);
       },
-      listen: (handler) => inner.listen(handler),
+      listen: (handler) =>
+        inner.listen(async (from, request, options) => {
+          const response = await handler(from, request, options);
+          if (response.type === 'raft' && holdsReadIndex(response.messages)) await gate;
+          return response;
+        }),
       close: () => inner.close(),
     };
     const follower = await cluster.startNode(id, { transport: gated });
     const machine = cluster.disk(id).stateMachine;
-    await waitFor(() => follower.status().leaderId !== null);
     await leader.propose(put('x', '1'));
+    // Pause once every node follows the leader in its term: no election can start meanwhile.
+    await waitFor(() => {
+      ticks.pause();
+      const { term } = leader.status();
+      const following = cluster.followers(leader).every((node) => {
+        const s = node.status();
+        return s.role === 'follower' && s.leaderId === leader.id && s.term === term;
+      });
+      if (leader.status().role === 'leader' && following) return true;
+      ticks.resume();
+      return false;
+    });
     const early = Array.from({ length: 10 }, () => follower.read(() => machine.get('x')));
     await waitFor(() => readIndexRequests.length > 0, { what: 'the first ReadIndex request' });
     await leader.propose(put('x', '2'));
@@ -426,6 +495,7 @@ describe('RaftNode', () => {
     for (const value of await Promise.all(early)) expect(['1', '2']).toContain(value);
     await expect(late).resolves.toBe('2');
     expect(readIndexRequests).toHaveLength(2);
+    ticks.resume();
   });
 
   it('a read that arrives while the consensus loop is held up past an earlier read’s deadline gets its own full deadline', async () => {

@@ -1,5 +1,6 @@
 import type { EngineTuning } from '../engine/engine-options.ts';
 import type { NodeId } from '../log-entry.ts';
+import { type Clock, realClock } from '../runtime/clock.ts';
 import { RaftNode } from '../runtime/raft-node.ts';
 import type { RaftNodeOptions } from '../runtime/raft-node-options.ts';
 import type { Transport } from '../transport.ts';
@@ -168,6 +169,31 @@ export class TestCluster {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await Promise.all([...this.nodes.keys()].map((id) => this.stopNode(id)));
+  }
+}
+
+/**
+ * The real clock, except that a test can pause the ticks of the nodes given {@link clock}
+ * (their repeating timers): while paused, their engines see no time pass (no election timeout,
+ * heartbeat or resend of a forwarded read), while messages, deadlines and storage run as usual.
+ * For a test whose outcome must not depend on how many ticks fit into a step under load.
+ */
+export class PausableTicks {
+  #paused = false;
+  readonly clock: Clock = {
+    ...realClock,
+    setRepeating: (callback, ms) =>
+      realClock.setRepeating(() => {
+        if (!this.#paused) callback();
+      }, ms),
+  };
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
   }
 }
 

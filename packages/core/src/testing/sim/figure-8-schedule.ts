@@ -1,34 +1,15 @@
-import type { EngineStatus } from '../../engine/raft-engine.ts';
-import type { LogEntry, NodeId } from '../../log-entry.ts';
-
-/** What the schedule reads of a running node (a `RaftEngine` is one). */
-export interface ScheduledNode {
-  status(): Pick<
-    EngineStatus,
-    'id' | 'role' | 'term' | 'commitIndex' | 'firstIndex' | 'lastIndex' | 'progress'
-  >;
-  entry(index: number): LogEntry | undefined;
-}
+import type { NodeId } from '../../log-entry.ts';
+import { type ScheduledCluster, type ScheduledNode, ScheduleStages } from './scripted-schedule.ts';
 
 /** What the schedule does to a cluster of five servers. */
-export interface Figure8Cluster {
-  /** The running nodes. */
-  nodes(): readonly ScheduledNode[];
-  /** Splits the servers into groups that cannot talk to each other (replacing any partition). */
-  partition(groups: readonly (readonly NodeId[])[]): void;
-  heal(): void;
-  /** A client writes through `id`; the outcome of the write stays unknown. */
-  write(id: NodeId): void;
-}
+export type Figure8Cluster = ScheduledCluster;
 
 type Stage =
-  | { readonly kind: 'settle' }
   | { readonly kind: 'replicate-to-s2'; readonly s1: NodeId; readonly s2: NodeId }
   | { readonly kind: 'elect-s5'; readonly s1: NodeId; readonly s2: NodeId }
   | { readonly kind: 'elect-s1'; readonly s5: NodeId; readonly s5Term: number }
   | { readonly kind: 'replicate-to-s3'; readonly leader: NodeId }
-  | { readonly kind: 'elect-s5-again' }
-  | { readonly kind: 'done' };
+  | { readonly kind: 'elect-s5-again' };
 
 /**
  * The Raft paper's Figure 8, played with real nodes on five servers by partitions alone
@@ -46,9 +27,7 @@ type Stage =
  */
 export class Figure8Schedule {
   readonly #cluster: Figure8Cluster;
-  readonly #stepMs: number;
-  #stage: Stage = { kind: 'settle' };
-  #stageSince = 0;
+  readonly #stages: ScheduleStages<Stage>;
   /** The index of the contested entry, and the term of the old one S1 wrote there. */
   #index = 0;
   #oldTerm = 0;
@@ -56,35 +35,29 @@ export class Figure8Schedule {
   #s3: NodeId | undefined;
   #s4: NodeId | undefined;
   #s5: NodeId | undefined;
-  #played = false;
 
   constructor(cluster: Figure8Cluster, options: { stepMs: number }) {
     this.#cluster = cluster;
-    this.#stepMs = options.stepMs;
+    this.#stages = new ScheduleStages({
+      stepMs: options.stepMs,
+      advance: () => this.#advance(),
+      heal: () => cluster.heal(),
+    });
   }
 
   /** Whether the figure was played to its end: S5 elected over the old entry on a majority. */
   get played(): boolean {
-    return this.#played;
-  }
-
-  get done(): boolean {
-    return this.#stage.kind === 'done';
+    return this.#stages.played;
   }
 
   /** Advances the schedule as far as the cluster's state allows; call after every event. */
   afterEvent(now: number): void {
-    if (this.#stage.kind !== 'settle' && this.#stage.kind !== 'done') {
-      if (now - this.#stageSince > this.#stepMs) this.#finish(false);
-    }
-    const before = this.#stage;
-    this.#advance();
-    if (this.#stage !== before) this.#stageSince = now;
+    this.#stages.afterEvent(now);
   }
 
   #advance(): void {
     const nodes = new Map(this.#cluster.nodes().map((n) => [n.status().id, n]));
-    const stage = this.#stage;
+    const stage = this.#stages.current;
     switch (stage.kind) {
       case 'settle': {
         // Every server runs and holds the whole log, committed.
@@ -102,12 +75,12 @@ export class Figure8Schedule {
         this.#oldTerm = s.term;
         this.#cluster.partition([[s1, s2], this.#others([s1, s2], nodes)]);
         this.#cluster.write(s1);
-        this.#stage = { kind: 'replicate-to-s2', s1, s2 };
+        this.#stages.moveTo({ kind: 'replicate-to-s2', s1, s2 });
         return;
       }
       case 'replicate-to-s2': {
         if (nodes.get(stage.s2)?.entry(this.#index)?.term !== this.#oldTerm) return;
-        this.#stage = { kind: 'elect-s5', s1: stage.s1, s2: stage.s2 };
+        this.#stages.moveTo({ kind: 'elect-s5', s1: stage.s1, s2: stage.s2 });
         return;
       }
       case 'elect-s5': {
@@ -119,7 +92,7 @@ export class Figure8Schedule {
         this.#s5 = s5.status().id;
         // Cut off at once: S5's entry at i (its first as leader) reaches nobody.
         this.#cluster.partition([[stage.s1, stage.s2, s3 as NodeId], [this.#s5], [s4 as NodeId]]);
-        this.#stage = { kind: 'elect-s1', s5: this.#s5, s5Term: s5.status().term };
+        this.#stages.moveTo({ kind: 'elect-s1', s5: this.#s5, s5Term: s5.status().term });
         return;
       }
       case 'elect-s1': {
@@ -129,14 +102,14 @@ export class Figure8Schedule {
           nodes,
         );
         if (leader === undefined || leader.status().term <= stage.s5Term) return;
-        this.#stage = { kind: 'replicate-to-s3', leader: leader.status().id };
+        this.#stages.moveTo({ kind: 'replicate-to-s3', leader: leader.status().id });
         return;
       }
       case 'replicate-to-s3': {
         const s3 = this.#s3 as NodeId;
         const leader = nodes.get(stage.leader)?.status();
         if (leader?.role !== 'leader') {
-          this.#finish(false);
+          this.#stages.finish(false);
           return;
         }
         if ((leader.progress[s3]?.match ?? 0) < this.#index) return;
@@ -148,28 +121,22 @@ export class Figure8Schedule {
         const side = [this.#s5 as NodeId, s3, this.#s4 as NodeId];
         this.#cluster.partition([side, this.#others(side, nodes)]);
         if (!figure) {
-          this.#finish(false);
+          this.#stages.finish(false);
           return;
         }
-        this.#stage = { kind: 'elect-s5-again' };
+        this.#stages.moveTo({ kind: 'elect-s5-again' });
         return;
       }
       case 'elect-s5-again': {
         const side = [this.#s5 as NodeId, this.#s3 as NodeId, this.#s4 as NodeId];
         const leader = this.#leaderAmong(side, nodes);
         if (leader === undefined) return;
-        this.#finish(leader.status().id === this.#s5);
+        this.#stages.finish(leader.status().id === this.#s5);
         return;
       }
       case 'done':
         return;
     }
-  }
-
-  #finish(played: boolean): void {
-    this.#played = played;
-    this.#stage = { kind: 'done' };
-    this.#cluster.heal();
   }
 
   #others(ids: readonly NodeId[], nodes: ReadonlyMap<NodeId, ScheduledNode>): NodeId[] {

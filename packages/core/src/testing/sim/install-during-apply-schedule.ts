@@ -1,15 +1,8 @@
 import type { NodeId } from '../../log-entry.ts';
-import type { ScheduledNode } from './figure-8-schedule.ts';
+import { type ScheduledCluster, ScheduleStages } from './scripted-schedule.ts';
 
 /** What the schedule does to a cluster of three servers. */
-export interface InstallDuringApplyCluster {
-  /** The running nodes. */
-  nodes(): readonly ScheduledNode[];
-  /** Splits the servers into groups that cannot talk to each other (replacing any partition). */
-  partition(groups: readonly (readonly NodeId[])[]): void;
-  heal(): void;
-  /** A client writes through `id`; the outcome of the write stays unknown. */
-  write(id: NodeId): void;
+export interface InstallDuringApplyCluster extends ScheduledCluster {
   /** `id` takes a snapshot and compacts its whole log behind it. */
   snapshot(id: NodeId): void;
   /** Each `apply` of the state machine of `id`'s process takes `ms` longer. */
@@ -24,12 +17,10 @@ const WRITES = 5;
 const STALL_MS = 1_000;
 
 type Stage =
-  | { readonly kind: 'settle' }
   | { readonly kind: 'backlog'; readonly target: number }
   | { readonly kind: 'compact'; readonly target: number }
   | { readonly kind: 'compacted' }
-  | { readonly kind: 'install'; readonly snapshotIndex: number }
-  | { readonly kind: 'done' };
+  | { readonly kind: 'install'; readonly snapshotIndex: number };
 
 /**
  * A follower restarted gracefully while it installs a snapshot and its apply loop is busy, played
@@ -43,37 +34,33 @@ type Stage =
  */
 export class InstallDuringApplySchedule {
   readonly #cluster: InstallDuringApplyCluster;
-  readonly #stepMs: number;
-  #stage: Stage = { kind: 'settle' };
-  #stageSince = 0;
+  readonly #stages: ScheduleStages<Stage>;
   #leader: NodeId | undefined;
   #follower: NodeId | undefined;
-  #played = false;
 
   constructor(cluster: InstallDuringApplyCluster, options: { stepMs: number }) {
     this.#cluster = cluster;
-    this.#stepMs = options.stepMs;
+    this.#stages = new ScheduleStages({
+      stepMs: options.stepMs,
+      advance: () => this.#advance(),
+      heal: () => cluster.heal(),
+    });
   }
 
   /** Whether `close()` met the install while it waited for the apply loop. */
   get played(): boolean {
-    return this.#played;
+    return this.#stages.played;
   }
 
   /** Advances the schedule as far as the cluster's state allows; call after every event. */
   afterEvent(now: number): void {
-    if (this.#stage.kind !== 'settle' && this.#stage.kind !== 'done') {
-      if (now - this.#stageSince > this.#stepMs) this.#finish(false);
-    }
-    const before = this.#stage;
-    this.#advance();
-    if (this.#stage !== before) this.#stageSince = now;
+    this.#stages.afterEvent(now);
   }
 
   #advance(): void {
     const c = this.#cluster;
     const nodes = new Map(c.nodes().map((n) => [n.status().id, n.status()]));
-    const stage = this.#stage;
+    const stage = this.#stages.current;
     switch (stage.kind) {
       case 'settle': {
         if (nodes.size !== 3) return;
@@ -84,7 +71,7 @@ export class InstallDuringApplySchedule {
         this.#follower = [...nodes.keys()].filter((id) => id !== leader.id).sort()[0] as NodeId;
         c.stallApplies(this.#follower, STALL_MS);
         for (let i = 0; i < WRITES; i++) c.write(leader.id);
-        this.#stage = { kind: 'backlog', target: leader.lastIndex + WRITES };
+        this.#stages.moveTo({ kind: 'backlog', target: leader.lastIndex + WRITES });
         return;
       }
       case 'backlog': {
@@ -94,18 +81,18 @@ export class InstallDuringApplySchedule {
         if (c.applied(follower.id) >= stage.target) return;
         c.partition([[follower.id], this.#others(follower.id, nodes)]);
         for (let i = 0; i < WRITES; i++) c.write(this.#leader as NodeId);
-        this.#stage = { kind: 'compact', target: stage.target + WRITES };
+        this.#stages.moveTo({ kind: 'compact', target: stage.target + WRITES });
         return;
       }
       case 'compact': {
         const leader = nodes.get(this.#leader as NodeId);
         if (leader?.role !== 'leader') {
-          this.#finish(false);
+          this.#stages.finish(false);
           return;
         }
         if (c.applied(leader.id) < stage.target) return;
         c.snapshot(leader.id);
-        this.#stage = { kind: 'compacted' };
+        this.#stages.moveTo({ kind: 'compacted' });
         return;
       }
       case 'compacted': {
@@ -115,7 +102,7 @@ export class InstallDuringApplySchedule {
         // The follower now needs the snapshot: the entries after its log are compacted away.
         if (leader.firstIndex <= follower.lastIndex + 1) return;
         c.heal();
-        this.#stage = { kind: 'install', snapshotIndex: leader.firstIndex - 1 };
+        this.#stages.moveTo({ kind: 'install', snapshotIndex: leader.firstIndex - 1 });
         return;
       }
       case 'install': {
@@ -125,18 +112,12 @@ export class InstallDuringApplySchedule {
         if (follower === undefined || follower.commitIndex < stage.snapshotIndex) return;
         const waiting = c.applied(follower.id) < stage.snapshotIndex;
         c.restartGracefully(follower.id, 1);
-        this.#finish(waiting);
+        this.#stages.finish(waiting);
         return;
       }
       case 'done':
         return;
     }
-  }
-
-  #finish(played: boolean): void {
-    this.#played = played;
-    this.#stage = { kind: 'done' };
-    this.#cluster.heal();
   }
 
   #others(id: NodeId, nodes: ReadonlyMap<NodeId, unknown>): NodeId[] {

@@ -32,11 +32,21 @@ interface PlanStep {
   readonly promote?: boolean;
 }
 
-/** A scripted membership workload: the cluster's size, its spare servers, the steps in order. */
+/** What the voters of the final configuration must be once a plan is done. */
+interface PlanEnd {
+  readonly what: string;
+  readonly holds: (voters: readonly NodeId[], spares: readonly NodeId[]) => boolean;
+}
+
+/**
+ * A scripted membership workload: the cluster's size, its spare servers, the steps in order,
+ * and the voters it ends with.
+ */
 interface MembershipPlan {
   readonly voters: number;
   readonly spares: number;
   readonly steps: readonly PlanStep[];
+  readonly end: PlanEnd;
 }
 
 const learnersOf = (config: ClusterConfig): NodeId[] => [...(config.learners ?? [])];
@@ -55,6 +65,16 @@ const nth = (ids: readonly NodeId[], i: number): NodeId => {
 };
 const aFollower = (c: StepContext): NodeId =>
   c.config.voters.find((v) => v !== c.leader) ?? c.leader;
+const sameIds = (a: readonly NodeId[], b: readonly NodeId[]): boolean =>
+  a.length === b.length && a.every((id) => b.includes(id));
+const voterCount = (n: number): PlanEnd => ({
+  what: `${n} voters`,
+  holds: (voters) => voters.length === n,
+});
+const theSpares: PlanEnd = {
+  what: 'the spares, every original replaced',
+  holds: (voters, spares) => sameIds(voters, spares),
+};
 
 /** The scripted membership workloads of the simulator (see {@link MEMBERSHIP_PLANS}). */
 export type MembershipPlanName =
@@ -87,6 +107,7 @@ const MEMBERSHIP_PLANS: Readonly<Record<MembershipPlanName, MembershipPlan>> = {
         goal: (c) => adding(nth(c.spares, 1))(c),
       },
     ],
+    end: voterCount(5),
   },
   /** 5 -> 3: a follower in one step, then the leader through joint consensus. */
   shrink: {
@@ -100,6 +121,7 @@ const MEMBERSHIP_PLANS: Readonly<Record<MembershipPlanName, MembershipPlan>> = {
         goal: removing((c) => c.leader),
       },
     ],
+    end: voterCount(3),
   },
   /** Every original voter replaced, one at a time: add a spare (promoted), remove an original. */
   'replace-one-by-one': {
@@ -118,6 +140,7 @@ const MEMBERSHIP_PLANS: Readonly<Record<MembershipPlanName, MembershipPlan>> = {
         goal: removing((c) => nth(c.originals, i)),
       },
     ]),
+    end: theSpares,
   },
   /** Every voter replaced at once: C_old,new with no voter in common, then C_new. */
   'replace-all-joint': {
@@ -130,6 +153,7 @@ const MEMBERSHIP_PLANS: Readonly<Record<MembershipPlanName, MembershipPlan>> = {
         goal: (c) => ({ voters: [...c.spares], learners: [] }),
       },
     ],
+    end: theSpares,
   },
   /** 5 -> 3 by removing whoever leads, twice, in one step each. */
   'remove-leader': {
@@ -142,11 +166,9 @@ const MEMBERSHIP_PLANS: Readonly<Record<MembershipPlanName, MembershipPlan>> = {
         goal: removing((c) => c.leader),
       }),
     ),
+    end: voterCount(3),
   },
 };
-
-const sameIds = (a: readonly NodeId[], b: readonly NodeId[]): boolean =>
-  a.length === b.length && a.every((id) => b.includes(id));
 
 /**
  * One run of a {@link MembershipPlan}: tells the simulated operator which change to ask the
@@ -169,6 +191,12 @@ export class MembershipPlanRun {
 
   get done(): boolean {
     return this.#step >= this.#plan.steps.length;
+  }
+
+  /** What the voters of the final configuration must be once the plan is done. */
+  get end(): { what: string; holds: (voters: readonly NodeId[]) => boolean } {
+    const { what, holds } = this.#plan.end;
+    return { what, holds: (voters) => holds(voters, this.#spares) };
   }
 
   /** Where the run is, for a failure message. */

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import type { EngineTuning } from '../../engine/engine-options.ts';
-import type { NodeId } from '../../log-entry.ts';
 import type { MembershipPlanName } from './membership-plans.ts';
 import { CALM_NETWORK } from './sim-network.ts';
 import { CALM_DISK } from './sim-process.ts';
@@ -10,8 +9,10 @@ import { runSimulation, SMALL_BATCHES } from './simulator.ts';
  * Randomized simulations, bounded in time: each scenario runs consecutive seeds until its budget
  * is spent (at least `MIN_SEEDS`). Every seed runs real RaftNodes under supervisors on virtual
  * time and checks the safety invariants after every event, convergence after healing, equal
- * state on every member, and a linearizable history; each scenario must have injected every
- * kind of fault over its seeds (a run whose faults are off proves nothing, and fails).
+ * state on every member, a linearizable history, and the seed's own verdict (progress, a plan's
+ * final voters: `seedVerdict`, which `sim --seed N` applies alike); each scenario must have
+ * injected every kind of fault over its seeds (a run whose faults are off proves nothing, and
+ * fails).
  * A failure names its seed; `TSRAFT_SIM_SEED=N` runs just that seed in every scenario.
  *
  * Environment: TSRAFT_SIM_BUDGET_MS (per scenario, default 25,000), TSRAFT_SIM_SEED.
@@ -33,8 +34,6 @@ interface Scenario {
   readonly crashInJoint?: boolean;
   /** A follower's disk dies once per seed; the operator replaces it by the runbook. */
   readonly loseDisk?: boolean;
-  /** What every seed's final configuration must hold as voters (a plan's end). */
-  readonly finalVoters?: (voters: readonly NodeId[]) => boolean;
   /** Share of the budget. Default 1. */
   readonly budgetShare?: number;
 }
@@ -73,7 +72,6 @@ const scenarios: Scenario[] = [
     nodes: 3,
     firstSeed: 1_300_001,
     loseDisk: true,
-    finalVoters: (voters) => voters.join() === 'n1,n2,n3',
     budgetShare: 1 / 3,
   },
   {
@@ -91,7 +89,6 @@ const scenarios: Scenario[] = [
     nodes: 3,
     firstSeed: 500_001,
     membership: 'grow',
-    finalVoters: (voters) => voters.length === 5,
     budgetShare: 1 / 3,
   },
   {
@@ -100,7 +97,6 @@ const scenarios: Scenario[] = [
     firstSeed: 600_001,
     membership: 'shrink',
     crashInJoint: true,
-    finalVoters: (voters) => voters.length === 3,
     budgetShare: 1 / 3,
   },
   {
@@ -108,7 +104,6 @@ const scenarios: Scenario[] = [
     nodes: 3,
     firstSeed: 700_001,
     membership: 'replace-one-by-one',
-    finalVoters: (voters) => voters.join() === 'n4,n5,n6',
     budgetShare: 1 / 3,
   },
   {
@@ -117,7 +112,6 @@ const scenarios: Scenario[] = [
     firstSeed: 800_001,
     membership: 'replace-all-joint',
     crashInJoint: true,
-    finalVoters: (voters) => voters.join() === 'n4,n5,n6',
     budgetShare: 1 / 3,
   },
   {
@@ -125,23 +119,23 @@ const scenarios: Scenario[] = [
     nodes: 5,
     firstSeed: 900_001,
     membership: 'remove-leader',
-    finalVoters: (voters) => voters.length === 3,
     budgetShare: 1 / 3,
   },
 ];
 
-/** Runs a scripted schedule over `SCHEDULE_SEEDS` seeds; each must play it to its end. */
+/**
+ * Runs a scripted schedule over `SCHEDULE_SEEDS` seeds; each must play it to its end (the
+ * simulation's own verdict on a seed: one whose servers' timing kept the schedule from its end
+ * would prove nothing).
+ */
 async function playSchedule(
-  name: string,
   firstSeed: number,
   schedule: { figure8: true } | { installDuringApply: true },
 ): Promise<void> {
   const seeds = onlySeed === undefined ? SCHEDULE_SEEDS : 1;
   for (let i = 0; i < seeds; i++) {
-    const seed = (onlySeed ?? firstSeed) + i;
-    const report = await runSimulation({ seed, ...schedule });
-    // A seed whose servers' timing kept the schedule from its end would prove nothing here.
-    expect(report.schedulePlayed, `seed ${seed} did not play ${name} to its end`).toBe(true);
+    const report = await runSimulation({ seed: (onlySeed ?? firstSeed) + i, ...schedule });
+    expect(report.schedulePlayed).toBe(true);
   }
 }
 
@@ -171,11 +165,11 @@ function expectEveryFault(name: string, totals: Totals): void {
 
 describe('randomized simulation', () => {
   it('Raft paper Figure 8, played with real nodes by partitions: an old-term entry on a majority is not committed by counting replicas', async () => {
-    await playSchedule('Figure 8', 1_100_001, { figure8: true });
+    await playSchedule(1_100_001, { figure8: true });
   });
 
   it('close() meets a snapshot install waiting for a busy apply loop: the log store does not record the snapshot', async () => {
-    await playSchedule('the install during apply', 1_200_001, { installDuringApply: true });
+    await playSchedule(1_200_001, { installDuringApply: true });
   });
 
   for (const scenario of scenarios) {
@@ -207,23 +201,11 @@ describe('randomized simulation', () => {
             refusals += report.identityRefusals;
           }
           crashesInJoint += report.crashesInJoint;
-          if (scenario.finalVoters !== undefined) {
-            expect(
-              scenario.finalVoters(report.finalVoters),
-              `seed ${seed} ended with the voters ${report.finalVoters.join(',')}`,
-            ).toBe(true);
-          }
           seeds++;
           acknowledged += report.writesAcknowledged;
           reads += report.readsCompleted;
           changes += report.membershipChanges + report.transfers;
           for (const counter of FAULT_COUNTERS) totals[counter] += report[counter];
-          // Every seed acknowledges writes while faults run, except where the plan crashes every
-          // leader it finds in a joint configuration (then only the write after healing, which
-          // every seed's final checks commit, shows progress).
-          if (scenario.crashInJoint !== true) {
-            expect(report.writesAcknowledged, `seed ${seed} made no progress`).toBeGreaterThan(0);
-          }
           if (onlySeed !== undefined) break;
           if (seeds >= MIN_SEEDS && performance.now() - started > scenarioBudgetMs) break;
         }
