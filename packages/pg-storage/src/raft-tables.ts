@@ -37,7 +37,7 @@ export function raftTables(schema: string): RaftTables {
 }
 
 /** Names of the functions the migrations create in the store's schema (its common writes). */
-export const FUNCTION_NAMES = {
+const FUNCTION_NAMES = {
   append: 'tsraft_append',
   finishBatch: 'tsraft_finish_batch',
 } as const;
