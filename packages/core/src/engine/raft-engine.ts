@@ -569,6 +569,9 @@ export class RaftEngine {
     this.#snapshotToInstall = undefined;
     const { truncateFrom, entries } = this.#log.takeUnstable();
     const hardState = this.#hardState();
+    // The term and vote are durable unless this write carries a change of them: every earlier
+    // write was carried out and advanced before this Ready (one Ready at a time).
+    const termDurable = !this.#hardStateChanged;
     const writeHardState = this.#hardStateChanged || (this.#commitChanged && entries.length > 0);
     let write: LogWrite | undefined;
     if (
@@ -595,7 +598,7 @@ export class RaftEngine {
       last === undefined ? undefined : { lastIndex: last.index, cutAt: Number.POSITIVE_INFINITY };
 
     const committed = this.#takeCommitted();
-    const messages = this.#messages;
+    const { earlyMessages, messages } = this.#splitEarly(this.#messages, termDurable);
     this.#messages = [];
     const reads = this.#readResults;
     this.#readResults = [];
@@ -605,10 +608,32 @@ export class RaftEngine {
       snapshot,
       write,
       messages,
+      earlyMessages,
       committed,
       reads,
       hardState,
     };
+  }
+
+  /**
+   * Which of `outgoing` may leave before this Ready's write is durable (thesis 10.2.1): the
+   * AppendEntries of the current term, when that term (and the vote cast in it) is durable. An
+   * AppendEntries promises nothing about the sender's storage; what the leader's own log holds
+   * counts towards a commit only from {@link advance} on (`#persistedIndex` in
+   * `#maybeCommit`). A term not yet durable must not be sent (Figure 2): a restart would forget
+   * it and could vote again in it.
+   */
+  #splitEarly(
+    outgoing: readonly Message[],
+    termDurable: boolean,
+  ): { earlyMessages: Message[]; messages: Message[] } {
+    const earlyMessages: Message[] = [];
+    const messages: Message[] = [];
+    for (const m of outgoing) {
+      if (termDurable && m.type === 'append' && m.term === this.#term) earlyMessages.push(m);
+      else messages.push(m);
+    }
+    return { earlyMessages, messages };
   }
 
   /** The driver has carried out `ready`: its write is durable and its messages are sent. */
@@ -1179,7 +1204,10 @@ export class RaftEngine {
 
   /**
    * Advances the commit index to the highest index a quorum holds, but only through an entry
-   * of the current term (Raft paper 5.4.2, Figure 8): older entries commit indirectly.
+   * of the current term (Raft paper 5.4.2, Figure 8): older entries commit indirectly. The
+   * leader counts itself at its persisted index, never at its last index: its AppendEntries
+   * leave before its own write is durable (`Ready.earlyMessages`), so followers may acknowledge
+   * an entry the leader's disk does not hold yet, and a quorum must hold an entry durably.
    */
   #maybeCommit(): boolean {
     const index = quorumIndex(this.#config, (id) =>

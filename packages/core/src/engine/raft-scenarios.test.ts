@@ -978,7 +978,8 @@ describe('Figure 2, persistent state: durable before it is announced', () => {
   /**
    * Replays the Readies of `id` against a model of its disk, and checks that every message that
    * promises durable state (an acknowledged entry, a granted vote, an installed snapshot) leaves
-   * in the same Ready as the write that makes it durable, or in a later one.
+   * in the same Ready as the write that makes it durable, or in a later one; what may leave
+   * before the write is an AppendEntries of a durable term.
    */
   function checkAcknowledgementsFollowWrites(cluster: Cluster, id: string): number {
     const log = new Map<number, number>();
@@ -987,6 +988,7 @@ describe('Figure 2, persistent state: durable before it is announced', () => {
     let checked = 0;
     for (const ready of cluster.readies(id)) {
       const w = ready.write;
+      const termBefore = hardState.term;
       if (w?.snapshot !== undefined) {
         snapshotIndex = w.snapshot.index;
         log.clear();
@@ -996,6 +998,10 @@ describe('Figure 2, persistent state: durable before it is announced', () => {
       for (const e of w?.entries ?? []) log.set(e.index, e.term);
       if (w?.hardState !== undefined) hardState = w.hardState;
       const durableLast = Math.max(snapshotIndex, ...log.keys());
+      for (const m of ready.earlyMessages) {
+        // Sent before the write: only AppendEntries, of the term the disk held already.
+        expect(m).toMatchObject({ type: 'append', term: termBefore });
+      }
       for (const m of ready.messages) {
         if (m.type === 'append-response' && m.success) {
           expect(m.index).toBeLessThanOrEqual(durableLast);
@@ -1030,5 +1036,58 @@ describe('Figure 2, persistent state: durable before it is announced', () => {
     expect(cluster.logTerms('f')).toEqual([...leaderLog, 8, 8, 8]);
     expect(checkAcknowledgementsFollowWrites(cluster, 'e')).toBeGreaterThan(2);
     expect(checkAcknowledgementsFollowWrites(cluster, 'f')).toBeGreaterThan(2);
+  });
+});
+
+describe("Thesis 10.2.1: a leader's AppendEntries leave while its own write persists", () => {
+  it("the leader's own entries count toward commit only once durable: acknowledgements of an entry its disk does not hold yet commit nothing", () => {
+    const cluster = new Cluster({ voters: THREE });
+    cluster.elect('n1');
+    const leader = cluster.engine('n1');
+    const committedBefore = cluster.status('n1').commitIndex;
+    expect(leader.propose([payload(1)])).toMatchObject({ ok: true });
+    const ready = leader.ready();
+    const index = committedBefore + 1;
+    expect(ready.write?.entries?.map((e) => e.index)).toEqual([index]);
+    expect(ready.earlyMessages.map((m) => `${m.type} ${m.to}`)).toEqual(['append n2', 'append n3']);
+    expect(ready.messages.filter((m) => m.type === 'append')).toEqual([]);
+
+    // While n1's write is on its way to its disk, n2 persists the entry and acknowledges it; n3
+    // has not received it. n2's copy is the only durable one: 1 of 3.
+    cluster.pending.push(...ready.earlyMessages.filter((m) => m.to === 'n2'));
+    cluster.deliver({ to: 'n2' });
+    cluster.flush('n2');
+    expect(cluster.deliver({ from: 'n2', to: 'n1' }).map((m) => m.type)).toEqual([
+      'append-response',
+    ]);
+    expect(cluster.status('n1').progress.n2?.match).toBe(index);
+    expect(cluster.disk('n1').entries.at(-1)?.index).toBe(index - 1);
+    expect(cluster.status('n1').commitIndex).toBe(committedBefore);
+
+    // The write is durable: the leader's copy counts now, 2 of 3.
+    cluster.complete('n1', ready);
+    expect(cluster.status('n1').commitIndex).toBe(index);
+    cluster.flush('n1');
+    expect(cluster.applied('n1').at(-1)?.index).toBe(index);
+  });
+
+  it('AppendEntries of a term not yet durable wait for the write that records it (Figure 2: a term is durable before it is sent)', () => {
+    const cluster = new Cluster({ voters: ['n1'], learners: ['n2'] });
+    cluster.campaign('n1');
+    expect(cluster.status('n1')).toMatchObject({ role: 'leader', term: 1 });
+    const first = cluster.engine('n1').ready();
+    expect(first.write?.hardState).toMatchObject({ term: 1, votedFor: 'n1' });
+    expect(first.earlyMessages).toEqual([]);
+    expect(first.messages).toContainEqual(expect.objectContaining({ type: 'append', to: 'n2' }));
+    cluster.complete('n1', first);
+    cluster.stabilize();
+
+    cluster.engine('n1').propose([payload(1)]);
+    const next = cluster.engine('n1').ready();
+    expect(next.write?.hardState?.term ?? 1).toBe(1);
+    expect(next.earlyMessages).toContainEqual(
+      expect.objectContaining({ type: 'append', to: 'n2', term: 1 }),
+    );
+    cluster.complete('n1', next);
   });
 });

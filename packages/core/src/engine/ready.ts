@@ -20,7 +20,8 @@ export type ReadResult =
 /**
  * A batch of work the engine hands to its driver. The driver must, in this order:
  * 1. install `snapshot` (restore the state machine from the received data) if present;
- * 2. persist `write` durably (one atomic {@link LogWrite});
+ * 2. persist `write` durably (one atomic {@link LogWrite}); `earlyMessages` may be sent at any
+ *    point from here on: before the write starts, while it persists, or with `messages`;
  * 3. then, and only then, send `messages` (votes and acknowledgements must not precede the
  *    durable state they promise, Raft paper Figure 2);
  * 4. hand `committed` to the apply loop, and serve `reads` once applied up to their index;
@@ -31,6 +32,15 @@ export interface Ready {
   readonly snapshot: SnapshotMeta | undefined;
   readonly write: LogWrite | undefined;
   readonly messages: readonly Message[];
+  /**
+   * A leader's AppendEntries that may leave before `write` is durable (Ongaro's thesis 10.2.1),
+   * so that the leader's disk write and its followers' overlap. They promise nothing about this
+   * server's storage: the engine counts the leader towards a commit only at the index its
+   * advanced writes made durable, and hands an entry to be applied only once it is durable here.
+   * Only AppendEntries of a term whose term and vote an earlier, advanced write made durable go
+   * here (the term they carry is on disk, Figure 2); every other message is in `messages`.
+   */
+  readonly earlyMessages: readonly Message[];
   readonly committed: readonly LogEntry[];
   readonly reads: readonly ReadResult[];
   /** The hard state after `write` (for the driver's status), whether or not it changed. */

@@ -237,8 +237,8 @@ export class Cluster {
 
   /**
    * Carries out the Ready of each of `ids` (all nodes when none) until it has none: installs the
-   * snapshot, applies the write to the disk, sends the messages, records committed entries and
-   * reads, then advances. Returns the Readies handed out.
+   * snapshot, sends the early messages, applies the write to the disk, sends the messages,
+   * records committed entries and reads, then advances. Returns the Readies handed out.
    */
   flush(...ids: NodeId[]): Ready[] {
     const out: Ready[] = [];
@@ -247,22 +247,33 @@ export class Cluster {
       for (let n = 0; node.engine.hasReady(); n++) {
         if (n > 100) throw new Error(`${id} keeps reporting hasReady() with nothing new to do`);
         const ready = node.engine.ready();
-        if (ready.snapshot !== undefined) {
-          node.appliedIndex = ready.snapshot.index;
-          node.disk.config = ready.snapshot.config;
-        }
-        if (ready.write !== undefined) persist(node.disk, ready.write);
-        this.pending.push(...ready.messages);
-        node.applied.push(...ready.committed);
-        const last = ready.committed.at(-1);
-        if (last !== undefined) node.appliedIndex = last.index;
-        node.reads.push(...ready.reads);
-        node.readies.push(ready);
+        this.pending.push(...ready.earlyMessages);
+        this.complete(id, ready);
         out.push(ready);
-        node.engine.advance(ready);
       }
     }
     return out;
+  }
+
+  /**
+   * Carries out the rest of `ready`, a Ready of `id` taken by hand whose early messages the test
+   * dealt with: installs the snapshot, applies the write to the disk, sends the messages,
+   * records committed entries and reads, then advances.
+   */
+  complete(id: NodeId, ready: Ready): void {
+    const node = this.#node(id);
+    if (ready.snapshot !== undefined) {
+      node.appliedIndex = ready.snapshot.index;
+      node.disk.config = ready.snapshot.config;
+    }
+    if (ready.write !== undefined) persist(node.disk, ready.write);
+    this.pending.push(...ready.messages);
+    node.applied.push(...ready.committed);
+    const last = ready.committed.at(-1);
+    if (last !== undefined) node.appliedIndex = last.index;
+    node.reads.push(...ready.reads);
+    node.readies.push(ready);
+    node.engine.advance(ready);
   }
 
   /** Delivers the pending messages that match (to isolated nodes: dropped); returns those stepped. */

@@ -64,6 +64,15 @@ describe('a member restarted on empty storage (a lost disk)', () => {
     // A linearizable read on it fails at once, saying why.
     await expect(restarted.read(() => 'never')).rejects.toThrow(/lost its durable state/);
     expect(leader.status().identity.refusedPeers).toEqual({ [lostId]: 'peer-lost-state' });
+    // Its progress is unknown, not what the old incarnation acknowledged.
+    expect(leader.status().progress[lostId]).toEqual({
+      state: 'refused',
+      refusal: 'peer-lost-state',
+      match: null,
+      next: null,
+      recentActive: false,
+    });
+    expect(leader.status().progress[otherId]?.match).toBe(leader.status().lastIndex);
 
     // Its acknowledgements do not count: with the other follower down, nothing commits.
     await cluster.stopNode(otherId);
@@ -88,6 +97,9 @@ describe('a member restarted on empty storage (a lost disk)', () => {
     await cluster.waitForApplied(current.status().commitIndex, [lostId]);
     expect(cluster.disk(lostId).stateMachine.get('back')).toBe('again');
     expect(current.status().identity.refusedPeers).toEqual({});
+    await waitFor(() => current.status().progress[lostId]?.match === current.status().lastIndex, {
+      what: "the node's progress to show its match again",
+    });
   });
 });
 

@@ -13,6 +13,7 @@ import { type KvCommand, KvStateMachine } from '../testing/kv-state-machine.ts';
 import { MemoryLogStore } from '../testing/memory-log-store.ts';
 import { MemorySnapshotStore } from '../testing/memory-snapshot-store.ts';
 import {
+  type KvNode,
   PausableTicks,
   sleep,
   TestCluster,
@@ -138,6 +139,45 @@ describe('RaftNode', () => {
     });
     await Promise.all(proposals);
     expect(persisted).toEqual([2]);
+  });
+
+  it("a leader's AppendEntries leave while its own write persists; its own entry counts toward commit, and is applied, only once that write is durable (thesis 10.2.1)", async () => {
+    await using cluster = await TestCluster.start({ tickMs: 50 });
+    const leader = await cluster.waitForLeader();
+    await leader.propose(put('warm', 'up'));
+    const [reached, cut] = cluster.followers(leader) as [KvNode, KvNode];
+    // Only one follower gets the entry: the leader's durable copy is needed for a quorum.
+    cluster.network.drop(leader.id, cut.id);
+    const store = cluster.disk(leader.id).logStore!;
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const persist = store.persist.bind(store);
+    store.persist = async (write, options) => {
+      if (write.entries !== undefined) await held;
+      return persist(write, options);
+    };
+    const index = leader.status().appliedIndex + 1;
+    let settled = false;
+    const proposal = leader.propose(put('k', 'v')).finally(() => {
+      settled = true;
+    });
+    try {
+      // The follower holds the entry durably and its acknowledgement reached the leader, whose
+      // own write of it is still held.
+      await waitFor(() => (leader.status().progress[reached.id]?.match ?? 0) >= index);
+      expect(cluster.disk(reached.id).log?.entries.at(-1)?.index).toBe(index);
+      expect(store.durable.entries.at(-1)?.index).toBe(index - 1);
+      await sleep(50);
+      expect(leader.status().commitIndex).toBe(index - 1);
+      expect(settled).toBe(false);
+    } finally {
+      // close() waits for the write in flight.
+      release();
+    }
+    await expect(proposal).resolves.toEqual({ op: 'put', value: 'v' });
+    expect(leader.status().commitIndex).toBeGreaterThanOrEqual(index);
   });
 
   it('forwards a proposal from a follower to the leader and returns its result', async () => {

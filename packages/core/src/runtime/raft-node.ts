@@ -54,7 +54,7 @@ import {
 import { ProposalTracker } from './proposal-tracker.ts';
 import type { RaftNodeEventName, RaftNodeEvents } from './raft-node-events.ts';
 import type { RaftNodeOptions } from './raft-node-options.ts';
-import type { RaftNodeStatus } from './raft-node-status.ts';
+import { memberProgress, type RaftNodeStatus } from './raft-node-status.ts';
 import { ReadBatches } from './read-batches.ts';
 import { recoverNodeState, storage } from './recover-node-state.ts';
 import { ReplySlots } from './reply-slots.ts';
@@ -144,8 +144,10 @@ export function engineOf<Command, Result>(node: RaftNode<Command, Result>): Raft
  *
  * - The consensus loop carries out one engine {@link Ready} at a time, in the order its contract
  *   gives: install a received snapshot, persist, send, hand committed entries to the apply loop,
- *   settle reads, advance. Ticks, messages and proposals keep reaching the engine while a persist
- *   is in flight, so the next Ready batches them (group commit).
+ *   settle reads, advance. A leader's AppendEntries (`Ready.earlyMessages`) leave while its own
+ *   write persists (thesis 10.2.1), so its persist and its followers' overlap. Ticks, messages
+ *   and proposals keep reaching the engine while a persist is in flight, so the next Ready
+ *   batches them (group commit).
  * - The apply loop runs beside it: a slow state machine delays results, never heartbeats.
  * - A storage failure or a broken invariant is fatal: the node logs it at `error`, emits
  *   `fatal`, and fails every pending and later call with {@link NodeClosedError} (its `cause`
@@ -570,7 +572,7 @@ export class RaftNode<Command, Result> {
       config: status.config,
       configIndex: status.configIndex,
       joint: isJoint(status.config),
-      progress: status.progress,
+      progress: memberProgress(status.progress, this.#gate.refusedPeers()),
       leadTransferee: status.leadTransferee,
       closed: this.#stopped !== undefined,
       identity: {
@@ -809,10 +811,20 @@ export class RaftNode<Command, Result> {
     if (ready.snapshot !== undefined && !(await this.#snapshots.install(ready.snapshot))) return;
     const identity = this.#gate.takeChanged();
     const write = identity === undefined ? ready.write : { ...ready.write, identity };
+    let afterWrite =
+      ready.earlyMessages.length === 0
+        ? ready.messages
+        : [...ready.earlyMessages, ...ready.messages];
     if (write !== undefined) {
       if (write.truncateFrom !== undefined) {
         this.#proposals.truncatedFrom(write.truncateFrom);
         this.#membership.truncatedFrom(write.truncateFrom);
+      }
+      // A leader's AppendEntries leave while its own write persists (thesis 10.2.1), unless the
+      // write records a change of this node's identity, which every message it sends carries.
+      if (identity === undefined && ready.earlyMessages.length > 0) {
+        this.#send(ready.earlyMessages);
+        afterWrite = ready.messages;
       }
       const persistStarted = this.#clock.now();
       await this.#logWrites.run(() =>
@@ -824,7 +836,7 @@ export class RaftNode<Command, Result> {
       });
     }
     if (this.#stopped !== undefined) return;
-    this.#send(ready.messages);
+    this.#send(afterWrite);
     if (ready.committed.length > 0) {
       for (const entry of ready.committed) this.#applyQueue.push(entry);
       this.#startApplying();
@@ -1077,6 +1089,7 @@ function isEmpty(ready: Ready): boolean {
     ready.snapshot === undefined &&
     ready.write === undefined &&
     ready.messages.length === 0 &&
+    ready.earlyMessages.length === 0 &&
     ready.committed.length === 0 &&
     ready.reads.length === 0
   );

@@ -16,7 +16,8 @@ import { InvariantChecker } from './invariant-checker.ts';
  * network that is a list of messages in flight. Each step ticks a node, delivers any message in
  * flight (or a duplicate of it, or a burst of them), drops one, partitions or heals, proposes,
  * takes a node's Ready (its disk is then slow: the write is outstanding until a `complete` step
- * while the node keeps receiving messages), carries Readies out, crashes and restarts a node from
+ * while the node keeps receiving messages; a leader's AppendEntries of the Ready, its
+ * `earlyMessages`, are in flight from then on), carries Readies out, crashes and restarts a node from
  * its log store (with or without the outstanding write), or compacts a node's log. In half of
  * the runs the cluster has five servers of which three are the initial voters, and the leader is
  * also asked for membership changes (one step or joint, with learners to promote) and leadership
@@ -407,6 +408,8 @@ class Interleaving {
   #takeReady(n: Node): boolean {
     if (n.outstanding !== undefined || !n.engine.hasReady()) return false;
     n.outstanding = n.engine.ready();
+    // A leader's AppendEntries may leave before its write is durable (thesis 10.2.1).
+    this.pending.push(...n.outstanding.earlyMessages);
     return true;
   }
 

@@ -1,5 +1,6 @@
 import { isJoint, members } from '../../configuration.ts';
 import type { EngineTuning } from '../../engine/engine-options.ts';
+import { hasQuorum } from '../../engine/quorum.ts';
 import type { RaftEngine } from '../../engine/raft-engine.ts';
 import { CommandError, NotLeaderError } from '../../errors.ts';
 import type { NodeId } from '../../log-entry.ts';
@@ -287,6 +288,8 @@ class Simulation {
   readonly #schedule: Figure8Schedule | InstallDuringApplySchedule | undefined;
   /** With `loseDisk`: the server whose disk died, and where the runbook stands. */
   #lostDisk: { readonly id: NodeId; step: 'remove' | 'add' | 'done' } | undefined;
+  /** `leader@term` -> the commit index {@link #checkCommittedDurably} last checked. */
+  readonly #commitChecked = new Map<string, number>();
   #identityRefusals = 0;
 
   constructor(options: SimulationOptions) {
@@ -703,8 +706,41 @@ class Simulation {
         this.#newLeader(server);
       }
       engines.push(engine);
+      if (status.role === 'leader') this.#checkCommittedDurably(engine);
     }
     this.#checker.check(engines);
+  }
+
+  /**
+   * A leader's commit index is held durably by a quorum (Raft paper 5.3): the entry there is on
+   * the disks of a quorum of the configuration it was committed under (the one as of the
+   * commit index, or the latest in the leader's log), or covered by their snapshots. A leader
+   * sends its AppendEntries before its own write is durable (thesis 10.2.1), so its own copy
+   * counts only once on its disk. A disk lost after it acknowledged (`loseDisk`) is counted as
+   * holding what it held: Raft cannot keep what a dead disk acknowledged, which the identity
+   * check is about, not this one.
+   */
+  #checkCommittedDurably(leader: RaftEngine): void {
+    const s = leader.status();
+    const key = `${s.id}@${s.term}`;
+    if ((this.#commitChecked.get(key) ?? 0) >= s.commitIndex) return;
+    this.#commitChecked.set(key, s.commitIndex);
+    const entry = leader.entry(s.commitIndex);
+    if (entry === undefined) return;
+    const holds = (id: NodeId): boolean => {
+      if (id === this.#lostDisk?.id) return true;
+      const log = this.#servers.find((server) => server.id === id)?.disk.log;
+      if (log === undefined) return false;
+      if (entry.index <= log.snapshot.index) return true;
+      return log.entries[entry.index - log.snapshot.index - 1]?.term === entry.term;
+    };
+    const configs = [leader.configAt(s.commitIndex), s.config];
+    if (configs.some((config) => hasQuorum(config, holds))) return;
+    const holders = this.#servers.filter((server) => holds(server.id)).map((server) => server.id);
+    throw new InvariantViolation(
+      'Committed durably',
+      `${s.id} (leader of term ${s.term}) committed index ${entry.index} (term ${entry.term}), which only ${holders.join(', ') || 'no server'} holds on disk`,
+    );
   }
 
   // -------------------------------------------------------------------------------------------
