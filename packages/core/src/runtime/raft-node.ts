@@ -421,9 +421,11 @@ export class RaftNode<Command, Result> {
     lostEntries = (event) => node.#emit('follower-lost-entries', event);
     node.#membership.observe();
     // The committed configuration forgets the members it removed (a crash may have come between
-    // applying the removal and persisting the identity).
+    // applying the removal and persisting the identity). When a later one is not applied yet,
+    // the gate still compares leaders' views with the latest applied, as before the restart.
     const { config, configIndex } = engine.status();
     if (configIndex <= recovered.applied) node.#gate.retain(config, configIndex);
+    else node.#gate.restarted(engine.indexedConfigAt(recovered.applied).index);
     await options.transport.listen(node.#handlePeerRequest);
     node.#ticksStartedAt = node.#clock.now();
     node.#cancelTicks = node.#clock.setRepeating(node.#tick, tickMs);
