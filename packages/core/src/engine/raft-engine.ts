@@ -28,7 +28,7 @@ import type {
   TimeoutNow,
 } from '../message.ts';
 import type { RandomSource } from '../random.ts';
-import { ConfigHistory } from './config-history.ts';
+import { ConfigHistory, type IndexedConfig } from './config-history.ts';
 import { DEFAULT_ENGINE_TUNING, type EngineOptions, type EngineTuning } from './engine-options.ts';
 import { Inflights } from './inflights.ts';
 import { LeaderLease } from './leader-lease.ts';
@@ -517,6 +517,15 @@ export class RaftEngine {
     return this.#configs.at(index).config;
   }
 
+  /**
+   * The configuration as of log index `index`, with the index of the entry that carries it (the
+   * log's start for the configuration of its snapshot, or 0 for the bootstrap one). `index` must
+   * not precede the log's start.
+   */
+  indexedConfigAt(index: number): IndexedConfig {
+    return this.#configs.at(index);
+  }
+
   /** The transport could not reach `peer`: stop pipelining to it until it answers again. */
   reportUnreachable(peer: NodeId): void {
     const pr = this.#progress.get(peer);
@@ -940,8 +949,14 @@ export class RaftEngine {
     }
     for (const id of config.autoPromote ?? []) {
       const pr = this.#progress.get(id);
-      // Caught up (match only grows on the learner's acknowledgements), and heard from lately.
-      if (pr?.recentActive && pr.match + this.#tuning.promotionLagEntries >= this.#log.lastIndex) {
+      // Caught up (match only grows on the learner's acknowledgements), and heard from lately. A
+      // learner that acknowledged no entry nor snapshot yet (match 0) holds what the leader does
+      // not know, so it is not caught up, however short the log.
+      if (
+        pr?.recentActive &&
+        pr.match > 0 &&
+        pr.match + this.#tuning.promotionLagEntries >= this.#log.lastIndex
+      ) {
         this.#logger.info({ learner: id, match: pr.match }, 'promoting a caught-up learner');
         this.#appendConfig(promoteLearner(config, id));
         return;
