@@ -55,8 +55,10 @@ function required(name: string): string {
   return value;
 }
 
+/** Prints `event` with the time and the peak RSS so far (bytes). */
 function report(event: Record<string, unknown>): void {
-  process.stdout.write(`${JSON.stringify({ ...event, at: performance.now() })}\n`);
+  const maxRss = process.resourceUsage().maxRSS * 1024;
+  process.stdout.write(`${JSON.stringify({ maxRss, ...event, at: performance.now() })}\n`);
 }
 
 const role = required('TSRAFT_BENCH_ROLE');

@@ -53,7 +53,8 @@ type Listeners = { [E in keyof RaftNodeEvents]?: (...args: RaftNodeEvents[E]) =>
  * Gauges, read at each collection from `status()`: `raft.term`, `raft.role` (1 for the current
  * role, 0 for the others, attribute `raft.role`), `raft.commit_index`, `raft.applied_index`,
  * `raft.last_index`, `raft.snapshot_index`, and on the leader `raft.replication.lag` (entries
- * a peer's log lacks, attribute `raft.peer`).
+ * a peer's log lacks, attribute `raft.peer`; none for a peer refused for its identity, whose log
+ * is unknown).
  *
  * Counters and histograms, from the node's events: `raft.proposals` (attribute
  * `raft.proposal.outcome`: applied, rejected, failed) and `raft.proposal.duration`; `raft.reads`
@@ -105,7 +106,8 @@ export function instrumentRaftNode<Command, Result>(
     result.observe(gauges.snapshot, status.snapshotIndex, base);
     if (status.role === 'leader') {
       for (const [peer, progress] of Object.entries(status.progress)) {
-        if (peer === status.id) continue;
+        // A peer refused for its identity holds what it holds, unknown: no lag is observed.
+        if (peer === status.id || progress.match === null) continue;
         const lag = Math.max(0, status.lastIndex - progress.match);
         result.observe(gauges.lag, lag, with_({ 'raft.peer': peer }));
       }

@@ -1,6 +1,7 @@
 import type { ClientSession, CommandResult, SessionCheck, SessionKey } from '@tsraft/core';
 import { type RawBuilder, sql } from 'kysely';
 import type { AnyKysely } from './any-kysely.ts';
+import type { StoredSession } from './committed-sessions.ts';
 import { toSafeInteger } from './int8.ts';
 import type { RaftTables } from './raft-tables.ts';
 
@@ -124,6 +125,34 @@ export class BatchSessions {
     return batch;
   }
 
+  /** The sessions of a batch from what this instance committed last (no query). */
+  static fromStored(
+    tables: RaftTables,
+    retention: SessionRetention,
+    stored: ReadonlyMap<string, StoredSession>,
+  ): BatchSessions {
+    const rows = new Map<string, SessionRow>();
+    for (const [clientId, { lastActive, floor, highest }] of stored) {
+      rows.set(clientId, {
+        lastActive,
+        floor,
+        highest,
+        reset: false,
+        storedFloor: floor,
+        dirty: false,
+      });
+    }
+    return new BatchSessions(tables, retention, rows);
+  }
+
+  /** The batch's clients' sessions as stored once {@link save} has committed. */
+  stored(): [string, StoredSession][] {
+    return [...this.#rows].map(([clientId, row]) => [
+      clientId,
+      { lastActive: row.lastActive, floor: row.floor, highest: row.highest },
+    ]);
+  }
+
   /**
    * Classifies the command `session` at time `now`. Changes nothing. A duplicate's result may
    * still be pending (a command earlier in the batch that has not run yet). A command whose
@@ -176,19 +205,23 @@ export class BatchSessions {
   }
 
   /**
-   * Writes the batch's changes in `trx` together with `final` (the batch's own last statement,
-   * the applied position): one statement whose data-modifying CTEs upsert the sessions, insert
-   * the results and delete those below the raised floors (disjoint rows, so their order does not
-   * matter). Only rare work runs apart: first the deletion of a restarted session's old results
-   * (whose keys the new ones may reuse), last the deletion of the sessions forgotten as of `now`
-   * when `sweep` is set (an index range scan on `last_active`).
+   * Writes the batch's changes in `trx` together with the move of the applied position to
+   * `position`, as ONE call of the schema's `tsraft_finish_batch` function: it moves the
+   * position only from `expectedIndex` (the index the batch assumed), and only then upserts the
+   * sessions, inserts the results and deletes those below the raised floors (disjoint rows, so
+   * their order does not matter), so that sessions read from a stale view write nothing. Only
+   * rare work runs apart: first the deletion of a restarted session's old results (whose keys the
+   * new ones may reuse), last the deletion of the sessions forgotten as of `position.now` when
+   * `sweep` is set (an index range scan on `last_active`). Resolves with whether the position
+   * moved; when it did not, the caller must roll back.
    */
   async save(
     trx: AnyKysely,
-    now: number,
+    finishBatch: RawBuilder<unknown>,
+    expectedIndex: number,
+    position: { readonly index: number; readonly term: number; readonly now: number },
     sweep: boolean,
-    final: RawBuilder<unknown>,
-  ): Promise<void> {
+  ): Promise<boolean> {
     const t = this.#tables;
     const dirty = [...this.#rows].filter(([, row]) => row.dirty);
     const reset = dirty.filter(([, row]) => row.reset).map(([clientId]) => clientId);
@@ -198,53 +231,36 @@ export class BatchSessions {
         where client_id in (select jsonb_array_elements_text(cast(${JSON.stringify(reset)} as jsonb)))
       `.execute(trx);
     }
-    const writes: RawBuilder<unknown>[] = [];
-    if (dirty.length > 0) {
-      const rows = JSON.stringify(
-        dirty.map(([c, row]) => ({ c, a: row.lastActive, f: row.floor, h: row.highest })),
-      );
-      writes.push(sql`
-        insert into ${t.clientSession} (client_id, last_active, floor, highest_seq)
-        select c, a, f, h from jsonb_to_recordset(cast(${rows} as jsonb)) as x(c text, a int8, f int8, h int8)
-        on conflict (client_id) do update set last_active = excluded.last_active,
-          floor = excluded.floor, highest_seq = excluded.highest_seq
-      `);
-    }
+    const sessions =
+      dirty.length === 0
+        ? null
+        : JSON.stringify(
+            dirty.map(([c, row]) => ({ c, a: row.lastActive, f: row.floor, h: row.highest })),
+          );
     const kept = [...this.#recorded.values()].filter(
       (r) => r.seq > (this.#rows.get(r.clientId)?.floor ?? 0),
     );
-    if (kept.length > 0) {
-      // Each result's JSON is spliced into one JSON array without encoding it twice.
-      const rows = `[${kept.map((r) => `{"c":${JSON.stringify(r.clientId)},"s":${r.seq},"r":${resultJson(r.slot)},"d":${JSON.stringify(r.slot.digest ?? null)}}`).join(',')}]`;
-      writes.push(sql`
-        insert into ${t.clientResult} (client_id, seq, result, command_digest)
-        select c, s, r, d from jsonb_to_recordset(cast(${rows} as jsonb)) as x(c text, s int8, r jsonb, d text)
-      `);
-    }
+    // Each result's JSON is spliced into one JSON array without encoding it twice.
+    const results =
+      kept.length === 0
+        ? null
+        : `[${kept.map((r) => `{"c":${JSON.stringify(r.clientId)},"s":${r.seq},"r":${resultJson(r.slot)},"d":${JSON.stringify(r.slot.digest ?? null)}}`).join(',')}]`;
     const raised = dirty.flatMap(([c, row]) =>
       row.storedFloor !== undefined && row.floor > row.storedFloor
         ? [{ c, l: row.storedFloor, f: row.floor }]
         : [],
     );
-    if (raised.length > 0) {
-      // One range scan of the primary key per client, over the results that just fell below its
-      // floor (never over its older, deleted ones): `offset 0` keeps the lateral subquery from
-      // being flattened into a join that the planner may run as a scan of the whole table.
-      writes.push(sql`
-        delete from ${t.clientResult} where ctid = any (array(
-          select r.ctid
-          from jsonb_to_recordset(cast(${JSON.stringify(raised)} as jsonb)) as x(c text, l int8, f int8),
-            lateral (
-              select ctid from ${t.clientResult}
-              where client_id = x.c and seq > x.l and seq <= x.f offset 0
-            ) r
-        ))
-      `);
-    }
-    const ctes = writes.map((write, i) => sql`${sql.raw(`w${i}`)} as (${write})`);
-    await (ctes.length === 0 ? final : sql`with ${sql.join(ctes)} ${final}`).execute(trx);
+    const { rows } = await sql<{ moved: unknown }>`
+      select ${finishBatch}(
+        cast(${expectedIndex} as int8), cast(${position.index} as int8),
+        cast(${position.term} as int8), cast(${position.now} as int8),
+        cast(${sessions} as jsonb), cast(${results} as jsonb),
+        cast(${raised.length === 0 ? null : JSON.stringify(raised)} as jsonb)
+      ) as moved
+    `.execute(trx);
+    if (rows[0]?.moved !== true) return false;
     if (sweep) {
-      const cutoff = now - this.#retention.forgetAfterMs;
+      const cutoff = position.now - this.#retention.forgetAfterMs;
       await sql`
         with gone as (
           delete from ${t.clientSession} where last_active < ${cutoff} returning client_id
@@ -252,6 +268,7 @@ export class BatchSessions {
         delete from ${t.clientResult} where client_id in (select client_id from gone)
       `.execute(trx);
     }
+    return true;
   }
 }
 

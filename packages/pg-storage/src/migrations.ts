@@ -2,7 +2,7 @@ import { StorageError } from '@tsraft/core';
 import { sql } from 'kysely';
 import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
 import type { AnyKysely } from './any-kysely.ts';
-import { raftTables, TABLE_NAMES } from './raft-tables.ts';
+import { raftFunctions, raftTables, TABLE_NAMES } from './raft-tables.ts';
 import { DEFAULT_SCHEMA, validateSchemaName } from './schema-name.ts';
 import { runStorageOperation } from './storage-failure.ts';
 
@@ -111,6 +111,7 @@ async function appliedMigrations(db: AnyKysely, schema: string): Promise<string[
  */
 function raftMigrations(schema: string): Record<string, Migration> {
   const t = raftTables(schema);
+  const f = raftFunctions(schema);
   return {
     '0001_raft_log_and_snapshots': {
       async up(db: AnyKysely): Promise<void> {
@@ -238,6 +239,91 @@ function raftMigrations(schema: string): Record<string, Migration> {
         // Null in a database migrated from before: the node makes an incarnation at its next
         // start (core README, "Node identity", on upgrading).
         await sql`alter table ${t.hardState} add column identity jsonb`.execute(db);
+      },
+    },
+    '0007_write_functions': {
+      async up(db: AnyKysely): Promise<void> {
+        // The two writes of every Raft round as functions, so that Postgres plans their
+        // statements once per connection instead of once per call (a call is one short
+        // statement); names inside are schema-qualified, so `search_path` does not matter.
+        //
+        // tsraft_append: the common persist (log store). Locks the log's meta row; when entries
+        // are given (`first_index` not null: `terms`, `types` and the byte ranges `starts` and
+        // `sizes` of `data`, one per entry) and do not follow the log, changes nothing and
+        // returns the log's last index; otherwise inserts them, updates the hard state when
+        // `hard_term` is not null, and returns null.
+        await sql`
+          create function ${f.append}(
+            first_index int8, terms int8[], types text[], data bytea, starts int4[], sizes int4[],
+            hard_term int8, hard_voted_for text, hard_commit_index int8
+          ) returns int8 language plpgsql as $$
+          declare
+            last_index int8;
+          begin
+            select coalesce((select max(e.index) from ${t.logEntry} e), m.snapshot_index)
+              into last_index
+              from ${t.logMeta} m for update of m;
+            if not found then
+              raise exception 'the single row of log_meta is missing: the Raft schema was altered outside @tsraft/pg-storage';
+            end if;
+            if first_index is not null then
+              if first_index <> last_index + 1 then
+                return last_index;
+              end if;
+              insert into ${t.logEntry} (index, term, type, data)
+              select first_index + k - 1, terms[k], types[k], substring(data from starts[k] for sizes[k])
+              from generate_subscripts(terms, 1) as k;
+            end if;
+            if hard_term is not null then
+              update ${t.hardState}
+              set term = hard_term, voted_for = hard_voted_for, commit_index = hard_commit_index;
+            end if;
+            return null;
+          end
+          $$`.execute(db);
+        // tsraft_finish_batch: the state machine's last statement of a batch. Moves the applied
+        // position to (index, term, now) only from `expected_index`, and only then upserts the
+        // batch's sessions, inserts its results and deletes the results below raised floors
+        // (JSON arrays, null when there are none); returns whether the position moved.
+        await sql`
+          create function ${f.finishBatch}(
+            expected_index int8, new_index int8, new_term int8, new_now int8,
+            sessions jsonb, results jsonb, raised jsonb
+          ) returns boolean language plpgsql as $$
+          begin
+            update ${t.appliedState} set index = new_index, term = new_term, now = new_now
+            where index = expected_index;
+            if not found then
+              return false;
+            end if;
+            if sessions is not null then
+              insert into ${t.clientSession} (client_id, last_active, floor, highest_seq)
+              select x.c, x.a, x.f, x.h
+              from jsonb_to_recordset(sessions) as x(c text, a int8, f int8, h int8)
+              on conflict (client_id) do update set last_active = excluded.last_active,
+                floor = excluded.floor, highest_seq = excluded.highest_seq;
+            end if;
+            if results is not null then
+              insert into ${t.clientResult} (client_id, seq, result, command_digest)
+              select x.c, x.s, x.r, x.d
+              from jsonb_to_recordset(results) as x(c text, s int8, r jsonb, d text);
+            end if;
+            if raised is not null then
+              -- One range scan of the primary key per client, over the results that just fell
+              -- below its floor; offset 0 keeps the subquery from being flattened into a join
+              -- that may scan the whole table.
+              delete from ${t.clientResult} where ctid = any (array(
+                select r.ctid
+                from jsonb_to_recordset(raised) as x(c text, l int8, f int8),
+                  lateral (
+                    select cr.ctid from ${t.clientResult} cr
+                    where cr.client_id = x.c and cr.seq > x.l and cr.seq <= x.f offset 0
+                  ) r
+              ));
+            end if;
+            return true;
+          end
+          $$`.execute(db);
       },
     },
   };

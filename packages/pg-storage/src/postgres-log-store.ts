@@ -15,7 +15,7 @@ import type { AnyKysely } from './any-kysely.ts';
 import { fromBytea } from './bytea.ts';
 import { assertPosition, toSafeInteger, toSafeIntegerOrNull } from './int8.ts';
 import { migrateRaftSchema } from './migrations.ts';
-import { type RaftTables, raftTables } from './raft-tables.ts';
+import { type RaftFunctions, type RaftTables, raftFunctions, raftTables } from './raft-tables.ts';
 import { DEFAULT_SCHEMA, validateSchemaName } from './schema-name.ts';
 import { runStorageOperation } from './storage-failure.ts';
 import { assertSynchronousCommit } from './synchronous-commit.ts';
@@ -73,12 +73,14 @@ const ENTRY_TYPES: readonly EntryType[] = ['command', 'noop', 'config'];
 export class PostgresLogStore implements LogStore {
   readonly #db: AnyKysely;
   readonly #tables: RaftTables;
+  readonly #functions: RaftFunctions;
   /** Settles when the write in flight (if any) has committed or rolled back. */
   #writing: Promise<void> | undefined;
 
-  private constructor(db: AnyKysely, tables: RaftTables) {
+  private constructor(db: AnyKysely, schema: string) {
     this.#db = db;
-    this.#tables = tables;
+    this.#tables = raftTables(schema);
+    this.#functions = raftFunctions(schema);
   }
 
   /**
@@ -95,7 +97,7 @@ export class PostgresLogStore implements LogStore {
     await runStorageOperation('checking synchronous_commit', signal, () =>
       assertSynchronousCommit(db, options.allowSynchronousCommitOff ?? false),
     );
-    return new PostgresLogStore(db, raftTables(schema));
+    return new PostgresLogStore(db, schema);
   }
 
   async load(options?: { signal?: AbortSignal }): Promise<LogStoreState> {
@@ -310,52 +312,39 @@ export class PostgresLogStore implements LogStore {
   }
 
   /**
-   * The common write, entries appended (at most one multi-row `INSERT`) and the hard state, as
-   * ONE statement in its own implicit transaction: one round trip instead of five (`begin`, the
-   * bounds, the insert, the hard state, `commit`), and committed, hence durable, when it returns
-   * (the same contract as the transaction). It locks the meta row, and inserts and updates only if
-   * the entries follow the log; otherwise it changes nothing and a `RangeError` says why.
+   * The common write, entries appended (at most one `INSERT`'s worth) and the hard state, as ONE
+   * call of the schema's `tsraft_append` function in its own implicit transaction: one round trip
+   * instead of five (`begin`, the bounds, the insert, the hard state, `commit`), planned once per
+   * connection, and committed, hence durable, when it returns (the same contract as the
+   * transaction). It locks the meta row, and inserts and updates only if the entries follow the
+   * log; otherwise it changes nothing and a `RangeError` says why.
    */
   async #append(entries: readonly LogEntry[], hard: HardState | undefined): Promise<void> {
-    const t = this.#tables;
     const first = entries[0];
-    const follows = first === undefined ? sql`true` : sql`b.last_index = ${first.index - 1}`;
-    const writes = [];
     if (first === undefined && hard === undefined) return;
-    if (first !== undefined) {
-      writes.push(sql`inserted as (
-        insert into ${t.logEntry} (index, term, type, data)
-        select v.* from (values ${sql.join(
-          entries.map(
-            (e) =>
-              sql`(cast(${e.index} as int8), cast(${e.term} as int8), cast(${e.type} as text), cast(${e.data} as bytea))`,
-          ),
-        )}) as v(index, term, type, data), bounds b
-        where ${follows}
-        returning 1
-      )`);
+    const starts: number[] = [];
+    let size = 0;
+    for (const entry of entries) {
+      starts.push(size + 1);
+      size += entry.data.byteLength;
     }
-    if (hard !== undefined) {
-      writes.push(sql`hard as (
-        update ${t.hardState}
-        set term = ${hard.term}, voted_for = ${hard.votedFor}, commit_index = ${hard.commitIndex}
-        from bounds b where ${follows}
-        returning 1
-      )`);
-    }
+    const data = new Uint8Array(size);
+    for (const [i, entry] of entries.entries()) data.set(entry.data, (starts[i] as number) - 1);
     const { rows } = await sql<Record<string, unknown>>`
-      with bounds as (
-        select coalesce((select max(index) from ${t.logEntry}), m.snapshot_index) as last_index
-        from ${t.logMeta} m
-        for update of m
-      ), ${sql.join(writes)}
-      select b.last_index, ${first === undefined ? sql`true` : sql`b.last_index = ${first.index - 1}`} as follows
-      from bounds b
+      select ${this.#functions.append}(
+        cast(${first?.index ?? null} as int8),
+        cast(${entries.map((e) => e.term)} as int8[]),
+        cast(${entries.map((e) => e.type)} as text[]),
+        cast(${data} as bytea),
+        cast(${starts} as int4[]),
+        cast(${entries.map((e) => e.data.byteLength)} as int4[]),
+        cast(${hard?.term ?? null} as int8),
+        cast(${hard?.votedFor ?? null} as text),
+        cast(${hard?.commitIndex ?? null} as int8)
+      ) as last_index
     `.execute(this.#db);
-    const row = rows[0];
-    if (row === undefined) throw missingRow('log_meta');
-    if (row.follows !== true) {
-      const lastIndex = toSafeInteger(row.last_index, 'max(log_entry.index)');
+    const lastIndex = toSafeIntegerOrNull(rows[0]?.last_index, 'max(log_entry.index)');
+    if (lastIndex !== null) {
       throw new RangeError(
         `entries must be contiguous and follow the log: expected index ${lastIndex + 1}, got ${first?.index}`,
       );

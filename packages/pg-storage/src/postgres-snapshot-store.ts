@@ -10,11 +10,11 @@ import {
 } from '@tsraft/core';
 import { type RawBuilder, sql } from 'kysely';
 import type { AnyKysely } from './any-kysely.ts';
-import { fromBytea } from './bytea.ts';
 import { assertPosition, toSafeInteger } from './int8.ts';
 import { migrateRaftSchema } from './migrations.ts';
 import { type RaftTables, raftTables } from './raft-tables.ts';
 import { DEFAULT_SCHEMA, validateSchemaName } from './schema-name.ts';
+import { ChunkReader } from './snapshot-chunk-reader.ts';
 import { runStorageOperation } from './storage-failure.ts';
 import { assertSynchronousCommit } from './synchronous-commit.ts';
 
@@ -26,7 +26,8 @@ export interface PostgresSnapshotStoreOptions {
   readonly schema?: string;
   /**
    * Bytes per stored chunk row. `save` holds about this much of a snapshot in memory at a time,
-   * `read` about six times this (two rows in flight, as hex text and bytes). Default 1 MiB.
+   * `read` about four times this (two rows in flight, as text and bytes; a chunk that is not
+   * UTF-8 text arrives as hex, twice its size). Default 1 MiB.
    */
   readonly chunkBytes?: number;
   /** Accept a database with `synchronous_commit = off` (see `PostgresLogStore`). Default `false`. */
@@ -59,13 +60,6 @@ export interface SnapshotRecord {
 
 const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 /**
- * Chunk rows fetched per query by `read` (the next query runs while the caller takes this one).
- * One: a row arrives as hex text twice its size, so that pages of four rows (two at a time) held
- * about 24 MiB of hex text and bytes with 1 MiB chunks, which showed in a node's peak RSS.
- */
-const READ_PAGE_ROWS = 1;
-
-/**
  * A {@link SnapshotStore} in Postgres: metadata in `<schema>.snapshot`, the bytes in
  * `<schema>.snapshot_chunk` rows of `chunkBytes` each.
  *
@@ -77,9 +71,10 @@ const READ_PAGE_ROWS = 1;
  *   every older snapshot: the new one is durable before the old ones go, and there is never a
  *   moment without a complete snapshot. Incomplete rows are invisible; a failed or aborted save
  *   deletes its row, and one left by a crash is deleted by the next successful save.
- * - `read` streams the chunks in order, a few rows per query, and verifies the size and the
- *   SHA-256 as it goes; bytes that do not match reject with a `StorageError` saying the snapshot
- *   is corrupt (after the last chunk, or as soon as there are too many bytes).
+ * - `read` streams the chunks in order, one row per query (as text when it is UTF-8, see
+ *   `ChunkReader`), and verifies the size and the SHA-256 as it goes; bytes that do not match
+ *   reject with a `StorageError` saying the snapshot is corrupt (after the last chunk, or as
+ *   soon as there are too many bytes).
  * - Every database failure rejects with a `StorageError` whose `cause` is the driver's error.
  */
 export class PostgresSnapshotStore implements SnapshotStore {
@@ -260,29 +255,24 @@ export class PostgresSnapshotStore implements SnapshotStore {
       );
     }
     const hash = createHash('sha256');
+    const reader = new ChunkReader(this.#db, this.#tables, found.id);
     let size = 0;
     let seq = 0;
     const page = (from: number) => {
-      const rows = runStorageOperation(`reading ${name}`, signal, () =>
-        sql<{ seq: unknown; data: unknown }>`
-          select seq, data from ${t.snapshotChunk}
-          where snapshot_id = ${found.id} and seq >= ${from}
-          order by seq limit ${READ_PAGE_ROWS}
-        `.execute(this.#db),
-      );
+      const rows = runStorageOperation(`reading ${name}`, signal, () => reader.read(from));
       rows.catch(() => {}); // awaited below, unless the reader stops first
       return rows;
     };
     for (let next = page(0); ; ) {
-      const { rows } = await next;
+      const rows = await next;
       if (rows.length === 0) break;
       // The next page is read while the caller consumes this one.
       next = page(seq + rows.length);
       for (const row of rows) {
-        if (toSafeInteger(row.seq, 'snapshot_chunk.seq') !== seq) {
+        if (row.seq !== seq) {
           throw new CorruptSnapshotError(`${name} is corrupt: chunk ${seq} is missing`);
         }
-        const data = fromBytea(row.data, 'snapshot_chunk.data');
+        const data = row.data;
         size += data.byteLength;
         if (size > found.size) {
           throw new CorruptSnapshotError(
@@ -480,18 +470,14 @@ export class PostgresSnapshotStore implements SnapshotStore {
 
   /** SHA-256 of the chunks of partial snapshot `id`, read back (after a restart of this store). */
   async #hashPartial(id: number, signal: AbortSignal | undefined): Promise<string> {
-    const t = this.#tables;
     const hash = createHash('sha256');
+    const reader = new ChunkReader(this.#db, this.#tables, id);
     for (let seq = 0; ; ) {
-      const { rows } = await runStorageOperation('reading the partial snapshot', signal, () =>
-        sql<{ data: unknown }>`
-          select data from ${t.snapshotChunk}
-          where snapshot_id = ${id} and seq >= ${seq}
-          order by seq limit ${READ_PAGE_ROWS}
-        `.execute(this.#db),
+      const rows = await runStorageOperation('reading the partial snapshot', signal, () =>
+        reader.read(seq),
       );
       if (rows.length === 0) return hash.digest('hex');
-      for (const chunk of rows) hash.update(fromBytea(chunk.data, 'snapshot_chunk.data'));
+      for (const chunk of rows) hash.update(chunk.data);
       seq += rows.length;
     }
   }

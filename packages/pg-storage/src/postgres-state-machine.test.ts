@@ -25,12 +25,14 @@ type BankCommand = CommandOf<Bank>;
 type Entry = AppliedEntry<BankCommand>;
 
 // One in-memory PGlite for the file; each test gets a fresh Raft schema and empty bank tables.
+let pglite: PGlite;
 let db: Kysely<BankDatabase>;
 let schema: string;
 const T0 = 1_700_000_000_000;
 
 beforeAll(async () => {
-  db = new Kysely<BankDatabase>({ dialect: new PGliteDialect({ pglite: new PGlite() }) });
+  pglite = new PGlite();
+  db = new Kysely<BankDatabase>({ dialect: new PGliteDialect({ pglite }) });
   await createBankTables(db);
 });
 
@@ -354,6 +356,67 @@ describe('the Postgres state machine, client sessions (exactly-once, thesis 6.3)
     expect(kept).toMatchObject({ status: 'ok' });
     expect(gone).toMatchObject({ status: 'error', error: { name: 'SessionExpiredError' } });
     expect(await balances(db)).toEqual({ a: 16 });
+  });
+});
+
+describe('the Postgres state machine, what a batch reads', () => {
+  it('skips reading the position and sessions it committed itself, and reads them for a possible retry', async () => {
+    const statements: string[] = [];
+    const logged = new Kysely<BankDatabase>({
+      dialect: new PGliteDialect({ pglite }),
+      log: (event) => {
+        statements.push(event.query.sql);
+      },
+    });
+    const machine = await open({ db: logged });
+    const deposit = (seq: number) => ({
+      command: { name: 'deposit', input: { id: 'a', amount: 1 } } as const,
+      session: { clientId: 'c', seq },
+    });
+    const readsStart = async (batch: Entry[]): Promise<boolean> => {
+      statements.length = 0;
+      await machine.apply(batch);
+      return statements.some((text) => /from "[^"]+"\."applied_state" for update/.test(text));
+    };
+    expect(await readsStart(entries(1, [{ name: 'open', input: { id: 'a' } }, deposit(1)]))).toBe(
+      true,
+    );
+    // Follows its own last batch, new sequence numbers of a known client: nothing to read.
+    expect(await readsStart(entries(3, [deposit(2), deposit(3), deposit(2)]))).toBe(false);
+    expect(await readsStart(entries(6, [{ name: 'open', input: { id: 'b' } }]))).toBe(false);
+    // A possible retry needs its recorded result: read, and answered without executing.
+    statements.length = 0;
+    const retry = await machine.apply(entries(7, [deposit(3)]));
+    expect(statements.some((text) => /for update/.test(text))).toBe(true);
+    expect(retry).toEqual([{ status: 'ok', value: { balance: 3 } }]);
+    // A client it has not seen: read.
+    const stranger = { command: deposit(1).command, session: { clientId: 'd', seq: 1 } };
+    expect(await readsStart(entries(8, [stranger]))).toBe(true);
+    expect(await balances(db)).toEqual({ a: 4, b: 0 });
+  });
+
+  it("refuses a batch when another writer moved the position it knows, and reads the other writer's sessions after", async () => {
+    const mine = await open();
+    const other = await open();
+    const deposit = (seq: number, amount = 1) => ({
+      command: { name: 'deposit', input: { id: 'a', amount } } as const,
+      session: { clientId: 'c', seq },
+    });
+    await mine.apply(entries(1, [{ name: 'open', input: { id: 'a' } }, deposit(1)]));
+    await other.apply(entries(3, [deposit(2, 10)]));
+    // `mine` last committed entry 2 and knows client c up to seq 1: its batch at 3 must not pass.
+    await expect(mine.apply(entries(3, [deposit(2, 100)]))).rejects.toThrow(
+      /entry 3 does not follow the last applied entry 3/,
+    );
+    expect(await balances(db)).toEqual({ a: 11 });
+    expect(await mine.lastApplied()).toEqual({ index: 3, term: 1 });
+    // Then it reads Postgres again: seq 2 was executed by the other writer, so it is answered.
+    const answered = await mine.apply(entries(4, [deposit(2, 10), deposit(3)]));
+    expect(answered).toEqual([
+      { status: 'ok', value: { balance: 11 } },
+      { status: 'ok', value: { balance: 12 } },
+    ]);
+    expect(await balances(db)).toEqual({ a: 12 });
   });
 });
 

@@ -1,5 +1,6 @@
 import type {
   AppliedEntry,
+  ClientSession,
   CommandResult,
   LogPosition,
   ProposeOptions,
@@ -22,9 +23,10 @@ import type {
 } from './command-definition.ts';
 import { CommandRejection } from './command-rejection.ts';
 import { CommandValidationError } from './command-validation-error.ts';
+import { type CommittedBatch, CommittedSessions } from './committed-sessions.ts';
 import { toSafeInteger } from './int8.ts';
 import { migrateRaftSchema } from './migrations.ts';
-import { type RaftTables, raftTables } from './raft-tables.ts';
+import { type RaftFunctions, type RaftTables, raftFunctions, raftTables } from './raft-tables.ts';
 import { assertTablesExist, type ReplicatedTable, replicatedTables } from './replicated-tables.ts';
 import { DEFAULT_SCHEMA, validateSchemaName } from './schema-name.ts';
 import { exportStateSnapshot, type StateSnapshotScope } from './state-snapshot-export.ts';
@@ -150,6 +152,14 @@ const DEFAULT_EXPIRE_AFTER_MS = 60 * 60 * 1_000;
 const DEFAULT_FORGET_AFTER_MS = 24 * 60 * 60 * 1_000;
 /** Forgotten sessions are deleted in the first batch of each minute of entry time. */
 const SWEEP_EVERY_MS = 60 * 1_000;
+/** Sessions of this many recently active clients are kept in memory (see CommittedSessions). */
+const KNOWN_SESSIONS = 10_000;
+
+/** What a batch's transaction produced: each entry's result, and what it committed. */
+interface BatchOutcome {
+  readonly results: (CommandResult<unknown> | undefined)[];
+  readonly committed: CommittedBatch;
+}
 
 /**
  * Opens the typed state machine over `options.db`: migrates the Raft schema (which holds the
@@ -190,6 +200,7 @@ export class PostgresStateMachine<C extends CommandMap>
 {
   readonly #db: AnyKysely;
   readonly #tables: RaftTables;
+  readonly #functions: RaftFunctions;
   readonly #commands: C;
   /** Replicated tables as declared (`schema.table`) and as SQL identifiers. */
   readonly #appTables: readonly ReplicatedTable[];
@@ -198,10 +209,13 @@ export class PostgresStateMachine<C extends CommandMap>
   readonly #constraintViolationsReject: boolean;
   /** What `exportSnapshot` and `restoreSnapshot` work on. */
   readonly #snapshotScope: StateSnapshotScope;
+  /** What this instance committed last: lets a batch skip reading the position and sessions. */
+  readonly #known = new CommittedSessions(KNOWN_SESSIONS);
 
   private constructor(options: PostgresStateMachineOptions<C>, schema: string) {
     this.#db = options.db;
     this.#tables = raftTables(schema);
+    this.#functions = raftFunctions(schema);
     this.#commands = options.commands;
     this.#appTables = replicatedTables(options.tables);
     const retention = options.sessions ?? {};
@@ -340,20 +354,22 @@ export class PostgresStateMachine<C extends CommandMap>
     );
     let savepointFrom = this.#savepoints === 'always' ? 0 : entries.length;
     for (;;) {
+      const token = this.#known.begin();
       try {
         const from = savepointFrom;
-        return (await this.#db
+        const outcome = await this.#db
           .transaction()
-          .execute((trx) => this.#applyBatch(trx, entries, prepared, from, signal))) as (
-          | CommandResult<ResultOf<C>>
-          | undefined
-        )[];
+          .execute((trx) => this.#applyBatch(trx, entries, prepared, from, signal));
+        this.#known.committed(token, outcome.committed);
+        return outcome.results as (CommandResult<ResultOf<C>> | undefined)[];
       } catch (error) {
         if (error instanceof OptimisticRejection && error.position < savepointFrom) {
           // Rolled back: run the batch again, isolating each command from the rejected one on.
           savepointFrom = error.position;
           continue;
         }
+        // Whether it committed may be unknown (a lost connection): read Postgres next time.
+        this.#known.forget();
         if (signal?.aborted && error === signal.reason) throw error;
         if (error instanceof HandlerFailure || error instanceof RangeError) throw error;
         if (error instanceof StorageError) throw error;
@@ -371,12 +387,17 @@ export class PostgresStateMachine<C extends CommandMap>
     return exportStateSnapshot(this.#snapshotScope, options);
   }
 
-  restoreSnapshot(
+  async restoreSnapshot(
     position: LogPosition,
     chunks: AsyncIterable<Uint8Array>,
     options?: { signal?: AbortSignal },
   ): Promise<void> {
-    return restoreStateSnapshot(this.#snapshotScope, position, chunks, options);
+    this.#known.forget();
+    try {
+      await restoreStateSnapshot(this.#snapshotScope, position, chunks, options);
+    } finally {
+      this.#known.forget();
+    }
   }
 
   async #applyBatch(
@@ -385,28 +406,15 @@ export class PostgresStateMachine<C extends CommandMap>
     prepared: readonly (Prepared | undefined)[],
     savepointFrom: number,
     signal: AbortSignal | undefined,
-  ): Promise<(CommandResult<unknown> | undefined)[]> {
-    const t = this.#tables;
+  ): Promise<BatchOutcome> {
+    const first = entries[0] as AppliedEntry<CommandOf<C>>;
     const batchSessions = entries.flatMap((entry) =>
       entry.kind === 'command' && entry.session !== undefined ? [entry.session] : [],
     );
-    // One round trip: lock and read the applied position, and load the batch's sessions.
-    const { rows } = await sql<Record<string, unknown>>`
-      select index, now ${BatchSessions.loadColumns(t, batchSessions)}
-      from ${t.appliedState} for update
-    `.execute(trx);
-    const row = rows[0];
-    if (row === undefined) throw new StorageError('the applied_state row is missing');
-    const appliedIndex = toSafeInteger(row.index, 'applied_state.index');
-    const first = entries[0] as AppliedEntry<CommandOf<C>>;
-    if (first.index !== appliedIndex + 1) {
-      throw new RangeError(
-        `apply: entry ${first.index} does not follow the last applied entry ${appliedIndex}`,
-      );
-    }
-    const startNow = toSafeInteger(row.now, 'applied_state.now');
+    const { startNow, sessions } =
+      this.#knownStart(first.index, batchSessions) ??
+      (await this.#loadStart(trx, first.index, batchSessions));
     let now = startNow;
-    const sessions = BatchSessions.fromLoaded(t, this.#retention, row);
     const results: (ResultSlot | undefined)[] = [];
     /** Consecutive commands of one name with a batch handler, waiting to run together. */
     let run: RunMember[] = [];
@@ -480,13 +488,70 @@ export class PostgresStateMachine<C extends CommandMap>
     await flush();
     const sweep = Math.floor(now / SWEEP_EVERY_MS) > Math.floor(startNow / SWEEP_EVERY_MS);
     const last = entries.at(-1) as AppliedEntry<CommandOf<C>>;
-    await sessions.save(
+    // The position moves only from the one this batch assumed (read under lock, or known from
+    // this instance's last commit); otherwise nothing was applied and the batch rolls back.
+    const moved = await sessions.save(
       trx,
-      now,
+      this.#functions.finishBatch,
+      first.index - 1,
+      { index: last.index, term: last.term, now },
       sweep,
-      sql`update ${t.appliedState} set index = ${last.index}, term = ${last.term}, now = ${now}`,
     );
-    return results.map((slot) => slot?.result);
+    if (!moved) throw notFollowing(first.index, await this.#appliedIndex(trx));
+    return {
+      results: results.map((slot) => slot?.result),
+      committed: {
+        index: last.index,
+        now,
+        sessions: sessions.stored(),
+        ...(sweep ? { sweptBefore: now - this.#retention.forgetAfterMs } : {}),
+      },
+    };
+  }
+
+  /** The start of a batch from what this instance committed last, when that is enough. */
+  #knownStart(
+    firstIndex: number,
+    batchSessions: readonly ClientSession[],
+  ): { startNow: number; sessions: BatchSessions } | undefined {
+    const known = this.#known.lookup(firstIndex, batchSessions);
+    if (known === undefined) return undefined;
+    return {
+      startNow: known.now,
+      sessions: BatchSessions.fromStored(this.#tables, this.#retention, known.sessions),
+    };
+  }
+
+  /**
+   * The start of a batch read from Postgres in one round trip: locks and reads the applied
+   * position (which the batch must follow) and loads the batch's sessions.
+   */
+  async #loadStart(
+    trx: AnyTransaction,
+    firstIndex: number,
+    batchSessions: readonly ClientSession[],
+  ): Promise<{ startNow: number; sessions: BatchSessions }> {
+    const t = this.#tables;
+    const { rows } = await sql<Record<string, unknown>>`
+      select index, now ${BatchSessions.loadColumns(t, batchSessions)}
+      from ${t.appliedState} for update
+    `.execute(trx);
+    const row = rows[0];
+    if (row === undefined) throw new StorageError('the applied_state row is missing');
+    const appliedIndex = toSafeInteger(row.index, 'applied_state.index');
+    if (firstIndex !== appliedIndex + 1) throw notFollowing(firstIndex, appliedIndex);
+    return {
+      startNow: toSafeInteger(row.now, 'applied_state.now'),
+      sessions: BatchSessions.fromLoaded(t, this.#retention, row),
+    };
+  }
+
+  /** The applied index as `trx` sees it. */
+  async #appliedIndex(trx: AnyTransaction): Promise<number> {
+    const { rows } = await sql<{ index: unknown }>`
+      select index from ${this.#tables.appliedState}
+    `.execute(trx);
+    return toSafeInteger(rows[0]?.index, 'applied_state.index');
   }
 
   /**
@@ -625,6 +690,13 @@ export class PostgresStateMachine<C extends CommandMap>
     }
     return { ok: true, definition, input: parsed.data };
   }
+}
+
+/** A batch starting at `firstIndex` does not follow the applied position. */
+function notFollowing(firstIndex: number, appliedIndex: number): RangeError {
+  return new RangeError(
+    `apply: entry ${firstIndex} does not follow the last applied entry ${appliedIndex}`,
+  );
 }
 
 /** A handler rejected command `position` of a batch run without savepoints: run it again. */

@@ -35,3 +35,22 @@ export function raftTables(schema: string): RaftTables {
     migrationLock: qualified(TABLE_NAMES.migrationLock),
   };
 }
+
+/** Names of the functions the migrations create in the store's schema (its common writes). */
+const FUNCTION_NAMES = {
+  append: 'tsraft_append',
+  finishBatch: 'tsraft_finish_batch',
+} as const;
+
+/** The store's functions as schema-qualified SQL identifiers. */
+export type RaftFunctions = {
+  readonly [K in keyof typeof FUNCTION_NAMES]: RawBuilder<unknown>;
+};
+
+/** The functions of `schema` (already validated by `validateSchemaName`). */
+export function raftFunctions(schema: string): RaftFunctions {
+  return {
+    append: sql.id(schema, FUNCTION_NAMES.append),
+    finishBatch: sql.id(schema, FUNCTION_NAMES.finishBatch),
+  };
+}

@@ -14,8 +14,8 @@ import { runStorageOperation } from './storage-failure.ts';
 /** What a restore works on. */
 export type RestoreScope = Pick<StateSnapshotScope, 'db' | 'tables' | 'appTables' | 'pageRows'>;
 
-/** Characters of rows per statement (and per staging row) of a restore. */
-const PAGE_CHARS = 1024 * 1024;
+/** Bytes of rows per statement (and per staging row) of a restore. */
+const PAGE_BYTES = 1024 * 1024;
 
 /**
  * Replaces the state of `scope` with the snapshot `chunks` at `position`, all or nothing: the
@@ -75,9 +75,14 @@ export async function restoreStateIn(
   await sql`truncate ${sql.join(targets)}`.execute(trx);
   const pages = statePages(chunks, {
     pageRows: scope.pageRows,
-    pageChars: PAGE_CHARS,
+    pageBytes: PAGE_BYTES,
     ...(signal === undefined ? {} : { signal }),
   });
+  // `pg` sends a `Uint8Array` parameter in binary format, which `jsonb` takes as its version
+  // byte and text: the rows never become JavaScript strings. PGlite (one connection) would
+  // take it for `bytea`: it gets the text.
+  const binary = trx.getExecutor().adapter.supportsMultipleConnections !== false;
+  const decoder = new TextDecoder();
   let header: StateSnapshotHeader | undefined;
   let inFlight: Promise<void> | undefined;
   for (let next = await pages.next(); next.done !== true; next = await pages.next()) {
@@ -88,15 +93,14 @@ export async function restoreStateIn(
     }
     const target = targets[item.section] as RawBuilder<unknown>;
     const name = header?.tables[item.section] ?? String(item.section);
-    const payload = `[${item.rows.join(',')}]`;
-    const count = item.rows.length;
+    const payload = binary ? item.jsonb : decoder.decode(item.jsonb.subarray(1));
     await inFlight;
     inFlight = insertRows(
       trx,
       target,
       name,
       sql`select r.* from jsonb_populate_recordset(cast(null as ${target}), cast(${payload} as jsonb)) r`,
-      count,
+      item.rows,
     );
     // Awaited before the next statement; a failure meanwhile must not go unhandled.
     inFlight.catch(() => {});
@@ -122,11 +126,12 @@ async function restoreStaged(
     );
     const pages = statePages(chunks, {
       pageRows: scope.pageRows,
-      pageChars: PAGE_CHARS,
+      pageBytes: PAGE_BYTES,
       ...(signal === undefined ? {} : { signal }),
     });
     let header: StateSnapshotHeader | undefined;
     let seq = 0;
+    const decoder = new TextDecoder();
     let next = await pages.next();
     for (; next.done !== true; next = await pages.next()) {
       const item = next.value;
@@ -135,11 +140,11 @@ async function restoreStaged(
         continue;
       }
       const at = seq++;
-      const payload = `[${item.rows.join(',')}]`;
+      const payload = decoder.decode(item.jsonb.subarray(1));
       await runStorageOperation('staging a snapshot', signal, () =>
         sql`
           insert into ${t.restoreStaging} (section, seq, row_count, payload)
-          values (${item.section}, ${at}, ${item.rows.length}, ${payload})
+          values (${item.section}, ${at}, ${item.rows}, ${payload})
         `.execute(db),
       );
     }

@@ -47,7 +47,7 @@ export async function summarizeStateSnapshot(
 ): Promise<StateSnapshotSummary> {
   const pages = statePages(chunks, {
     pageRows: SUMMARY_PAGE_ROWS,
-    pageChars: SUMMARY_PAGE_CHARS,
+    pageBytes: SUMMARY_PAGE_BYTES,
     ...(options.signal === undefined ? {} : { signal: options.signal }),
   });
   let header: StateSnapshotHeader | undefined;
@@ -67,4 +67,4 @@ export async function summarizeStateSnapshot(
 
 /** Pages of a summary: only counted, never held long. */
 const SUMMARY_PAGE_ROWS = 10_000;
-const SUMMARY_PAGE_CHARS = 1024 * 1024;
+const SUMMARY_PAGE_BYTES = 1024 * 1024;

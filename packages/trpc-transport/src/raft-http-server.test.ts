@@ -160,6 +160,33 @@ describe('createRaftHttpServer: safe defaults', () => {
         body: JSON.stringify({ op: 'get', key: 'k' }),
       });
       expect(answer.headers.get('x-tsraft-leader')).toBe('b');
+      // Your own responseMeta is merged with it: your headers, and the leader's unless you set it.
+      await using merged = createRaftHttpServer({
+        router,
+        raft,
+        responseMeta: () => ({ headers: { 'x-app': 'mine' }, status: 201 }),
+      });
+      const { port: mergedPort } = await merged.listen({ port: 0 });
+      const mergedAnswer = await fetch(`http://127.0.0.1:${mergedPort}/execute`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ op: 'get', key: 'k' }),
+      });
+      expect(mergedAnswer.status).toBe(201);
+      expect(mergedAnswer.headers.get('x-app')).toBe('mine');
+      expect(mergedAnswer.headers.get('x-tsraft-leader')).toBe('b');
+      await using overridden = createRaftHttpServer({
+        router,
+        raft,
+        responseMeta: () => ({ headers: { 'x-tsraft-leader': 'elsewhere' } }),
+      });
+      const { port: overriddenPort } = await overridden.listen({ port: 0 });
+      const overriddenAnswer = await fetch(`http://127.0.0.1:${overriddenPort}/execute`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ op: 'get', key: 'k' }),
+      });
+      expect(overriddenAnswer.headers.get('x-tsraft-leader')).toBe('elsewhere');
       // The peer endpoint answers on the same port (unsigned: refused, not 404).
       expect((await fetch(`http://127.0.0.1:${port}/raft/raft`, { method: 'POST' })).status).toBe(
         401,

@@ -106,16 +106,19 @@ export function createRaftHttpServer<TRouter extends AnyTRPCRouter>(
     ...(options.basePath === undefined ? {} : { basePath: options.basePath }),
     ...(raft === undefined && responseMeta === undefined
       ? {}
-      : {
-          responseMeta: (opts) => {
-            const own = responseMeta?.(opts) ?? {};
-            const headers = toHeaders(own.headers);
-            for (const [name, value] of Object.entries(raft?.responseMeta().headers ?? {})) {
-              if (!headers.has(name)) headers.set(name, value);
-            }
-            return { ...own, headers };
-          },
-        }),
+      : responseMeta === undefined
+        ? // The plugin's headers alone: no merge, no `Headers` object per request.
+          { responseMeta: () => (raft as NonNullable<typeof raft>).responseMeta() }
+        : {
+            responseMeta: (opts) => {
+              const own = responseMeta(opts);
+              const headers = toHeaders(own.headers);
+              for (const [name, value] of Object.entries(raft?.responseMeta().headers ?? {})) {
+                if (!headers.has(name)) headers.set(name, value);
+              }
+              return { ...own, headers };
+            },
+          }),
   } as CreateHTTPHandlerOptions<TRouter>);
   const transport = options.transport;
   const listener = (req: IncomingMessage, res: ServerResponse): void => {

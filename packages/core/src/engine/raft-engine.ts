@@ -28,7 +28,7 @@ import type {
   TimeoutNow,
 } from '../message.ts';
 import type { RandomSource } from '../random.ts';
-import { ConfigHistory } from './config-history.ts';
+import { ConfigHistory, type IndexedConfig } from './config-history.ts';
 import { DEFAULT_ENGINE_TUNING, type EngineOptions, type EngineTuning } from './engine-options.ts';
 import { Inflights } from './inflights.ts';
 import { LeaderLease } from './leader-lease.ts';
@@ -515,6 +515,15 @@ export class RaftEngine {
    */
   configAt(index: number): ClusterConfig {
     return this.#configs.at(index).config;
+  }
+
+  /**
+   * The configuration as of log index `index`, with the index of the entry that carries it (the
+   * log's start for the configuration of its snapshot, or 0 for the bootstrap one). `index` must
+   * not precede the log's start.
+   */
+  indexedConfigAt(index: number): IndexedConfig {
+    return this.#configs.at(index);
   }
 
   /** The transport could not reach `peer`: stop pipelining to it until it answers again. */

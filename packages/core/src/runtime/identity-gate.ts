@@ -180,6 +180,18 @@ export class IdentityGate {
   }
 
   /**
+   * At start, when the latest configuration in the log is not applied yet (committed or not, it
+   * forgets nobody before it is applied): `index` is that of the latest configuration applied,
+   * as of which `members` follows the committed configurations, as it did before the restart.
+   * Without it the node would compare leaders' views with 0 and learn from a leader that applied
+   * less than it did an incarnation of a member it saw removed (not retired when this node never
+   * knew it).
+   */
+  restarted(index: number): void {
+    this.#membersAsOf = Math.max(this.#membersAsOf, index);
+  }
+
+  /**
    * An installed snapshot's configuration (`index` is the snapshot's). The snapshot may cover a
    * member's removal and its addition back under a new incarnation, which this node never saw:
    * when the latest leader's view is as of the snapshot or later, the incarnation it knows for a

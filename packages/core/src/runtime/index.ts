@@ -17,7 +17,7 @@ export {
 } from './raft-node.ts';
 export type { RaftNodeEventName, RaftNodeEvents } from './raft-node-events.ts';
 export type { RaftNodeOptions } from './raft-node-options.ts';
-export type { RaftNodeStatus } from './raft-node-status.ts';
+export type { RaftNodeStatus, RefusedProgress } from './raft-node-status.ts';
 export { RaftSupervisor } from './raft-supervisor.ts';
 export type { RaftSupervisorEventName, RaftSupervisorEvents } from './raft-supervisor-events.ts';
 export type {

@@ -3,7 +3,7 @@ import type { NodeId } from '../log-entry.ts';
 import type { Message, RequestVote } from '../message.ts';
 import type { NodeIdentity } from '../node-identity.ts';
 import { InProcessNetwork } from '../testing/in-process-transport.ts';
-import { type KvCommand, KvStateMachine } from '../testing/kv-state-machine.ts';
+import { type KvCommand, type KvResult, KvStateMachine } from '../testing/kv-state-machine.ts';
 import { MemoryLogStore } from '../testing/memory-log-store.ts';
 import { MemorySnapshotStore } from '../testing/memory-snapshot-store.ts';
 import { type KvNode, sleep, TestCluster, waitFor } from '../testing/test-cluster.test-helpers.ts';
@@ -64,6 +64,15 @@ describe('a member restarted on empty storage (a lost disk)', () => {
     // A linearizable read on it fails at once, saying why.
     await expect(restarted.read(() => 'never')).rejects.toThrow(/lost its durable state/);
     expect(leader.status().identity.refusedPeers).toEqual({ [lostId]: 'peer-lost-state' });
+    // Its progress is unknown, not what the old incarnation acknowledged.
+    expect(leader.status().progress[lostId]).toEqual({
+      state: 'refused',
+      refusal: 'peer-lost-state',
+      match: null,
+      next: null,
+      recentActive: false,
+    });
+    expect(leader.status().progress[otherId]?.match).toBe(leader.status().lastIndex);
 
     // Its acknowledgements do not count: with the other follower down, nothing commits.
     await cluster.stopNode(otherId);
@@ -88,6 +97,9 @@ describe('a member restarted on empty storage (a lost disk)', () => {
     await cluster.waitForApplied(current.status().commitIndex, [lostId]);
     expect(cluster.disk(lostId).stateMachine.get('back')).toBe('again');
     expect(current.status().identity.refusedPeers).toEqual({});
+    await waitFor(() => current.status().progress[lostId]?.match === current.status().lastIndex, {
+      what: "the node's progress to show its match again",
+    });
   });
 });
 
@@ -283,5 +295,71 @@ describe('cluster ids', () => {
       what: 'the joiner to learn the cluster id',
     });
     expect(cluster.disk('n5').log?.identity?.clusterId).toBe('alpha');
+  });
+});
+
+describe("a follower's view of the members after a restart", () => {
+  it('learns from a view as of its latest applied configuration or later, as before the restart, while a later configuration is not applied', async () => {
+    const network = new InProcessNetwork();
+    const machine = new KvStateMachine();
+    const snapshotStore = new MemorySnapshotStore();
+    const logStore = new MemoryLogStore();
+    const start = (store: MemoryLogStore) =>
+      RaftNode.start<KvCommand, KvResult>({
+        id: 'n1',
+        config: { voters: ['n1'] },
+        logStore: store,
+        stateMachine: machine,
+        snapshotStore,
+        transport: network.transport('n1'),
+        tickMs: 5,
+        tuning: { electionTicks: 10, heartbeatTicks: 2 },
+      });
+    const signal = AbortSignal.timeout(5000);
+    /** `from` sends what a leader that applied only index 1 knows of the members: n9's incarnation. */
+    const staleView = (from: NodeId) =>
+      network.transport(from).request(
+        'n1',
+        {
+          type: 'raft',
+          messages: [],
+          identity: { ...identity(`i-${from}`), members: { n9: 'stale' }, membersAsOf: 1 },
+        },
+        { signal },
+      );
+    /** The incarnations the node persisted, once it persisted the one of `from` (its next write). */
+    const persistedOnceKnown = async (from: NodeId) => {
+      await waitFor(() => logStore.durable.identity?.members[from] !== undefined, {
+        what: `the node to persist the incarnation of ${from}`,
+      });
+      return logStore.durable.identity?.members;
+    };
+
+    // n9 is added and removed (it never answers: this node never learns its incarnation).
+    const first = await start(logStore);
+    await waitFor(() => first.status().role === 'leader');
+    await first.addLearner('n9');
+    await first.removeNode('n9');
+    const removal = first.status().configIndex;
+    await waitFor(() => first.status().appliedIndex >= removal);
+    expect(removal).toBeGreaterThan(1);
+    // A view as of before the removal teaches nothing: it may list members this node saw removed.
+    await staleView('n2');
+    await first.propose(put('a', '1'));
+    expect(await persistedOnceKnown('n2')).toEqual({ n2: 'i-n2' });
+
+    // A later configuration, which cannot commit (its new voter n2 never answers), is in the log
+    // when the node restarts: the latest configuration it applied is the removal's.
+    const adding = first.changeMembership({ voters: ['n1', 'n2'] }).catch(() => {});
+    await waitFor(() =>
+      logStore.durable.entries.some((e) => e.type === 'config' && e.index > removal),
+    );
+    await first.close();
+    await adding;
+    await using second = await start(new MemoryLogStore({ durable: logStore.durable }));
+    expect(second.status().appliedIndex).toBeLessThan(second.status().configIndex);
+    await staleView('n3');
+    // It persists what it learned with its next write (the hard state of its next election).
+    expect(await persistedOnceKnown('n3')).toEqual({ n2: 'i-n2', n3: 'i-n3' });
   });
 });

@@ -4,6 +4,20 @@ import type { Role } from '../engine/ready.ts';
 import type { NodeId } from '../log-entry.ts';
 import type { IdentityRefusal } from './identity-gate.ts';
 
+/**
+ * A member whose requests and answers the leader refuses (its identity: it came back under
+ * another incarnation, or it belongs to another cluster; `identity.refusedPeers` says which).
+ * Nothing it acknowledges counts, so what it holds is unknown: no match or next index, instead of
+ * what it acknowledged before it was refused.
+ */
+export interface RefusedProgress {
+  readonly state: 'refused';
+  readonly refusal: IdentityRefusal;
+  readonly match: null;
+  readonly next: null;
+  readonly recentActive: false;
+}
+
 /** What {@link RaftNode.status} reports: the engine's view plus the apply loop's. */
 export interface RaftNodeStatus {
   readonly id: NodeId;
@@ -30,8 +44,11 @@ export interface RaftNodeStatus {
   readonly configIndex: number;
   /** Whether `config` is a joint configuration C_old,new (Raft paper 6). */
   readonly joint: boolean;
-  /** The leader's view of each member it replicates to; empty when not leader. */
-  readonly progress: Readonly<Record<NodeId, PeerProgress>>;
+  /**
+   * The leader's view of each member it replicates to, a refused member's as such; empty when
+   * not leader.
+   */
+  readonly progress: Readonly<Record<NodeId, PeerProgress | RefusedProgress>>;
   /** The target of the leadership transfer under way (leader only), or null. */
   readonly leadTransferee: NodeId | null;
   /** Whether the node is closed (by `close()` or a fatal error). */
@@ -45,4 +62,22 @@ export interface RaftNodeStatus {
     /** Peers whose requests or answers this node refuses, with why. */
     readonly refusedPeers: Readonly<Record<NodeId, IdentityRefusal>>;
   };
+}
+
+/** The engine's `progress`, with each peer the identity gate refuses shown as refused. */
+export function memberProgress(
+  progress: Readonly<Record<NodeId, PeerProgress>>,
+  refused: Readonly<Record<NodeId, IdentityRefusal>>,
+): Record<NodeId, PeerProgress | RefusedProgress> {
+  return Object.fromEntries(
+    Object.entries(progress).map(([id, peer]) => {
+      const refusal = refused[id];
+      return [
+        id,
+        refusal === undefined
+          ? peer
+          : { state: 'refused', refusal, match: null, next: null, recentActive: false },
+      ];
+    }),
+  );
 }

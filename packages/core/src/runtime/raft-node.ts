@@ -54,7 +54,7 @@ import {
 import { ProposalTracker } from './proposal-tracker.ts';
 import type { RaftNodeEventName, RaftNodeEvents } from './raft-node-events.ts';
 import type { RaftNodeOptions } from './raft-node-options.ts';
-import type { RaftNodeStatus } from './raft-node-status.ts';
+import { memberProgress, type RaftNodeStatus } from './raft-node-status.ts';
 import { ReadBatches } from './read-batches.ts';
 import { recoverNodeState, storage } from './recover-node-state.ts';
 import { ReplySlots } from './reply-slots.ts';
@@ -421,9 +421,11 @@ export class RaftNode<Command, Result> {
     lostEntries = (event) => node.#emit('follower-lost-entries', event);
     node.#membership.observe();
     // The committed configuration forgets the members it removed (a crash may have come between
-    // applying the removal and persisting the identity).
+    // applying the removal and persisting the identity). When a later one is not applied yet,
+    // the gate still compares leaders' views with the latest applied, as before the restart.
     const { config, configIndex } = engine.status();
     if (configIndex <= recovered.applied) node.#gate.retain(config, configIndex);
+    else node.#gate.restarted(engine.indexedConfigAt(recovered.applied).index);
     await options.transport.listen(node.#handlePeerRequest);
     node.#ticksStartedAt = node.#clock.now();
     node.#cancelTicks = node.#clock.setRepeating(node.#tick, tickMs);
@@ -572,7 +574,7 @@ export class RaftNode<Command, Result> {
       config: status.config,
       configIndex: status.configIndex,
       joint: isJoint(status.config),
-      progress: status.progress,
+      progress: memberProgress(status.progress, this.#gate.refusedPeers()),
       leadTransferee: status.leadTransferee,
       closed: this.#stopped !== undefined,
       identity: {
