@@ -35,8 +35,9 @@ export interface EngineTuning {
   /** Bytes of committed entries handed out to apply per batch. Default 4 MiB. */
   readonly maxApplyBytes: number;
   /**
-   * A learner listed in `autoPromote` becomes a voter once its log is at most this many entries
-   * behind the leader's last index. Default 64.
+   * A learner listed in `autoPromote` becomes a voter once it acknowledged entries (or a
+   * snapshot) up to at most this many entries behind the leader's last index: one that
+   * acknowledged nothing yet is not promoted, however short the leader's log. Default 64.
    */
   readonly promotionLagEntries: number;
   /**

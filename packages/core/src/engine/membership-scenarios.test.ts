@@ -568,6 +568,33 @@ describe('Automatic promotion of learners', () => {
     expect(cluster.status('n1').commitIndex).toBe(cluster.status('n1').configIndex);
   });
 
+  it('a learner that acknowledged nothing is not promoted, though the whole log is shorter than promotionLagEntries', () => {
+    const cluster = new Cluster({ voters: THREE, others: ['n4'] });
+    cluster.elect('n1');
+    cluster
+      .engine('n1')
+      .proposeConfigChange({ voters: THREE, learners: ['n4'], autoPromote: ['n4'] });
+    // n4 answers heartbeats, but every AppendEntries to it is lost: its log is unknown.
+    const appendsToN4 = (m: Message) => m.type === 'append' && m.to === 'n4';
+    for (let round = 0; round < 3; round++) {
+      cluster.stabilize({ hold: appendsToN4 });
+      cluster.drop(appendsToN4);
+      cluster.tick('n1', 3);
+    }
+    cluster.stabilize({ hold: appendsToN4 });
+    const leader = cluster.status('n1');
+    expect(leader.lastIndex).toBeLessThan(64); // the default promotionLagEntries
+    expect(leader.progress.n4).toMatchObject({ match: 0, recentActive: true });
+    expect(leader.config).toEqual({ voters: THREE, learners: ['n4'], autoPromote: ['n4'] });
+
+    // Once it acknowledges the log, it is promoted.
+    cluster.drop(appendsToN4);
+    heartbeat(cluster, 'n1');
+    heartbeat(cluster, 'n1');
+    expect(cluster.status('n1').progress.n4?.match).toBeGreaterThan(0);
+    expect(cluster.status('n1').config).toEqual({ voters: [...THREE, 'n4'] });
+  });
+
   it('a learner behind by more than promotionLagEntries is not promoted', () => {
     const cluster = new Cluster({
       voters: THREE,

@@ -949,8 +949,14 @@ export class RaftEngine {
     }
     for (const id of config.autoPromote ?? []) {
       const pr = this.#progress.get(id);
-      // Caught up (match only grows on the learner's acknowledgements), and heard from lately.
-      if (pr?.recentActive && pr.match + this.#tuning.promotionLagEntries >= this.#log.lastIndex) {
+      // Caught up (match only grows on the learner's acknowledgements), and heard from lately. A
+      // learner that acknowledged no entry nor snapshot yet (match 0) holds what the leader does
+      // not know, so it is not caught up, however short the log.
+      if (
+        pr?.recentActive &&
+        pr.match > 0 &&
+        pr.match + this.#tuning.promotionLagEntries >= this.#log.lastIndex
+      ) {
         this.#logger.info({ learner: id, match: pr.match }, 'promoting a caught-up learner');
         this.#appendConfig(promoteLearner(config, id));
         return;

@@ -180,15 +180,33 @@ export class IdentityGate {
   }
 
   /**
-   * At start, when the latest configuration in the log is not applied yet (committed or not, it
-   * forgets nobody before it is applied): `index` is that of the latest configuration applied,
-   * as of which `members` follows the committed configurations, as it did before the restart.
-   * Without it the node would compare leaders' views with 0 and learn from a leader that applied
-   * less than it did an incarnation of a member it saw removed (not retired when this node never
-   * knew it).
+   * At start, when the latest configuration in the log is not applied yet: `applied` is the
+   * latest configuration applied, `later` those after it in the log (not applied: an uncommitted
+   * one may be cut). Leaders' views are compared with `applied`'s index, as before the restart
+   * (not with 0: a leader that applied less could teach this node the incarnation of a member it
+   * saw removed). The members `applied` does not list are forgotten, as applying it did (a crash
+   * may have come before that reached the stored identity): retired as {@link retain} does,
+   * except those a later configuration adds back, which are only forgotten, to be learned again:
+   * the incarnation stored for such a member may be its old one, from before its removal (it
+   * came back under a new one), or the one learned since, and which is not known.
    */
-  restarted(index: number): void {
-    this.#membersAsOf = Math.max(this.#membersAsOf, index);
+  restarted(
+    applied: { readonly config: ClusterConfig; readonly index: number },
+    later: readonly ClusterConfig[],
+  ): void {
+    const current = members(applied.config);
+    const addedBack = new Set(later.flatMap((config) => members(config)));
+    const own = this.#identity;
+    const kept = Object.entries(own.members).filter(
+      ([id]) => current.includes(id) || !addedBack.has(id),
+    );
+    if (kept.length < Object.keys(own.members).length) {
+      for (const id of this.#refusedPeers.keys()) {
+        if (!current.includes(id) && addedBack.has(id)) this.#refusedPeers.delete(id);
+      }
+      this.#update({ ...own, members: Object.fromEntries(kept) });
+    }
+    this.retain(applied.config, applied.index);
   }
 
   /**

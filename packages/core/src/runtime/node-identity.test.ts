@@ -298,8 +298,8 @@ describe('cluster ids', () => {
   });
 });
 
-describe("a follower's view of the members after a restart", () => {
-  it('learns from a view as of its latest applied configuration or later, as before the restart, while a later configuration is not applied', async () => {
+describe('the members a node knows, after a restart before its latest configuration is applied', () => {
+  it("compares leaders' views with its latest applied configuration, as before the restart, and forgets what that configuration removed", async () => {
     const network = new InProcessNetwork();
     const machine = new KvStateMachine();
     const snapshotStore = new MemorySnapshotStore();
@@ -316,17 +316,19 @@ describe("a follower's view of the members after a restart", () => {
         tuning: { electionTicks: 10, heartbeatTicks: 2 },
       });
     const signal = AbortSignal.timeout(5000);
-    /** `from` sends what a leader that applied only index 1 knows of the members: n9's incarnation. */
-    const staleView = (from: NodeId) =>
-      network.transport(from).request(
-        'n1',
-        {
-          type: 'raft',
-          messages: [],
-          identity: { ...identity(`i-${from}`), members: { n9: 'stale' }, membersAsOf: 1 },
-        },
-        { signal },
-      );
+    /** A request from `from`, under `incarnation`, with what a leader knows of the members. */
+    const request = (
+      from: NodeId,
+      incarnation: string,
+      view?: { members: Record<NodeId, string>; membersAsOf: number },
+    ) =>
+      network
+        .transport(from)
+        .request(
+          'n1',
+          { type: 'raft', messages: [], identity: { ...identity(incarnation), ...view } },
+          { signal },
+        );
     /** The incarnations the node persisted, once it persisted the one of `from` (its next write). */
     const persistedOnceKnown = async (from: NodeId) => {
       await waitFor(() => logStore.durable.identity?.members[from] !== undefined, {
@@ -335,31 +337,46 @@ describe("a follower's view of the members after a restart", () => {
       return logStore.durable.identity?.members;
     };
 
-    // n9 is added and removed (it never answers: this node never learns its incarnation).
     const first = await start(logStore);
     await waitFor(() => first.status().role === 'leader');
+    // n8 is added and removed (it never answers: this node never learns its incarnation); n9 too,
+    // but it answered under incarnation old9 meanwhile.
+    await first.addLearner('n8');
+    await first.removeNode('n8');
     await first.addLearner('n9');
+    await request('n9', 'old9');
     await first.removeNode('n9');
     const removal = first.status().configIndex;
     await waitFor(() => first.status().appliedIndex >= removal);
-    expect(removal).toBeGreaterThan(1);
-    // A view as of before the removal teaches nothing: it may list members this node saw removed.
-    await staleView('n2');
+    // A view as of before the removals teaches nothing: it may list members this node saw removed.
+    await request('n2', 'i-n2', { members: { n8: 'stale' }, membersAsOf: 1 });
     await first.propose(put('a', '1'));
     expect(await persistedOnceKnown('n2')).toEqual({ n2: 'i-n2' });
+    expect(logStore.durable.identity?.retired).toEqual(['old9']);
 
-    // A later configuration, which cannot commit (its new voter n2 never answers), is in the log
-    // when the node restarts: the latest configuration it applied is the removal's.
-    const adding = first.changeMembership({ voters: ['n1', 'n2'] }).catch(() => {});
+    // n9 is added back as a voter, which cannot commit (n9 never acknowledges), and the node
+    // stops. It stored its identity as of before n9's removal, as a crash between applying the
+    // removal and persisting the identity leaves it.
+    const adding = first.changeMembership({ voters: ['n1', 'n9'] }).catch(() => {});
     await waitFor(() =>
       logStore.durable.entries.some((e) => e.type === 'config' && e.index > removal),
     );
     await first.close();
     await adding;
+    const stored = logStore.durable.identity as NodeIdentity;
+    logStore.durable.identity = {
+      clusterId: stored.clusterId,
+      incarnation: stored.incarnation,
+      members: { ...stored.members, n9: 'old9' },
+    };
+
     await using second = await start(new MemoryLogStore({ durable: logStore.durable }));
     expect(second.status().appliedIndex).toBeLessThan(second.status().configIndex);
-    await staleView('n3');
-    // It persists what it learned with its next write (the hard state of its next election).
-    expect(await persistedOnceKnown('n3')).toEqual({ n2: 'i-n2', n3: 'i-n3' });
+    // n9 speaks under its new incarnation: it is not refused for the old one.
+    await expect(request('n9', 'new9')).resolves.toEqual({ type: 'ack' });
+    await request('n3', 'i-n3', { members: { n8: 'stale' }, membersAsOf: 1 });
+    // It persists what it learned with its next write (the hard state of its next election); n2,
+    // a member of no configuration in its log, is forgotten as applying the removals did.
+    expect(await persistedOnceKnown('n3')).toEqual({ n3: 'i-n3', n9: 'new9' });
   });
 });

@@ -420,12 +420,19 @@ export class RaftNode<Command, Result> {
     node.#ignoredConfigOption = ignoredConfigOption;
     lostEntries = (event) => node.#emit('follower-lost-entries', event);
     node.#membership.observe();
-    // The committed configuration forgets the members it removed (a crash may have come between
-    // applying the removal and persisting the identity). When a later one is not applied yet,
-    // the gate still compares leaders' views with the latest applied, as before the restart.
+    // The latest configuration applied forgets the members it removed (a crash may have come
+    // between applying the removal and persisting the identity).
     const { config, configIndex } = engine.status();
-    if (configIndex <= recovered.applied) node.#gate.retain(config, configIndex);
-    else node.#gate.restarted(engine.indexedConfigAt(recovered.applied).index);
+    if (configIndex <= recovered.applied) {
+      node.#gate.retain(config, configIndex);
+    } else {
+      const later = recovered.entries.flatMap((entry) =>
+        entry.type === 'config' && entry.index > recovered.applied
+          ? [decodeConfig(entry.data)]
+          : [],
+      );
+      node.#gate.restarted(engine.indexedConfigAt(recovered.applied), later);
+    }
     await options.transport.listen(node.#handlePeerRequest);
     node.#ticksStartedAt = node.#clock.now();
     node.#cancelTicks = node.#clock.setRepeating(node.#tick, tickMs);
