@@ -44,7 +44,11 @@ describe('CommittedSessions: what a batch may start from without reading Postgre
       expect(known.lookup(firstIndex, [])).toBeUndefined();
       expect(known.lookup(5, [])).toBeUndefined(); // not even the batch that followed before
       // The read batch re-arms the index with its own clients only; c must be read again.
-      known.committed(known.begin(), { index: 9, now: 2_000, sessions: [['d', session(2_000, 0, 1)]] });
+      known.committed(known.begin(), {
+        index: 9,
+        now: 2_000,
+        sessions: [['d', session(2_000, 0, 1)]],
+      });
       expect(known.lookup(10, [{ clientId: 'd', seq: 2 }])).toBeDefined();
       expect(known.lookup(10, [{ clientId: 'c', seq: 6 }])).toBeUndefined();
     }

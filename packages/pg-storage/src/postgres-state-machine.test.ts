@@ -385,7 +385,9 @@ describe('the Postgres state machine, what a batch reads', () => {
     const other = await open({ sessions });
     await mine.apply(entries(1, [{ name: 'open', input: { id: 'a' } }, depositBy('c', 1, 1)]));
     // The other writer executes c's 2, 3 and 4: the floor rises to 3, result 2 is deleted.
-    await other.apply(entries(3, [depositBy('c', 2, 10), depositBy('c', 3, 10), depositBy('c', 4, 10)]));
+    await other.apply(
+      entries(3, [depositBy('c', 2, 10), depositBy('c', 3, 10), depositBy('c', 4, 10)]),
+    );
     await mine.apply(entries(6, [depositBy('d', 1, 100)])); // read from Postgres: follows 5
     // c's seq 2 again: executed already, its result forgotten: it must be refused as expired.
     const late = await mine.apply(entries(7, [depositBy('c', 2, 10)]));
@@ -397,7 +399,9 @@ describe('the Postgres state machine, what a batch reads', () => {
     const mine = await open();
     const leader = await open();
     await mine.apply(entries(1, [{ name: 'open', input: { id: 'a' } }, depositBy('c', 1, 1)]));
-    await leader.apply(entries(3, [depositBy('c', 2, 10), depositBy('c', 3, 10), depositBy('c', 4, 10)]));
+    await leader.apply(
+      entries(3, [depositBy('c', 2, 10), depositBy('c', 3, 10), depositBy('c', 4, 10)]),
+    );
     const exported = await leader.exportSnapshot();
     const parts = await collectChunks(exported.chunks);
     await mine.restoreSnapshot(exported.position, streamOf(parts)); // installs 5
