@@ -1,4 +1,4 @@
-import { isJoint, members } from '../../configuration.ts';
+import { type ClusterConfig, isJoint, members } from '../../configuration.ts';
 import type { EngineTuning } from '../../engine/engine-options.ts';
 import { hasQuorum } from '../../engine/quorum.ts';
 import type { RaftEngine } from '../../engine/raft-engine.ts';
@@ -286,10 +286,18 @@ class Simulation {
   readonly #plan: MembershipPlanRun | undefined;
   /** A scripted schedule run instead of random faults, if any. */
   readonly #schedule: Figure8Schedule | InstallDuringApplySchedule | undefined;
-  /** With `loseDisk`: the server whose disk died, and where the runbook stands. */
-  #lostDisk: { readonly id: NodeId; step: 'remove' | 'add' | 'done' } | undefined;
-  /** `leader@term` -> the commit index {@link #checkCommittedDurably} last checked. */
-  readonly #commitChecked = new Map<string, number>();
+  /**
+   * With `loseDisk`: the server whose disk died, its dead disk (as it was when it died: its
+   * process was killed with it), and where the runbook stands.
+   */
+  #lostDisk:
+    | { readonly id: NodeId; readonly disk: SimDisk; step: 'remove' | 'add' | 'done' }
+    | undefined;
+  /**
+   * `leader@term` -> the commit index {@link #checkCommittedDurably} last checked, and the
+   * leader's last log index after the previous event.
+   */
+  readonly #commitChecked = new Map<string, { commitIndex: number; lastIndex: number }>();
   #identityRefusals = 0;
 
   constructor(options: SimulationOptions) {
@@ -713,33 +721,44 @@ class Simulation {
 
   /**
    * A leader's commit index is held durably by a quorum (Raft paper 5.3): the entry there is on
-   * the disks of a quorum of the configuration it was committed under (the one as of the
-   * commit index, or the latest in the leader's log), or covered by their snapshots. A leader
-   * sends its AppendEntries before its own write is durable (thesis 10.2.1), so its own copy
-   * counts only once on its disk. A disk lost after it acknowledged (`loseDisk`) is counted as
-   * holding what it held: Raft cannot keep what a dead disk acknowledged, which the identity
-   * check is about, not this one.
+   * the disks of a quorum (both majorities when joint) of the configuration the leader committed
+   * it under, or covered by their snapshots. A leader sends its AppendEntries before its own
+   * write is durable (thesis 10.2.1), so its own copy counts only once on its disk.
+   *
+   * The configuration that governed the commit is the latest in the leader's log when it
+   * committed (Raft paper 6), which the check, run after each event, brackets: the leader's log
+   * then ended between its end after the previous event (or the commit index, on the first check
+   * of its term) and its end now. A configuration appended during that same event may be the
+   * governing one or not, so any configuration of that stretch of the log is accepted; one
+   * appended in an earlier event is not escaped by a quorum of an older one.
+   *
+   * A server whose disk died (`loseDisk`) counts as holding what its dead disk held, which the
+   * rest of the cluster may have counted (Raft cannot keep what a dead disk acknowledged: that
+   * is the identity check's business, not this one's), or what its new disk holds.
    */
   #checkCommittedDurably(leader: RaftEngine): void {
     const s = leader.status();
     const key = `${s.id}@${s.term}`;
-    if ((this.#commitChecked.get(key) ?? 0) >= s.commitIndex) return;
-    this.#commitChecked.set(key, s.commitIndex);
+    const previous = this.#commitChecked.get(key);
+    this.#commitChecked.set(key, { commitIndex: s.commitIndex, lastIndex: s.lastIndex });
+    if ((previous?.commitIndex ?? 0) >= s.commitIndex) return;
     const entry = leader.entry(s.commitIndex);
     if (entry === undefined) return;
-    const holds = (id: NodeId): boolean => {
-      if (id === this.#lostDisk?.id) return true;
-      const log = this.#servers.find((server) => server.id === id)?.disk.log;
+    const onDisk = (disk: SimDisk | undefined): boolean => {
+      const log = disk?.log;
       if (log === undefined) return false;
       if (entry.index <= log.snapshot.index) return true;
       return log.entries[entry.index - log.snapshot.index - 1]?.term === entry.term;
     };
-    const configs = [leader.configAt(s.commitIndex), s.config];
+    const holds = (id: NodeId): boolean =>
+      onDisk(this.#servers.find((server) => server.id === id)?.disk) ||
+      (id === this.#lostDisk?.id && onDisk(this.#lostDisk.disk));
+    const configs = governingCandidates(leader, Math.max(s.commitIndex, previous?.lastIndex ?? 0));
     if (configs.some((config) => hasQuorum(config, holds))) return;
     const holders = this.#servers.filter((server) => holds(server.id)).map((server) => server.id);
     throw new InvariantViolation(
       'Committed durably',
-      `${s.id} (leader of term ${s.term}) committed index ${entry.index} (term ${entry.term}), which only ${holders.join(', ') || 'no server'} holds on disk`,
+      `${s.id} (leader of term ${s.term}) committed index ${entry.index} (term ${entry.term}), which only ${holders.join(', ') || 'no server'} holds on disk (a quorum of ${configs.map(describeVoters).join(' or ')} must)`,
     );
   }
 
@@ -981,8 +1000,8 @@ class Simulation {
     }
     const server = followers[randomInt(this.#random, 0, followers.length)] as Server;
     this.#kill(server, server.process as SimProcess);
+    this.#lostDisk = { id: server.id, disk: server.disk, step: 'remove' };
     server.disk = new SimDisk(server.id);
-    this.#lostDisk = { id: server.id, step: 'remove' };
     this.#time.at(randomInt(this.#random, 100, 400), () => this.#replaceLostNode());
   }
 
@@ -1444,6 +1463,28 @@ function injected(error: unknown): boolean {
     e = e.cause;
   }
   return false;
+}
+
+/**
+ * The configurations in `leader`'s log from index `from` (not before its log's start) to its
+ * last entry: the one in force at `from`, then every one appended after it, newest first.
+ */
+function governingCandidates(leader: RaftEngine, from: number): ClusterConfig[] {
+  const configs: ClusterConfig[] = [];
+  let at = leader.indexedConfigAt(leader.status().lastIndex);
+  for (;;) {
+    configs.push(at.config);
+    if (at.index <= from) return configs;
+    at = leader.indexedConfigAt(at.index - 1);
+  }
+}
+
+/** A configuration's voters, for a message: `n1,n2,n3`, or `n1,n2 & n2,n3` when joint. */
+function describeVoters(config: ClusterConfig): string {
+  const voters = config.voters.join(',');
+  return config.outgoingVoters === undefined
+    ? voters
+    : `${voters} & ${config.outgoingVoters.join(',')}`;
 }
 
 function describe(error: unknown): string {
