@@ -31,6 +31,7 @@ import { InProcessNetwork } from '../src/testing/in-process-transport.ts';
 import { type KvCommand, type KvResult, KvStateMachine } from '../src/testing/kv-state-machine.ts';
 import { MemoryLogStore } from '../src/testing/memory-log-store.ts';
 import { MemorySnapshotStore } from '../src/testing/memory-snapshot-store.ts';
+import { closedLoop, percentile } from './closed-loop.ts';
 import { leaseReadRows, membershipRows } from './membership-load.ts';
 
 const { values } = parseArgs({
@@ -130,10 +131,6 @@ async function waitForLeader<C, R>(nodes: readonly RaftNode<C, R>[]): Promise<Ra
   throw new Error('no leader elected within 5 s');
 }
 
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
-}
-
 interface Row {
   workload: string;
   inFlight: number;
@@ -150,28 +147,14 @@ async function measure(
   inFlight: number,
   op: (i: number) => Promise<unknown>,
 ): Promise<Row> {
-  const latencies: number[] = [];
   const cpuStart = process.cpuUsage();
-  const start = performance.now();
-  const end = start + seconds * 1000;
-  let counter = 0;
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      while (performance.now() < end) {
-        const t = performance.now();
-        await op(counter++);
-        latencies.push(performance.now() - t);
-      }
-    }),
-  );
-  const elapsed = (performance.now() - start) / 1000;
+  const { latencies, elapsedSeconds } = await closedLoop(inFlight, seconds, op);
   const cpu = process.cpuUsage(cpuStart);
-  latencies.sort((a, b) => a - b);
   return {
     workload,
     inFlight,
     ops: latencies.length,
-    perSecond: latencies.length / elapsed,
+    perSecond: latencies.length / elapsedSeconds,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     cpuUs: (cpu.user + cpu.system) / latencies.length,

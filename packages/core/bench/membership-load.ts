@@ -16,6 +16,7 @@ import { InProcessNetwork } from '../src/testing/in-process-transport.ts';
 import { type KvCommand, type KvResult, KvStateMachine } from '../src/testing/kv-state-machine.ts';
 import { MemoryLogStore } from '../src/testing/memory-log-store.ts';
 import { MemorySnapshotStore } from '../src/testing/memory-snapshot-store.ts';
+import { percentile } from './closed-loop.ts';
 
 type KvNode = RaftNode<KvCommand, KvResult>;
 
@@ -54,10 +55,6 @@ async function leaderOf(nodes: readonly KvNode[]): Promise<KvNode> {
     await new Promise((r) => setTimeout(r, 5));
   }
   throw new Error('no leader within 5 s');
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
 function table(header: string[], lines: string[][]): string {

@@ -17,8 +17,6 @@ describe('CommittedSessions: what a batch may start from without reading Postgre
       sessions: [['c', session(900, 2, 5)]],
     });
     expect(known.lookup(5, [])).toEqual({ now: 1_000, sessions: new Map() });
-    expect(known.lookup(6, [])).toBeUndefined(); // does not follow
-    expect(known.lookup(4, [])).toBeUndefined();
     // New (above the highest) and expired (at or below the floor) need no recorded result.
     expect(known.lookup(5, [{ clientId: 'c', seq: 6 }])?.sessions.get('c')).toEqual(
       session(900, 2, 5),
@@ -33,6 +31,27 @@ describe('CommittedSessions: what a batch may start from without reading Postgre
         { clientId: 'd', seq: 1 },
       ]),
     ).toBeUndefined();
+  });
+
+  it('forgets every session once a batch does not follow its last commit (another writer moved the position)', () => {
+    for (const firstIndex of [6, 4]) {
+      const known = new CommittedSessions(10);
+      known.committed(known.begin(), {
+        index: 4,
+        now: 1_000,
+        sessions: [['c', session(900, 2, 5)]],
+      });
+      expect(known.lookup(firstIndex, [])).toBeUndefined();
+      expect(known.lookup(5, [])).toBeUndefined(); // not even the batch that followed before
+      // The read batch re-arms the index with its own clients only; c must be read again.
+      known.committed(known.begin(), {
+        index: 9,
+        now: 2_000,
+        sessions: [['d', session(2_000, 0, 1)]],
+      });
+      expect(known.lookup(10, [{ clientId: 'd', seq: 2 }])).toBeDefined();
+      expect(known.lookup(10, [{ clientId: 'c', seq: 6 }])).toBeUndefined();
+    }
   });
 
   it('records nothing of a batch begun before it forgot, and forgets everything', () => {

@@ -36,7 +36,8 @@ export interface CommittedBatch {
  * so no recorded result is needed. The batch's last statement still checks, under the applied
  * position's row lock, that the position is the one assumed, so a writer this instance does not
  * know of (another instance on the same schema) makes the batch fail and roll back instead of
- * being trusted. Whatever is not certain is forgotten: a failed batch, a restore.
+ * being trusted. Whatever is not certain is forgotten: a failed batch, a restore, and every
+ * session it remembers once a batch does not start where it left the position.
  */
 export class CommittedSessions {
   readonly #capacity: number;
@@ -60,7 +61,15 @@ export class CommittedSessions {
    * or `undefined` when it must be read from Postgres.
    */
   lookup(firstIndex: number, sessions: readonly SessionKey[]): KnownStart | undefined {
-    if (this.#index === undefined || firstIndex !== this.#index + 1) return undefined;
+    if (this.#index === undefined) return undefined;
+    if (firstIndex !== this.#index + 1) {
+      // The position is not where this instance left it: another writer (or a restore) moved it,
+      // and may have changed any client's session. The read that follows re-arms the index with
+      // its own clients only; every other remembered session is stale.
+      this.#index = undefined;
+      this.#sessions.clear();
+      return undefined;
+    }
     const found = new Map<string, StoredSession>();
     for (const { clientId, seq } of sessions) {
       const stored = this.#sessions.get(clientId);

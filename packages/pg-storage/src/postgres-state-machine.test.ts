@@ -360,6 +360,57 @@ describe('the Postgres state machine, client sessions (exactly-once, thesis 6.3)
 });
 
 describe('the Postgres state machine, what a batch reads', () => {
+  // A batch read from Postgres after another writer moved the position must not leave the
+  // sessions remembered from before that writer's batches in use (exactly-once, thesis 6.3).
+  const depositBy = (clientId: string, seq: number, amount: number) => ({
+    command: { name: 'deposit', input: { id: 'a', amount } } as const,
+    session: { clientId, seq },
+  });
+
+  it('answers a retry with its recorded result after another writer on the schema applied it', async () => {
+    const mine = await open();
+    const other = await open();
+    await mine.apply(entries(1, [{ name: 'open', input: { id: 'a' } }, depositBy('c', 1, 1)]));
+    await other.apply(entries(3, [depositBy('c', 2, 10)])); // c's seq 2: balance 11
+    await mine.apply(entries(4, [depositBy('d', 1, 100)])); // read from Postgres: follows 3
+    // c retries seq 2: it must be answered with its recorded result, not executed again.
+    const retry = await mine.apply(entries(5, [depositBy('c', 2, 10)]));
+    expect(retry).toEqual([{ status: 'ok', value: { balance: 11 } }]);
+    expect(await balances(db)).toEqual({ a: 111 });
+  });
+
+  it('refuses a command as expired after another writer on the schema raised its floor', async () => {
+    const sessions = { retainPerClient: 1 };
+    const mine = await open({ sessions });
+    const other = await open({ sessions });
+    await mine.apply(entries(1, [{ name: 'open', input: { id: 'a' } }, depositBy('c', 1, 1)]));
+    // The other writer executes c's 2, 3 and 4: the floor rises to 3, result 2 is deleted.
+    await other.apply(
+      entries(3, [depositBy('c', 2, 10), depositBy('c', 3, 10), depositBy('c', 4, 10)]),
+    );
+    await mine.apply(entries(6, [depositBy('d', 1, 100)])); // read from Postgres: follows 5
+    // c's seq 2 again: executed already, its result forgotten: it must be refused as expired.
+    const late = await mine.apply(entries(7, [depositBy('c', 2, 10)]));
+    expect(late[0]).toMatchObject({ status: 'error', error: { name: 'SessionExpiredError' } });
+    expect(await balances(db)).toEqual({ a: 131 });
+  });
+
+  it('answers a retry with its recorded result after a snapshot install', async () => {
+    const mine = await open();
+    const leader = await open();
+    await mine.apply(entries(1, [{ name: 'open', input: { id: 'a' } }, depositBy('c', 1, 1)]));
+    await leader.apply(
+      entries(3, [depositBy('c', 2, 10), depositBy('c', 3, 10), depositBy('c', 4, 10)]),
+    );
+    const exported = await leader.exportSnapshot();
+    const parts = await collectChunks(exported.chunks);
+    await mine.restoreSnapshot(exported.position, streamOf(parts)); // installs 5
+    await mine.apply(entries(6, [depositBy('d', 1, 100)]));
+    const retry = await mine.apply(entries(7, [depositBy('c', 4, 10)]));
+    expect(retry).toEqual([{ status: 'ok', value: { balance: 31 } }]);
+    expect(await balances(db)).toEqual({ a: 131 });
+  });
+
   it('skips reading the position and sessions it committed itself, and reads them for a possible retry', async () => {
     const statements: string[] = [];
     const logged = new Kysely<BankDatabase>({

@@ -14,9 +14,10 @@ interface Slot {
  *
  * A peer that sends Raft messages with `reply: true` waits for the answer of its request. The
  * receiver steps the messages, then opens a slot for that peer; the messages the node would send
- * to that peer while the slot is open (carried out in order, after the Ready that holds them is
- * persisted, exactly as if they went out on their own) are put into the slot instead, and the slot
- * closes, answering the request, once the Ready that reacts to the stepped messages is carried out.
+ * to that peer while the slot is open (when the node would send them on their own: a Ready's
+ * messages once its write is persisted, a leader's early AppendEntries before) are put into the
+ * slot instead, in order, and the slot closes, answering the request, once the Ready that reacts
+ * to the stepped messages is carried out.
  * This halves the requests of a round trip (an AppendEntries and its answer, a vote and its
  * grant) and takes the answer's own request off its latency.
  *

@@ -5,7 +5,11 @@ export interface SeedExpectations {
   /**
    * The clients' writes must make progress: a seed that gave writes up and acknowledged none
    * fails. False where a plan crashes every leader it finds in C_old,new (`crashInJoint`): then
-   * a seed may legitimately acknowledge nothing while faults run.
+   * a seed may legitimately acknowledge nothing while faults run. In C_old,new every commit needs
+   * a majority of C_new too; when the new voters hold no entry yet and the leaders' logs start
+   * after a snapshot, each of them needs an InstallSnapshot, which takes longer than a leader
+   * found in C_old,new lives (it crashes with probability 1/2 every 1-10 ms), so nothing commits
+   * until the faults stop (replace-all-joint: a seed stuck so acknowledged 0 writes in 6.5 s).
    */
   readonly progress: boolean;
   /** The name of a scripted schedule the seed must play to its end, if any. */
