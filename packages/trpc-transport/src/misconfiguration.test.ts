@@ -8,6 +8,8 @@ import {
   pickLoopbackPort,
 } from '@tsraft/core/testing';
 import { describe, expect, it } from 'vitest';
+import { kvCommand } from './raft-app.test-helpers.ts';
+import { createRaftProcedures } from './raft-procedures.ts';
 import { createTrpcTransport } from './trpc-transport.ts';
 
 /** A logger that keeps the `warn` lines. */
@@ -78,5 +80,17 @@ describe('misconfiguration is loud', () => {
     } finally {
       await Promise.all(nodes.map((node) => node.close()));
     }
+  });
+
+  it('refuses a proposeTimeoutMs a timer cannot wait (Node would fire it after 1 ms), naming the limit', () => {
+    const node = (): undefined => undefined;
+    for (const proposeTimeoutMs of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, 3_000_000_000]) {
+      expect(() => createRaftProcedures({ node, command: kvCommand, proposeTimeoutMs })).toThrow(
+        /proposeTimeoutMs must be more than 0 and at most 2147483647 ms/,
+      );
+    }
+    expect(() =>
+      createRaftProcedures({ node, command: kvCommand, proposeTimeoutMs: 2 ** 31 - 1 }),
+    ).not.toThrow();
   });
 });

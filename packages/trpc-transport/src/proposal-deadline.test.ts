@@ -41,4 +41,13 @@ describe('proposalDeadline: the signal a replicated mutation waits with', () => 
     expect(deadline.signal.aborted).toBe(false);
     expect(deadline.timedOut).toBe(false);
   });
+
+  it('does not count as timed out when the request aborted first and the deadline then passed', async () => {
+    const request = new AbortController();
+    using deadline = proposalDeadline(request.signal, 20);
+    request.abort(new Error('the client went away'));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(deadline.timedOut).toBe(false);
+    expect(deadline.signal.reason).toEqual(new Error('the client went away'));
+  });
 });

@@ -19,8 +19,11 @@ export function proposalDeadline(
 ): ProposalDeadline {
   const controller = new AbortController();
   let timedOut = false;
-  const onRequestAbort = (): void => controller.abort(request?.reason);
   let timer: ReturnType<typeof setTimeout> | undefined;
+  const onRequestAbort = (): void => {
+    clearTimeout(timer);
+    controller.abort(request?.reason);
+  };
   if (request?.aborted === true) {
     controller.abort(request.reason);
   } else {

@@ -197,6 +197,53 @@ describe('createRaftHttpServer: safe defaults', () => {
   });
 });
 
+describe("createRaftHttpServer: merging the app's responseMeta", () => {
+  function echoApp() {
+    const t = initTRPC.create();
+    return t.router({
+      echo: t.procedure.input(z.object({ s: z.string() })).mutation(({ input }) => input.s),
+    });
+  }
+  const post = (port: number): Promise<Response> =>
+    fetch(`http://127.0.0.1:${port}/echo`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ s: 'x' }),
+    });
+
+  it('answers as usual when the app responseMeta returns nothing (as tRPC itself allows)', async () => {
+    await using server = createRaftHttpServer({
+      router: echoApp(),
+      raft: { responseMeta: () => ({ headers: { 'x-tsraft-leader': 'b' } }) },
+      // A JavaScript app's function with an early return: tRPC accepts it.
+      responseMeta: (() => undefined) as unknown as RaftHttpServerOptions<
+        ReturnType<typeof echoApp>
+      >['responseMeta'],
+    });
+    const { port } = await server.listen({ port: 0 });
+    const answer = await post(port);
+    expect(answer.status).toBe(200);
+    expect(answer.headers.get('x-tsraft-leader')).toBe('b');
+  });
+
+  it('names the current leader even when the app returns the same Headers object every time', async () => {
+    let leader = 'a';
+    const shared = new Headers({ 'cache-control': 'no-store' });
+    await using server = createRaftHttpServer({
+      router: echoApp(),
+      raft: { responseMeta: () => ({ headers: { 'x-tsraft-leader': leader } }) },
+      responseMeta: () => ({ headers: shared }),
+    });
+    const { port } = await server.listen({ port: 0 });
+    const first = await post(port);
+    expect(first.headers.get('x-tsraft-leader')).toBe('a');
+    expect(first.headers.get('cache-control')).toBe('no-store');
+    leader = 'b';
+    expect((await post(port)).headers.get('x-tsraft-leader')).toBe('b');
+    expect(shared.has('x-tsraft-leader')).toBe(false);
+  });
+});
+
 describe('errors while a node is not running', () => {
   it('a lookup with no node yet answers SERVICE_UNAVAILABLE, recovering, retryable on another node', async () => {
     const { router } = kvRouter(() => undefined);

@@ -111,7 +111,9 @@ export function createRaftHttpServer<TRouter extends AnyTRPCRouter>(
           { responseMeta: () => (raft as NonNullable<typeof raft>).responseMeta() }
         : {
             responseMeta: (opts) => {
-              const own = responseMeta(opts);
+              // tRPC itself accepts a function that returns nothing (a JavaScript app's early
+              // return); so does the merge, rather than answering 500 to every request.
+              const own = responseMeta(opts) ?? {};
               const headers = toHeaders(own.headers);
               for (const [name, value] of Object.entries(raft?.responseMeta().headers ?? {})) {
                 if (!headers.has(name)) headers.set(name, value);
@@ -166,11 +168,14 @@ export function createRaftHttpServer<TRouter extends AnyTRPCRouter>(
   };
 }
 
-/** tRPC's `responseMeta` headers (a record or `Headers`) as `Headers`. */
+/**
+ * tRPC's `responseMeta` headers (a record or `Headers`) as a new `Headers` of this response: a
+ * copy, so that the leader header set on it never lands in a `Headers` the app reuses.
+ */
 function toHeaders(
   given: Headers | Record<string, string | string[] | undefined> | undefined,
 ): Headers {
-  if (given instanceof Headers) return given;
+  if (given instanceof Headers) return new Headers(given);
   const headers = new Headers();
   for (const [name, value] of Object.entries(given ?? {})) {
     for (const one of Array.isArray(value) ? value : value === undefined ? [] : [value]) {

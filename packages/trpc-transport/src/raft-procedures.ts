@@ -30,6 +30,8 @@ import { type RaftErrorData, RaftTrpcError, toRaftTrpcError } from './raft-trpc-
 
 /** Default deadline of one replicated mutation: 10 s. */
 export const DEFAULT_PROPOSE_TIMEOUT_MS = 10_000;
+/** The longest a Node timer waits (2^31 - 1 ms, about 24.8 days); a longer one fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Result types by command name, for a state machine whose commands are `{ name, ... }` objects:
@@ -75,7 +77,7 @@ export interface RaftProceduresOptions<Command, Result> {
   /**
    * Deadline of one proposal, from the request's arrival to the command's result: past it the
    * mutation fails with TIMEOUT (the command may still apply; retry it with the same stamp).
-   * Default {@link DEFAULT_PROPOSE_TIMEOUT_MS}.
+   * Default {@link DEFAULT_PROPOSE_TIMEOUT_MS}; at most 2^31 - 1 ms (what a timer can wait).
    */
   readonly proposeTimeoutMs?: number;
 }
@@ -320,7 +322,12 @@ export function createRaftProcedures<
 >(options: RaftProceduresOptions<Command, Result>): RaftProcedures<Command, Result, Results> {
   const resolve = nodeResolver(options.node);
   const proposeTimeoutMs = options.proposeTimeoutMs ?? DEFAULT_PROPOSE_TIMEOUT_MS;
-  if (!(proposeTimeoutMs > 0)) throw new TypeError('proposeTimeoutMs must be positive');
+  if (!(proposeTimeoutMs > 0 && proposeTimeoutMs <= MAX_TIMER_MS)) {
+    // Node clamps a longer timer to 1 ms: every proposal would time out at once.
+    throw new TypeError(
+      `proposeTimeoutMs must be more than 0 and at most ${MAX_TIMER_MS} ms (what a timer can wait), got ${proposeTimeoutMs}`,
+    );
+  }
   const commandSchema = options.command;
 
   /** The leader the node knows, or `null` when there is no node to ask. */
@@ -420,7 +427,7 @@ export function createRaftProcedures<
   >;
 
   // tRPC types chained inputs as objects; the command's own type is restored below (a command
-  // that is not an object still works, it only travels without a stamp: the link stamps objects).
+  // must be an object: the replicated middleware refuses any other input with BAD_REQUEST).
   const commandParser = options.command as unknown as z.ZodType<Record<string, unknown>>;
   const replicatedMutation = replicated
     .input(commandParser)
