@@ -1,5 +1,6 @@
+import { PGlite } from '@electric-sql/pglite';
 import { collectChunks, streamOf } from '@tsraft/core/testing';
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PGliteDialect, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -78,5 +79,35 @@ describe('PostgresSnapshotStore reads chunks as text when they are UTF-8', () =>
     expect(Buffer.compare(read, Buffer.from(bytes))).toBe(0);
     expect(textReads).toBe(3);
     expect(byteaReads).toBe(64 + 1);
+  });
+});
+
+describe('PostgresSnapshotStore reads a chunk that starts with a byte order mark exactly', () => {
+  const BOM = [0xef, 0xbb, 0xbf];
+  const cases: [string, number[]][] = [
+    ['the first chunk', [...BOM, 0x61, 0x62, 0x63]],
+    ['a later chunk', [0x61, 0x62, 0x63, ...BOM, 0x64]],
+  ];
+
+  // PGlite decodes text with a default TextDecoder, which drops a leading U+FEFF.
+  it.each(cases)('on PGlite: %s', async (_, bytes) => {
+    const lite = new Kysely<unknown>({ dialect: new PGliteDialect({ pglite: new PGlite() }) });
+    try {
+      const store = await PostgresSnapshotStore.open({ db: lite, schema: 'bom', chunkBytes: 3 });
+      const saved = await store.save(
+        { index: 1, term: 1, config },
+        streamOf([new Uint8Array(bytes)]),
+      );
+      const read = Buffer.concat(await collectChunks(store.read(saved)));
+      expect([...read]).toEqual(bytes);
+    } finally {
+      await lite.destroy();
+    }
+  });
+
+  it.each(cases)('on a server: %s', async (_, bytes) => {
+    const index = 10 + cases.findIndex(([, b]) => b === bytes);
+    const { read } = await roundTrip(new Uint8Array(bytes), 3, index);
+    expect([...read]).toEqual(bytes);
   });
 });

@@ -27,8 +27,8 @@ const INVALID_TEXT = '22021';
  * as hex, twice its size, which Postgres prints and Node parses back (the slowest part of
  * reading a snapshot of UTF-8 text, such as the Postgres state machine's: about three times
  * slower). Text round-trips byte for byte only when the server and the connection both use
- * UTF-8 (the query checks, and sends the `bytea` otherwise) and the bytes are valid UTF-8
- * without NUL: a chunk that is not (binary data, or a character cut at the chunk's end) is read
+ * UTF-8 (the query checks, and sends the `bytea` otherwise), the bytes are valid UTF-8
+ * without NUL, and the chunk does not start with a byte order mark (sent as `bytea`): a chunk that is not (binary data, or a character cut at the chunk's end) is read
  * again as `bytea`, and after {@link MAX_TEXT_MISSES} such chunks every later one is. The
  * snapshot store checks the size and SHA-256 of what it read either way.
  */
@@ -66,11 +66,15 @@ export class ChunkReader {
   }
 
   async #readAsText(seq: number): Promise<ChunkRow[]> {
-    const utf8 = sql`current_setting('server_encoding') = 'UTF8' and current_setting('client_encoding') = 'UTF8'`;
+    // A chunk that starts with a byte order mark (U+FEFF) goes as bytea too: a driver that
+    // decodes text with a default TextDecoder (PGlite's) drops it, and the bytes would differ.
+    const asText = sql`current_setting('server_encoding') = 'UTF8'
+      and current_setting('client_encoding') = 'UTF8'
+      and substring(data from 1 for 3) <> decode('efbbbf', 'hex')`;
     const { rows } = await sql<{ seq: unknown; text: unknown; data: unknown }>`
       select seq,
-        case when ${utf8} then convert_from(data, 'UTF8') end as text,
-        case when ${utf8} then null else data end as data
+        case when ${asText} then convert_from(data, 'UTF8') end as text,
+        case when ${asText} then null else data end as data
       from ${this.#tables.snapshotChunk}
       where snapshot_id = ${this.#snapshotId} and seq >= ${seq}
       order by seq limit 1
