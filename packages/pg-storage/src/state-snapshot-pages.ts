@@ -151,12 +151,15 @@ export async function* statePages(
 
 /** A page's `jsonb` bytes being gathered: version byte, `[`, rows separated by `,`, `]`. */
 class PageBuilder {
+  /** Bytes of a page's buffer: the page's size in bytes, its version byte, `[` and `]`. */
+  readonly #capacity: number;
   #buffer: Uint8Array;
   #length = 0;
   rows = 0;
 
   constructor(capacity: number) {
-    this.#buffer = new Uint8Array(capacity + 3);
+    this.#capacity = capacity + 3;
+    this.#buffer = new Uint8Array(this.#capacity);
   }
 
   /** Bytes of rows gathered (with their separators). */
@@ -184,11 +187,14 @@ class PageBuilder {
     this.rows++;
   }
 
-  /** The page's bytes; the builder starts a new page in a new buffer. */
+  /**
+   * The page's bytes; the builder starts a new page in a new buffer of the usual capacity (a
+   * buffer grown for one large row is not carried over to the pages after it).
+   */
   take(): Uint8Array {
     this.#buffer[this.#length++] = 0x5d; // ]
     const page = this.#buffer.subarray(0, this.#length);
-    this.#buffer = new Uint8Array(this.#buffer.byteLength);
+    this.#buffer = new Uint8Array(this.#capacity);
     this.#length = 0;
     this.rows = 0;
     return page;
