@@ -87,13 +87,17 @@ async function startCluster(urls: Record<NodeId, string>): Promise<PgNodeProcess
   const nodes = await Promise.all(
     IDS.map((id) => PgNodeProcess.spawn({ id, peers, databaseUrl: urls[id] as string })),
   );
+  // Every node must know the leader: a follower that knows none refuses a linearizable read
+  // at once ("no leader could confirm the read index; retry shortly"), which a test reading
+  // right after the election would meet on a loaded machine.
   await expect
     .poll(
-      async () =>
-        (await Promise.all(nodes.map((node) => node.status()))).some((s) => s.role === 'leader'),
-      {
-        timeout: 20_000,
+      async () => {
+        const statuses = await Promise.all(nodes.map((node) => node.status()));
+        const leader = statuses.find((s) => s.role === 'leader')?.id;
+        return leader !== undefined && statuses.every((s) => s.leaderId === leader);
       },
+      { timeout: 20_000 },
     )
     .toBe(true);
   return nodes;
