@@ -36,10 +36,10 @@ import {
   MemoryLogStore,
   MemorySnapshotStore,
 } from '@tsraft/core/testing';
-import { z } from 'zod';
 import { createRaftHttpServer } from '../src/raft-http-server.ts';
 import { createRaftProcedures } from '../src/raft-procedures.ts';
 import { createTrpcTransport } from '../src/trpc-transport.ts';
+import { kvCommand } from './kv-command.ts';
 
 const SECRET = 'the abuse benchmark cluster secret';
 const IDS: NodeId[] = ['n1', 'n2', 'n3'];
@@ -54,18 +54,6 @@ interface Sample {
 }
 
 // ---------------------------------------------------------------- the cluster (child process)
-
-const kvCommand: z.ZodType<KvCommand, KvCommand> = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('get'), key: z.string() }),
-  z.object({ op: z.literal('put'), key: z.string(), value: z.string() }),
-  z.object({ op: z.literal('append'), key: z.string(), value: z.string() }),
-  z.object({
-    op: z.literal('cas'),
-    key: z.string(),
-    expected: z.string().nullable(),
-    value: z.string(),
-  }),
-]);
 
 /** Starts the 3 nodes whose peer URLs are `peers`, then serves `sample` messages. */
 async function runCluster(peers: Record<NodeId, string>): Promise<void> {

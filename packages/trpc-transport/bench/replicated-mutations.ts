@@ -25,27 +25,15 @@ import {
   MemoryLogStore,
   MemorySnapshotStore,
 } from '@tsraft/core/testing';
-import { z } from 'zod';
 import { createRaftProcedures } from '../src/raft-procedures.ts';
 import { raftSessionLink } from '../src/raft-session-link.ts';
 import { createTrpcTransport } from '../src/trpc-transport.ts';
+import { kvCommand } from './kv-command.ts';
 
 const SECRET = 'the benchmark cluster secret';
 const VALUE = 'x'.repeat(64);
 
 type KvNode = RaftNode<KvCommand, KvResult>;
-
-const kvCommand: z.ZodType<KvCommand, KvCommand> = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('get'), key: z.string() }),
-  z.object({ op: z.literal('put'), key: z.string(), value: z.string() }),
-  z.object({ op: z.literal('append'), key: z.string(), value: z.string() }),
-  z.object({
-    op: z.literal('cas'),
-    key: z.string(),
-    expected: z.string().nullable(),
-    value: z.string(),
-  }),
-]);
 
 function kvApp(node: () => KvNode) {
   const raft = createRaftProcedures({ node, command: kvCommand });
