@@ -34,20 +34,41 @@ const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const DATA_ROOT = join(REPO, '.data/bench-snapshot');
 const MiB = 1024 * 1024;
 
-const { values } = parseArgs({
-  options: {
-    sizes: { type: 'string', default: '100,1024' },
-    'export-connections': { type: 'string', default: '2' },
-    baseline: { type: 'string' },
-    rounds: { type: 'string', default: '1' },
-    'cpu-prof': { type: 'string' },
-    'node-flags': { type: 'string', default: '' },
-  },
-});
+/** Refuses the command line in one line (no stack trace) and exits with status 2. */
+function usageError(message: string): never {
+  console.error(
+    `bench: ${message} (options: --sizes, --export-connections, --baseline, --rounds, --cpu-prof, --node-flags)`,
+  );
+  process.exit(2);
+}
+
+const values = (() => {
+  try {
+    return parseArgs({
+      options: {
+        sizes: { type: 'string', default: '100,1024' },
+        'export-connections': { type: 'string', default: '2' },
+        baseline: { type: 'string' },
+        rounds: { type: 'string', default: '1' },
+        'cpu-prof': { type: 'string' },
+        'node-flags': { type: 'string', default: '' },
+      },
+    }).values;
+  } catch (error) {
+    // parseArgs' own message names the option ("Unknown option '--x'").
+    return usageError(
+      error instanceof Error ? (error.message.split(/\.\s/)[0] ?? '') : String(error),
+    );
+  }
+})();
 const sizes = values.sizes.split(',').map(Number);
 const rounds = Number(values.rounds);
-if (!sizes.every((n) => Number.isSafeInteger(n) && n > 0) || !(rounds >= 1)) {
-  throw new Error('--sizes takes MiB as positive integers (100,1024), --rounds a positive integer');
+if (
+  !sizes.every((n) => Number.isSafeInteger(n) && n > 0) ||
+  !Number.isSafeInteger(rounds) ||
+  rounds < 1
+) {
+  usageError('--sizes takes MiB as positive integers (100,1024), --rounds a positive integer');
 }
 const nodeFlags = [
   ...values['node-flags'].split(' ').filter((flag) => flag !== ''),
@@ -156,8 +177,10 @@ function printTable(head: readonly string[], rows: readonly string[][]): void {
  */
 async function baselineTree(ref: string): Promise<{ label: string; root: string }> {
   const run = promisify(execFile);
-  const { stdout } = await run('git', ['-C', REPO, 'rev-parse', '--short', `${ref}^{commit}`]);
-  const commit = stdout.trim();
+  const commit = await run('git', ['-C', REPO, 'rev-parse', '--short', `${ref}^{commit}`]).then(
+    ({ stdout }) => stdout.trim(),
+    () => usageError(`--baseline: "${ref}" is not a commit of this repository`),
+  );
   const root = join(DATA_ROOT, `baseline-${commit}`);
   if (!existsSync(join(root, NODE))) {
     await mkdir(root, { recursive: true });
