@@ -63,7 +63,13 @@ it("the guide's nodes form a cluster that serves the app, reads and the admin ro
       });
     const status = await admin(adminToken).raftAdmin.status.query();
     expect(status.id).toBe('n2');
-    expect(status.appliedIndex).toBeGreaterThanOrEqual(3);
+    // A follower applies an entry once it learns the commit index, which may come after the
+    // leader answered the write: wait for n2 to apply the three writes above.
+    await expect
+      .poll(async () => (await admin(adminToken).raftAdmin.status.query()).appliedIndex, {
+        timeout: 10_000,
+      })
+      .toBeGreaterThanOrEqual(3);
     await expect(admin('wrong').raftAdmin.status.query()).rejects.toThrow(/not allowed/);
 
     // Prometheus' view of n1 (step 8): its term and commit index, as n1 reports them.
