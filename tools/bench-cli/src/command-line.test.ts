@@ -40,7 +40,11 @@ describe('parseCommandLine', () => {
     expect(refusal(['--seconds'])).toBe("Option '--seconds <value>' argument missing");
     expect(refusal(['--verbose=yes'])).toMatch(/^Option '--verbose' does not take an argument/);
     expect(refusal(['extra'])).toMatch(/^Unexpected argument 'extra'/);
-    for (const args of [['--bogus'], ['--seconds'], ['extra']]) {
+    expect(refusal(['--seconds', '-1'])).toBe(
+      "Option '--seconds' argument is ambiguous; to specify an option argument starting with a dash use '--seconds=-XYZ'",
+    );
+    expect(parseCommandLine(spec, ['--seconds=-1']).values.seconds).toBe('-1');
+    for (const args of [['--bogus'], ['--seconds'], ['extra'], ['--seconds', '-1']]) {
       expect(refusal(args)).not.toContain('\n');
     }
   });

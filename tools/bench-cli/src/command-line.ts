@@ -59,9 +59,9 @@ export function parseCommandLine<const O extends ParseArgsOptionsConfig>(
       strict: true,
     });
   } catch (error) {
-    // parseArgs' first sentence names the option ("Unknown option '--x'"); the rest advises `--`.
-    const message = error instanceof Error ? error.message : String(error);
-    throw new UsageError(message.split(/\.\s/)[0] ?? message, { cause: error });
+    throw new UsageError(oneLine(error instanceof Error ? error.message : String(error)), {
+      cause: error,
+    });
   }
   const { help, ...values } = parsed.values;
   return {
@@ -69,6 +69,18 @@ export function parseCommandLine<const O extends ParseArgsOptionsConfig>(
     positionals: parsed.positionals,
     help: help === true,
   };
+}
+
+/**
+ * A parseArgs message in one line: its first sentence, which names the option ("Unknown option
+ * '--x'"), and its advice on a value that starts with a dash (`--from -1` is ambiguous), but not
+ * its advice on positional arguments after `--`, which no bench program takes that way.
+ */
+function oneLine(message: string): string {
+  const sentences = message.split(/(?<=[.?])\s+/).map((sentence) => sentence.replace(/[.?]$/, ''));
+  const dash = sentences.find((sentence) => sentence.startsWith('To specify an option argument'));
+  const first = sentences[0] ?? message;
+  return dash === undefined ? first : `${first}; ${dash.charAt(0).toLowerCase()}${dash.slice(1)}`;
 }
 
 /**
