@@ -204,7 +204,10 @@ export async function benchReplicatedMutations(options: { seconds: number }): Pr
 
 if (import.meta.main) {
   const seconds = await benchCommandLine(
-    { program: 'trpc-transport bench:plugin', options: { seconds: { type: 'string', default: '2' } } },
+    {
+      program: 'trpc-transport bench:plugin',
+      options: { seconds: { type: 'string', default: '2' } },
+    },
     ({ values }) => numberOption('--seconds', values.seconds, { above: 0, atMost: 600 }),
   );
   await benchReplicatedMutations({ seconds });
