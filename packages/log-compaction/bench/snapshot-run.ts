@@ -44,8 +44,10 @@ export interface RunResult {
 
 /** Options of {@link runSnapshotBench}. */
 export interface RunOptions {
-  /** The node program (`snapshot-node.ts` of this tree or of a baseline's). */
+  /** The node program (`snapshot-node.ts` of this tree or of a baseline's, or it built). */
   readonly nodeScript: string;
+  /** Whether the node processes load the packages' TypeScript sources instead of `dist`. */
+  readonly source: boolean;
   readonly sizeMiB: number;
   readonly exportConnections: string;
   /** Node flags of both node processes (e.g. `--cpu-prof`). */
@@ -131,7 +133,7 @@ class NodeProcess {
   #stderr = '';
 
   constructor(script: string, flags: readonly string[], env: Record<string, string>) {
-    this.child = spawn(process.execPath, [...flags, '--conditions=@tsraft/source', script], {
+    this.child = spawn(process.execPath, [...flags, script], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -186,11 +188,12 @@ export async function runSnapshotBench(options: RunOptions): Promise<RunResult> 
     leader: `http://127.0.0.1:${await pickLoopbackPort()}`,
     follower: `http://127.0.0.1:${await pickLoopbackPort()}`,
   };
+  const flags = [...options.nodeFlags, ...(options.source ? ['--conditions=@tsraft/source'] : [])];
   const common = {
     TSRAFT_BENCH_PEERS: JSON.stringify(peers),
     TSRAFT_BENCH_EXPORT_CONNECTIONS: options.exportConnections,
   };
-  const leader = new NodeProcess(options.nodeScript, options.nodeFlags, {
+  const leader = new NodeProcess(options.nodeScript, flags, {
     ...common,
     TSRAFT_BENCH_ROLE: 'leader',
     TSRAFT_BENCH_DB: a.url,
@@ -212,7 +215,7 @@ export async function runSnapshotBench(options: RunOptions): Promise<RunResult> 
     const atExported = await sample();
     const created = await leader.wait('created');
     const atCreated = await sample();
-    follower = new NodeProcess(options.nodeScript, options.nodeFlags, {
+    follower = new NodeProcess(options.nodeScript, flags, {
       ...common,
       TSRAFT_BENCH_ROLE: 'follower',
       TSRAFT_BENCH_DB: b.url,
