@@ -12,6 +12,8 @@ interface ReadBatch {
   readonly deadline: AbortSignal;
   /** Answered from the leader's lease when it holds (thesis 6.4.1). */
   readonly lease: boolean;
+  /** When the batch opened ({@link Clock.now}): the wait for a leader counts from then. */
+  readonly openedAt: number;
   /** Settles once the node applied up to the batch's read index. */
   readonly applied: Promise<void>;
 }
@@ -26,6 +28,14 @@ export interface ReadBatchesOptions {
   readonly clock: Clock;
   /** How long a read waits for its read index and the apply before it fails. */
   readonly readTimeoutMs: number;
+  /**
+   * Whether this node knows a leader of its current term (itself included). A batch is handed
+   * to the engine only then, or once it waited {@link leaderWaitMs} for one: the engine refuses
+   * a read at once when it knows no leader.
+   */
+  readonly leaderKnown: () => boolean;
+  /** How long a batch waits for a leader to be known before the engine refuses it. */
+  readonly leaderWaitMs: number;
   /** Unique to this node incarnation: read ids never repeat across restarts. */
   readonly idPrefix: string;
   /** Makes sure the consensus loop runs (a batch waits to be handed over). */
@@ -35,7 +45,11 @@ export interface ReadBatchesOptions {
 /**
  * Linearizable reads (ReadIndex, thesis 6.4), batched. Reads that arrive before the consensus
  * loop hands their batch to the engine ({@link handOver}) share one ReadIndex request, one
- * heartbeat round and one wait for the applied index.
+ * heartbeat round and one wait for the applied index. While this node knows no leader (right
+ * after it started, during an election), a batch waits for one, up to `leaderWaitMs` and within
+ * its deadline, instead of being refused at once: the read index still comes from a leader of
+ * the engine's current term, which confirms it with a heartbeat round, so only the time the
+ * request leaves changes, and it leaves after every read of the batch arrived.
  */
 export class ReadBatches {
   readonly #o: ReadBatchesOptions;
@@ -50,9 +64,16 @@ export class ReadBatches {
     this.#deadline = new SharedDeadline(options.lifetime, options.readTimeoutMs, options.clock);
   }
 
-  /** Whether a batch waits to be handed to the engine. */
-  get hasOpen(): boolean {
-    return this.#open.length > 0;
+  /**
+   * Whether {@link handOver} has a batch to hand over (or one to drop, past its deadline): the
+   * consensus loop must run. Batches that wait for a leader do not count; the loop runs anyway
+   * when one becomes known (a Ready tells it) and at every tick (which ends a wait).
+   */
+  get hasDue(): boolean {
+    if (this.#open.length === 0) return false;
+    if (this.#o.leaderKnown()) return true;
+    const now = this.#o.clock.now();
+    return this.#open.some((batch) => !this.#waitsForLeader(batch, now));
   }
 
   /**
@@ -82,18 +103,34 @@ export class ReadBatches {
           { cause: error },
         );
       });
-    this.#open.push({ id, deadline, lease, applied });
+    this.#open.push({ id, deadline, lease, openedAt: this.#o.clock.now(), applied });
     o.kick();
     return applied;
   }
 
-  /** Hands the open batches to the engine, except those past their deadline (settled). */
+  /**
+   * Hands the open batches to the engine, except those past their deadline (settled, dropped)
+   * and those that still wait for a leader (kept open, so later reads may still join them).
+   */
   handOver(): void {
     if (this.#open.length === 0) return;
+    const now = this.#o.clock.now();
+    const waiting: ReadBatch[] = [];
     for (const batch of this.#open) {
-      if (!batch.deadline.aborted) this.#o.engine.readIndex(batch.id, { lease: batch.lease });
+      if (batch.deadline.aborted) continue;
+      if (this.#waitsForLeader(batch, now)) waiting.push(batch);
+      else this.#o.engine.readIndex(batch.id, { lease: batch.lease });
     }
-    this.#open = [];
+    this.#open = waiting;
+  }
+
+  /** Whether `batch` stays open at `now`: no leader known, and its wait for one not over. */
+  #waitsForLeader(batch: ReadBatch, now: number): boolean {
+    return (
+      !batch.deadline.aborted &&
+      !this.#o.leaderKnown() &&
+      now - batch.openedAt < this.#o.leaderWaitMs
+    );
   }
 
   /** Answers a batch with the engine's result (its read index, or why there is none). */
