@@ -50,14 +50,6 @@ export async function nodeProgram(root: string, mode: CodeMode): Promise<NodePro
   return { nodeScript: built, source: false };
 }
 
-/** The short hash of the commit `ref` names in the repository at `repo`; undefined if none. */
-export async function resolveCommit(repo: string, ref: string): Promise<string | undefined> {
-  return run('git', ['-C', repo, 'rev-parse', '--short', `${ref}^{commit}`]).then(
-    ({ stdout }) => stdout.trim(),
-    () => undefined,
-  );
-}
-
 /**
  * The files of `commit` (`git archive`) under the data folder of the repository at `repo`, with
  * their dependencies installed from pnpm's store.
