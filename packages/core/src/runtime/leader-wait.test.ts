@@ -83,6 +83,49 @@ describe('a node that knows no leader waits for one (RaftNodeOptions.leaderWaitM
     expect(await read).toEqual({ value: 'written while cut off' });
   });
 
+  it('a read in flight on a follower whose leader is lost (the leader is cut off; an election changes the term) is asked anew of the next leader instead of failing with "leadership changed"', async () => {
+    await using cluster = await TestCluster.start({ node: PATIENT });
+    const old = await cluster.waitForLeader();
+    const oldTerm = old.status().term;
+    await old.propose(put('x', '1'));
+    const follower = cluster.followers(old)[0]!;
+    cluster.network.partition(old.id);
+    // The follower still knows the old leader: its ReadIndex request goes there and is lost.
+    expect(follower.status().leaderId).toBe(old.id);
+    const read = outcome(
+      follower.read(() => ({
+        status: follower.status(),
+        x: cluster.disk(follower.id).stateMachine.get('x'),
+      })),
+    );
+    const served = await read;
+    expect(served).toHaveProperty('value');
+    const { status, x } = (
+      served as { value: { status: ReturnType<KvNode['status']>; x: unknown } }
+    ).value;
+    expect(x).toBe('1');
+    // Served through a leader of a later term than the one it first asked.
+    expect(status.term).toBeGreaterThan(oldTerm);
+    expect(status.leaderId).not.toBe(old.id);
+  });
+
+  it('a read on a leader deposed while the read waits for its heartbeat round (CheckQuorum) waits for the next leader, and is served by it once the old leader hears of it (thesis 6.4)', async () => {
+    await using cluster = await TestCluster.start({ node: PATIENT });
+    const old = await cluster.waitForLeader();
+    const oldTerm = old.status().term;
+    cluster.network.partition(old.id);
+    const read = outcome(old.read(() => old.status()));
+    await waitFor(() => old.status().role !== 'leader', { what: 'the old leader to step down' });
+    const next = await cluster.waitForLeader({ among: cluster.followers(old).map((n) => n.id) });
+    await next.propose(put('x', 'after the old leader stepped down'));
+    cluster.network.heal(old.id);
+    const served = await read;
+    expect(served).toHaveProperty('value');
+    const status = (served as { value: ReturnType<KvNode['status']> }).value;
+    expect(status.term).toBeGreaterThan(oldTerm);
+    expect(status.leaderId).toBe(next.id);
+  });
+
   it('fails the read with the retryable ReadUnavailableError, and a proposal with NotLeaderError without a hint, once leaderWaitMs passes without a leader', async () => {
     const leaderWaitMs = 150;
     await using node = await startAlone({ leaderWaitMs, readTimeoutMs: 30_000 });

@@ -205,6 +205,10 @@ export class RaftNode<Command, Result> {
   #closing: Promise<void> | undefined;
   #role: Role = 'follower';
   #leaderId: NodeId | null = null;
+  /** The term of the soft state: with `#leaderId`, the leader this node knows. */
+  #term: number;
+  /** How many times the (term, leader) of the soft state changed: read batches watch it. */
+  #leaderChanges = 0;
   #commitIndex = 0;
   #lastTimestamp = 0;
   #snapshotIndex: number;
@@ -268,6 +272,7 @@ export class RaftNode<Command, Result> {
       clock,
       readTimeoutMs: options.readTimeoutMs ?? 5000,
       leaderKnown,
+      leaderChanges: () => this.#leaderChanges,
       leaderWaitMs,
       idPrefix: globalThis.crypto.randomUUID(),
       kick: () => this.#kick(),
@@ -349,6 +354,7 @@ export class RaftNode<Command, Result> {
     this.#snapshotIndex = init.snapshotIndex;
     this.#bytesSinceSnapshot = init.bytesSinceSnapshot;
     const status = init.engine.status();
+    this.#term = status.term;
     this.#commitIndex = status.commitIndex;
   }
 
@@ -902,8 +908,10 @@ export class RaftNode<Command, Result> {
   #softStateChanged(soft: SoftState): void {
     const previousRole = this.#role;
     const previousLeader = this.#leaderId;
+    if (soft.leaderId !== previousLeader || soft.term !== this.#term) this.#leaderChanges++;
     this.#role = soft.role;
     this.#leaderId = soft.leaderId;
+    this.#term = soft.term;
     if (soft.role !== previousRole) {
       this.#emit('role-change', { role: soft.role, previous: previousRole, term: soft.term });
     }
