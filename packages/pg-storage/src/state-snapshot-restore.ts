@@ -15,7 +15,7 @@ import { runStorageOperation } from './storage-failure.ts';
 export type RestoreScope = Pick<StateSnapshotScope, 'db' | 'tables' | 'appTables' | 'pageRows'>;
 
 /** Bytes of rows per statement (and per staging row) of a restore. */
-const PAGE_BYTES = 1024 * 1024;
+const PAGE_BYTES = 512 * 1024;
 
 /**
  * Replaces the state of `scope` with the snapshot `chunks` at `position`, all or nothing: the
@@ -58,7 +58,7 @@ export async function restoreStateSnapshot(
 /**
  * Inside the caller's transaction `trx`: truncates the replicated and session tables, inserts the
  * snapshot's rows page by page as they are read (one statement in flight while the next page is
- * parsed; memory: a chunk and two pages), and sets the applied position and session clock.
+ * parsed; memory: a chunk and three pages), and sets the applied position and session clock.
  * Returns the snapshot's header.
  *
  * @throws CorruptSnapshotError for a snapshot that is damaged, not at `position`, or of other
@@ -73,15 +73,16 @@ export async function restoreStateIn(
 ): Promise<StateSnapshotHeader> {
   const targets = sectionTables(scope);
   await sql`truncate ${sql.join(targets)}`.execute(trx);
+  // A server (a pool), not PGlite (one connection, in this process' WebAssembly).
+  const server = trx.getExecutor().adapter.supportsMultipleConnections !== false;
   const pages = statePages(chunks, {
     pageRows: scope.pageRows,
     pageBytes: PAGE_BYTES,
     ...(signal === undefined ? {} : { signal }),
   });
-  // `pg` sends a `Uint8Array` parameter in binary format, which `jsonb` takes as its version
-  // byte and text: the rows never become JavaScript strings. PGlite (one connection) would
-  // take it for `bytea`: it gets the text.
-  const binary = trx.getExecutor().adapter.supportsMultipleConnections !== false;
+  // `pg` sends a `Uint8Array` parameter in binary format, which for `json` is its text: the
+  // rows never become JavaScript strings. PGlite (one connection) would take it for `bytea`:
+  // it gets the text.
   const decoder = new TextDecoder();
   let header: StateSnapshotHeader | undefined;
   let inFlight: Promise<void> | undefined;
@@ -93,13 +94,13 @@ export async function restoreStateIn(
     }
     const target = targets[item.section] as RawBuilder<unknown>;
     const name = header?.tables[item.section] ?? String(item.section);
-    const payload = binary ? item.jsonb : decoder.decode(item.jsonb.subarray(1));
+    const payload = server ? item.json : decoder.decode(item.json);
     await inFlight;
     inFlight = insertRows(
       trx,
       target,
       name,
-      sql`select r.* from jsonb_populate_recordset(cast(null as ${target}), cast(${payload} as jsonb)) r`,
+      sql`select r.* from json_populate_recordset(cast(null as ${target}), cast(${payload} as json)) r`,
       item.rows,
     );
     // Awaited before the next statement; a failure meanwhile must not go unhandled.
@@ -140,7 +141,7 @@ async function restoreStaged(
         continue;
       }
       const at = seq++;
-      const payload = decoder.decode(item.jsonb.subarray(1));
+      const payload = decoder.decode(item.json);
       await runStorageOperation('staging a snapshot', signal, () =>
         sql`
           insert into ${t.restoreStaging} (section, seq, row_count, payload)
@@ -165,7 +166,7 @@ async function restoreStaged(
             staged.tables[i] ?? String(i),
             sql`
               select r.* from ${t.restoreStaging} s
-              cross join lateral jsonb_populate_recordset(cast(null as ${target}), cast(s.payload as jsonb)) r
+              cross join lateral json_populate_recordset(cast(null as ${target}), cast(s.payload as json)) r
               where s.section = ${i}
               order by s.seq
             `,
