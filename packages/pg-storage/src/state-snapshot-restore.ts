@@ -124,9 +124,11 @@ export async function restoreStateIn(
  * mapped on its own (up to 32 MiB; mallopt(3), "dynamic mmap threshold"). Each insert of a
  * restore allocates a few MiB (the page, its parsed rows, the tuples), which went back to the
  * kernel after the statement and came again page fault by page fault: a quarter of the
- * backend's CPU (100 MiB of 1 KiB rows: 1.15-1.21 s, 0.81-0.93 s after this). One block of
- * {@link MALLOC_RAISE_BYTES}, allocated and freed, raises the thresholds for the rest of the
- * backend's life. Another malloc, or thresholds the operator set, ignore it.
+ * backend's CPU (100 MiB of 1 KiB rows on a new connection: 1.15-1.21 s, 0.81-0.93 s after
+ * this). One block of {@link MALLOC_RAISE_BYTES}, allocated and freed, raises the thresholds for
+ * the rest of the backend's life (a backend that already freed large blocks, such as one that
+ * stored a snapshot's pieces, has them raised already). Another malloc, or thresholds the
+ * operator set, ignore it.
  */
 async function raiseMallocThresholds(trx: AnyKysely): Promise<void> {
   await sql`select length(repeat('x', ${MALLOC_RAISE_BYTES}))`.execute(trx);
