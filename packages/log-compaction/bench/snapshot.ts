@@ -1,6 +1,7 @@
 /**
  * Snapshot benchmark of tsraft: `./dev --filter @tsraft/log-compaction bench [--sizes 100,1024]
- * [--export-connections 2] [--baseline REF] [--rounds 1] [--cpu-prof DIR] [--node-flags '...']`.
+ * [--export-connections 2] [--baseline REF] [--rounds 1] [--modes built] [--cpu-prof DIR]
+ * [--node-flags '...']`.
  *
  * For each state size (MiB), two embedded Postgres servers and two node processes
  * (`snapshot-node.ts`): a leader that creates the state and takes a snapshot of it, then a
@@ -16,83 +17,91 @@
  * receiving and restoring), and the CPU seconds each node process and each Postgres server spent
  * in each stage.
  *
+ * `--modes` says which code the node processes run (`snapshot-tree.ts`): `built` (the default),
+ * the packages built to JavaScript, as an application that installs them runs them; `source`, the
+ * TypeScript sources (`--conditions=@tsraft/source`, as the repository's tests and demo run them:
+ * Node's type stripping costs about 30 MiB of RSS). `--modes built,source` runs both.
+ *
  * `--baseline REF` also runs the node program of the git commit REF (a copy of its files under
  * `.data/bench-snapshot/`, its dependencies installed from pnpm's store), alternating with this
  * tree's in every round: before and after in one run. `--cpu-prof DIR` writes V8 CPU profiles of
  * the node processes into DIR; `--node-flags` passes more flags to them (e.g. `--trace-gc`).
  */
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
+import {
+  benchCommandLine,
+  choiceListOption,
+  commitOption,
+  integerListOption,
+  integerOption,
+} from '@tsraft/bench-cli';
 import { PROCESSES, type RunResult, runSnapshotBench, STAGES } from './snapshot-run.ts';
+import { baselineTree, CODE_MODES, nodeProgram } from './snapshot-tree.ts';
 
-const NODE = 'packages/log-compaction/bench/snapshot-node.ts';
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
-const DATA_ROOT = join(REPO, '.data/bench-snapshot');
 const MiB = 1024 * 1024;
 
-/** Refuses the command line in one line (no stack trace) and exits with status 2. */
-function usageError(message: string): never {
-  console.error(
-    `bench: ${message} (options: --sizes, --export-connections, --baseline, --rounds, --cpu-prof, --node-flags)`,
-  );
-  process.exit(2);
-}
-
-const values = (() => {
-  try {
-    return parseArgs({
-      options: {
-        sizes: { type: 'string', default: '100,1024' },
-        'export-connections': { type: 'string', default: '2' },
-        baseline: { type: 'string' },
-        rounds: { type: 'string', default: '1' },
-        'cpu-prof': { type: 'string' },
-        'node-flags': { type: 'string', default: '' },
-      },
-    }).values;
-  } catch (error) {
-    // parseArgs' own message names the option ("Unknown option '--x'").
-    return usageError(
-      error instanceof Error ? (error.message.split(/\.\s/)[0] ?? '') : String(error),
-    );
-  }
-})();
-const sizes = values.sizes.split(',').map(Number);
-const rounds = Number(values.rounds);
-if (
-  !sizes.every((n) => Number.isSafeInteger(n) && n > 0) ||
-  !Number.isSafeInteger(rounds) ||
-  rounds < 1
-) {
-  usageError('--sizes takes MiB as positive integers (100,1024), --rounds a positive integer');
-}
-const nodeFlags = [
-  ...values['node-flags'].split(' ').filter((flag) => flag !== ''),
-  ...(values['cpu-prof'] === undefined
-    ? []
-    : ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`]),
-];
+const options = await benchCommandLine(
+  {
+    program: 'log-compaction bench',
+    options: {
+      sizes: { type: 'string', default: '100,1024' },
+      'export-connections': { type: 'string', default: '2' },
+      baseline: { type: 'string' },
+      rounds: { type: 'string', default: '1' },
+      modes: { type: 'string', default: 'built' },
+      'cpu-prof': { type: 'string' },
+      'node-flags': { type: 'string', default: '' },
+    },
+  },
+  async ({ values }) => ({
+    sizes: integerListOption('--sizes', values.sizes, { min: 1 }),
+    exportConnections: String(
+      integerOption('--export-connections', values['export-connections'], { min: 1 }),
+    ),
+    baseline:
+      values.baseline === undefined
+        ? undefined
+        : await commitOption('--baseline', values.baseline, REPO),
+    rounds: integerOption('--rounds', values.rounds, { min: 1 }),
+    modes: [...new Set(choiceListOption('--modes', values.modes, CODE_MODES))],
+    nodeFlags: [
+      ...values['node-flags'].split(' ').filter((flag) => flag !== ''),
+      ...(values['cpu-prof'] === undefined
+        ? []
+        : ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`]),
+    ],
+  }),
+);
+const { sizes, rounds, modes, nodeFlags } = options;
 
 /** The trees whose node program runs: this one, and the baseline's. */
 const trees: { label: string; root: string }[] = [{ label: 'this tree', root: REPO }];
-if (values.baseline !== undefined) trees.unshift(await baselineTree(values.baseline));
+if (options.baseline !== undefined) trees.unshift(await baselineTree(REPO, options.baseline));
+/** Each tree's node program in each mode (building its packages for `built`). */
+const programs = new Map<string, Awaited<ReturnType<typeof nodeProgram>>>();
+for (const tree of trees) {
+  for (const mode of modes) {
+    programs.set(`${tree.root} ${mode}`, await nodeProgram(tree.root, mode));
+  }
+}
 
 const results: { size: number; label: string; result: RunResult }[] = [];
 for (let round = 1; round <= rounds; round++) {
   for (const size of sizes) {
     for (const tree of trees) {
-      console.info(`round ${round}, state of ${size} MiB, ${tree.label}`);
-      const result = await runSnapshotBench({
-        nodeScript: join(tree.root, NODE),
-        sizeMiB: size,
-        exportConnections: values['export-connections'],
-        nodeFlags,
-      });
-      results.push({ size, label: tree.label, result });
+      for (const mode of modes) {
+        const label = `${tree.label}, ${mode}`;
+        console.info(`round ${round}, state of ${size} MiB, ${label}`);
+        const program = programs.get(`${tree.root} ${mode}`)!;
+        const result = await runSnapshotBench({
+          ...program,
+          sizeMiB: size,
+          exportConnections: options.exportConnections,
+          nodeFlags,
+        });
+        results.push({ size, label, result });
+      }
     }
   }
 }
@@ -131,7 +140,9 @@ printTable(
 );
 console.info(
   '\nMB/s: 10^6 bytes of snapshot text per second (export alone: on 1 connection; create: on ' +
-    `${values['export-connections']}). Targets: end to end >= 50 MB/s; peak RSS < 256 MiB at 1 GiB.\n`,
+    `${options.exportConnections}). Targets: end to end >= 50 MB/s; peak RSS < 256 MiB at 1 GiB.\n` +
+    'Code: "built", the packages built to JavaScript (what an application that installs them ' +
+    'runs); "source", the TypeScript sources through Node\'s type stripping (tests, the demo).\n',
 );
 printTable(
   [
@@ -169,27 +180,4 @@ function printTable(head: readonly string[], rows: readonly string[][]): void {
     `| ${row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join(' | ')} |`;
   console.info(`\n${line(head)}\n|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
   for (const row of rows) console.info(line(row));
-}
-
-/**
- * The files of the commit `ref` (`git archive`) under the data folder, with their dependencies
- * installed from pnpm's store.
- */
-async function baselineTree(ref: string): Promise<{ label: string; root: string }> {
-  const run = promisify(execFile);
-  const commit = await run('git', ['-C', REPO, 'rev-parse', '--short', `${ref}^{commit}`]).then(
-    ({ stdout }) => stdout.trim(),
-    () => usageError(`--baseline: "${ref}" is not a commit of this repository`),
-  );
-  const root = join(DATA_ROOT, `baseline-${commit}`);
-  if (!existsSync(join(root, NODE))) {
-    await mkdir(root, { recursive: true });
-    await run('sh', ['-c', `git -C "${REPO}" archive ${commit} | tar -x -C "${root}"`]);
-  }
-  console.info(`baseline: ${ref} (${commit}) in ${root}; installing its dependencies`);
-  await run('pnpm', ['install', '--frozen-lockfile', '--prefer-offline'], {
-    cwd: root,
-    maxBuffer: 16 * 1024 * 1024,
-  });
-  return { label: commit, root };
 }
