@@ -1,35 +1,10 @@
-/**
- * `./dev bench:e2e`: the write path a user runs, end to end, beside etcd in the same run.
- *
- * Starts, as separate OS processes: three tsraft nodes (`app-server.ts`, replicated), each on its
- * own Postgres with `@tsraft/pg-storage` and the tRPC peer transport, serving the app's router
- * built with `createRaftProcedures`; one app process doing the same upsert on one Postgres
- * without Raft (the cost of consensus); a 3-member etcd cluster when an `etcd` binary is on the
- * PATH (`scripts/install-etcd.sh`); and one client process (`load-client.ts`), which writes
- * through `raftSessionLink` + `raftFailoverLink(httpLink)` (tsraft), `httpLink` (Postgres) or the
- * `etcd3` client (etcd). Each write is a `put` of a 256-byte value to one of 10,000 keys.
- *
- * For each number of writes in flight, each system runs `--rounds` times, the systems
- * interleaved (their order rotates each round), so all of them see the same machine. Per run:
- * writes/s and latency of the measured window, CPU per write of each process (from /proc) and of
- * each Postgres server (all its processes, when they run on this host), WAL fsyncs and
- * transactions per write (`pg_stat_io`/`pg_stat_wal`, `pg_stat_database`; etcd's metrics).
- * The table gives the median of the rounds (writes/s also as min-max).
- *
- * Options: see `USAGE` below (`--help` prints them; an unknown option is refused in one line).
- * Postgres: `TSRAFT_PG_PROVIDER` = embedded (default here), testcontainers (image from
- * `TSRAFT_PG_IMAGE`) or external (`TSRAFT_PG_URLS`, four URLs). Postgres CPU is shown only for
- * servers whose processes this machine's /proc shows (not inside a container).
- */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import {
+  baselineTree,
   benchCommandLine,
   choiceListOption,
   choiceOption,
@@ -163,7 +138,18 @@ async function main(): Promise<void> {
     );
   }
 
-  const baseline = baselineCommit === undefined ? undefined : await baselineTree(baselineCommit);
+  const baseline =
+    baselineCommit === undefined
+      ? undefined
+      : {
+          label: baselineCommit,
+          root: await baselineTree({
+            repo: REPO,
+            commit: baselineCommit,
+            dir: DATA_ROOT,
+            marker: 'integration/bench/e2e/app-server.ts',
+          }),
+        };
   const raftClusters = needsRaft ? (baseline === undefined ? 1 : 2) : 0;
   const servers = await Promise.all(
     Array.from({ length: 3 * raftClusters + (wanted.has('postgres') ? 1 : 0) }, () =>
@@ -455,25 +441,6 @@ async function idleCpu(system: System): Promise<number> {
   await new Promise((resolve) => setTimeout(resolve, 3_000));
   const after = await sample();
   return ((after - before) * 1000) / ((performance.now() - started) / 1000);
-}
-
-/**
- * The files of `commit` (`git archive`) under the data folder, with their dependencies installed
- * (from pnpm's store): where a baseline's nodes and client run from.
- */
-async function baselineTree(commit: string): Promise<{ root: string; label: string }> {
-  const run = promisify(execFile);
-  const root = join(DATA_ROOT, `baseline-${commit}`);
-  if (!existsSync(join(root, 'integration/bench/e2e/app-server.ts'))) {
-    await mkdir(root, { recursive: true });
-    await run('sh', ['-c', `git -C "${REPO}" archive ${commit} | tar -x -C "${root}"`]);
-  }
-  console.info(`baseline: ${commit} in ${root}; installing its dependencies`);
-  await run('pnpm', ['install', '--frozen-lockfile', '--prefer-offline'], {
-    cwd: root,
-    maxBuffer: 16 * 1024 * 1024,
-  });
-  return { root, label: commit };
 }
 
 function postgresProvider(): PostgresProvider {

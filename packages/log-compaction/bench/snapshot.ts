@@ -27,8 +27,10 @@
  * tree's in every round: before and after in one run. `--cpu-prof DIR` writes V8 CPU profiles of
  * the node processes into DIR; `--node-flags` passes more flags to them (e.g. `--trace-gc`).
  */
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  baselineTree,
   benchCommandLine,
   choiceListOption,
   commitOption,
@@ -36,7 +38,7 @@ import {
   integerOption,
 } from '@tsraft/bench-cli';
 import { PROCESSES, type RunResult, runSnapshotBench, STAGES } from './snapshot-run.ts';
-import { baselineTree, CODE_MODES, nodeProgram } from './snapshot-tree.ts';
+import { CODE_MODES, NODE, nodeProgram } from './snapshot-tree.ts';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const MiB = 1024 * 1024;
@@ -77,7 +79,15 @@ const { sizes, rounds, modes, nodeFlags } = options;
 
 /** The trees whose node program runs: this one, and the baseline's. */
 const trees: { label: string; root: string }[] = [{ label: 'this tree', root: REPO }];
-if (options.baseline !== undefined) trees.unshift(await baselineTree(REPO, options.baseline));
+if (options.baseline !== undefined) {
+  const root = await baselineTree({
+    repo: REPO,
+    commit: options.baseline,
+    dir: join(REPO, '.data/bench-snapshot'),
+    marker: NODE,
+  });
+  trees.unshift({ label: options.baseline, root });
+}
 /** Each tree's node program in each mode (building its packages for `built`). */
 const programs = new Map<string, Awaited<ReturnType<typeof nodeProgram>>>();
 for (const tree of trees) {

@@ -8,8 +8,8 @@ import { UsageError } from './usage-error.ts';
  * `ref` names no commit there (or git cannot be run). Runs `git rev-parse`; changes nothing.
  */
 export async function commitOption(flag: string, ref: string, repo: string): Promise<string> {
-  // `--end-of-options`: a ref such as `--all` is a name to look up, not an option of rev-parse.
-  const args = ['-C', repo, 'rev-parse', '--verify', '--quiet', '--short', '--end-of-options'];
+  // The `^{commit}` suffix also keeps a ref such as `--all` from reading as an option.
+  const args = ['-C', repo, 'rev-parse', '--verify', '--quiet', '--short'];
   try {
     const { stdout } = await promisify(execFile)('git', [...args, `${ref}^{commit}`]);
     return stdout.trim();

@@ -37,6 +37,15 @@ describe('integerOption', () => {
     expect(refusal(() => integerOption('--from', '-1', { min: 0 }))).toBe(
       '--from takes an integer of 0 or more, not "-1"',
     );
+    // Number('') and Number(' ') are 0: an empty value is refused, not read as 0.
+    for (const text of ['', ' ']) {
+      expect(refusal(() => integerOption('--from', text, { min: 0 }))).toBe(
+        `--from takes an integer of 0 or more, not "${text}"`,
+      );
+    }
+    expect(refusal(() => integerListOption('--persist-ms', '2,', { min: 0 }))).toBe(
+      '--persist-ms takes integers of 0 or more separated by commas, not "2,"',
+    );
   });
 });
 
