@@ -33,6 +33,11 @@ const config: ViteUserConfig = defineConfig({
       unitProject('log-compaction'),
       unitProject('opentelemetry'),
       {
+        // The benchmark programs' command-line helpers (a private workspace package).
+        extends: true,
+        test: { name: 'bench-cli', root: 'tools/bench-cli', include: ['src/**/*.test.ts'] },
+      },
+      {
         extends: true,
         test: { name: 'simulation', root: 'packages/core', include: [SIMULATION] },
       },

@@ -87,9 +87,10 @@ async function startCluster(urls: Record<NodeId, string>): Promise<PgNodeProcess
   const nodes = await Promise.all(
     IDS.map((id) => PgNodeProcess.spawn({ id, peers, databaseUrl: urls[id] as string })),
   );
-  // Every node must know the leader: a follower that knows none refuses a linearizable read
-  // at once ("no leader could confirm the read index; retry shortly"), which a test reading
-  // right after the election would meet on a loaded machine.
+  // Every node must know the leader before the test reads: a follower that knows none waits for
+  // one only up to its leaderWaitMs (3 s by default) before it refuses a linearizable read ("no
+  // leader could confirm the read index; retry shortly"), and an election on a loaded machine
+  // may take longer than that.
   await expect
     .poll(
       async () => {

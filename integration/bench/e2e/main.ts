@@ -1,34 +1,19 @@
-/**
- * `./dev bench:e2e`: the write path a user runs, end to end, beside etcd in the same run.
- *
- * Starts, as separate OS processes: three tsraft nodes (`app-server.ts`, replicated), each on its
- * own Postgres with `@tsraft/pg-storage` and the tRPC peer transport, serving the app's router
- * built with `createRaftProcedures`; one app process doing the same upsert on one Postgres
- * without Raft (the cost of consensus); a 3-member etcd cluster when an `etcd` binary is on the
- * PATH (`scripts/install-etcd.sh`); and one client process (`load-client.ts`), which writes
- * through `raftSessionLink` + `raftFailoverLink(httpLink)` (tsraft), `httpLink` (Postgres) or the
- * `etcd3` client (etcd). Each write is a `put` of a 256-byte value to one of 10,000 keys.
- *
- * For each number of writes in flight, each system runs `--rounds` times, the systems
- * interleaved (their order rotates each round), so all of them see the same machine. Per run:
- * writes/s and latency of the measured window, CPU per write of each process (from /proc) and of
- * each Postgres server (all its processes, when they run on this host), WAL fsyncs and
- * transactions per write (`pg_stat_io`/`pg_stat_wal`, `pg_stat_database`; etcd's metrics).
- * The table gives the median of the rounds (writes/s also as min-max).
- *
- * Options: see `USAGE` below (`--help` prints them; an unknown option is refused in one line).
- * Postgres: `TSRAFT_PG_PROVIDER` = embedded (default here), testcontainers (image from
- * `TSRAFT_PG_IMAGE`) or external (`TSRAFT_PG_URLS`, four URLs). Postgres CPU is shown only for
- * servers whose processes this machine's /proc shows (not inside a container).
- */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
+import {
+  baselineTree,
+  benchCommandLine,
+  choiceListOption,
+  choiceOption,
+  commitOption,
+  integerListOption,
+  integerOption,
+  numberOption,
+  processCpu,
+} from '@tsraft/bench-cli';
 import { pickLoopbackPort } from '@tsraft/core/testing';
 import {
   EmbeddedProvider,
@@ -40,7 +25,6 @@ import {
 import type { Target } from './client-protocol.ts';
 import { EtcdCluster, findEtcd } from './etcd-cluster.ts';
 import { type PostgresCounters, PostgresProbe } from './postgres-probe.ts';
-import { processCpu } from './process-cpu.ts';
 import { ClientProcess, ServerProcess } from './processes.ts';
 import { printReport, type RunResult, type SystemName } from './report.ts';
 
@@ -69,36 +53,44 @@ Options (all optional):
 Postgres: TSRAFT_PG_PROVIDER = embedded (default), testcontainers (image from TSRAFT_PG_IMAGE)
 or external (TSRAFT_PG_URLS, four URLs).`;
 
-/** Refuses the command line in one line (no stack trace) and exits with status 2. */
-function usageError(message: string): never {
-  console.error(`bench:e2e: ${message} (--help lists the options)`);
-  process.exit(2);
-}
+const SYSTEMS = ['tsraft', 'tsraft-batch', 'postgres', 'etcd'] as const;
+const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 
-const args = parseCommandLine();
-if (args.help === true) {
-  console.info(USAGE);
-  process.exit(0);
-}
-
-const levels = positiveIntegers('--inflight', args.inflight);
-const rounds = positiveIntegers('--rounds', args.rounds)[0] as number;
-const warmupMs = Number(args.warmup) * 1000;
-const windowMs = Number(args.window) * 1000;
-if (!(warmupMs >= 0) || !(windowMs > 0)) usageError('--warmup and --window are seconds');
-const wanted = new Set(args.systems.split(',').map((name) => name.trim()));
-for (const name of wanted) {
-  if (!['tsraft', 'tsraft-batch', 'postgres', 'etcd'].includes(name)) {
-    usageError(`--systems: unknown system "${name}" (tsraft, tsraft-batch, postgres, etcd)`);
-  }
-}
-const startAt = args['start-at'];
-if (startAt !== 'follower' && startAt !== 'leader') {
-  usageError('--start-at must be follower or leader');
-}
-const profileDir = args['cpu-prof'];
-const tickMs = args['tick-ms'];
-if (tickMs !== undefined && !(Number(tickMs) > 0)) usageError('--tick-ms must be positive');
+const { levels, rounds, warmupMs, windowMs, wanted, startAt, profileDir, tickMs, baselineCommit } =
+  await benchCommandLine(
+    {
+      program: 'bench:e2e',
+      options: {
+        inflight: { type: 'string', default: '1,16,64,256' },
+        rounds: { type: 'string', default: '2' },
+        warmup: { type: 'string', default: '2' },
+        window: { type: 'string', default: '6' },
+        systems: { type: 'string', default: 'tsraft,postgres,etcd' },
+        'start-at': { type: 'string', default: 'follower' },
+        'cpu-prof': { type: 'string' },
+        baseline: { type: 'string' },
+        'tick-ms': { type: 'string' },
+      },
+      usage: USAGE,
+    },
+    async ({ values }) => ({
+      levels: integerListOption('--inflight', values.inflight, { min: 1 }),
+      rounds: integerOption('--rounds', values.rounds, { min: 1 }),
+      warmupMs: numberOption('--warmup', values.warmup, { atLeast: 0 }) * 1000,
+      windowMs: numberOption('--window', values.window, { above: 0 }) * 1000,
+      wanted: new Set(choiceListOption('--systems', values.systems, SYSTEMS)),
+      startAt: choiceOption('--start-at', values['start-at'], ['follower', 'leader']),
+      profileDir: values['cpu-prof'],
+      tickMs:
+        values['tick-ms'] === undefined
+          ? undefined
+          : String(numberOption('--tick-ms', values['tick-ms'], { above: 0 })),
+      baselineCommit:
+        values.baseline === undefined
+          ? undefined
+          : await commitOption('--baseline', values.baseline, REPO),
+    }),
+  );
 const nodeFlags = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
 
 /** A system the client writes to, and what is measured of it. */
@@ -146,7 +138,18 @@ async function main(): Promise<void> {
     );
   }
 
-  const baseline = args.baseline === undefined ? undefined : await baselineTree(args.baseline);
+  const baseline =
+    baselineCommit === undefined
+      ? undefined
+      : {
+          label: baselineCommit,
+          root: await baselineTree({
+            repo: REPO,
+            commit: baselineCommit,
+            dir: DATA_ROOT,
+            marker: 'integration/bench/e2e/app-server.ts',
+          }),
+        };
   const raftClusters = needsRaft ? (baseline === undefined ? 1 : 2) : 0;
   const servers = await Promise.all(
     Array.from({ length: 3 * raftClusters + (wanted.has('postgres') ? 1 : 0) }, () =>
@@ -440,28 +443,6 @@ async function idleCpu(system: System): Promise<number> {
   return ((after - before) * 1000) / ((performance.now() - started) / 1000);
 }
 
-/**
- * The files of the commit `ref` (`git archive`) under the data folder, with their dependencies
- * installed (from pnpm's store): where a baseline's nodes and client run from.
- */
-async function baselineTree(ref: string): Promise<{ root: string; label: string }> {
-  const run = promisify(execFile);
-  const repo = fileURLToPath(new URL('../../../', import.meta.url));
-  const { stdout } = await run('git', ['-C', repo, 'rev-parse', '--short', `${ref}^{commit}`]);
-  const label = stdout.trim();
-  const root = join(DATA_ROOT, `baseline-${label}`);
-  if (!existsSync(join(root, 'integration/bench/e2e/app-server.ts'))) {
-    await mkdir(root, { recursive: true });
-    await run('sh', ['-c', `git -C "${repo}" archive ${label} | tar -x -C "${root}"`]);
-  }
-  console.info(`baseline: ${ref} (${label}) in ${root}; installing its dependencies`);
-  await run('pnpm', ['install', '--frozen-lockfile', '--prefer-offline'], {
-    cwd: root,
-    maxBuffer: 16 * 1024 * 1024,
-  });
-  return { root, label };
-}
-
 function postgresProvider(): PostgresProvider {
   const name = process.env.TSRAFT_PG_PROVIDER?.trim() || 'embedded';
   switch (name) {
@@ -475,37 +456,5 @@ function postgresProvider(): PostgresProvider {
       throw new Error(
         `TSRAFT_PG_PROVIDER="${name}": use embedded (default), testcontainers or external`,
       );
-  }
-}
-
-function positiveIntegers(flag: string, text: string): number[] {
-  const numbers = text.split(',').map((part) => Number(part.trim()));
-  if (numbers.length === 0 || !numbers.every((n) => Number.isSafeInteger(n) && n > 0)) {
-    usageError(`${flag} takes positive integers separated by commas, not "${text}"`);
-  }
-  return numbers;
-}
-
-/** The options given, or a one-line refusal of an unknown option or a stray argument. */
-function parseCommandLine() {
-  try {
-    return parseArgs({
-      options: {
-        inflight: { type: 'string', default: '1,16,64,256' },
-        rounds: { type: 'string', default: '2' },
-        warmup: { type: 'string', default: '2' },
-        window: { type: 'string', default: '6' },
-        systems: { type: 'string', default: 'tsraft,postgres,etcd' },
-        'start-at': { type: 'string', default: 'follower' },
-        'cpu-prof': { type: 'string' },
-        baseline: { type: 'string' },
-        'tick-ms': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }).values;
-  } catch (error) {
-    // parseArgs' own message names the option ("Unknown option '--x'") and suggests `--`.
-    const message = error instanceof Error ? error.message.split('. ')[0] : String(error);
-    return usageError(message ?? String(error));
   }
 }

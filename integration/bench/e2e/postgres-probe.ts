@@ -1,5 +1,6 @@
+import { readFile } from 'node:fs/promises';
+import { processCpuWithChildren, readProcStat } from '@tsraft/bench-cli';
 import pg from 'pg';
-import { localPostmaster, postgresCpu } from './process-cpu.ts';
 
 /** Counters of a Postgres server since its start. */
 export interface PostgresCounters {
@@ -56,7 +57,7 @@ export class PostgresProbe implements AsyncDisposable {
       this.#client.query<{ n: string }>(
         `select (xact_commit + xact_rollback)::int8 as n from pg_stat_database where datname = current_database()`,
       ),
-      this.#postmaster === undefined ? undefined : postgresCpu(this.#postmaster),
+      this.#postmaster === undefined ? undefined : processCpuWithChildren(this.#postmaster),
     ]);
     return {
       walSyncs: Number(syncs.rows[0]?.n ?? 0),
@@ -68,4 +69,22 @@ export class PostgresProbe implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.#client.end().catch(() => {});
   }
+}
+
+/**
+ * The postmaster of the backend `backendPid` serving a connection from local port `clientPort`,
+ * when this machine's `/proc` shows it (a server on this host, not in a container's namespace):
+ * the backend's process title names the client's address and port.
+ */
+async function localPostmaster(
+  backendPid: number,
+  clientPort: number,
+): Promise<number | undefined> {
+  try {
+    const title = await readFile(`/proc/${backendPid}/cmdline`, 'utf8');
+    if (!title.startsWith('postgres') || !title.includes(`(${clientPort})`)) return undefined;
+  } catch {
+    return undefined;
+  }
+  return (await readProcStat(backendPid))?.ppid;
 }

@@ -12,7 +12,7 @@
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchCommandLine, integerOption, numberOption, UsageError } from '@tsraft/bench-cli';
 
 interface ProfileNode {
   readonly id: number;
@@ -32,32 +32,29 @@ interface Profile {
   readonly endTime: number;
 }
 
-const { values, positionals } = parseArgs({
-  options: {
-    top: { type: 'string', default: '25' },
-    from: { type: 'string', default: '0' },
-    to: { type: 'string' },
+const { top, fromMicros, toMicros, files } = await benchCommandLine(
+  {
+    program: 'profile-summary',
+    options: {
+      top: { type: 'string', default: '25' },
+      from: { type: 'string', default: '0' },
+      to: { type: 'string' },
+    },
+    allowPositionals: true,
   },
-  allowPositionals: true,
-});
-const top = Number(values.top);
-const fromMicros = Number(values.from) * 1e6;
-const toMicros = values.to === undefined ? Number.POSITIVE_INFINITY : Number(values.to) * 1e6;
-if (!(fromMicros >= 0) || !(toMicros > fromMicros)) {
-  throw new Error('--from and --to are seconds, --to after --from');
-}
-
-const files: string[] = [];
-for (const path of positionals) {
-  if ((await stat(path)).isDirectory()) {
-    for (const name of (await readdir(path)).sort()) {
-      if (name.endsWith('.cpuprofile')) files.push(join(path, name));
-    }
-  } else {
-    files.push(path);
-  }
-}
-if (files.length === 0) throw new Error('no .cpuprofile files given');
+  async ({ values, positionals }) => {
+    const from = numberOption('--from', values.from, { atLeast: 0 });
+    return {
+      top: integerOption('--top', values.top, { min: 1 }),
+      fromMicros: from * 1e6,
+      toMicros:
+        values.to === undefined
+          ? Number.POSITIVE_INFINITY
+          : numberOption('--to', values.to, { above: from }) * 1e6,
+      files: await profileFiles(positionals),
+    };
+  },
+);
 
 for (const file of files) summarize(file, JSON.parse(await readFile(file, 'utf8')) as Profile);
 
@@ -131,4 +128,22 @@ function summarize(file: string, profile: Profile): void {
   for (const [name, us] of [...byFunction].sort((a, b) => b[1] - a[1]).slice(0, top)) {
     console.info(`    ${pct(us)}  ${name}`);
   }
+}
+
+/** The `.cpuprofile` files named, or found in the folders named (sorted by name). */
+async function profileFiles(paths: readonly string[]): Promise<string[]> {
+  const files: string[] = [];
+  for (const path of paths) {
+    const found = await stat(path).catch(() => undefined);
+    if (found === undefined) throw new UsageError(`no file or folder "${path}"`);
+    if (found.isDirectory()) {
+      for (const name of (await readdir(path)).sort()) {
+        if (name.endsWith('.cpuprofile')) files.push(join(path, name));
+      }
+    } else {
+      files.push(path);
+    }
+  }
+  if (files.length === 0) throw new UsageError('no .cpuprofile files given (a folder or files)');
+  return files;
 }

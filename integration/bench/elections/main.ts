@@ -23,9 +23,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { createTRPCUntypedClient, httpLink, type TRPCUntypedClient } from '@trpc/client';
 import type { AnyTRPCRouter } from '@trpc/server';
+import { benchCommandLine, integerOption, numberOption } from '@tsraft/bench-cli';
 import type { NodeId, RaftNodeStatus } from '@tsraft/core';
 import { DEFAULT_ENGINE_TUNING } from '@tsraft/core';
 import { pickLoopbackPort } from '@tsraft/core/testing';
@@ -36,33 +36,38 @@ const IDS: readonly NodeId[] = ['n1', 'n2', 'n3'];
 /** The node's default tick (RaftNode's `tickMs`), for the table. */
 const DEFAULT_TICK_MS = 15;
 
-const { values: args } = parseArgs({
-  options: {
-    seconds: { type: 'string', default: '60' },
-    inflight: { type: 'string', default: '64' },
-    burners: { type: 'string', default: '2' },
-    'tick-ms': { type: 'string' },
-    'election-ticks': { type: 'string' },
-    'heartbeat-ticks': { type: 'string' },
-    label: { type: 'string', default: 'defaults' },
+const { seconds, inflight, burners, label, timing } = await benchCommandLine(
+  {
+    program: 'bench:elections',
+    options: {
+      seconds: { type: 'string', default: '60' },
+      inflight: { type: 'string', default: '64' },
+      burners: { type: 'string', default: '2' },
+      'tick-ms': { type: 'string' },
+      'election-ticks': { type: 'string' },
+      'heartbeat-ticks': { type: 'string' },
+      label: { type: 'string', default: 'defaults' },
+    },
   },
-});
-
-function positive(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!(Number.isFinite(n) && n >= 0)) throw new RangeError(`--${name} must be a number >= 0`);
-  return n;
-}
-
-const seconds = positive('seconds', args.seconds) as number;
-const inflight = positive('inflight', args.inflight) as number;
-const burners = positive('burners', args.burners) as number;
-const timing = {
-  tickMs: positive('tick-ms', args['tick-ms']),
-  electionTicks: positive('election-ticks', args['election-ticks']),
-  heartbeatTicks: positive('heartbeat-ticks', args['heartbeat-ticks']),
-};
+  ({ values }) => {
+    const ticks = (flag: string, text: string | undefined) =>
+      text === undefined ? undefined : integerOption(flag, text, { min: 1 });
+    return {
+      seconds: numberOption('--seconds', values.seconds, { above: 0 }),
+      inflight: integerOption('--inflight', values.inflight, { min: 0 }),
+      burners: integerOption('--burners', values.burners, { min: 0 }),
+      label: values.label,
+      timing: {
+        tickMs:
+          values['tick-ms'] === undefined
+            ? undefined
+            : numberOption('--tick-ms', values['tick-ms'], { above: 0 }),
+        electionTicks: ticks('--election-ticks', values['election-ticks']),
+        heartbeatTicks: ticks('--heartbeat-ticks', values['heartbeat-ticks']),
+      },
+    };
+  },
+);
 
 interface Metrics {
   peerRequests: number;
@@ -266,7 +271,7 @@ try {
   const electionTicks = timing.electionTicks ?? DEFAULT_ENGINE_TUNING.electionTicks;
   const heartbeatTicks = timing.heartbeatTicks ?? DEFAULT_ENGINE_TUNING.heartbeatTicks;
   console.log(
-    `\ntiming "${args.label}": tick ${tickMs} ms, heartbeat ${heartbeatTicks * tickMs} ms, election timeout ${electionTicks * tickMs}-${2 * electionTicks * tickMs} ms`,
+    `\ntiming "${label}": tick ${tickMs} ms, heartbeat ${heartbeatTicks * tickMs} ms, election timeout ${electionTicks * tickMs}-${2 * electionTicks * tickMs} ms`,
   );
   console.log(
     `first leader after ${Math.round(firstLeaderMs)} ms (from the nodes serving), ${firstRequests} peer requests until then (all three nodes, including their start)`,

@@ -18,7 +18,7 @@
  * codec (every node decodes every entry), and raw 256-byte payloads with a state machine that only
  * counts them, which shows the cost of consensus alone.
  */
-import { parseArgs } from 'node:util';
+import { benchCommandLine, integerOption, numberOption } from '@tsraft/bench-cli';
 import type { LogPosition } from '../src/log-entry.ts';
 import {
   type CommandCodec,
@@ -34,22 +34,19 @@ import { MemorySnapshotStore } from '../src/testing/memory-snapshot-store.ts';
 import { closedLoop, percentile } from './closed-loop.ts';
 import { leaseReadRows, membershipRows } from './membership-load.ts';
 
-const { values } = parseArgs({
-  options: {
-    seconds: { type: 'string', default: '3' },
-    changes: { type: 'string', default: '10' },
+const { seconds, changes } = await benchCommandLine(
+  {
+    program: 'core bench',
+    options: {
+      seconds: { type: 'string', default: '3' },
+      changes: { type: 'string', default: '10' },
+    },
   },
-});
-const seconds = Number(values.seconds);
-if (!(seconds > 0 && seconds <= 600)) {
-  console.error('--seconds must be a number in (0, 600]');
-  process.exit(2);
-}
-const changes = Number(values.changes);
-if (!(Number.isInteger(changes) && changes >= 1 && changes <= 1000)) {
-  console.error('--changes must be an integer in [1, 1000]');
-  process.exit(2);
-}
+  ({ values }) => ({
+    seconds: numberOption('--seconds', values.seconds, { above: 0, atMost: 600 }),
+    changes: integerOption('--changes', values.changes, { min: 1, max: 1000 }),
+  }),
+);
 
 /**
  * The cost of consensus alone: commands are raw 256-byte payloads, encoded as

@@ -11,9 +11,10 @@
  * Prints, for each persist latency and number of writes in flight, writes/s and the latency of
  * `propose()` on the leader (p50, p99), for 256-byte key/value puts (the test kit's
  * KvStateMachine). It uses only the public API: copied with `closed-loop.ts` into a checkout of
- * an earlier commit, it measures that commit too.
+ * an earlier commit, it measures that commit too (where that checkout has no `tools/bench-cli`,
+ * link this tree's at its `node_modules/@tsraft/bench-cli`).
  */
-import { parseArgs } from 'node:util';
+import { benchCommandLine, integerListOption, numberOption } from '@tsraft/bench-cli';
 import { RaftNode } from '../src/runtime/raft-node.ts';
 import { InProcessNetwork } from '../src/testing/in-process-transport.ts';
 import { type KvCommand, type KvResult, KvStateMachine } from '../src/testing/kv-state-machine.ts';
@@ -21,30 +22,21 @@ import { MemoryLogStore } from '../src/testing/memory-log-store.ts';
 import { MemorySnapshotStore } from '../src/testing/memory-snapshot-store.ts';
 import { closedLoop, percentile } from './closed-loop.ts';
 
-const { values } = parseArgs({
-  options: {
-    'persist-ms': { type: 'string', default: '0,2,5' },
-    inflight: { type: 'string', default: '1,64' },
-    seconds: { type: 'string', default: '3' },
+const { persistDelays, inFlights, seconds } = await benchCommandLine(
+  {
+    program: 'core bench:disk-latency',
+    options: {
+      'persist-ms': { type: 'string', default: '0,2,5' },
+      inflight: { type: 'string', default: '1,64' },
+      seconds: { type: 'string', default: '3' },
+    },
   },
-});
-
-function numbers(name: string, text: string, min: number, max: number): number[] {
-  const list = text.split(',').map(Number);
-  if (list.length === 0 || list.some((n) => !(Number.isInteger(n) && n >= min && n <= max))) {
-    console.error(`--${name} must be a comma-separated list of integers in [${min}, ${max}]`);
-    process.exit(2);
-  }
-  return list;
-}
-
-const persistDelays = numbers('persist-ms', values['persist-ms'], 0, 1000);
-const inFlights = numbers('inflight', values.inflight, 1, 4096);
-const seconds = Number(values.seconds);
-if (!(seconds > 0 && seconds <= 600)) {
-  console.error('--seconds must be a number in (0, 600]');
-  process.exit(2);
-}
+  ({ values }) => ({
+    persistDelays: integerListOption('--persist-ms', values['persist-ms'], { min: 0, max: 1000 }),
+    inFlights: integerListOption('--inflight', values.inflight, { min: 1, max: 4096 }),
+    seconds: numberOption('--seconds', values.seconds, { above: 0, atMost: 600 }),
+  }),
+);
 
 /** A log store whose every write takes `delayMs` before it is applied and acknowledged. */
 class SlowDiskLogStore extends MemoryLogStore {

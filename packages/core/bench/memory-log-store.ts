@@ -9,15 +9,17 @@
  * the log, so appends/s falls only a little as the log grows (the garbage collector walks a larger
  * heap), not in proportion to its length.
  */
-import { parseArgs } from 'node:util';
+import { benchCommandLine, integerOption } from '@tsraft/bench-cli';
 import type { LogEntry } from '../src/log-entry.ts';
 import { MemoryLogStore } from '../src/testing/memory-log-store.ts';
 
-const { values } = parseArgs({ options: { appends: { type: 'string', default: '20000' } } });
-const appends = Number(values.appends);
-if (!Number.isSafeInteger(appends) || appends < 1) {
-  throw new RangeError(`--appends must be a positive integer, got ${values.appends}`);
-}
+const appends = await benchCommandLine(
+  {
+    program: 'core bench:memory-log-store',
+    options: { appends: { type: 'string', default: '20000' } },
+  },
+  ({ values }) => integerOption('--appends', values.appends, { min: 1 }),
+);
 
 const data = new Uint8Array(64);
 const entry = (index: number): LogEntry => ({ index, term: 1, type: 'command', data });

@@ -17,8 +17,8 @@
  * A seed is judged as in the test batch (`runSimulation` applies the per-seed verdict, e.g. that
  * writes made progress), so a seed that fails there fails here too.
  */
-import { parseArgs } from 'node:util';
-import type { MembershipPlanName } from '../src/testing/sim/membership-plans.ts';
+import { benchCommandLine, integerOption, UsageError } from '@tsraft/bench-cli';
+import { type MembershipPlanName, planServers } from '../src/testing/sim/membership-plans.ts';
 import {
   runSimulation,
   SimulationFailure,
@@ -26,51 +26,64 @@ import {
   SMALL_BATCHES,
 } from '../src/testing/sim/simulator.ts';
 
-const { values } = parseArgs({
-  options: {
-    seeds: { type: 'string', default: '20' },
-    seed: { type: 'string' },
-    from: { type: 'string', default: '1' },
-    nodes: { type: 'string' },
-    'small-batches': { type: 'boolean', default: false },
-    membership: { type: 'boolean', default: false },
-    log: { type: 'boolean', default: false },
-    'leader-churn': { type: 'boolean', default: false },
-    plan: { type: 'string' },
-    'crash-in-joint': { type: 'boolean', default: false },
-    'figure-8': { type: 'boolean', default: false },
-    'install-during-apply': { type: 'boolean', default: false },
-    options: { type: 'string' },
+const { values, extra, nodes, seeds } = await benchCommandLine(
+  {
+    program: 'core sim',
+    options: {
+      seeds: { type: 'string', default: '20' },
+      seed: { type: 'string' },
+      from: { type: 'string', default: '1' },
+      nodes: { type: 'string' },
+      'small-batches': { type: 'boolean', default: false },
+      membership: { type: 'boolean', default: false },
+      log: { type: 'boolean', default: false },
+      'leader-churn': { type: 'boolean', default: false },
+      plan: { type: 'string' },
+      'crash-in-joint': { type: 'boolean', default: false },
+      'figure-8': { type: 'boolean', default: false },
+      'install-during-apply': { type: 'boolean', default: false },
+      options: { type: 'string' },
+    },
   },
-});
-
-function toInt(name: string, text: string | undefined): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 0) {
-    console.error(`--${name} must be a non-negative integer, got "${text}"`);
-    process.exit(2);
-  }
-  return n;
-}
-
-let extra: Omit<SimulationOptions, 'seed'> = {};
-if (values.options !== undefined) {
-  try {
-    extra = JSON.parse(values.options) as Omit<SimulationOptions, 'seed'>;
-  } catch (error) {
-    console.error(`--options must be JSON of SimulationOptions: ${(error as Error).message}`);
-    process.exit(2);
-  }
-}
-const nodes = values.nodes === undefined ? undefined : toInt('nodes', values.nodes);
-if (nodes !== undefined && (nodes < 1 || nodes > 9)) {
-  console.error('--nodes must be between 1 and 9');
-  process.exit(2);
-}
-const seeds =
-  values.seed === undefined
-    ? Array.from({ length: toInt('seeds', values.seeds) }, (_, i) => toInt('from', values.from) + i)
-    : [toInt('seed', values.seed)];
+  ({ values }) => {
+    if (values.plan !== undefined) {
+      try {
+        planServers(values.plan as MembershipPlanName);
+      } catch (error) {
+        throw new UsageError(`--plan: ${(error as Error).message}`);
+      }
+    }
+    let extra: Omit<SimulationOptions, 'seed'> = {};
+    if (values.options !== undefined) {
+      try {
+        extra = JSON.parse(values.options) as Omit<SimulationOptions, 'seed'>;
+      } catch (error) {
+        throw new UsageError(
+          `--options takes JSON of SimulationOptions: ${(error as Error).message}`,
+        );
+      }
+      if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) {
+        throw new UsageError(
+          `--options takes a JSON object of SimulationOptions, not ${values.options}`,
+        );
+      }
+    }
+    const seed = (flag: string, text: string) => integerOption(flag, text, { min: 0 });
+    const from = seed('--from', values.from);
+    return {
+      values,
+      extra,
+      nodes:
+        values.nodes === undefined
+          ? undefined
+          : integerOption('--nodes', values.nodes, { min: 1, max: 9 }),
+      seeds:
+        values.seed === undefined
+          ? Array.from({ length: seed('--seeds', values.seeds) }, (_, i) => from + i)
+          : [seed('--seed', values.seed)],
+    };
+  },
+);
 
 console.log(
   'seed   events  virtual-ms  terms  acked  unknown  reads  crashes  in-flight  closes  partitions  io-fail  restarts  slow-io  snap-taken  snap-installed  changes  transfers  joint-crashes  schedule  wall-ms',

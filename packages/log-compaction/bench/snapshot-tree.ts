@@ -3,7 +3,6 @@
  * (this one, or a baseline commit's copy) and how its node program runs.
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { stripTypeScriptTypes } from 'node:module';
 import { join } from 'node:path';
@@ -11,7 +10,7 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 /** The node program, from a tree's root. */
-const NODE = 'packages/log-compaction/bench/snapshot-node.ts';
+export const NODE = 'packages/log-compaction/bench/snapshot-node.ts';
 /** Where the node program goes as JavaScript: ignored by git, resolves the package's modules. */
 const NODE_BUILT = 'packages/log-compaction/.data/bench/snapshot-node.mjs';
 
@@ -48,33 +47,4 @@ export async function nodeProgram(root: string, mode: CodeMode): Promise<NodePro
   await mkdir(join(built, '..'), { recursive: true });
   await writeFile(built, stripTypeScriptTypes(program));
   return { nodeScript: built, source: false };
-}
-
-/** The short hash of the commit `ref` names in the repository at `repo`; undefined if none. */
-export async function resolveCommit(repo: string, ref: string): Promise<string | undefined> {
-  return run('git', ['-C', repo, 'rev-parse', '--short', `${ref}^{commit}`]).then(
-    ({ stdout }) => stdout.trim(),
-    () => undefined,
-  );
-}
-
-/**
- * The files of `commit` (`git archive`) under the data folder of the repository at `repo`, with
- * their dependencies installed from pnpm's store.
- */
-export async function baselineTree(
-  repo: string,
-  commit: string,
-): Promise<{ label: string; root: string }> {
-  const root = join(repo, '.data/bench-snapshot', `baseline-${commit}`);
-  if (!existsSync(join(root, NODE))) {
-    await mkdir(root, { recursive: true });
-    await run('sh', ['-c', `git -C "${repo}" archive ${commit} | tar -x -C "${root}"`]);
-  }
-  console.info(`baseline: ${commit} in ${root}; installing its dependencies`);
-  await run('pnpm', ['install', '--frozen-lockfile', '--prefer-offline'], {
-    cwd: root,
-    maxBuffer: 16 * 1024 * 1024,
-  });
-  return { label: commit, root };
 }

@@ -27,75 +27,66 @@
  * tree's in every round: before and after in one run. `--cpu-prof DIR` writes V8 CPU profiles of
  * the node processes into DIR; `--node-flags` passes more flags to them (e.g. `--trace-gc`).
  */
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { PROCESSES, type RunResult, runSnapshotBench, STAGES } from './snapshot-run.ts';
 import {
   baselineTree,
-  CODE_MODES,
-  type CodeMode,
-  nodeProgram,
-  resolveCommit,
-} from './snapshot-tree.ts';
+  benchCommandLine,
+  choiceListOption,
+  commitOption,
+  integerListOption,
+  integerOption,
+} from '@tsraft/bench-cli';
+import { PROCESSES, type RunResult, runSnapshotBench, STAGES } from './snapshot-run.ts';
+import { CODE_MODES, NODE, nodeProgram } from './snapshot-tree.ts';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const MiB = 1024 * 1024;
 
-/** Refuses the command line in one line (no stack trace) and exits with status 2. */
-function usageError(message: string): never {
-  console.error(
-    `bench: ${message} (options: --sizes, --export-connections, --baseline, --rounds, --modes, --cpu-prof, --node-flags)`,
-  );
-  process.exit(2);
-}
-
-const values = (() => {
-  try {
-    return parseArgs({
-      options: {
-        sizes: { type: 'string', default: '100,1024' },
-        'export-connections': { type: 'string', default: '2' },
-        baseline: { type: 'string' },
-        rounds: { type: 'string', default: '1' },
-        modes: { type: 'string', default: 'built' },
-        'cpu-prof': { type: 'string' },
-        'node-flags': { type: 'string', default: '' },
-      },
-    }).values;
-  } catch (error) {
-    // parseArgs' own message names the option ("Unknown option '--x'").
-    return usageError(
-      error instanceof Error ? (error.message.split(/\.\s/)[0] ?? '') : String(error),
-    );
-  }
-})();
-const sizes = values.sizes.split(',').map(Number);
-const rounds = Number(values.rounds);
-if (
-  !sizes.every((n) => Number.isSafeInteger(n) && n > 0) ||
-  !Number.isSafeInteger(rounds) ||
-  rounds < 1
-) {
-  usageError('--sizes takes MiB as positive integers (100,1024), --rounds a positive integer');
-}
-const modes = [...new Set(values.modes.split(','))];
-if (!modes.every((mode): mode is CodeMode => (CODE_MODES as readonly string[]).includes(mode))) {
-  usageError(`--modes takes ${CODE_MODES.join(', ')} or both (built,source)`);
-}
-const nodeFlags = [
-  ...values['node-flags'].split(' ').filter((flag) => flag !== ''),
-  ...(values['cpu-prof'] === undefined
-    ? []
-    : ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`]),
-];
+const options = await benchCommandLine(
+  {
+    program: 'log-compaction bench',
+    options: {
+      sizes: { type: 'string', default: '100,1024' },
+      'export-connections': { type: 'string', default: '2' },
+      baseline: { type: 'string' },
+      rounds: { type: 'string', default: '1' },
+      modes: { type: 'string', default: 'built' },
+      'cpu-prof': { type: 'string' },
+      'node-flags': { type: 'string', default: '' },
+    },
+  },
+  async ({ values }) => ({
+    sizes: integerListOption('--sizes', values.sizes, { min: 1 }),
+    exportConnections: String(
+      integerOption('--export-connections', values['export-connections'], { min: 1 }),
+    ),
+    baseline:
+      values.baseline === undefined
+        ? undefined
+        : await commitOption('--baseline', values.baseline, REPO),
+    rounds: integerOption('--rounds', values.rounds, { min: 1 }),
+    modes: [...new Set(choiceListOption('--modes', values.modes, CODE_MODES))],
+    nodeFlags: [
+      ...values['node-flags'].split(' ').filter((flag) => flag !== ''),
+      ...(values['cpu-prof'] === undefined
+        ? []
+        : ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`]),
+    ],
+  }),
+);
+const { sizes, rounds, modes, nodeFlags } = options;
 
 /** The trees whose node program runs: this one, and the baseline's. */
 const trees: { label: string; root: string }[] = [{ label: 'this tree', root: REPO }];
-if (values.baseline !== undefined) {
-  const commit =
-    (await resolveCommit(REPO, values.baseline)) ??
-    usageError(`--baseline: "${values.baseline}" is not a commit of this repository`);
-  trees.unshift(await baselineTree(REPO, commit));
+if (options.baseline !== undefined) {
+  const root = await baselineTree({
+    repo: REPO,
+    commit: options.baseline,
+    dir: join(REPO, '.data/bench-snapshot'),
+    marker: NODE,
+  });
+  trees.unshift({ label: options.baseline, root });
 }
 /** Each tree's node program in each mode (building its packages for `built`). */
 const programs = new Map<string, Awaited<ReturnType<typeof nodeProgram>>>();
@@ -116,7 +107,7 @@ for (let round = 1; round <= rounds; round++) {
         const result = await runSnapshotBench({
           ...program,
           sizeMiB: size,
-          exportConnections: values['export-connections'],
+          exportConnections: options.exportConnections,
           nodeFlags,
         });
         results.push({ size, label, result });
@@ -159,7 +150,7 @@ printTable(
 );
 console.info(
   '\nMB/s: 10^6 bytes of snapshot text per second (export alone: on 1 connection; create: on ' +
-    `${values['export-connections']}). Targets: end to end >= 50 MB/s; peak RSS < 256 MiB at 1 GiB.\n` +
+    `${options.exportConnections}). Targets: end to end >= 50 MB/s; peak RSS < 256 MiB at 1 GiB.\n` +
     'Code: "built", the packages built to JavaScript (what an application that installs them ' +
     'runs); "source", the TypeScript sources through Node\'s type stripping (tests, the demo).\n',
 );

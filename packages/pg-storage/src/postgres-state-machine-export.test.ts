@@ -179,6 +179,43 @@ describe('the Postgres state machine on a Postgres server, snapshots', () => {
     }
   }, 60_000);
 
+  it('restores json values as they were stored: key order, duplicate keys, spacing, escapes', async () => {
+    await sql`create table notes (id int4 primary key, doc json)`.execute(db);
+    const machine = await createPostgresStateMachine({
+      db,
+      schema: 'json_notes',
+      commands,
+      tables: ['notes'],
+      existingRows: 'accept',
+    });
+    // A json column holds its text as written; jsonb would sort and dedupe the keys, respace.
+    const stored = [
+      '{"b": 1,  "a":[1, 2],"a":3}',
+      '[ {"z":null} ,"x\\u0041", 1.50 ]',
+      '12.50',
+      '{"nested": {"k": "\\u00e9"}}',
+    ];
+    // What changes: the whitespace around a value, a top-level string's escapes.
+    const changed = [
+      [' [1] ', '[1]'],
+      ['"str\\u0041"', '"strA"'],
+    ];
+    const values = [...stored, ...changed.map(([before]) => before)];
+    for (const [i, doc] of values.entries()) {
+      await sql`insert into notes values (${i}, cast(${doc} as json))`.execute(db);
+    }
+    const docs = async () =>
+      (
+        await sql<{ doc: string }>`select doc::text as doc from notes order by id`.execute(db)
+      ).rows.map((row) => row.doc);
+    expect(await docs()).toEqual(values);
+    const exported = await machine.exportSnapshot();
+    const parts = await collectChunks(exported.chunks);
+    await sql`update notes set doc = '{}'`.execute(db);
+    await machine.restoreSnapshot(exported.position, streamOf(parts));
+    expect(await docs()).toEqual([...stored, ...changed.map(([, after]) => after)]);
+  }, 60_000);
+
   it('rejects an exportConnections that is not a positive integer', async () => {
     await expect(
       createPostgresStateMachine({ db, commands, tables: ['items'], exportConnections: 0 }),

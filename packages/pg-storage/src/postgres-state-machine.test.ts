@@ -559,6 +559,28 @@ describe('the Postgres state machine, snapshots', () => {
     expect((await balances(db)).acct1).toBe(6);
   });
 
+  it('restores json values as they were stored (key order, duplicate keys, spacing) through its staging table', async () => {
+    await sql`create table notes (id int4 primary key, doc json)`.execute(db);
+    try {
+      const machine = await open({ tables: ['notes'], existingRows: 'accept' });
+      const stored = ['{"b": 1,  "a":[1, 2],"a":3}', '[ {"z":null} ,"x\\u0041", 1.50 ]', '12.50'];
+      for (const [i, doc] of stored.entries()) {
+        await sql`insert into notes values (${i}, cast(${doc} as json))`.execute(db);
+      }
+      const docs = async () =>
+        (
+          await sql<{ doc: string }>`select doc::text as doc from notes order by id`.execute(db)
+        ).rows.map((row) => row.doc);
+      const exported = await machine.exportSnapshot();
+      const parts = await collectChunks(exported.chunks);
+      await sql`update notes set doc = '{}'`.execute(db);
+      await machine.restoreSnapshot(exported.position, streamOf(parts));
+      expect(await docs()).toEqual(stored);
+    } finally {
+      await sql`drop table notes`.execute(db);
+    }
+  });
+
   it('rejects a corrupt or foreign snapshot with a clear error and changes nothing', async () => {
     const machine = await open();
     await machine.apply(entries(1, [{ name: 'open', input: { id: 'a', initial: 1 } }]));

@@ -9,6 +9,8 @@ import {
 } from './embedded-postgres.test-helpers.ts';
 import { guardPoolErrors } from './pool-errors.ts';
 import { PostgresSnapshotStore } from './postgres-snapshot-store.ts';
+import { raftTables } from './raft-tables.ts';
+import { ChunkReader } from './snapshot-chunk-reader.ts';
 
 // A real Postgres server (embedded-postgres): chunks of UTF-8 text are read as text there, and
 // the others as bytea, byte for byte either way.
@@ -109,5 +111,60 @@ describe('PostgresSnapshotStore reads a chunk that starts with a byte order mark
     const index = 10 + cases.findIndex(([, b]) => b === bytes);
     const { read } = await roundTrip(new Uint8Array(bytes), 3, index);
     expect([...read]).toEqual(bytes);
+  });
+});
+
+describe('ChunkReader reads a chunk of text in slices', () => {
+  /** Saves `bytes` in one chunk row and reads it back through a reader of `sliceBytes`. */
+  async function readInSlices(
+    on: Kysely<unknown>,
+    schema: string,
+    bytes: Uint8Array,
+    sliceBytes: number,
+  ) {
+    const store = await PostgresSnapshotStore.open({
+      db: on,
+      schema,
+      chunkBytes: bytes.byteLength,
+    });
+    await store.save({ index: 1, term: 1, config }, streamOf([bytes]));
+    const [record] = await store.list();
+    const reader = new ChunkReader(on, raftTables(schema), record?.id ?? -1, sliceBytes);
+    queries = [];
+    const rows = await reader.read(0);
+    const after = await reader.read(1);
+    return { rows, after };
+  }
+
+  // Characters of one to four bytes, so that every slice size cuts some of them.
+  const text = encoder.encode('aë€𝄞'.repeat(20));
+
+  it.each([4, 5, 6, 7, 64])(
+    'cuts slices of %i bytes where no character is: exact, as text only',
+    async (sliceBytes) => {
+      const { rows, after } = await readInSlices(db, `slices${sliceBytes}`, text, sliceBytes);
+      expect(rows.map((row) => row.seq)).toEqual([0]);
+      expect(Buffer.compare(Buffer.from(rows[0]?.data ?? []), Buffer.from(text))).toBe(0);
+      expect(after).toEqual([]);
+      expect(
+        queries.filter((q) => q.includes('snapshot_chunk') && !q.includes('convert_from')),
+      ).toEqual([]);
+    },
+  );
+
+  it('refuses a slice size under 4 bytes', () => {
+    expect(() => new ChunkReader(db, raftTables('public'), 1, 3)).toThrow(RangeError);
+  });
+
+  // PGlite decodes text with a default TextDecoder, which drops a U+FEFF at a slice's start.
+  it('on PGlite: reads a chunk with a byte order mark at a slice start exactly', async () => {
+    const lite = new Kysely<unknown>({ dialect: new PGliteDialect({ pglite: new PGlite() }) });
+    try {
+      const bytes = new Uint8Array([0x61, 0x62, 0x63, 0x64, 0xef, 0xbb, 0xbf, 0x65, 0x66]);
+      const { rows } = await readInSlices(lite, 'bomslice', bytes, 4);
+      expect([...(rows[0]?.data ?? [])]).toEqual([...bytes]);
+    } finally {
+      await lite.destroy();
+    }
   });
 });

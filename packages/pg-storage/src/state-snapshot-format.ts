@@ -13,7 +13,7 @@ import { CorruptSnapshotError, type LogPosition } from '@tsraft/core';
  * ```
  *
  * Rows are JSON objects produced and read back by Postgres itself (`to_json`,
- * `jsonb_populate_recordset`), so every column type round-trips exactly: `int8` and `numeric` as
+ * `json_populate_recordset`), so every column type round-trips exactly: `int8` and `numeric` as
  * JSON numbers Postgres parses without going through a JavaScript double, `bytea` as hex text.
  * `$client_session` and `$client_result` are the state machine's own session tables.
  */

@@ -15,7 +15,10 @@ import { runStorageOperation } from './storage-failure.ts';
 export type RestoreScope = Pick<StateSnapshotScope, 'db' | 'tables' | 'appTables' | 'pageRows'>;
 
 /** Bytes of rows per statement (and per staging row) of a restore. */
-const PAGE_BYTES = 1024 * 1024;
+const PAGE_BYTES = 512 * 1024;
+
+/** Bytes of the block whose allocation raises a server backend's malloc thresholds. */
+const MALLOC_RAISE_BYTES = 16 * 1024 * 1024;
 
 /**
  * Replaces the state of `scope` with the snapshot `chunks` at `position`, all or nothing: the
@@ -58,7 +61,7 @@ export async function restoreStateSnapshot(
 /**
  * Inside the caller's transaction `trx`: truncates the replicated and session tables, inserts the
  * snapshot's rows page by page as they are read (one statement in flight while the next page is
- * parsed; memory: a chunk and two pages), and sets the applied position and session clock.
+ * parsed; memory: a chunk and three pages), and sets the applied position and session clock.
  * Returns the snapshot's header.
  *
  * @throws CorruptSnapshotError for a snapshot that is damaged, not at `position`, or of other
@@ -73,15 +76,17 @@ export async function restoreStateIn(
 ): Promise<StateSnapshotHeader> {
   const targets = sectionTables(scope);
   await sql`truncate ${sql.join(targets)}`.execute(trx);
+  // A server (a pool), not PGlite (one connection, in this process' WebAssembly).
+  const server = trx.getExecutor().adapter.supportsMultipleConnections !== false;
+  if (server) await raiseMallocThresholds(trx);
   const pages = statePages(chunks, {
     pageRows: scope.pageRows,
     pageBytes: PAGE_BYTES,
     ...(signal === undefined ? {} : { signal }),
   });
-  // `pg` sends a `Uint8Array` parameter in binary format, which `jsonb` takes as its version
-  // byte and text: the rows never become JavaScript strings. PGlite (one connection) would
-  // take it for `bytea`: it gets the text.
-  const binary = trx.getExecutor().adapter.supportsMultipleConnections !== false;
+  // `pg` sends a `Uint8Array` parameter in binary format, which for `json` is its text: the
+  // rows never become JavaScript strings. PGlite (one connection) would take it for `bytea`:
+  // it gets the text.
   const decoder = new TextDecoder();
   let header: StateSnapshotHeader | undefined;
   let inFlight: Promise<void> | undefined;
@@ -93,13 +98,13 @@ export async function restoreStateIn(
     }
     const target = targets[item.section] as RawBuilder<unknown>;
     const name = header?.tables[item.section] ?? String(item.section);
-    const payload = binary ? item.jsonb : decoder.decode(item.jsonb.subarray(1));
+    const payload = server ? item.json : decoder.decode(item.json);
     await inFlight;
     inFlight = insertRows(
       trx,
       target,
       name,
-      sql`select r.* from jsonb_populate_recordset(cast(null as ${target}), cast(${payload} as jsonb)) r`,
+      sql`select r.* from json_populate_recordset(cast(null as ${target}), cast(${payload} as json)) r`,
       item.rows,
     );
     // Awaited before the next statement; a failure meanwhile must not go unhandled.
@@ -109,6 +114,24 @@ export async function restoreStateIn(
   if (header === undefined) throw new CorruptSnapshotError('corrupt snapshot: it is empty');
   await setApplied(trx, scope, position, header);
   return header;
+}
+
+/**
+ * Makes the server backend that `trx` runs on keep the memory it frees (up to 32 MiB) instead
+ * of giving it back to the kernel after each statement: glibc's malloc (the one of Postgres on
+ * Linux, as packaged) trims its heap once the free memory at its top passes a threshold that
+ * starts at 128 KiB, and raises it to twice the size of the largest block it freed that it had
+ * mapped on its own (up to 32 MiB; mallopt(3), "dynamic mmap threshold"). Each insert of a
+ * restore allocates a few MiB (the page, its parsed rows, the tuples), which went back to the
+ * kernel after the statement and came again page fault by page fault: a quarter of the
+ * backend's CPU (100 MiB of 1 KiB rows on a new connection: 1.15-1.21 s, 0.81-0.93 s after
+ * this). One block of {@link MALLOC_RAISE_BYTES}, allocated and freed, raises the thresholds for
+ * the rest of the backend's life (a backend that already freed large blocks, such as one that
+ * stored a snapshot's pieces, has them raised already). Another malloc, or thresholds the
+ * operator set, ignore it.
+ */
+async function raiseMallocThresholds(trx: AnyKysely): Promise<void> {
+  await sql`select length(repeat('x', ${MALLOC_RAISE_BYTES}))`.execute(trx);
 }
 
 /** PGlite: stages the rows outside any transaction, then moves them into place in one. */
@@ -140,7 +163,7 @@ async function restoreStaged(
         continue;
       }
       const at = seq++;
-      const payload = decoder.decode(item.jsonb.subarray(1));
+      const payload = decoder.decode(item.json);
       await runStorageOperation('staging a snapshot', signal, () =>
         sql`
           insert into ${t.restoreStaging} (section, seq, row_count, payload)
@@ -165,7 +188,7 @@ async function restoreStaged(
             staged.tables[i] ?? String(i),
             sql`
               select r.* from ${t.restoreStaging} s
-              cross join lateral jsonb_populate_recordset(cast(null as ${target}), cast(s.payload as jsonb)) r
+              cross join lateral json_populate_recordset(cast(null as ${target}), cast(s.payload as json)) r
               where s.section = ${i}
               order by s.seq
             `,

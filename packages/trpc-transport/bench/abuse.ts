@@ -26,8 +26,8 @@ import {
   type ServerResponse,
 } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { parseArgs } from 'node:util';
 import { initTRPC } from '@trpc/server';
+import { benchCommandLine, numberOption } from '@tsraft/bench-cli';
 import { type NodeId, RaftNode } from '@tsraft/core';
 import {
   type KvCommand,
@@ -347,19 +347,26 @@ async function runAttacker(settleSeconds: number): Promise<void> {
   }
 }
 
-const { values } = parseArgs({
-  options: {
-    cluster: { type: 'string' },
-    'settle-seconds': { type: 'string', default: '10' },
+const { cluster, settleSeconds } = await benchCommandLine(
+  {
+    program: 'trpc-transport bench:abuse',
+    options: {
+      /** Internal: run as the cluster, in its own process, with these node URLs (JSON). */
+      cluster: { type: 'string' },
+      'settle-seconds': { type: 'string', default: '10' },
+    },
+    internal: ['cluster'],
   },
-});
-if (values.cluster !== undefined) {
-  await runCluster(JSON.parse(values.cluster) as Record<NodeId, string>);
+  ({ values }) => ({
+    cluster: values.cluster,
+    settleSeconds: numberOption('--settle-seconds', values['settle-seconds'], {
+      atLeast: 0,
+      atMost: 120,
+    }),
+  }),
+);
+if (cluster !== undefined) {
+  await runCluster(JSON.parse(cluster) as Record<NodeId, string>);
 } else {
-  const settleSeconds = Number(values['settle-seconds']);
-  if (!(settleSeconds >= 0 && settleSeconds <= 120)) {
-    console.error('--settle-seconds must be a number in [0, 120]');
-    process.exit(2);
-  }
   await runAttacker(settleSeconds);
 }

@@ -18,9 +18,14 @@
  * run.
  */
 import { type ChildProcess, fork } from 'node:child_process';
-import { parseArgs } from 'node:util';
 import { createTRPCClient, httpBatchLink, httpLink, type TRPCLink } from '@trpc/client';
 import { initTRPC } from '@trpc/server';
+import {
+  benchCommandLine,
+  choiceListOption,
+  integerListOption,
+  numberOption,
+} from '@tsraft/bench-cli';
 import { RaftNode } from '@tsraft/core';
 import {
   type KvCommand,
@@ -226,48 +231,30 @@ async function runClient(options: {
   child.disconnect();
 }
 
-/** Refuses the command line in one line (no stack trace) and exits with status 2. */
-function usageError(message: string): never {
-  console.error(`bench:hop: ${message} (options: --seconds, --inflight, --pace-ms, --stacks)`);
-  process.exit(2);
-}
-
 if (import.meta.main) {
   if (process.argv.includes('--serve')) {
     await serve();
   } else {
-    const values = (() => {
-      try {
-        return parseArgs({
-          options: {
-            seconds: { type: 'string', default: '3' },
-            inflight: { type: 'string', default: '1,64' },
-            'pace-ms': { type: 'string', default: '0' },
-            stacks: { type: 'string', default: STACKS.map((stack) => stack.id).join(',') },
-          },
-        }).values;
-      } catch (error) {
-        // parseArgs' own message names the option ("Unknown option '--x'").
-        return usageError(
-          error instanceof Error ? (error.message.split(/\.\s/)[0] ?? '') : String(error),
-        );
-      }
-    })();
-    const seconds = Number(values.seconds);
-    const levels = values.inflight.split(',').map(Number);
-    const paceMs = Number(values['pace-ms']);
-    if (!(seconds > 0 && seconds <= 600)) usageError('--seconds must be in (0, 600]');
-    if (!levels.every((n) => Number.isSafeInteger(n) && n > 0)) {
-      usageError('--inflight takes positive integers separated by commas');
-    }
-    if (!(paceMs >= 0)) usageError('--pace-ms must be 0 or more');
-    const stacks = values.stacks.split(',').map((id) => {
-      const stack = STACKS.find((known) => known.id === id.trim());
-      if (stack === undefined) {
-        usageError(`--stacks: unknown "${id}" (${STACKS.map((known) => known.id).join(', ')})`);
-      }
-      return stack;
-    });
-    await runClient({ seconds, levels, paceMs, stacks });
+    const ids = STACKS.map((stack) => stack.id);
+    const options = await benchCommandLine(
+      {
+        program: 'trpc-transport bench:hop',
+        options: {
+          seconds: { type: 'string', default: '3' },
+          inflight: { type: 'string', default: '1,64' },
+          'pace-ms': { type: 'string', default: '0' },
+          stacks: { type: 'string', default: ids.join(',') },
+        },
+      },
+      ({ values }) => ({
+        seconds: numberOption('--seconds', values.seconds, { above: 0, atMost: 600 }),
+        levels: integerListOption('--inflight', values.inflight, { min: 1 }),
+        paceMs: numberOption('--pace-ms', values['pace-ms'], { atLeast: 0 }),
+        stacks: choiceListOption('--stacks', values.stacks, ids).map(
+          (id) => STACKS.find((stack) => stack.id === id) as Stack,
+        ),
+      }),
+    );
+    await runClient(options);
   }
 }

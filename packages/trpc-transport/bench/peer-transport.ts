@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { Agent, createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { parseArgs } from 'node:util';
+import { benchCommandLine, numberOption } from '@tsraft/bench-cli';
 import type { LogEntry, Message, PeerRequest } from '@tsraft/core';
 import { pickLoopbackPort } from '@tsraft/core/testing';
 import { raftInput } from '../src/peer-schemas.ts';
@@ -25,18 +25,21 @@ import { peerTransformer } from '../src/peer-wire.ts';
 import { createTrpcTransport } from '../src/trpc-transport.ts';
 import { benchReplicatedMutations } from './replicated-mutations.ts';
 
-const { values } = parseArgs({
-  options: {
-    seconds: { type: 'string', default: '2' },
-    /** Internal: run as the receiving node, in its own process, on these two ports. */
-    serve: { type: 'string' },
+const { seconds, serveAt } = await benchCommandLine(
+  {
+    program: 'trpc-transport bench',
+    options: {
+      seconds: { type: 'string', default: '2' },
+      /** Internal: run as the receiving node, in its own process, on these two ports. */
+      serve: { type: 'string' },
+    },
+    internal: ['serve'],
   },
-});
-const seconds = Number(values.seconds);
-if (!(seconds > 0 && seconds <= 600)) {
-  console.error('--seconds must be a number in (0, 600]');
-  process.exit(2);
-}
+  ({ values }) => ({
+    seconds: numberOption('--seconds', values.seconds, { above: 0, atMost: 600 }),
+    serveAt: values.serve,
+  }),
+);
 
 const SECRET = 'the benchmark cluster secret';
 
@@ -330,5 +333,5 @@ async function main(): Promise<void> {
   await benchReplicatedMutations({ seconds });
 }
 
-if (values.serve === undefined) await main();
-else await serve(values.serve);
+if (serveAt === undefined) await main();
+else await serve(serveAt);

@@ -13,10 +13,10 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { parseArgs } from 'node:util';
 import { createTRPCClient, httpLink } from '@trpc/client';
 import { initTRPC } from '@trpc/server';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import { benchCommandLine, numberOption } from '@tsraft/bench-cli';
 import { type NodeId, RaftNode } from '@tsraft/core';
 import {
   type KvCommand,
@@ -203,11 +203,12 @@ export async function benchReplicatedMutations(options: { seconds: number }): Pr
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ options: { seconds: { type: 'string', default: '2' } } });
-  const seconds = Number(values.seconds);
-  if (!(seconds > 0 && seconds <= 600)) {
-    console.error('--seconds must be a number in (0, 600]');
-    process.exit(2);
-  }
+  const seconds = await benchCommandLine(
+    {
+      program: 'trpc-transport bench:plugin',
+      options: { seconds: { type: 'string', default: '2' } },
+    },
+    ({ values }) => numberOption('--seconds', values.seconds, { above: 0, atMost: 600 }),
+  );
   await benchReplicatedMutations({ seconds });
 }

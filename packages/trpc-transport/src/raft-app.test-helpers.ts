@@ -103,6 +103,8 @@ export interface AppClusterOptions<TRouter extends AnyTRPCRouter> {
   readonly tuning?: Partial<EngineTuning>;
   readonly machine?: KvStateMachineOptions;
   readonly readTimeoutMs?: number;
+  /** `RaftNodeOptions.leaderWaitMs` of every node. */
+  readonly leaderWaitMs?: number;
   /** Wraps every node's transport, to inject network faults. */
   readonly faults?: FaultInjector;
   /** The `responseMeta` of each node's HTTP adapter (e.g. the plugin's leader header). */
@@ -203,6 +205,7 @@ export class AppCluster<TRouter extends AnyTRPCRouter> {
         : { forwardProposals: options.forwardProposals }),
       ...(options.tuning === undefined ? {} : { tuning: options.tuning }),
       ...(options.readTimeoutMs === undefined ? {} : { readTimeoutMs: options.readTimeoutMs }),
+      ...(options.leaderWaitMs === undefined ? {} : { leaderWaitMs: options.leaderWaitMs }),
     });
     this.running.set(id, { node, machine, server });
   }

@@ -24,7 +24,8 @@ export interface RaftFailoverLinkOptions<TRouter extends AnyTRPCRouter> {
  *   `data.raft.leaderHint`), which saves the follower's forwarding hop on every later call: a
  *   client that starts at a follower moves after its first answer;
  * - to the next node, when no answer came (the node is down or unreachable), when the node is
- *   closed or restarting (`data.raft.tryAnotherNode`), or when it knows no leader (it may be cut off from the majority).
+ *   closed or restarting (`data.raft.tryAnotherNode`), or when it knows no leader (it may be cut off from the majority;
+ *   a node answers so only once its `leaderWaitMs` passed without a leader: 0 makes it answer at once).
  *
  * It never retries by itself: put {@link raftSessionLink} before it, and each retry goes to the
  * node chosen after the last failure.

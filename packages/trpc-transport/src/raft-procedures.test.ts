@@ -313,11 +313,12 @@ describe('the tRPC plugin on a 3-node cluster over real HTTP', () => {
     expect(raftErrorOf(invalid)).toBeUndefined();
   });
 
-  it('answers SERVICE_UNAVAILABLE without a leader hint when no leader can be elected', async () => {
+  it('answers SERVICE_UNAVAILABLE without a leader hint when no leader can be elected (after leaderWaitMs, within the deadlines)', async () => {
     await using cluster = await AppCluster.start({
       app: kvApp,
       running: ['n1'],
       readTimeoutMs: 200,
+      leaderWaitMs: 100,
     });
     const client = cluster.client('n1');
     const noLeader = await failure(() =>

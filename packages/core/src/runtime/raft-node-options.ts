@@ -100,6 +100,19 @@ export interface RaftNodeOptions<Command, Result> {
    */
   readonly forwardTimeoutMs?: number;
   /**
+   * How long a linearizable (or lease) read, or a proposal, waits for this node to learn of a
+   * leader when it knows none (right after it started, during an election; for a read whose
+   * leader was lost while it waited for its read index: another leader) before it fails with
+   * the retryable `ReadUnavailableError` or `NotLeaderError` (no leader hint). A read waits
+   * within its `readTimeoutMs`, and any call within its signal; a read's wait is checked at
+   * every tick, so it may end up to one `tickMs` late. Default: three times the engine's base election
+   * timeout, `3 * tuning.electionTicks * tickMs` (3,000 ms with the defaults): the longest
+   * randomized election timeout (twice the base) and one more for the vote and the new leader's
+   * first message. 0: fail at once (for clients that move to another node by themselves; see
+   * the core README, "Linearizable reads").
+   */
+  readonly leaderWaitMs?: number;
+  /**
    * Time and scheduling: ticks, deadlines, the wall-clock timestamps of commands, and the turn of
    * the event loop a Ready waits for. Default: the process's clock ({@link realClock}). The
    * simulator gives nodes a virtual one.

@@ -38,6 +38,7 @@ import {
 } from './command-codec.ts';
 import { identifiedTransport } from './identified-transport.ts';
 import { IdentityGate } from './identity-gate.ts';
+import { LeaderWait } from './leader-wait.ts';
 import { LeadershipTransfers, type TransferLeadershipOptions } from './leadership-transfers.ts';
 import {
   type AddLearnerOptions,
@@ -181,6 +182,7 @@ export class RaftNode<Command, Result> {
   readonly #proposals = new ProposalTracker<Result>();
   readonly #appliedWaiters: AppliedIndexWaiters;
   readonly #reads: ReadBatches;
+  readonly #leaderWait: LeaderWait;
   /** Answers to peers' `raft` requests, carried in their responses. */
   readonly #replies = new ReplySlots();
   readonly #forwarding: ProposalForwarding<Command, Result>;
@@ -203,6 +205,10 @@ export class RaftNode<Command, Result> {
   #closing: Promise<void> | undefined;
   #role: Role = 'follower';
   #leaderId: NodeId | null = null;
+  /** The term of the soft state: with `#leaderId`, the leader this node knows. */
+  #term: number;
+  /** How many times the (term, leader) of the soft state changed: read batches watch it. */
+  #leaderChanges = 0;
   #commitIndex = 0;
   #lastTimestamp = 0;
   #snapshotIndex: number;
@@ -253,12 +259,21 @@ export class RaftNode<Command, Result> {
       unauthorized: (peer, error) => this.#emit('peer-unauthorized', { peer, error }),
     });
     this.#appliedWaiters = new AppliedIndexWaiters(init.applied);
+    this.#tickMs = options.tickMs ?? DEFAULT_TICK_MS;
+    const tuning = { ...DEFAULT_ENGINE_TUNING, ...options.tuning };
+    this.#ticksFollowRealTime = tuning.leaseReads;
+    const leaderWaitMs = options.leaderWaitMs ?? 3 * tuning.electionTicks * this.#tickMs;
+    const leaderKnown = (): boolean => this.#leaderId !== null;
+    this.#leaderWait = new LeaderWait({ leaderKnown, leaderWaitMs, lifetime, clock });
     this.#reads = new ReadBatches({
       engine: this.#engine,
       appliedWaiters: this.#appliedWaiters,
       lifetime,
       clock,
       readTimeoutMs: options.readTimeoutMs ?? 5000,
+      leaderKnown,
+      leaderChanges: () => this.#leaderChanges,
+      leaderWaitMs,
       idPrefix: globalThis.crypto.randomUUID(),
       kick: () => this.#kick(),
     });
@@ -325,9 +340,6 @@ export class RaftNode<Command, Result> {
           ),
         ),
     });
-    this.#tickMs = options.tickMs ?? DEFAULT_TICK_MS;
-    const tuning = { ...DEFAULT_ENGINE_TUNING, ...options.tuning };
-    this.#ticksFollowRealTime = tuning.leaseReads;
     this.#transfers = new LeadershipTransfers({
       engine: this.#engine,
       id: this.id,
@@ -342,6 +354,7 @@ export class RaftNode<Command, Result> {
     this.#snapshotIndex = init.snapshotIndex;
     this.#bytesSinceSnapshot = init.bytesSinceSnapshot;
     const status = init.engine.status();
+    this.#term = status.term;
     this.#commitIndex = status.commitIndex;
   }
 
@@ -362,6 +375,10 @@ export class RaftNode<Command, Result> {
     }
     const tickMs = options.tickMs ?? DEFAULT_TICK_MS;
     if (!(tickMs > 0)) throw new TypeError('tickMs must be positive');
+    const { leaderWaitMs } = options;
+    if (leaderWaitMs !== undefined && !(leaderWaitMs >= 0 && Number.isFinite(leaderWaitMs))) {
+      throw new TypeError(`leaderWaitMs must be a finite number >= 0, got ${leaderWaitMs}`);
+    }
     const logger = bindLogger(options.logger ?? noopLogger, { node: options.id });
     const signal = options.signal;
     signal?.throwIfAborted();
@@ -457,9 +474,11 @@ export class RaftNode<Command, Result> {
 
   /**
    * Replicates `command` and resolves with the state machine's result once it is applied on
-   * this node (the leader's, for a forwarded proposal). Rejects with:
+   * this node (the leader's, for a forwarded proposal). A node that knows no leader (right after
+   * it started, during an election) first waits up to `leaderWaitMs` for one. Rejects with:
    * - {@link CommandError}: the handler refused the command (same outcome on every node);
-   * - {@link NotLeaderError}: not the leader, and forwarding is off or no leader is known;
+   * - {@link NotLeaderError}: not the leader, and forwarding is off (with the leader's id) or no
+   *   leader became known within `leaderWaitMs` (without);
    * - {@link BackpressureError}: the leader holds too many uncommitted entries;
    * - {@link ProposalDroppedError}: a new leader overwrote the entry (retry with the session);
    * - a retryable {@link RaftError}: the forwarded request failed, outcome unknown;
@@ -496,8 +515,18 @@ export class RaftNode<Command, Result> {
     this.#throwIfStopped();
     const { session, signal } = options;
     signal?.throwIfAborted();
-    const bytes = this.#codec.encode(this.#envelope(command, session));
-    const local = this.#proposeLocally(bytes, signal);
+    let bytes = this.#codec.encode(this.#envelope(command, session));
+    let local = this.#proposeLocally(bytes, signal);
+    if (
+      local.kind === 'not-leader' &&
+      local.leaderHint === null &&
+      (await this.#leaderKnown(signal))
+    ) {
+      // A leader appeared (perhaps this node): propose, or forward, as if it had been known,
+      // stamped anew so that the time of commands this node proposes never goes back.
+      bytes = this.#codec.encode(this.#envelope(command, session));
+      local = this.#proposeLocally(bytes, signal);
+    }
     let outcome: ProposalOutcome<Result>;
     if (local.kind === 'proposed') {
       outcome = { index: local.index, term: local.term, result: await local.result };
@@ -516,11 +545,28 @@ export class RaftNode<Command, Result> {
   }
 
   /**
+   * Whether a leader is known, after waiting up to `leaderWaitMs` for one if none is (see
+   * {@link LeaderWait}). Rejects with the reason of `signal`, or `NodeClosedError`.
+   */
+  async #leaderKnown(signal: AbortSignal | undefined): Promise<boolean> {
+    try {
+      return await this.#leaderWait.known(signal);
+    } catch (error) {
+      signal?.throwIfAborted();
+      this.#throwIfStopped();
+      throw error;
+    }
+  }
+
+  /**
    * Runs `fn` against this node's state machine. `linearizable` (the default) first confirms a
    * read index with the leader (thesis 6.4) and waits until this node applied up to it, so `fn`
    * sees every write that completed before the call; failure to confirm rejects with the
    * retryable {@link ReadUnavailableError}, at once on a node told it lost its durable state
-   * (`status().identity.lostState`). `local` runs `fn` at once.
+   * (`status().identity.lostState`). A node that knows no leader (right after it started,
+   * during an election) first waits up to `leaderWaitMs` for one, within `readTimeoutMs`: the
+   * read index still comes from a leader of the node's current term, confirmed by a heartbeat
+   * round. `local` runs `fn` at once.
    */
   async read<T>(fn: () => T | Promise<T>, options: ReadOptions = {}): Promise<T> {
     const started = this.#clock.now();
@@ -753,7 +799,7 @@ export class RaftNode<Command, Result> {
       this.#driving = undefined;
       // Inputs that arrived after the loop's last look (a read batch, or work that advance()
       // created after an empty Ready) must not wait for the next tick.
-      if (this.#reads.hasOpen || this.#engine.hasReady()) this.#kick();
+      if (this.#reads.hasDue || this.#engine.hasReady()) this.#kick();
     });
   }
 
@@ -862,14 +908,17 @@ export class RaftNode<Command, Result> {
   #softStateChanged(soft: SoftState): void {
     const previousRole = this.#role;
     const previousLeader = this.#leaderId;
+    if (soft.leaderId !== previousLeader || soft.term !== this.#term) this.#leaderChanges++;
     this.#role = soft.role;
     this.#leaderId = soft.leaderId;
+    this.#term = soft.term;
     if (soft.role !== previousRole) {
       this.#emit('role-change', { role: soft.role, previous: previousRole, term: soft.term });
     }
     if (soft.leaderId !== previousLeader) {
       this.#logger.info({ leader: soft.leaderId, term: soft.term }, 'leader changed');
       this.#emit('leader-change', { leaderId: soft.leaderId, term: soft.term });
+      this.#leaderWait.observe();
     }
   }
 

@@ -2,6 +2,8 @@ import type { ReadResult } from '../engine/ready.ts';
 import { ReadUnavailableError } from '../errors.ts';
 
 interface PendingReadRequest {
+  /** The id the engine knows the read by; a read asked anew gets a new one. */
+  id: string;
   readonly resolve: (index: number) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -13,15 +15,8 @@ export class ReadRequests {
   /** Waits for the read index of read `id`; `signal` abandons the wait. */
   add(id: string, signal: AbortSignal): Promise<number> {
     return new Promise<number>((resolve, reject) => {
-      const onAbort = (): void => {
-        this.#pending.delete(id);
-        reject(signal.reason);
-      };
-      const done = (): void => {
-        this.#pending.delete(id);
-        signal.removeEventListener('abort', onAbort);
-      };
-      this.#pending.set(id, {
+      const pending: PendingReadRequest = {
+        id,
         resolve: (index) => {
           done();
           resolve(index);
@@ -30,9 +25,27 @@ export class ReadRequests {
           done();
           reject(error);
         },
-      });
+      };
+      const onAbort = (): void => {
+        this.#pending.delete(pending.id);
+        reject(signal.reason);
+      };
+      const done = (): void => {
+        this.#pending.delete(pending.id);
+        signal.removeEventListener('abort', onAbort);
+      };
+      this.#pending.set(id, pending);
       signal.addEventListener('abort', onAbort, { once: true });
     });
+  }
+
+  /** The read waiting under `id` waits under `next` from now on (it is asked anew). */
+  rename(id: string, next: string): void {
+    const pending = this.#pending.get(id);
+    if (pending === undefined) return;
+    this.#pending.delete(id);
+    pending.id = next;
+    this.#pending.set(next, pending);
   }
 
   /** Answers a read with the engine's result; unknown ids (abandoned reads) are ignored. */

@@ -1,7 +1,10 @@
 /**
  * The bytes of `chunks` from `offset` on, in pieces of exactly `pieceBytes` (the last one may be
  * shorter). The bytes before `offset` are read and dropped, so that a source which checks its
- * whole (a snapshot store's `read`) still does. Holds about one piece and one source chunk.
+ * whole (a snapshot store's `read`) still does. A piece that lies whole inside one source chunk
+ * is a view of that chunk, not a copy (a snapshot store's chunks are the reader's to keep, see
+ * `SnapshotStore.read`); the others are assembled in a new buffer. Holds about one piece and
+ * one source chunk.
  */
 export async function* piecesFrom(
   chunks: AsyncIterable<Uint8Array>,
@@ -18,6 +21,11 @@ export async function* piecesFrom(
       skip -= from;
     }
     while (from < chunk.byteLength) {
+      if (filled === 0 && chunk.byteLength - from >= pieceBytes) {
+        yield chunk.subarray(from, from + pieceBytes);
+        from += pieceBytes;
+        continue;
+      }
       const take = Math.min(pieceBytes - filled, chunk.byteLength - from);
       piece.set(chunk.subarray(from, from + take), filled);
       filled += take;
