@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgNodeProcess } from './fixtures/pg-node-process.ts';
 
 // A large snapshot between two node processes, each on its own real Postgres, over the tRPC
-// peer transport with its default limits (request bodies up to 64 MiB; pieces of 1 MiB).
+// peer transport with its default limits (request bodies up to 64 MiB; pieces of 4 MiB).
 
 const MiB = 1024 * 1024;
 let servers: PostgresServer[] = [];

@@ -242,6 +242,46 @@ describe('PostgresSnapshotStore on PGlite', () => {
     await dropSchema(schema);
   });
 
+  it('stores a received piece larger than chunkBytes as rows of chunkBytes, also after a restart', async () => {
+    const schema = freshSchema();
+    const open = () => PostgresSnapshotStore.open({ db, schema, chunkBytes: 40 });
+    const data = new Uint8Array(300).map((_, i) => (i * 7) % 251);
+    const announced = {
+      index: 5,
+      term: 2,
+      config: { voters: ['a'] },
+      size: data.byteLength,
+      sha256: createHash('sha256').update(data).digest('hex'),
+    };
+    const first = await open();
+    await first.beginPartial(announced);
+    // The instance that wrote the piece before appends in one statement...
+    await first.appendPartial(0, data.subarray(0, 100));
+    await first.appendPartial(100, data.subarray(100, 130));
+    // ...and one that did not (this node restarted) reads what is held first.
+    const second = await open();
+    await second.appendPartial(130, data.subarray(130, 300));
+    const { rows } = await sql<{ seq: string; size: number }>`
+      select seq, octet_length(data) as size from ${sql.id(schema, 'snapshot_chunk')} order by seq
+    `.execute(db);
+    expect(rows.map((row) => [Number(row.seq), row.size])).toEqual([
+      [0, 40],
+      [1, 40],
+      [2, 20],
+      [3, 30],
+      [4, 40],
+      [5, 40],
+      [6, 40],
+      [7, 40],
+      [8, 10],
+    ]);
+    expect(await second.completePartial()).toEqual(announced);
+    const read: Uint8Array[] = [];
+    for await (const chunk of second.read(announced)) read.push(chunk);
+    expect(Buffer.concat(read)).toEqual(Buffer.from(data));
+    await dropSchema(schema);
+  });
+
   it('deletes older snapshots and rows of failed saves once a newer one is complete', async () => {
     const schema = freshSchema();
     const store = await PostgresSnapshotStore.open({ db, schema });

@@ -71,6 +71,8 @@ const DEFAULT_CHUNK_BYTES = 1024 * 1024;
  *   every older snapshot: the new one is durable before the old ones go, and there is never a
  *   moment without a complete snapshot. Incomplete rows are invisible; a failed or aborted save
  *   deletes its row, and one left by a crash is deleted by the next successful save.
+ * - A piece received from a leader (`appendPartial`) is stored in one statement, as rows of at
+ *   most `chunkBytes`, whatever the leader's piece size.
  * - `read` streams the chunks in order, one row per query (as text when it is UTF-8, see
  *   `ChunkReader`), and verifies the size and the SHA-256 as it goes; bytes that do not match
  *   reject with a `StorageError` saying the snapshot is corrupt (after the last chunk, or as
@@ -377,10 +379,13 @@ export class PostgresSnapshotStore implements SnapshotStore {
             throw new RangeError(`${offset + data.byteLength} bytes exceed the snapshot's ${size}`);
           }
           await sql`set local synchronous_commit = off`.execute(trx);
+          const { rows, slices } = this.#rowsOf(data);
           await sql`
-          insert into ${t.snapshotChunk} (snapshot_id, seq, data) values (${row.id}, ${row.chunks}, ${data})
-        `.execute(trx);
-          return row;
+            insert into ${t.snapshotChunk} (snapshot_id, seq, data)
+            select ${row.id}, ${row.chunks} + g, ${slices}
+            from generate_series(0, ${rows - 1}) g
+          `.execute(trx);
+          return { ...row, rows };
         }),
     );
     const hash =
@@ -388,7 +393,7 @@ export class PostgresSnapshotStore implements SnapshotStore {
     hash?.update(data);
     this.#tail = {
       id: appended.id,
-      chunks: appended.chunks + 1,
+      chunks: appended.chunks + appended.rows,
       partial: { ...appended.partial, received: offset + data.byteLength },
       hash,
     };
@@ -414,21 +419,38 @@ export class PostgresSnapshotStore implements SnapshotStore {
       tail.chunks === 0
         ? sql`true`
         : sql`exists (select 1 from ${t.snapshotChunk} c where c.snapshot_id = s.id and c.seq = ${tail.chunks - 1})`;
+    const { rows, slices } = this.#rowsOf(data);
     const result = await runStorageOperation('writing a piece of a received snapshot', signal, () =>
       sql`
         insert into ${t.snapshotChunk} (snapshot_id, seq, data)
-        select s.id, ${tail.chunks}, ${data}
-        from ${t.snapshot} s, (select set_config('synchronous_commit', 'off', true)) as unflushed
+        select s.id, ${tail.chunks} + g, ${slices}
+        from ${t.snapshot} s, generate_series(0, ${rows - 1}) g,
+          (select set_config('synchronous_commit', 'off', true)) as unflushed
         where s.id = ${tail.id} and s.receiving and ${previous}
       `.execute(this.#db),
     );
-    if (Number(result.numAffectedRows ?? 0) !== 1) return undefined;
+    // All the piece's rows or none: they come from one statement.
+    if (Number(result.numAffectedRows ?? 0) !== rows) return undefined;
     tail.hash?.update(data);
     return {
       id: tail.id,
-      chunks: tail.chunks + 1,
+      chunks: tail.chunks + rows,
       partial: { ...partial, received: partial.received + data.byteLength },
       hash: tail.hash,
+    };
+  }
+
+  /**
+   * The chunk rows a received piece becomes: one per `chunkBytes` of it (at least one), so that
+   * reading them back (the install) holds rows of this store's size whatever the leader's piece
+   * size. `slices` is the SQL of row `g`'s bytes, for `generate_series(0, rows - 1) g`.
+   */
+  #rowsOf(data: Uint8Array): { rows: number; slices: RawBuilder<unknown> } {
+    const rowBytes = this.#chunkBytes;
+    if (data.byteLength <= rowBytes) return { rows: 1, slices: sql`${data}` };
+    return {
+      rows: Math.ceil(data.byteLength / rowBytes),
+      slices: sql`substring(${data}::bytea from (g * ${rowBytes} + 1)::int4 for ${rowBytes})`,
     };
   }
 

@@ -298,7 +298,7 @@ export class RaftNode<Command, Result> {
       logWrites: this.#logWrites,
       lifetime,
       clock,
-      snapshotChunkBytes: options.snapshotChunkBytes ?? 1024 * 1024,
+      snapshotChunkBytes: options.snapshotChunkBytes ?? 4 * 1024 * 1024,
       snapshotTimeoutMs: options.snapshotTimeoutMs ?? 30_000,
       snapshotInstallTimeoutMs: options.snapshotInstallTimeoutMs ?? 300_000,
       applied: () => this.#appliedWaiters.applied,
