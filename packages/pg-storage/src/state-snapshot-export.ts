@@ -5,6 +5,7 @@ import type { AnyKysely } from './any-kysely.ts';
 import { toSafeInteger } from './int8.ts';
 import type { RaftTables } from './raft-tables.ts';
 import type { ReplicatedTable } from './replicated-tables.ts';
+import { SnapshotTextChunks } from './state-snapshot-chunks.ts';
 import { headerLine, SESSION_SECTIONS, type StateSnapshotHeader } from './state-snapshot-format.ts';
 import { runStorageOperation } from './storage-failure.ts';
 
@@ -30,10 +31,11 @@ export interface StateSnapshotScope {
  */
 const PAGE_CHARS = 1024 * 1024;
 /**
- * Characters of snapshot text gathered before a chunk is emitted (a page of blocks is one chunk);
- * an export holds a few of them at a time.
+ * Bytes of each chunk an export emits. Rows are encoded straight into the chunk being filled
+ * (one at a time), instead of joining pages into a larger string and encoding that: the only
+ * string of a page is the driver's value, with no flattened copy of the joined text beside it.
  */
-const CHUNK_CHARS = PAGE_CHARS;
+const CHUNK_BYTES = 1024 * 1024;
 /**
  * A row `t` as JSON, which may hold raw newlines: `to_json` (a third cheaper than `to_jsonb`)
  * prints the values of `json` columns as they were stored, where a raw newline can only be
@@ -161,36 +163,32 @@ export async function exportStateSnapshot(
   const read = <T>(body: () => Promise<T>): Promise<T> =>
     runStorageOperation('exporting a snapshot', signal, body);
   async function* chunks(): AsyncGenerator<Uint8Array> {
-    const encoder = new TextEncoder();
+    const out = new SnapshotTextChunks(CHUNK_BYTES);
     const open = new Set(
       sources.flatMap((source) => (source.kind === 'cursor' ? [source.cursor] : [])),
     );
     let done = false;
     try {
-      let text = `${headerLine(header)}\n`;
+      out.line(headerLine(header));
       let rows = 0;
       for (const [i, source] of sources.entries()) {
-        text += `#table ${i}\n`;
+        out.line(`#table ${i}`);
         const pages =
           source.kind === 'cursor'
             ? cursorPages(reader, source.cursor, pageRows, read)
             : blockPages(blockReaders, source.table, source.blocks, read);
         for await (const page of pages) {
           rows += page.rows;
-          if (text.length + page.text.length <= CHUNK_CHARS) {
-            text += page.text;
-          } else {
-            if (text.length > 0) yield encoder.encode(text);
-            text = page.text;
-          }
+          for (const lines of page.lines) out.line(lines);
+          yield* out.take();
         }
         if (source.kind === 'cursor') {
           await read(() => sql`close ${sql.id(source.cursor)}`.execute(reader));
           open.delete(source.cursor);
         }
       }
-      text += `#end ${JSON.stringify({ rows })}\n`;
-      yield encoder.encode(text);
+      out.line(`#end ${JSON.stringify({ rows })}`);
+      yield* out.end();
       if (!single) {
         for (const helper of helpers) await helper.commit().execute();
         await trx.commit().execute();
@@ -223,9 +221,9 @@ type ExportSource =
   | { readonly kind: 'blocks'; readonly table: RawBuilder<unknown>; readonly blocks: number }
   | { readonly kind: 'cursor'; readonly table: RawBuilder<unknown>; readonly cursor: string };
 
-/** Rows of an export as snapshot lines, each with its newline. */
+/** Rows of an export: texts of one or more snapshot lines each, without the last newline. */
 interface ExportPage {
-  readonly text: string;
+  readonly lines: readonly string[];
   readonly rows: number;
 }
 
@@ -274,9 +272,7 @@ async function* cursorPages(
       `.execute(reader),
     );
     if (page.rows.length === 0) return;
-    let text = '';
-    for (const row of page.rows) text += `${row.line}\n`;
-    yield { text, rows: page.rows.length };
+    yield { lines: page.rows.map((row) => row.line), rows: page.rows.length };
   }
 }
 
@@ -349,7 +345,7 @@ async function* blockPages(
             Math.min(MAX_PAGE_BLOCKS, Math.floor((PAGE_CHARS * currentSpan) / text.length)),
           );
     requestAhead();
-    if (rows > 0) yield { text: `${text}\n`, rows };
+    if (rows > 0) yield { lines: [text], rows };
   }
 }
 
