@@ -40,7 +40,8 @@ export interface SnapshotSenderOptions {
  * restart resumes from the last acknowledged piece. One request is in flight at a time while
  * the next piece is read from the store. The last piece leaves only after the store checked the
  * whole snapshot against its checksum, so a damaged snapshot never reaches a follower whole.
- * Memory: about three pieces.
+ * Memory: about three pieces (the two buffers `piecesFrom` assembles pieces in take turns: the
+ * one a request carries is filled again only after that request settled).
  */
 export class SnapshotSender {
   readonly #o: SnapshotSenderOptions;
