@@ -130,7 +130,7 @@ export async function restoreStateIn(
  * stored a snapshot's pieces, has them raised already). Another malloc, or thresholds the
  * operator set, ignore it.
  */
-async function raiseMallocThresholds(trx: AnyKysely): Promise<void> {
+export async function raiseMallocThresholds(trx: AnyKysely): Promise<void> {
   await sql`select length(repeat('x', ${MALLOC_RAISE_BYTES}))`.execute(trx);
 }
 
@@ -206,7 +206,7 @@ async function restoreStaged(
 }
 
 /** The tables a snapshot's sections go into, in the sections' order. */
-function sectionTables(scope: RestoreScope): RawBuilder<unknown>[] {
+export function sectionTables(scope: RestoreScope): RawBuilder<unknown>[] {
   return [
     scope.tables.clientSession,
     scope.tables.clientResult,
@@ -214,7 +214,7 @@ function sectionTables(scope: RestoreScope): RawBuilder<unknown>[] {
   ];
 }
 
-function checkHeader(
+export function checkHeader(
   header: StateSnapshotHeader,
   scope: RestoreScope,
   position: LogPosition,
@@ -261,7 +261,7 @@ async function insertRows(
   }
 }
 
-async function setApplied(
+export async function setApplied(
   trx: AnyKysely,
   scope: RestoreScope,
   position: LogPosition,
