@@ -74,7 +74,11 @@ export async function restoreStoredSnapshot(
   try {
     await runStorageOperation('restoring a snapshot', signal, () =>
       scope.db.transaction().execute(async (trx) => {
-        const header = checkHeader(parseHeader(await headerLine(trx, source, id)), scope, position);
+        const header = checkHeader(
+          parseHeader(await headerLine(trx, source, id, name)),
+          scope,
+          position,
+        );
         const targets = sectionTables(scope);
         await sql`truncate ${sql.join(targets)}`.execute(trx);
         if (trx.getExecutor().adapter.supportsMultipleConnections !== false) {
@@ -101,11 +105,17 @@ export async function restoreStoredSnapshot(
   return true;
 }
 
-/** The snapshot's first line, read from its first chunk rows (checked again by the function). */
+/**
+ * The first line of snapshot `id` (named `name`), read from its first chunk rows (the function
+ * checks their digests after); `undefined` when there is none.
+ *
+ * @throws StorageError when the snapshot was deleted meanwhile (a newer one replaced it).
+ */
 async function headerLine(
   trx: AnyKysely,
   source: StoredSnapshotSource,
   id: number,
+  name: string,
 ): Promise<string | undefined> {
   const parts: Uint8Array[] = [];
   for (let seq = 0; ; seq++) {
@@ -113,7 +123,17 @@ async function headerLine(
       select data from ${source.tables.snapshotChunk} where snapshot_id = ${id} and seq = ${seq}
     `.execute(trx);
     const row = rows[0];
-    if (row === undefined) return undefined;
+    if (row === undefined) {
+      const { rows: still } = await sql`
+        select 1 from ${source.tables.snapshot} where id = ${id}
+      `.execute(trx);
+      if (still.length === 0) {
+        throw new StorageError(
+          `${name} was deleted while it was read (a newer snapshot replaced it)`,
+        );
+      }
+      return undefined;
+    }
     const data = fromBytea(row.data, 'snapshot_chunk.data');
     const end = data.indexOf(NEWLINE);
     parts.push(end === -1 ? data : data.subarray(0, end));
