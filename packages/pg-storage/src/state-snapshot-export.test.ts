@@ -18,6 +18,7 @@ import {
 } from './embedded-postgres.test-helpers.ts';
 import { guardPoolErrors } from './pool-errors.ts';
 import { createPostgresStateMachine } from './postgres-state-machine.ts';
+import { CorruptSnapshotError } from './state-snapshot-format.ts';
 
 // Exports of awkward replicated tables on both providers: a Postgres server (tables read by
 // heap block ranges) and PGlite (read through cursors).
@@ -136,5 +137,77 @@ describe.each(providers)('a snapshot export on %s', (_, dbOf, reads) => {
       expect(error).toBeInstanceOf(StorageError);
       expect((error as Error).message).toContain(`public.${table}`);
     }
+  });
+
+  it('refuses to export a json value holding \\u0000, which no restore could decode, naming the table', async () => {
+    const db = dbOf();
+    const table = `nul_${++schemas}`;
+    await sql`create table ${sql.table(table)} (k text primary key, j json, ja json[])`.execute(db);
+    // An escaped backslash before u0000 is text, not the escape: it restores.
+    await sql`
+      insert into ${sql.table(table)} values ('a', '{"x": "\\\\u0000"}', null), ('b', '"\\\\u0000"', null)
+    `.execute(db);
+    const machine = await createPostgresStateMachine({
+      db,
+      schema: `export_nul_${schemas}`,
+      commands: {},
+      tables: [table],
+      existingRows: 'accept',
+    });
+    const before = await rowsOf(db, table);
+    const exported = await machine.exportSnapshot();
+    const parts = await collectChunks(exported.chunks);
+    await sql`delete from ${sql.table(table)}`.execute(db);
+    await machine.restoreSnapshot(exported.position, streamOf(parts));
+    expect(await rowsOf(db, table)).toBe(before);
+    // The escape at the top level, nested in an object, and in an array of json values.
+    for (const [j, ja] of [
+      ['"x\\u0000"', null],
+      ['{"a": [1, {"b": "\\\\\\u0000"}]}', null],
+      [null, '{"{\\"c\\": \\"\\\\u0000\\"}"}'],
+    ]) {
+      await sql`update ${sql.table(table)} set j = ${j}::json, ja = ${ja}::json[] where k = 'b'`.execute(
+        db,
+      );
+      const error = await collectChunks((await machine.exportSnapshot()).chunks).catch(
+        (caught: unknown) => caught,
+      );
+      expect(error, `${j} ${ja}`).toBeInstanceOf(StorageError);
+      expect((error as Error).message).toContain(
+        `a json value of public.${table} holds the escape \\u0000`,
+      );
+    }
+  });
+
+  it('rejects a snapshot with a json \\u0000 saying what it is, and changes nothing', async () => {
+    const db = dbOf();
+    const table = `nul_restore_${++schemas}`;
+    await sql`create table ${sql.table(table)} (k text primary key, j json)`.execute(db);
+    await sql`insert into ${sql.table(table)} values ('a', '"ok"'), ('b', '{"y": "x"}')`.execute(
+      db,
+    );
+    const machine = await createPostgresStateMachine({
+      db,
+      schema: `restore_nul_${schemas}`,
+      commands: {},
+      tables: [table],
+      existingRows: 'accept',
+    });
+    const before = await rowsOf(db, table);
+    const exported = await machine.exportSnapshot();
+    const text = new TextDecoder().decode(Buffer.concat(await collectChunks(exported.chunks)));
+    // As an export made before they were refused.
+    const old = text.replace('{"y": "x"}', '{"y": "\\u0000"}');
+    expect(old).not.toBe(text);
+    const error = await machine
+      .restoreSnapshot(exported.position, streamOf([new TextEncoder().encode(old)]))
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(CorruptSnapshotError);
+    expect((error as Error).message).toMatch(
+      new RegExp(
+        `^the rows of public.${table} cannot be restored: .*\\\\u0000 \\(the NUL character\\)`,
+      ),
+    );
+    expect(await rowsOf(db, table)).toBe(before);
   });
 });

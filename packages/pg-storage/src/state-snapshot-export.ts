@@ -306,6 +306,7 @@ async function* cursorPages(
     if (page.rows.length === 0) return;
     const lines = page.rows.map((row) => {
       if (typeof row.line !== 'string') throw rowsNotLines(source.name);
+      assertRestorable(row.line, source.name);
       return row.line;
     });
     yield { lines, rows: lines.length };
@@ -380,6 +381,7 @@ async function* blockPages(
       if (!linePerRow(page)) throw rowsNotLines(source.name);
     }
     const text = page.text ?? '';
+    assertRestorable(text, source.name);
     const rows = page.rows;
     const currentSpan = current.to - current.from;
     span =
@@ -410,6 +412,25 @@ function rowsNotLines(table: string): StorageError {
   return new StorageError(
     `the snapshot export read rows of ${table} that are not one line of JSON each; the export is refused (a bug: please report it with the table's definition)`,
   );
+}
+
+/** The JSON escape `\u0000` (its backslash not escaped by one before it). */
+const NUL_ESCAPE = /(?<!\\)(?:\\\\)*\\u0000/;
+
+/**
+ * Checks that the exported rows `text` of `table` can be restored: a `json` value (the type keeps
+ * its text as written) may hold the escape `\u0000`, which `json_populate_recordset` refuses to
+ * decode ("unsupported Unicode escape sequence"), so such a snapshot could never be installed.
+ * Refusing it here fails the snapshot, and the leader keeps its log.
+ *
+ * @throws StorageError naming the table and what to do.
+ */
+function assertRestorable(text: string, table: string): void {
+  if (text.includes('\\u0000') && NUL_ESCAPE.test(text)) {
+    throw new StorageError(
+      `the snapshot export is refused: a json value of ${table} holds the escape \\u0000 (the NUL character), which Postgres cannot restore from a snapshot ("unsupported Unicode escape sequence"). Take it out of the table's json values (jsonb refuses it on input), then snapshot again; until then the log is kept`,
+    );
+  }
 }
 
 /** The number of newlines in `text`. */
