@@ -134,7 +134,7 @@ export async function restoreStateIn(
  * stored a snapshot's pieces, has them raised already). Another malloc, or thresholds the
  * operator set, ignore it.
  */
-async function raiseMallocThresholds(trx: AnyKysely): Promise<void> {
+export async function raiseMallocThresholds(trx: AnyKysely): Promise<void> {
   await sql`select length(repeat('x', ${MALLOC_RAISE_BYTES}))`.execute(trx);
 }
 
@@ -214,7 +214,7 @@ async function restoreStaged(
 }
 
 /** The tables a snapshot's sections go into, in the sections' order. */
-function sectionTables(scope: RestoreScope): RawBuilder<unknown>[] {
+export function sectionTables(scope: RestoreScope): RawBuilder<unknown>[] {
   return [
     scope.tables.clientSession,
     scope.tables.clientResult,
@@ -222,7 +222,7 @@ function sectionTables(scope: RestoreScope): RawBuilder<unknown>[] {
   ];
 }
 
-function checkHeader(
+export function checkHeader(
   header: StateSnapshotHeader,
   scope: RestoreScope,
   position: LogPosition,
@@ -275,7 +275,7 @@ async function insertRows(
   }
 }
 
-async function setApplied(
+export async function setApplied(
   trx: AnyKysely,
   scope: RestoreScope,
   position: LogPosition,

@@ -481,7 +481,9 @@ export class RaftNode<Command, Result> {
    *   leader became known within `leaderWaitMs` (without);
    * - {@link BackpressureError}: the leader holds too many uncommitted entries;
    * - {@link ProposalDroppedError}: a new leader overwrote the entry (retry with the session);
-   * - a retryable {@link RaftError}: the forwarded request failed, outcome unknown;
+   * - a retryable {@link RaftError}: the forwarded request failed, or the leader appended the
+   *   command and stopped before it was known to commit: the outcome is unknown (retry with the
+   *   same client session; a `NotLeaderError` means nothing was appended);
    * - {@link NodeClosedError}; or the signal's reason once `signal` aborts.
    */
   async propose(command: Command, options: ProposeOptions = {}): Promise<Result> {
