@@ -175,11 +175,13 @@ describe('a node that knows no leader waits for one (RaftNodeOptions.leaderWaitM
     expect(((await closedProposal) as { error: unknown }).error).toBeInstanceOf(NodeClosedError);
   });
 
-  it('refuses a leaderWaitMs that is negative or not a number', async () => {
-    for (const leaderWaitMs of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
+  it('refuses a leaderWaitMs that is negative, not a number, or longer than a timer can wait (Node would end the wait after 1 ms)', async () => {
+    for (const leaderWaitMs of [-1, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 31]) {
       await expect(startAlone({ leaderWaitMs })).rejects.toThrow(
-        /leaderWaitMs must be a finite number >= 0/,
+        /leaderWaitMs must be a finite number >= 0 and at most 2147483647 ms \(what a timer can wait\)/,
       );
     }
+    await using longest = await startAlone({ leaderWaitMs: 2 ** 31 - 1 });
+    expect(longest.status().closed).toBe(false);
   });
 });

@@ -124,3 +124,36 @@ export interface RaftNodeOptions<Command, Result> {
   /** Aborts start-up (loading the stores). It does not stop a node once started. */
   readonly signal?: AbortSignal;
 }
+
+/** The longest a timer can wait (2^31 - 1 ms, about 24.8 days); Node fires a longer one after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Refuses, with a `TypeError` naming the option, the values of {@link RaftNodeOptions} a node
+ * cannot run with: a `tickMs` that is not positive; a `leaderWaitMs` that is negative, not finite
+ * or longer than a timer can wait (Node would end the wait after 1 ms); a `snapshotChunkBytes`
+ * that is not a positive safe integer (0 would send empty pieces forever, a fraction pieces that
+ * overlap and never complete the snapshot).
+ */
+export function checkNodeOptions(
+  options: Pick<
+    RaftNodeOptions<unknown, unknown>,
+    'tickMs' | 'leaderWaitMs' | 'snapshotChunkBytes'
+  >,
+): void {
+  const { tickMs, leaderWaitMs, snapshotChunkBytes } = options;
+  if (tickMs !== undefined && !(tickMs > 0)) throw new TypeError('tickMs must be positive');
+  if (leaderWaitMs !== undefined && !(leaderWaitMs >= 0 && leaderWaitMs <= MAX_TIMER_MS)) {
+    throw new TypeError(
+      `leaderWaitMs must be a finite number >= 0 and at most ${MAX_TIMER_MS} ms (what a timer can wait), got ${leaderWaitMs}`,
+    );
+  }
+  if (
+    snapshotChunkBytes !== undefined &&
+    !(Number.isSafeInteger(snapshotChunkBytes) && snapshotChunkBytes > 0)
+  ) {
+    throw new TypeError(
+      `snapshotChunkBytes must be a positive whole number of bytes, got ${snapshotChunkBytes}`,
+    );
+  }
+}

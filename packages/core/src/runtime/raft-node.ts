@@ -54,7 +54,7 @@ import {
 } from './proposal-forwarding.ts';
 import { ProposalTracker } from './proposal-tracker.ts';
 import type { RaftNodeEventName, RaftNodeEvents } from './raft-node-events.ts';
-import type { RaftNodeOptions } from './raft-node-options.ts';
+import { checkNodeOptions, type RaftNodeOptions } from './raft-node-options.ts';
 import { memberProgress, type RaftNodeStatus } from './raft-node-status.ts';
 import { ReadBatches } from './read-batches.ts';
 import { recoverNodeState, storage } from './recover-node-state.ts';
@@ -373,12 +373,7 @@ export class RaftNode<Command, Result> {
         'snapshotStore is required: any node may have to receive a snapshot from its leader, and it must be durable before the log records it (use MemorySnapshotStore from @tsraft/core/testing in tests, PostgresSnapshotStore with pg-storage)',
       );
     }
-    const tickMs = options.tickMs ?? DEFAULT_TICK_MS;
-    if (!(tickMs > 0)) throw new TypeError('tickMs must be positive');
-    const { leaderWaitMs } = options;
-    if (leaderWaitMs !== undefined && !(leaderWaitMs >= 0 && Number.isFinite(leaderWaitMs))) {
-      throw new TypeError(`leaderWaitMs must be a finite number >= 0, got ${leaderWaitMs}`);
-    }
+    checkNodeOptions(options);
     const logger = bindLogger(options.logger ?? noopLogger, { node: options.id });
     const signal = options.signal;
     signal?.throwIfAborted();
@@ -452,7 +447,7 @@ export class RaftNode<Command, Result> {
     }
     await options.transport.listen(node.#handlePeerRequest);
     node.#ticksStartedAt = node.#clock.now();
-    node.#cancelTicks = node.#clock.setRepeating(node.#tick, tickMs);
+    node.#cancelTicks = node.#clock.setRepeating(node.#tick, node.#tickMs);
     node.#kick();
     if (options.verifySnapshotOnStart ?? true) void node.#snapshots.verifyLatest();
     logger.info(
