@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { NodeClosedError, NotLeaderError, ReadUnavailableError } from '../errors.ts';
+import type { NodeId } from '../log-entry.ts';
+import type { LogWrite } from '../log-store.ts';
 import { InProcessNetwork } from '../testing/in-process-transport.ts';
 import { type KvCommand, type KvResult, KvStateMachine } from '../testing/kv-state-machine.ts';
 import { MemoryLogStore } from '../testing/memory-log-store.ts';
@@ -32,6 +34,19 @@ function startAlone(options: Partial<RaftNodeOptions<KvCommand, KvResult>>): Pro
     tuning: { electionTicks: 10, heartbeatTicks: 2 },
     ...options,
   });
+}
+
+/** A log store whose `persist` waits, once `gate` is set, until the gate opens. */
+class GatedLogStore extends MemoryLogStore {
+  gate: Promise<void> | undefined;
+  blocked = false;
+  override async persist(write: LogWrite, options?: { signal?: AbortSignal }): Promise<void> {
+    if (this.gate !== undefined) {
+      this.blocked = true;
+      await this.gate;
+    }
+    return super.persist(write, options);
+  }
 }
 
 /** Settles with the promise's outcome: `{ value }` or `{ error }`, never rejecting. */
@@ -125,6 +140,75 @@ describe('a node that knows no leader waits for one (RaftNodeOptions.leaderWaitM
     expect(status.term).toBeGreaterThan(oldTerm);
     expect(status.leaderId).toBe(next.id);
   });
+
+  it.each([
+    [
+      'a new leader is elected (the old one stays cut off)',
+      (network: InProcessNetwork, leader: NodeId, _follower: NodeId) => {
+        network.partition(leader);
+      },
+      async () => {},
+    ],
+    [
+      'the same leader is heard again in the same term (the Ready carries no change of soft state)',
+      (network: InProcessNetwork, leader: NodeId, follower: NodeId) => {
+        network.drop(leader, follower);
+      },
+      async (network: InProcessNetwork, leader: KvNode, follower: KvNode) => {
+        network.restore(leader.id, follower.id);
+        await waitFor(() => follower.status().leaderId === leader.id, {
+          what: 'the engine to hear the leader again',
+        });
+      },
+    ],
+  ])(
+    'a proposal on a follower whose engine lost its leader while its loop is busy persisting (the soft state it last handled still names the leader) waits for a leader instead of failing with NotLeaderError: %s',
+    async (_case, cut, reconnect) => {
+      const network = new InProcessNetwork();
+      const ids = ['n1', 'n2', 'n3'];
+      const stores = new Map(ids.map((id) => [id, new GatedLogStore()]));
+      const nodes = await Promise.all(
+        ids.map((id) =>
+          RaftNode.start<KvCommand, KvResult>({
+            id,
+            config: { voters: ids },
+            logStore: stores.get(id) as GatedLogStore,
+            snapshotStore: new MemorySnapshotStore(),
+            stateMachine: new KvStateMachine(),
+            transport: network.transport(id),
+            tickMs: 5,
+            tuning: { electionTicks: 10, heartbeatTicks: 2 },
+            ...PATIENT,
+          }),
+        ),
+      );
+      try {
+        await waitFor(() => nodes.some((n) => n.status().role === 'leader'), { what: 'a leader' });
+        const leader = nodes.find((n) => n.status().role === 'leader') as KvNode;
+        await leader.propose(put('a', '1'));
+        const follower = nodes.find((n) => n !== leader && n.status().leaderId === leader.id);
+        if (follower === undefined) throw new Error('no follower knows the leader');
+        const store = stores.get(follower.id) as GatedLogStore;
+        let open = (): void => {};
+        store.gate = new Promise<void>((resolve) => {
+          open = resolve;
+        });
+        void leader.propose(put('b', '2')).catch(() => {});
+        await waitFor(() => store.blocked, { what: 'the follower to block in persist' });
+        cut(network, leader.id, follower.id);
+        // The engine forgets the leader at its election timeout; the loop still waits on persist.
+        await waitFor(() => follower.status().leaderId === null, { what: 'the engine to forget' });
+        const proposal = outcome(follower.propose(put('c', '3')));
+        await sleep(30);
+        await reconnect(network, leader, follower);
+        store.gate = undefined;
+        open();
+        expect(await proposal).toEqual({ value: { op: 'put', value: '3' } });
+      } finally {
+        await Promise.all(nodes.map((n) => n.close()));
+      }
+    },
+  );
 
   it('fails the read with the retryable ReadUnavailableError, and a proposal with NotLeaderError without a hint, once leaderWaitMs passes without a leader', async () => {
     const leaderWaitMs = 150;

@@ -264,7 +264,14 @@ export class RaftNode<Command, Result> {
     this.#ticksFollowRealTime = tuning.leaseReads;
     const leaderWaitMs = options.leaderWaitMs ?? 3 * tuning.electionTicks * this.#tickMs;
     const leaderKnown = (): boolean => this.#leaderId !== null;
-    this.#leaderWait = new LeaderWait({ leaderKnown, leaderWaitMs, lifetime, clock });
+    // A proposal's wait asks the engine, which is what refuses the proposal: the soft state of
+    // the last Ready handled lags it while the loop is busy (a persist in flight).
+    this.#leaderWait = new LeaderWait({
+      leaderKnown: () => this.#engine.status().leaderId !== null,
+      leaderWaitMs,
+      lifetime,
+      clock,
+    });
     this.#reads = new ReadBatches({
       engine: this.#engine,
       appliedWaiters: this.#appliedWaiters,
@@ -540,8 +547,8 @@ export class RaftNode<Command, Result> {
   }
 
   /**
-   * Whether a leader is known, after waiting up to `leaderWaitMs` for one if none is (see
-   * {@link LeaderWait}). Rejects with the reason of `signal`, or `NodeClosedError`.
+   * Whether the engine knows a leader, after waiting up to `leaderWaitMs` for one if it knows
+   * none (see {@link LeaderWait}). Rejects with the reason of `signal`, or `NodeClosedError`.
    */
   async #leaderKnown(signal: AbortSignal | undefined): Promise<boolean> {
     try {
@@ -767,6 +774,8 @@ export class RaftNode<Command, Result> {
       return;
     }
     this.#transfers.observe();
+    // The engine may have learnt a leader from a message while the loop was busy.
+    this.#leaderWait.observe();
     if (this.#ignoredConfigOption !== undefined) {
       this.#emit('config-option-ignored', this.#ignoredConfigOption);
       this.#ignoredConfigOption = undefined;
