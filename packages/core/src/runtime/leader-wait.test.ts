@@ -242,7 +242,7 @@ describe('a node that knows no leader waits for one (RaftNodeOptions.leaderWaitM
     expect((proposal as { error: unknown }).error).toBeInstanceOf(NotLeaderError);
   });
 
-  it('ends the wait when the caller aborts (with its reason) or the node closes (NodeClosedError)', async () => {
+  it('ends the wait when the caller aborts (a proposal with NotLeaderError without a hint, its cause the reason: nothing was proposed; a read with the reason) or the node closes (NodeClosedError)', async () => {
     const node = await startAlone(PATIENT);
     const controller = new AbortController();
     const aborted = outcome(node.propose(put('k', 'v'), { signal: controller.signal }));
@@ -251,7 +251,11 @@ describe('a node that knows no leader waits for one (RaftNodeOptions.leaderWaitM
     const closedProposal = outcome(node.propose(put('k', 'w')));
     const reason = new Error('the caller gave up');
     controller.abort(reason);
-    expect(await aborted).toEqual({ error: reason });
+    const abortedError = ((await aborted) as { error: unknown }).error;
+    expect(abortedError).toBeInstanceOf(NotLeaderError);
+    expect((abortedError as NotLeaderError).leaderHint).toBeNull();
+    expect((abortedError as NotLeaderError).cause).toBe(reason);
+    expect(node.status().lastIndex).toBe(0);
     expect(await abortedRead).toEqual({ error: reason });
     await node.close();
     expect((await closedRead) as { error: unknown }).toHaveProperty('error');

@@ -67,7 +67,12 @@ import { TypedEvents } from './typed-events.ts';
 export interface ProposeOptions {
   /** Makes the command exactly-once (thesis 6.3): a retry with the same session is safe. */
   readonly session?: ClientSession;
-  /** Abandons the wait (rejecting with the signal's reason); the command may still apply. */
+  /**
+   * Abandons the wait (rejecting with the signal's reason); the command may still apply. While
+   * the node waits for a leader (it knows none, see `RaftNodeOptions.leaderWaitMs`), nothing is
+   * proposed yet: the call then rejects with `NotLeaderError` without a hint, whose `cause` is
+   * the signal's reason.
+   */
   readonly signal?: AbortSignal;
 }
 
@@ -159,6 +164,11 @@ export function engineOf<Command, Result>(node: RaftNode<Command, Result>): Raft
  */
 export class RaftNode<Command, Result> {
   readonly id: NodeId;
+  /**
+   * How long a call on this node waits for a leader when it knows none
+   * (`RaftNodeOptions.leaderWaitMs`, or its default).
+   */
+  readonly leaderWaitMs: number;
   readonly #engine: RaftEngine;
   readonly #logStore: LogStore;
   readonly #stateMachine: StateMachine<Command, Result>;
@@ -263,6 +273,7 @@ export class RaftNode<Command, Result> {
     const tuning = { ...DEFAULT_ENGINE_TUNING, ...options.tuning };
     this.#ticksFollowRealTime = tuning.leaseReads;
     const leaderWaitMs = options.leaderWaitMs ?? 3 * tuning.electionTicks * this.#tickMs;
+    this.leaderWaitMs = leaderWaitMs;
     const leaderKnown = (): boolean => this.#leaderId !== null;
     // A proposal's wait asks the engine, which is what refuses the proposal: the soft state of
     // the last Ready handled lags it while the loop is busy (a persist in flight).
@@ -480,11 +491,14 @@ export class RaftNode<Command, Result> {
    * it started, during an election) first waits up to `leaderWaitMs` for one. Rejects with:
    * - {@link CommandError}: the handler refused the command (same outcome on every node);
    * - {@link NotLeaderError}: not the leader, and forwarding is off (with the leader's id) or no
-   *   leader became known within `leaderWaitMs` (without);
+   *   leader became known within `leaderWaitMs` (without), or `signal` aborted while it waited
+   *   for one (without; `cause` is the signal's reason): nothing was proposed, and a client may
+   *   try another node (this one may be cut off from the majority);
    * - {@link BackpressureError}: the leader holds too many uncommitted entries;
    * - {@link ProposalDroppedError}: a new leader overwrote the entry (retry with the session);
    * - a retryable {@link RaftError}: the forwarded request failed, outcome unknown;
-   * - {@link NodeClosedError}; or the signal's reason once `signal` aborts.
+   * - {@link NodeClosedError}; or the signal's reason when `signal` was aborted already, or aborts
+   *   once the command was proposed or forwarded.
    */
   async propose(command: Command, options: ProposeOptions = {}): Promise<Result> {
     return (await this.proposeWithPosition(command, options)).result;
@@ -548,13 +562,15 @@ export class RaftNode<Command, Result> {
 
   /**
    * Whether the engine knows a leader, after waiting up to `leaderWaitMs` for one if it knows
-   * none (see {@link LeaderWait}). Rejects with the reason of `signal`, or `NodeClosedError`.
+   * none (see {@link LeaderWait}). Rejects with `NotLeaderError` without a hint (`cause`: the
+   * signal's reason) when `signal` aborts first: nothing was proposed, and a client may try
+   * another node; or with `NodeClosedError`.
    */
   async #leaderKnown(signal: AbortSignal | undefined): Promise<boolean> {
     try {
       return await this.#leaderWait.known(signal);
     } catch (error) {
-      signal?.throwIfAborted();
+      if (signal?.aborted === true) throw new NotLeaderError(null, { cause: signal.reason });
       this.#throwIfStopped();
       throw error;
     }
