@@ -27,7 +27,7 @@ import { type CommittedBatch, CommittedSessions } from './committed-sessions.ts'
 import { toSafeInteger } from './int8.ts';
 import { migrateRaftSchema } from './migrations.ts';
 import { type RaftFunctions, type RaftTables, raftFunctions, raftTables } from './raft-tables.ts';
-import { assertTablesExist, type ReplicatedTable, replicatedTables } from './replicated-tables.ts';
+import { assertReplicable, type ReplicatedTable, replicatedTables } from './replicated-tables.ts';
 import { DEFAULT_SCHEMA, validateSchemaName } from './schema-name.ts';
 import { exportStateSnapshot, type StateSnapshotScope } from './state-snapshot-export.ts';
 import { restoreStateSnapshot } from './state-snapshot-restore.ts';
@@ -263,7 +263,7 @@ export class PostgresStateMachine<C extends CommandMap>
     await migrateRaftSchema({ db, schema, ...(signal ? { signal } : {}) });
     const machine = new PostgresStateMachine(options, schema);
     await runStorageOperation('checking the replicated tables', signal, () =>
-      assertTablesExist(db, machine.#appTables),
+      assertReplicable(db, machine.#appTables),
     );
     if (options.existingRows !== 'accept') {
       const withRows = await runStorageOperation('checking for rows no log explains', signal, () =>

@@ -246,6 +246,12 @@ async function insertRows(
     const result = await sql`insert into ${target} overriding system value ${select}`.execute(trx);
     inserted = result.numAffectedRows;
   } catch (error) {
+    if (isUntranslatable(error)) {
+      throw new CorruptSnapshotError(
+        `the rows of ${name} cannot be restored: a json value holds a \\u escape that Postgres cannot decode into this database, most likely \\u0000 (the NUL character) in a snapshot taken before exports refused it, or a character the database's encoding cannot hold; the snapshot's bytes are not the problem. Take such values out of ${name} on the leader, then let it take a new snapshot (${describe(error)})`,
+        { cause: error },
+      );
+    }
     if (isDataError(error)) {
       throw new CorruptSnapshotError(
         `corrupt snapshot: the rows of ${name} cannot be restored: ${describe(error)}`,
@@ -271,6 +277,11 @@ async function setApplied(
     update ${scope.tables.appliedState}
     set index = ${position.index}, term = ${position.term}, now = ${header.now}
   `.execute(trx);
+}
+
+/** SQLSTATE 22P05 (untranslatable character): a JSON `\u` escape Postgres cannot decode. */
+function isUntranslatable(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === '22P05';
 }
 
 /** SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation). */
