@@ -46,7 +46,7 @@ function leaderWaitCheck(
   return (node) => {
     if (checked.has(node)) return;
     checked.add(node);
-    if (proposeTimeoutMs > node.leaderWaitMs) return;
+    if (!(node.leaderWaitMs >= proposeTimeoutMs)) return;
     process.emitWarning(
       `proposeTimeoutMs (${proposeTimeoutMs} ms) is not longer than leaderWaitMs (${node.leaderWaitMs} ms) of node ${node.id}: a mutation on a node that knows no leader fails with not-leader at the deadline, before the node's wait for a leader ends, and one that finds a leader late has little time left to commit; make proposeTimeoutMs longer than leaderWaitMs plus a commit's time, or lower leaderWaitMs`,
       { code: 'TSRAFT_PROPOSE_TIMEOUT' },
