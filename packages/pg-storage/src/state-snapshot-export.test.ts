@@ -1,6 +1,6 @@
 import { PGlite } from '@electric-sql/pglite';
 import { StorageError } from '@tsraft/core';
-import { collectChunks, streamOf } from '@tsraft/core/testing';
+import { chunked, collectChunks, concatBytes, streamOf } from '@tsraft/core/testing';
 import {
   Kysely,
   type KyselyPlugin,
@@ -209,5 +209,52 @@ describe.each(providers)('a snapshot export on %s', (_, dbOf, reads) => {
       ),
     );
     expect(await rowsOf(db, table)).toBe(before);
+  });
+});
+
+describe.each(providers)('a snapshot restore on %s', (_, dbOf) => {
+  it('ends the snapshot stream when it stops early (an error), and changes nothing', async () => {
+    const db = dbOf();
+    const table = `restore_stops_${++schemas}`;
+    await sql`create table ${sql.table(table)} (k text primary key, v int4)`.execute(db);
+    await sql`insert into ${sql.table(table)} select g::text, g from generate_series(1, 50) g`.execute(
+      db,
+    );
+    const machine = await createPostgresStateMachine({
+      db,
+      schema: `restore_stops_${schemas}`,
+      commands: {},
+      tables: [table],
+      existingRows: 'accept',
+      snapshotPageRows: 10,
+    });
+    const before = await rowsOf(db, table);
+    const exported = await machine.exportSnapshot();
+    const bytes = concatBytes(await collectChunks(exported.chunks));
+    // Each: the stream read part of the way, the rest not read.
+    const failures = [
+      { position: { index: 7, term: 1 }, bytes },
+      {
+        position: exported.position,
+        bytes: new TextEncoder().encode(
+          new TextDecoder().decode(bytes).replace('"v":20}', '"v":"twenty"}'),
+        ),
+      },
+    ];
+    for (const failure of failures) {
+      let ended = false;
+      async function* stream(): AsyncGenerator<Uint8Array> {
+        try {
+          yield* chunked(failure.bytes, 64);
+        } finally {
+          ended = true;
+        }
+      }
+      await expect(machine.restoreSnapshot(failure.position, stream())).rejects.toThrow(
+        CorruptSnapshotError,
+      );
+      expect(ended).toBe(true);
+      expect(await rowsOf(db, table)).toBe(before);
+    }
   });
 });

@@ -496,7 +496,9 @@ export class RaftNode<Command, Result> {
    *   try another node (this one may be cut off from the majority);
    * - {@link BackpressureError}: the leader holds too many uncommitted entries;
    * - {@link ProposalDroppedError}: a new leader overwrote the entry (retry with the session);
-   * - a retryable {@link RaftError}: the forwarded request failed, outcome unknown;
+   * - a retryable {@link RaftError}: the forwarded request failed, or the leader appended the
+   *   command and stopped before it was known to commit: the outcome is unknown (retry with the
+   *   same client session; a `NotLeaderError` means nothing was appended);
    * - {@link NodeClosedError}; or the signal's reason when `signal` was aborted already, or aborts
    *   once the command was proposed or forwarded.
    */
