@@ -90,27 +90,31 @@ export async function restoreStateIn(
   const decoder = new TextDecoder();
   let header: StateSnapshotHeader | undefined;
   let inFlight: Promise<void> | undefined;
-  for (let next = await pages.next(); next.done !== true; next = await pages.next()) {
-    const item = next.value;
-    if (item.kind === 'header') {
-      header = checkHeader(item.header, scope, position);
-      continue;
+  try {
+    for (let next = await pages.next(); next.done !== true; next = await pages.next()) {
+      const item = next.value;
+      if (item.kind === 'header') {
+        header = checkHeader(item.header, scope, position);
+        continue;
+      }
+      const target = targets[item.section] as RawBuilder<unknown>;
+      const name = header?.tables[item.section] ?? String(item.section);
+      const payload = server ? item.json : decoder.decode(item.json);
+      await inFlight;
+      inFlight = insertRows(
+        trx,
+        target,
+        name,
+        sql`select r.* from json_populate_recordset(cast(null as ${target}), cast(${payload} as json)) r`,
+        item.rows,
+      );
+      // Awaited before the next statement; a failure meanwhile must not go unhandled.
+      inFlight.catch(() => {});
     }
-    const target = targets[item.section] as RawBuilder<unknown>;
-    const name = header?.tables[item.section] ?? String(item.section);
-    const payload = server ? item.json : decoder.decode(item.json);
     await inFlight;
-    inFlight = insertRows(
-      trx,
-      target,
-      name,
-      sql`select r.* from json_populate_recordset(cast(null as ${target}), cast(${payload} as json)) r`,
-      item.rows,
-    );
-    // Awaited before the next statement; a failure meanwhile must not go unhandled.
-    inFlight.catch(() => {});
+  } finally {
+    await closePages(pages);
   }
-  await inFlight;
   if (header === undefined) throw new CorruptSnapshotError('corrupt snapshot: it is empty');
   await setApplied(trx, scope, position, header);
   return header;
@@ -156,20 +160,24 @@ async function restoreStaged(
     let seq = 0;
     const decoder = new TextDecoder();
     let next = await pages.next();
-    for (; next.done !== true; next = await pages.next()) {
-      const item = next.value;
-      if (item.kind === 'header') {
-        header = checkHeader(item.header, scope, position);
-        continue;
+    try {
+      for (; next.done !== true; next = await pages.next()) {
+        const item = next.value;
+        if (item.kind === 'header') {
+          header = checkHeader(item.header, scope, position);
+          continue;
+        }
+        const at = seq++;
+        const payload = decoder.decode(item.json);
+        await runStorageOperation('staging a snapshot', signal, () =>
+          sql`
+            insert into ${t.restoreStaging} (section, seq, row_count, payload)
+            values (${item.section}, ${at}, ${item.rows}, ${payload})
+          `.execute(db),
+        );
       }
-      const at = seq++;
-      const payload = decoder.decode(item.json);
-      await runStorageOperation('staging a snapshot', signal, () =>
-        sql`
-          insert into ${t.restoreStaging} (section, seq, row_count, payload)
-          values (${item.section}, ${at}, ${item.rows}, ${payload})
-        `.execute(db),
-      );
+    } finally {
+      await closePages(pages);
     }
     const counts = next.value;
     if (header === undefined) throw new CorruptSnapshotError('corrupt snapshot: it is empty');
@@ -300,4 +308,13 @@ function isDataError(error: unknown): boolean {
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Ends `pages` if a restore stops before reading it to the end (an error), so that the snapshot
+ * stream under it is ended too (a store's read gives back what it holds); nothing once it ended.
+ * A failure to end it is ignored: the restore's own error is the one to report.
+ */
+async function closePages(pages: AsyncGenerator<unknown, readonly number[]>): Promise<void> {
+  await pages.return([]).catch(() => {});
 }
