@@ -254,19 +254,7 @@ async function insertRows(
     const result = await sql`insert into ${target} overriding system value ${select}`.execute(trx);
     inserted = result.numAffectedRows;
   } catch (error) {
-    if (isUntranslatable(error)) {
-      throw new CorruptSnapshotError(
-        `the rows of ${name} cannot be restored: a json value holds a \\u escape that Postgres cannot decode into this database, most likely \\u0000 (the NUL character) in a snapshot taken before exports refused it, or a character the database's encoding cannot hold; the snapshot's bytes are not the problem. Take such values out of ${name} on the leader, then let it take a new snapshot (${describe(error)})`,
-        { cause: error },
-      );
-    }
-    if (isDataError(error)) {
-      throw new CorruptSnapshotError(
-        `corrupt snapshot: the rows of ${name} cannot be restored: ${describe(error)}`,
-        { cause: error },
-      );
-    }
-    throw error;
+    throw rowsFailure(error, name) ?? error;
   }
   if (inserted !== undefined && Number(inserted) !== expected) {
     throw new CorruptSnapshotError(
@@ -285,6 +273,26 @@ export async function setApplied(
     update ${scope.tables.appliedState}
     set index = ${position.index}, term = ${position.term}, now = ${header.now}
   `.execute(trx);
+}
+
+/**
+ * The `CorruptSnapshotError` for `error`, Postgres' refusal of the rows of the table `name`, or
+ * `undefined` when it is not a refusal of the rows (a data exception or constraint violation).
+ */
+export function rowsFailure(error: unknown, name: string): CorruptSnapshotError | undefined {
+  if (isUntranslatable(error)) {
+    return new CorruptSnapshotError(
+      `the rows of ${name} cannot be restored: a json value holds a \\u escape that Postgres cannot decode into this database, most likely \\u0000 (the NUL character) in a snapshot taken before exports refused it, or a character the database's encoding cannot hold; the snapshot's bytes are not the problem. Take such values out of ${name} on the leader, then let it take a new snapshot (${describe(error)})`,
+      { cause: error },
+    );
+  }
+  if (isDataError(error)) {
+    return new CorruptSnapshotError(
+      `corrupt snapshot: the rows of ${name} cannot be restored: ${describe(error)}`,
+      { cause: error },
+    );
+  }
+  return undefined;
 }
 
 /** SQLSTATE 22P05 (untranslatable character): a JSON `\u` escape Postgres cannot decode. */

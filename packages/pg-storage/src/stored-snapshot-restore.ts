@@ -10,6 +10,7 @@ import {
   checkHeader,
   type RestoreScope,
   raiseMallocThresholds,
+  rowsFailure,
   sectionTables,
   setApplied,
 } from './state-snapshot-restore.ts';
@@ -90,7 +91,7 @@ export async function restoreStoredSnapshot(
             trx,
           );
         } catch (error) {
-          throw restoreFailure(error, name);
+          throw restoreFailure(error, name, header.tables);
         }
         await sql`drop function pg_temp.tsraft_restore_stored(int8, int8, int4)`.execute(trx);
         await setApplied(trx, scope, position, header);
@@ -146,19 +147,21 @@ async function headerLine(
   }
 }
 
-/** The error for a failure of the restore function. */
-function restoreFailure(error: unknown, name: string): unknown {
-  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+/**
+ * The error for a failure of the restore function, which names the section it was restoring in
+ * the error's `table` field (`tables`: the sections' tables, as the header names them).
+ */
+function restoreFailure(error: unknown, name: string, tables: readonly string[]): unknown {
+  const { code, message, table } = (error ?? {}) as {
+    code?: unknown;
+    message?: unknown;
+    table?: unknown;
+  };
   const detail = typeof message === 'string' ? message : String(error);
   if (code === CORRUPT) return new CorruptSnapshotError(detail, { cause: error });
   if (code === GONE) return new StorageError(`${name} ${detail}`, { cause: error });
-  // SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation).
-  if (typeof code === 'string' && /^2[23]/.test(code)) {
-    return new CorruptSnapshotError(`corrupt snapshot: its rows cannot be restored: ${detail}`, {
-      cause: error,
-    });
-  }
-  return error;
+  const section = typeof table === 'string' && /^[0-9]+$/.test(table) ? Number(table) : -1;
+  return rowsFailure(error, tables[section] ?? 'the snapshot') ?? error;
 }
 
 function quoteIdent(name: string): string {
@@ -220,6 +223,9 @@ declare
   page json;
   n int8;
   ending json;
+  failed_state text;
+  failed_message text;
+  failed_detail text;
 begin
   for c in
     select x.seq, x.data, x.sha256 from (
@@ -320,6 +326,12 @@ begin
   if not ended then
     ${corrupt('corrupt snapshot: it is truncated (no end line)')}
   end if;
+exception when others then
+  -- the same error, saying in which section (one subtransaction for the whole restore)
+  get stacked diagnostics failed_state = returned_sqlstate, failed_message = message_text,
+    failed_detail = pg_exception_detail;
+  raise exception using errcode = failed_state, message = failed_message,
+    detail = failed_detail, table = section;
 end
 $tsraft$`;
 }
