@@ -86,7 +86,7 @@ const { values, extra, nodes, seeds } = await benchCommandLine(
 );
 
 console.log(
-  'seed   events  virtual-ms  terms  acked  unknown  reads  crashes  in-flight  closes  partitions  io-fail  restarts  slow-io  snap-taken  snap-installed  changes  transfers  joint-crashes  schedule  wall-ms',
+  'seed   events  virtual-ms  terms  acked  unknown  applied  reads  crashes  in-flight  closes  partitions  io-fail  restarts  slow-io  snap-taken  snap-installed  changes  transfers  joint-crashes  schedule  wall-ms',
 );
 let failures = 0;
 for (const seed of seeds) {
@@ -112,6 +112,7 @@ for (const seed of seeds) {
       r.leaderTerms,
       r.writesAcknowledged,
       r.writesUnknown,
+      r.writesApplied,
       r.readsCompleted,
       r.crashes,
       r.crashesInFlight,
@@ -128,7 +129,7 @@ for (const seed of seeds) {
       r.schedulePlayed ? 'played' : '-',
       Math.round(performance.now() - started),
     ];
-    const widths = [5, 8, 11, 6, 6, 8, 6, 8, 10, 7, 11, 8, 9, 8, 11, 15, 8, 10, 14, 9, 8];
+    const widths = [5, 8, 11, 6, 6, 8, 8, 6, 8, 10, 7, 11, 8, 9, 8, 11, 15, 8, 10, 14, 9, 8];
     console.log(cols.map((c, i) => String(c).padStart(widths[i] ?? 6)).join(' '));
   } catch (error) {
     failures++;

@@ -13,7 +13,13 @@ export class RaftError extends Error {
   }
 }
 
-/** This node is not the leader. `leaderHint` is the leader it knows of, if any. */
+/**
+ * This node is not the leader. `leaderHint` is the leader it knows of, if any. Nothing was
+ * proposed: a client may repeat the call on the leader, or, without a hint (no leader known
+ * within `leaderWaitMs`, or the caller's signal aborted while the node waited for one; then
+ * `cause` is the signal's reason), on another node, since this one may be cut off from the
+ * majority.
+ */
 export class NotLeaderError extends RaftError {
   override name = 'NotLeaderError';
   readonly leaderHint: NodeId | null;

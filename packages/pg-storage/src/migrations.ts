@@ -326,5 +326,13 @@ function raftMigrations(schema: string): Record<string, Migration> {
           $$`.execute(db);
       },
     },
+    '0008_snapshot_chunk_digest': {
+      async up(db: AnyKysely): Promise<void> {
+        // Each snapshot chunk's digest (`snapshot-chunk-digest.ts`): SHA-256 of its seq and its
+        // bytes, computed by the node that wrote it from the bytes it sent, so that a stored
+        // snapshot can be checked and restored inside Postgres. Null for chunks written before.
+        await sql`alter table ${t.snapshotChunk} add column sha256 bytea`.execute(db);
+      },
+    },
   };
 }

@@ -35,14 +35,15 @@ afterAll(async () => {
 async function writtenByPreviousVersion(schema: string): Promise<void> {
   await migrateRaftSchema({ db, schema });
   const id = sql.id;
-  // 0006 only adds the column and 0007 two functions: without them and their records, the
-  // schema is the older one.
+  // 0006 only adds the column, 0007 two functions and 0008 a column: without them and their
+  // records, the schema is the older one.
   await sql`alter table ${id(schema, 'hard_state')} drop column identity`.execute(db);
+  await sql`alter table ${id(schema, 'snapshot_chunk')} drop column sha256`.execute(db);
   await sql`drop function ${id(schema, 'tsraft_append')}`.execute(db);
   await sql`drop function ${id(schema, 'tsraft_finish_batch')}`.execute(db);
   await sql`
     delete from ${id(schema, 'tsraft_migration')}
-    where name in ('0006_node_identity', '0007_write_functions')
+    where name in ('0006_node_identity', '0007_write_functions', '0008_snapshot_chunk_digest')
   `.execute(db);
   await sql`
     update ${id(schema, 'hard_state')} set term = 4, voted_for = 'n1', commit_index = 2
@@ -71,7 +72,7 @@ describe('upgrading a database written before node identities', () => {
     await writtenByPreviousVersion(schema);
     expect(await raftSchemaStatus({ db, schema })).toBe('outdated');
 
-    const store = await PostgresLogStore.open({ db, schema }); // migrates to 0007
+    const store = await PostgresLogStore.open({ db, schema }); // migrates to 0008
     expect(await raftSchemaStatus({ db, schema })).toBe('current');
     expect(await store.load()).toEqual({
       hardState: { term: 4, votedFor: 'n1', commitIndex: 2 },

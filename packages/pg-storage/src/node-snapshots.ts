@@ -5,7 +5,7 @@ import type { AnyKysely } from './any-kysely.ts';
 import { toSafeInteger } from './int8.ts';
 import { migrateRaftSchema } from './migrations.ts';
 import { type RaftTables, raftTables } from './raft-tables.ts';
-import { assertTablesExist, replicatedTables } from './replicated-tables.ts';
+import { assertReplicable, replicatedTables } from './replicated-tables.ts';
 import { DEFAULT_SCHEMA, validateSchemaName } from './schema-name.ts';
 import { exportStateSnapshot } from './state-snapshot-export.ts';
 import { CorruptSnapshotError } from './state-snapshot-format.ts';
@@ -103,7 +103,7 @@ export async function restoreNode(options: RestoreNodeOptions): Promise<StoredSn
   try {
     return await runStorageOperation('restoring a node from a snapshot', signal, () =>
       db.transaction().execute(async (trx) => {
-        await assertTablesExist(trx, scope.appTables);
+        await assertReplicable(trx, scope.appTables);
         const state = await nodeStateIn(trx, t, true);
         if (!state.empty && options.replace !== true) {
           throw new NodeNotEmptyError(
@@ -176,7 +176,7 @@ export async function seedSnapshot(
   const t = raftTables(schema);
   const appTables = replicatedTables(options.tables);
   const state = await runStorageOperation('checking the node before seeding', signal, async () => {
-    await assertTablesExist(db, appTables);
+    await assertReplicable(db, appTables);
     return nodeStateIn(db, t, false);
   });
   if (!state.empty) {

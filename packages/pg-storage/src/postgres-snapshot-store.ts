@@ -14,8 +14,10 @@ import { assertPosition, toSafeInteger } from './int8.ts';
 import { migrateRaftSchema } from './migrations.ts';
 import { type RaftTables, raftTables } from './raft-tables.ts';
 import { DEFAULT_SCHEMA, validateSchemaName } from './schema-name.ts';
+import { CHUNK_DIGEST_BYTES, chunkDigest, chunkDigests } from './snapshot-chunk-digest.ts';
 import { ChunkReader } from './snapshot-chunk-reader.ts';
 import { runStorageOperation } from './storage-failure.ts';
+import { withStoredSource } from './stored-snapshot-source.ts';
 import { assertSynchronousCommit } from './synchronous-commit.ts';
 
 /** Options of {@link PostgresSnapshotStore.open}. */
@@ -76,7 +78,10 @@ const DEFAULT_CHUNK_BYTES = 1024 * 1024;
  * - `read` streams the chunks in order, one row per query (as text when it is UTF-8, see
  *   `ChunkReader`), and verifies the size and the SHA-256 as it goes; bytes that do not match
  *   reject with a `StorageError` saying the snapshot is corrupt (after the last chunk, or as
- *   soon as there are too many bytes).
+ *   soon as there are too many bytes). The stream says where the snapshot is stored
+ *   (`storedSnapshotSource`), so that a state machine on the same database may restore it there.
+ * - Every chunk row is written with its digest (`chunkDigest`: SHA-256 of its `seq` and bytes,
+ *   computed here from the bytes sent), which lets the snapshot be checked inside Postgres.
  * - Every database failure rejects with a `StorageError` whose `cause` is the driver's error.
  */
 export class PostgresSnapshotStore implements SnapshotStore {
@@ -226,7 +231,19 @@ export class PostgresSnapshotStore implements SnapshotStore {
     }
   }
 
-  async *read(
+  /**
+   * See {@link SnapshotStore.read}. The stream also says where the snapshot is stored
+   * (`storedSnapshotSource`): a state machine in the same database may restore it from there.
+   */
+  read(snapshot: StoredSnapshot, options?: { signal?: AbortSignal }): AsyncIterable<Uint8Array> {
+    return withStoredSource(this.#read(snapshot, options), {
+      db: this.#db,
+      tables: this.#tables,
+      snapshot,
+    });
+  }
+
+  async *#read(
     snapshot: StoredSnapshot,
     options?: { signal?: AbortSignal },
   ): AsyncIterable<Uint8Array> {
@@ -379,10 +396,10 @@ export class PostgresSnapshotStore implements SnapshotStore {
             throw new RangeError(`${offset + data.byteLength} bytes exceed the snapshot's ${size}`);
           }
           await sql`set local synchronous_commit = off`.execute(trx);
-          const { rows, slices } = this.#rowsOf(data);
+          const { rows, slices, digests } = this.#rowsOf(data, row.chunks);
           await sql`
-            insert into ${t.snapshotChunk} (snapshot_id, seq, data)
-            select ${row.id}, ${row.chunks} + g, ${slices}
+            insert into ${t.snapshotChunk} (snapshot_id, seq, data, sha256)
+            select ${row.id}, ${row.chunks} + g, ${slices}, ${digests}
             from generate_series(0, ${rows - 1}) g
           `.execute(trx);
           return { ...row, rows };
@@ -419,11 +436,11 @@ export class PostgresSnapshotStore implements SnapshotStore {
       tail.chunks === 0
         ? sql`true`
         : sql`exists (select 1 from ${t.snapshotChunk} c where c.snapshot_id = s.id and c.seq = ${tail.chunks - 1})`;
-    const { rows, slices } = this.#rowsOf(data);
+    const { rows, slices, digests } = this.#rowsOf(data, tail.chunks);
     const result = await runStorageOperation('writing a piece of a received snapshot', signal, () =>
       sql`
-        insert into ${t.snapshotChunk} (snapshot_id, seq, data)
-        select s.id, ${tail.chunks} + g, ${slices}
+        insert into ${t.snapshotChunk} (snapshot_id, seq, data, sha256)
+        select s.id, ${tail.chunks} + g, ${slices}, ${digests}
         from ${t.snapshot} s, generate_series(0, ${rows - 1}) g,
           (select set_config('synchronous_commit', 'off', true)) as unflushed
         where s.id = ${tail.id} and s.receiving and ${previous}
@@ -443,14 +460,22 @@ export class PostgresSnapshotStore implements SnapshotStore {
   /**
    * The chunk rows a received piece becomes: one per `chunkBytes` of it (at least one), so that
    * reading them back (the install) holds rows of this store's size whatever the leader's piece
-   * size. `slices` is the SQL of row `g`'s bytes, for `generate_series(0, rows - 1) g`.
+   * size. `slices` is the SQL of row `g`'s bytes, for `generate_series(0, rows - 1) g`, and
+   * `digests` of its digest (`chunkDigest`), the first row being chunk `seq`.
    */
-  #rowsOf(data: Uint8Array): { rows: number; slices: RawBuilder<unknown> } {
+  #rowsOf(
+    data: Uint8Array,
+    seq: number,
+  ): { rows: number; slices: RawBuilder<unknown>; digests: RawBuilder<unknown> } {
     const rowBytes = this.#chunkBytes;
-    if (data.byteLength <= rowBytes) return { rows: 1, slices: sql`${data}` };
+    if (data.byteLength <= rowBytes) {
+      return { rows: 1, slices: sql`${data}`, digests: sql`${chunkDigest(seq, data)}` };
+    }
+    const digests = chunkDigests(seq, data, rowBytes);
     return {
       rows: Math.ceil(data.byteLength / rowBytes),
       slices: sql`substring(${data}::bytea from (g * ${rowBytes} + 1)::int4 for ${rowBytes})`,
+      digests: sql`substring(${digests}::bytea from (g * ${CHUNK_DIGEST_BYTES} + 1)::int4 for ${CHUNK_DIGEST_BYTES})`,
     };
   }
 
@@ -513,7 +538,8 @@ export class PostgresSnapshotStore implements SnapshotStore {
     await db.transaction().execute(async (trx) => {
       await sql`set local synchronous_commit = off`.execute(trx);
       await sql`
-        insert into ${this.#tables.snapshotChunk} (snapshot_id, seq, data) values (${id}, ${seq}, ${data})
+        insert into ${this.#tables.snapshotChunk} (snapshot_id, seq, data, sha256)
+        values (${id}, ${seq}, ${data}, ${chunkDigest(seq, data)})
       `.execute(trx);
     });
   }

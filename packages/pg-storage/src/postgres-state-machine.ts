@@ -27,11 +27,13 @@ import { type CommittedBatch, CommittedSessions } from './committed-sessions.ts'
 import { toSafeInteger } from './int8.ts';
 import { migrateRaftSchema } from './migrations.ts';
 import { type RaftFunctions, type RaftTables, raftFunctions, raftTables } from './raft-tables.ts';
-import { assertTablesExist, type ReplicatedTable, replicatedTables } from './replicated-tables.ts';
+import { assertReplicable, type ReplicatedTable, replicatedTables } from './replicated-tables.ts';
 import { DEFAULT_SCHEMA, validateSchemaName } from './schema-name.ts';
 import { exportStateSnapshot, type StateSnapshotScope } from './state-snapshot-export.ts';
 import { restoreStateSnapshot } from './state-snapshot-restore.ts';
 import { runStorageOperation } from './storage-failure.ts';
+import { restoreStoredSnapshot } from './stored-snapshot-restore.ts';
+import { storedSnapshotSource } from './stored-snapshot-source.ts';
 
 /** How a batch isolates a command's domain error from the other commands of the batch. */
 export type SavepointMode = 'on-error' | 'always';
@@ -191,9 +193,10 @@ export function createPostgresStateMachine<C extends CommandMap>(
  *   recorded stamp an error `SessionConflictError` (code `CONFLICT`; the digest of each command
  *   is stored with its result).
  * - `exportSnapshot` reads one consistent view (REPEATABLE READ, read only) and streams it page by
- *   page; `restoreSnapshot` stages the rows, then replaces the tables, sessions and position in
- *   one transaction. A damaged or foreign snapshot rejects with `CorruptSnapshotError` and
- *   changes nothing.
+ *   page; `restoreSnapshot` replaces the tables, sessions and position in one transaction (a
+ *   snapshot the stream says is stored in this database, by `PostgresSnapshotStore.read` on the
+ *   same Kysely instance, is read from its chunk rows inside Postgres instead of the stream). A
+ *   damaged or foreign snapshot rejects with `CorruptSnapshotError` and changes nothing.
  */
 export class PostgresStateMachine<C extends CommandMap>
   implements StateMachine<CommandOf<C>, ResultOf<C>>
@@ -263,7 +266,7 @@ export class PostgresStateMachine<C extends CommandMap>
     await migrateRaftSchema({ db, schema, ...(signal ? { signal } : {}) });
     const machine = new PostgresStateMachine(options, schema);
     await runStorageOperation('checking the replicated tables', signal, () =>
-      assertTablesExist(db, machine.#appTables),
+      assertReplicable(db, machine.#appTables),
     );
     if (options.existingRows !== 'accept') {
       const withRows = await runStorageOperation('checking for rows no log explains', signal, () =>
@@ -394,7 +397,13 @@ export class PostgresStateMachine<C extends CommandMap>
   ): Promise<void> {
     this.#known.forget();
     try {
-      await restoreStateSnapshot(this.#snapshotScope, position, chunks, options);
+      // A snapshot stored in this database is restored there, without reading it through here.
+      const stored = storedSnapshotSource(chunks);
+      const restored =
+        stored !== undefined &&
+        stored.db === this.#db &&
+        (await restoreStoredSnapshot(this.#snapshotScope, position, stored, options?.signal));
+      if (!restored) await restoreStateSnapshot(this.#snapshotScope, position, chunks, options);
     } finally {
       this.#known.forget();
     }

@@ -31,11 +31,13 @@ function quoteIdent(name: string): string {
 }
 
 /**
- * Checks that every replicated table exists.
+ * Checks that every replicated table exists and that a snapshot can restore it: no generated
+ * columns (a restore inserts every column's value, which Postgres refuses for a generated column,
+ * so no follower could install a snapshot of the table).
  *
- * @throws StorageError naming the missing tables.
+ * @throws StorageError naming the missing tables, or the generated columns and what to do.
  */
-export async function assertTablesExist(
+export async function assertReplicable(
   db: AnyKysely,
   tables: readonly ReplicatedTable[],
 ): Promise<void> {
@@ -49,4 +51,30 @@ export async function assertTablesExist(
       `the replicated tables ${rows.map((row) => row.name).join(', ')} do not exist; create them (your migrations) first`,
     );
   }
+  const generated = await generatedColumns(db, tables);
+  if (generated.length > 0) {
+    throw new StorageError(
+      `the replicated tables cannot have generated columns: ${generated.join('; ')}. A snapshot restore writes every column's value, which Postgres refuses for a generated column, so no follower could install a snapshot. Make them plain columns that the commands' handlers set, or compute them when reading (in a view or a query)`,
+    );
+  }
+}
+
+/** The generated columns of `tables`, as `table: column, column` (information_schema, any version). */
+async function generatedColumns(
+  db: AnyKysely,
+  tables: readonly ReplicatedTable[],
+): Promise<string[]> {
+  const regclasses = JSON.stringify(tables.map((table) => table.regclass));
+  const { rows } = await sql<{ ord: unknown; columns: string }>`
+    select x.ord, string_agg(col.column_name::text, ', ' order by col.ordinal_position) as columns
+    from jsonb_array_elements_text(cast(${regclasses} as jsonb)) with ordinality as x(name, ord)
+    join pg_class c on c.oid = x.name::regclass
+    join pg_namespace n on n.oid = c.relnamespace
+    join information_schema.columns col
+      on col.table_schema = n.nspname and col.table_name = c.relname
+    where col.is_generated = 'ALWAYS'
+    group by x.ord
+    order by x.ord
+  `.execute(db);
+  return rows.map((row) => `${tables[Number(row.ord) - 1]?.name}: ${row.columns}`);
 }

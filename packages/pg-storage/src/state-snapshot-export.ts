@@ -39,9 +39,10 @@ const CHUNK_BYTES = 1024 * 1024;
 /**
  * A row `t` as JSON, which may hold raw newlines: `to_json` (a third cheaper than `to_jsonb`)
  * prints the values of `json` columns as they were stored, where a raw newline can only be
- * whitespace between tokens (JSON strings escape theirs).
+ * whitespace between tokens (JSON strings escape theirs). `t.*`, not `t`: Postgres resolves a
+ * bare `t` to a column named `t` before the table alias.
  */
-const ROW_JSON_RAW = sql`to_json(t)::text`;
+const ROW_JSON_RAW = sql`to_json(t.*)::text`;
 /** A row `t` as one line of JSON: {@link ROW_JSON_RAW} with its raw newlines turned to spaces. */
 const ROW_JSON = sql`replace(${ROW_JSON_RAW}, E'\n', ' ')`;
 /** Table blocks of an export's first page of a table, and the most of any page. */
@@ -76,9 +77,17 @@ export async function exportStateSnapshot(
   // at commit) and read after the transaction ends.
   const single = scope.db.getExecutor().adapter.supportsMultipleConnections === false;
   const id = `tsraft_export_${process.pid}_${++exportCounter}`;
-  const sections = [
-    { id: scope.tables.clientSession, regclass: `${scope.schema}.client_session` },
-    { id: scope.tables.clientResult, regclass: `${scope.schema}.client_result` },
+  const sections: ExportSection[] = [
+    {
+      name: `${scope.schema}.client_session`,
+      id: scope.tables.clientSession,
+      regclass: `${scope.schema}.client_session`,
+    },
+    {
+      name: `${scope.schema}.client_result`,
+      id: scope.tables.clientResult,
+      regclass: `${scope.schema}.client_result`,
+    },
     ...scope.appTables,
   ];
   const trx = await runStorageOperation('starting a snapshot export', signal, () =>
@@ -117,8 +126,13 @@ export async function exportStateSnapshot(
         const sources = sections.map(
           (section, i): ExportSource =>
             blockCounts[i] === undefined
-              ? { kind: 'cursor', table: section.id, cursor: `${id}_${i}` }
-              : { kind: 'blocks', table: section.id, blocks: blockCounts[i] },
+              ? { kind: 'cursor', name: section.name, table: section.id, cursor: `${id}_${i}` }
+              : {
+                  kind: 'blocks',
+                  name: section.name,
+                  table: section.id,
+                  blocks: blockCounts[i],
+                },
         );
         if (parallel && sources.some((source) => source.kind === 'blocks')) {
           // Opened while `trx` holds its snapshot and its locks, and ended before it.
@@ -175,8 +189,8 @@ export async function exportStateSnapshot(
         out.line(`#table ${i}`);
         const pages =
           source.kind === 'cursor'
-            ? cursorPages(reader, source.cursor, pageRows, read)
-            : blockPages(blockReaders, source.table, source.blocks, read);
+            ? cursorPages(reader, source, pageRows, read)
+            : blockPages(blockReaders, source, read);
         for await (const page of pages) {
           rows += page.rows;
           for (const lines of page.lines) out.line(lines);
@@ -209,17 +223,31 @@ export async function exportStateSnapshot(
   return { position: header.position, chunks: chunks() };
 }
 
-/** A table an export reads: its SQL identifier and its name for a `regclass` cast. */
-type ExportSection = Pick<ReplicatedTable, 'id' | 'regclass'>;
+/** A table an export reads: its name, its SQL identifier and its name for a `regclass` cast. */
+type ExportSection = Pick<ReplicatedTable, 'name' | 'id' | 'regclass'>;
 
 /**
  * How an export reads one table: by ranges of its heap blocks (`ctid`), each range's rows as one
  * aggregated text value, or through a cursor (PGlite, where the transaction cannot stay open, and
  * relations that are not plain tables).
  */
-type ExportSource =
-  | { readonly kind: 'blocks'; readonly table: RawBuilder<unknown>; readonly blocks: number }
-  | { readonly kind: 'cursor'; readonly table: RawBuilder<unknown>; readonly cursor: string };
+type ExportSource = BlocksSource | CursorSource;
+
+interface BlocksSource {
+  readonly kind: 'blocks';
+  /** The table's name, for errors. */
+  readonly name: string;
+  readonly table: RawBuilder<unknown>;
+  readonly blocks: number;
+}
+
+interface CursorSource {
+  readonly kind: 'cursor';
+  /** The table's name, for errors. */
+  readonly name: string;
+  readonly table: RawBuilder<unknown>;
+  readonly cursor: string;
+}
 
 /** Rows of an export: texts of one or more snapshot lines each, without the last newline. */
 interface ExportPage {
@@ -258,21 +286,30 @@ async function exportBlockCounts(
   );
 }
 
-/** Pages of a cursor's rows, `pageRows` at a time. */
+/**
+ * Pages of a cursor's rows, `pageRows` at a time.
+ *
+ * @throws StorageError if a row's line is not a string (never a snapshot with a line missing).
+ */
 async function* cursorPages(
   reader: AnyKysely,
-  cursor: string,
+  source: CursorSource,
   pageRows: number,
   read: ExportRead,
 ): AsyncGenerator<ExportPage> {
   for (;;) {
     const page = await read(() =>
-      sql<{ line: string }>`
-        fetch forward ${sql.raw(String(pageRows))} from ${sql.id(cursor)}
+      sql<{ line: unknown }>`
+        fetch forward ${sql.raw(String(pageRows))} from ${sql.id(source.cursor)}
       `.execute(reader),
     );
     if (page.rows.length === 0) return;
-    yield { lines: page.rows.map((row) => row.line), rows: page.rows.length };
+    const lines = page.rows.map((row) => {
+      if (typeof row.line !== 'string') throw rowsNotLines(source.name);
+      assertRestorable(row.line, source.name);
+      return row.line;
+    });
+    yield { lines, rows: lines.length };
   }
 }
 
@@ -289,13 +326,16 @@ async function* cursorPages(
  * Rows are read as {@link ROW_JSON_RAW}, without a `replace` per row: a page whose text holds
  * more newlines than the ones between its rows (a `json` value printed with raw newlines) is read
  * again, with {@link ROW_JSON}, in the same transaction (the same rows).
+ *
+ * @throws StorageError if a page's text is still not one line per row after that (never a
+ *   snapshot with rows missing or merged).
  */
 async function* blockPages(
   readers: readonly AnyKysely[],
-  table: RawBuilder<unknown>,
-  blocks: number,
+  source: BlocksSource,
   read: ExportRead,
 ): AsyncGenerator<ExportPage> {
+  const { table, blocks } = source;
   let span = FIRST_PAGE_BLOCKS;
   let from = 0;
   const readPage = (
@@ -303,20 +343,23 @@ async function* blockPages(
     rowJson: RawBuilder<unknown>,
     start: number,
     end: number,
-  ): Promise<{ text: string; rows: number }> =>
+  ): Promise<BlockPage> =>
     read(async () => {
       const { rows } = await sql<Record<string, unknown>>`
         select string_agg(${rowJson}, E'\n') as text, count(*) as rows from ${table} t
         where t.ctid >= cast(${`(${start},0)`} as tid) and t.ctid < cast(${`(${end},0)`} as tid)
       `.execute(reader);
       const row = rows[0];
-      return { text: typeof row?.text === 'string' ? row.text : '', rows: Number(row?.rows ?? 0) };
+      return {
+        text: typeof row?.text === 'string' ? row.text : null,
+        rows: Number(row?.rows ?? 0),
+      };
     });
   const pending: {
     reader: AnyKysely;
     from: number;
     to: number;
-    result: Promise<{ text: string; rows: number }>;
+    result: Promise<BlockPage>;
   }[] = [];
   let requested = 0;
   const requestAhead = (): void => {
@@ -332,10 +375,14 @@ async function* blockPages(
   };
   requestAhead();
   for (let current = pending.shift(); current !== undefined; current = pending.shift()) {
-    let { text, rows } = await current.result;
-    if (rows > 0 && lineBreaks(text) !== rows - 1) {
-      ({ text, rows } = await readPage(current.reader, ROW_JSON, current.from, current.to));
+    let page = await current.result;
+    if (!linePerRow(page)) {
+      page = await readPage(current.reader, ROW_JSON, current.from, current.to);
+      if (!linePerRow(page)) throw rowsNotLines(source.name);
     }
+    const text = page.text ?? '';
+    assertRestorable(text, source.name);
+    const rows = page.rows;
     const currentSpan = current.to - current.from;
     span =
       text.length === 0
@@ -346,6 +393,43 @@ async function* blockPages(
           );
     requestAhead();
     if (rows > 0) yield { lines: [text], rows };
+  }
+}
+
+/** A page of rows read by block ranges: their lines joined by newlines (`null`: no lines). */
+interface BlockPage {
+  readonly text: string | null;
+  readonly rows: number;
+}
+
+/** Whether `page` holds one line per row. */
+function linePerRow(page: BlockPage): boolean {
+  return page.rows === 0 || (page.text !== null && lineBreaks(page.text) === page.rows - 1);
+}
+
+/** An export refused because the rows of `table` did not come out as one JSON line each. */
+function rowsNotLines(table: string): StorageError {
+  return new StorageError(
+    `the snapshot export read rows of ${table} that are not one line of JSON each; the export is refused (a bug: please report it with the table's definition)`,
+  );
+}
+
+/** The JSON escape `\u0000` (its backslash not escaped by one before it). */
+const NUL_ESCAPE = /(?<!\\)(?:\\\\)*\\u0000/;
+
+/**
+ * Checks that the exported rows `text` of `table` can be restored: a `json` value (the type keeps
+ * its text as written) may hold the escape `\u0000`, which `json_populate_recordset` refuses to
+ * decode ("unsupported Unicode escape sequence"), so such a snapshot could never be installed.
+ * Refusing it here fails the snapshot, and the leader keeps its log.
+ *
+ * @throws StorageError naming the table and what to do.
+ */
+function assertRestorable(text: string, table: string): void {
+  if (text.includes('\\u0000') && NUL_ESCAPE.test(text)) {
+    throw new StorageError(
+      `the snapshot export is refused: a json value of ${table} holds the escape \\u0000 (the NUL character), which Postgres cannot restore from a snapshot ("unsupported Unicode escape sequence"). Take it out of the table's json values (jsonb refuses it on input), then snapshot again; until then the log is kept`,
+    );
   }
 }
 

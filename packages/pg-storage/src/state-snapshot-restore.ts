@@ -90,27 +90,31 @@ export async function restoreStateIn(
   const decoder = new TextDecoder();
   let header: StateSnapshotHeader | undefined;
   let inFlight: Promise<void> | undefined;
-  for (let next = await pages.next(); next.done !== true; next = await pages.next()) {
-    const item = next.value;
-    if (item.kind === 'header') {
-      header = checkHeader(item.header, scope, position);
-      continue;
+  try {
+    for (let next = await pages.next(); next.done !== true; next = await pages.next()) {
+      const item = next.value;
+      if (item.kind === 'header') {
+        header = checkHeader(item.header, scope, position);
+        continue;
+      }
+      const target = targets[item.section] as RawBuilder<unknown>;
+      const name = header?.tables[item.section] ?? String(item.section);
+      const payload = server ? item.json : decoder.decode(item.json);
+      await inFlight;
+      inFlight = insertRows(
+        trx,
+        target,
+        name,
+        sql`select r.* from json_populate_recordset(cast(null as ${target}), cast(${payload} as json)) r`,
+        item.rows,
+      );
+      // Awaited before the next statement; a failure meanwhile must not go unhandled.
+      inFlight.catch(() => {});
     }
-    const target = targets[item.section] as RawBuilder<unknown>;
-    const name = header?.tables[item.section] ?? String(item.section);
-    const payload = server ? item.json : decoder.decode(item.json);
     await inFlight;
-    inFlight = insertRows(
-      trx,
-      target,
-      name,
-      sql`select r.* from json_populate_recordset(cast(null as ${target}), cast(${payload} as json)) r`,
-      item.rows,
-    );
-    // Awaited before the next statement; a failure meanwhile must not go unhandled.
-    inFlight.catch(() => {});
+  } finally {
+    await closePages(pages);
   }
-  await inFlight;
   if (header === undefined) throw new CorruptSnapshotError('corrupt snapshot: it is empty');
   await setApplied(trx, scope, position, header);
   return header;
@@ -130,7 +134,7 @@ export async function restoreStateIn(
  * stored a snapshot's pieces, has them raised already). Another malloc, or thresholds the
  * operator set, ignore it.
  */
-async function raiseMallocThresholds(trx: AnyKysely): Promise<void> {
+export async function raiseMallocThresholds(trx: AnyKysely): Promise<void> {
   await sql`select length(repeat('x', ${MALLOC_RAISE_BYTES}))`.execute(trx);
 }
 
@@ -156,20 +160,24 @@ async function restoreStaged(
     let seq = 0;
     const decoder = new TextDecoder();
     let next = await pages.next();
-    for (; next.done !== true; next = await pages.next()) {
-      const item = next.value;
-      if (item.kind === 'header') {
-        header = checkHeader(item.header, scope, position);
-        continue;
+    try {
+      for (; next.done !== true; next = await pages.next()) {
+        const item = next.value;
+        if (item.kind === 'header') {
+          header = checkHeader(item.header, scope, position);
+          continue;
+        }
+        const at = seq++;
+        const payload = decoder.decode(item.json);
+        await runStorageOperation('staging a snapshot', signal, () =>
+          sql`
+            insert into ${t.restoreStaging} (section, seq, row_count, payload)
+            values (${item.section}, ${at}, ${item.rows}, ${payload})
+          `.execute(db),
+        );
       }
-      const at = seq++;
-      const payload = decoder.decode(item.json);
-      await runStorageOperation('staging a snapshot', signal, () =>
-        sql`
-          insert into ${t.restoreStaging} (section, seq, row_count, payload)
-          values (${item.section}, ${at}, ${item.rows}, ${payload})
-        `.execute(db),
-      );
+    } finally {
+      await closePages(pages);
     }
     const counts = next.value;
     if (header === undefined) throw new CorruptSnapshotError('corrupt snapshot: it is empty');
@@ -206,7 +214,7 @@ async function restoreStaged(
 }
 
 /** The tables a snapshot's sections go into, in the sections' order. */
-function sectionTables(scope: RestoreScope): RawBuilder<unknown>[] {
+export function sectionTables(scope: RestoreScope): RawBuilder<unknown>[] {
   return [
     scope.tables.clientSession,
     scope.tables.clientResult,
@@ -214,7 +222,7 @@ function sectionTables(scope: RestoreScope): RawBuilder<unknown>[] {
   ];
 }
 
-function checkHeader(
+export function checkHeader(
   header: StateSnapshotHeader,
   scope: RestoreScope,
   position: LogPosition,
@@ -246,13 +254,7 @@ async function insertRows(
     const result = await sql`insert into ${target} overriding system value ${select}`.execute(trx);
     inserted = result.numAffectedRows;
   } catch (error) {
-    if (isDataError(error)) {
-      throw new CorruptSnapshotError(
-        `corrupt snapshot: the rows of ${name} cannot be restored: ${describe(error)}`,
-        { cause: error },
-      );
-    }
-    throw error;
+    throw rowsFailure(error, name) ?? error;
   }
   if (inserted !== undefined && Number(inserted) !== expected) {
     throw new CorruptSnapshotError(
@@ -261,7 +263,7 @@ async function insertRows(
   }
 }
 
-async function setApplied(
+export async function setApplied(
   trx: AnyKysely,
   scope: RestoreScope,
   position: LogPosition,
@@ -273,6 +275,31 @@ async function setApplied(
   `.execute(trx);
 }
 
+/**
+ * The `CorruptSnapshotError` for `error`, Postgres' refusal of the rows of the table `name`, or
+ * `undefined` when it is not a refusal of the rows (a data exception or constraint violation).
+ */
+export function rowsFailure(error: unknown, name: string): CorruptSnapshotError | undefined {
+  if (isUntranslatable(error)) {
+    return new CorruptSnapshotError(
+      `the rows of ${name} cannot be restored: a json value holds a \\u escape that Postgres cannot decode into this database, most likely \\u0000 (the NUL character) in a snapshot taken before exports refused it, or a character the database's encoding cannot hold; the snapshot's bytes are not the problem. Take such values out of ${name} on the leader, then let it take a new snapshot (${describe(error)})`,
+      { cause: error },
+    );
+  }
+  if (isDataError(error)) {
+    return new CorruptSnapshotError(
+      `corrupt snapshot: the rows of ${name} cannot be restored: ${describe(error)}`,
+      { cause: error },
+    );
+  }
+  return undefined;
+}
+
+/** SQLSTATE 22P05 (untranslatable character): a JSON `\u` escape Postgres cannot decode. */
+function isUntranslatable(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === '22P05';
+}
+
 /** SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation). */
 function isDataError(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
@@ -281,4 +308,13 @@ function isDataError(error: unknown): boolean {
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Ends `pages` if a restore stops before reading it to the end (an error), so that the snapshot
+ * stream under it is ended too (a store's read gives back what it holds); nothing once it ended.
+ * A failure to end it is ignored: the restore's own error is the one to report.
+ */
+async function closePages(pages: AsyncGenerator<unknown, readonly number[]>): Promise<void> {
+  await pages.return([]).catch(() => {});
 }

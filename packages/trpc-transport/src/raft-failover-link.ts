@@ -23,9 +23,15 @@ export interface RaftFailoverLinkOptions<TRouter extends AnyTRPCRouter> {
  *   server's `createRaftProcedures(...).responseMeta` sets, or an error's
  *   `data.raft.leaderHint`), which saves the follower's forwarding hop on every later call: a
  *   client that starts at a follower moves after its first answer;
- * - to the next node, when no answer came (the node is down or unreachable), when the node is
- *   closed or restarting (`data.raft.tryAnotherNode`), or when it knows no leader (it may be cut off from the majority;
- *   a node answers so only once its `leaderWaitMs` passed without a leader: 0 makes it answer at once).
+ * - to the next node, when no answer came (the node is down or unreachable; a call the client
+ *   aborted counts as such), when the node is closed or restarting (`data.raft.tryAnotherNode`),
+ *   or when it knows no leader (it may be cut off from the majority): `not-leader` or
+ *   `read-unavailable` without a leader hint. A node answers so once its `leaderWaitMs` passed
+ *   without a leader (0 makes it answer at once), or, for a mutation, once the plugin's
+ *   `proposeTimeoutMs` passed while it waited for one (nothing was proposed). A
+ *   `read-unavailable` that names a leader moves to it; one that names this node (a leader that
+ *   could not confirm its leadership in time) stays: such a leader steps down within an election
+ *   timeout and then answers without a hint.
  *
  * It never retries by itself: put {@link raftSessionLink} before it, and each retry goes to the
  * node chosen after the last failure.
@@ -52,7 +58,8 @@ export function raftFailoverLink<TRouter extends AnyTRPCRouter>(
         failure.noAnswer ||
         failure.raft?.tryAnotherNode === true ||
         failure.raft?.kind === 'closed' ||
-        (failure.raft?.kind === 'not-leader' && failure.raft.leaderHint === null)
+        ((failure.raft?.kind === 'not-leader' || failure.raft?.kind === 'read-unavailable') &&
+          failure.raft.leaderHint === null)
       ) {
         current = ids[(ids.indexOf(from) + 1) % ids.length] as NodeId;
       }

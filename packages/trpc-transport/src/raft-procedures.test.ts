@@ -7,7 +7,7 @@ import {
   type KvResult,
   pickLoopbackPort,
 } from '@tsraft/core/testing';
-import { describe, expect, expectTypeOf, it } from 'vitest';
+import { describe, expect, expectTypeOf, it, vi } from 'vitest';
 import { z } from 'zod';
 import {
   ADMIN_SECRET,
@@ -21,7 +21,7 @@ import { createRaftProcedures } from './raft-procedures.ts';
 
 /** The user's app of these tests: what a README reader would write. */
 function kvApp(deps: AppDeps) {
-  const raft = createRaftProcedures({ node: deps.node, command: kvCommand, proposeTimeoutMs: 300 });
+  const raft = createRaftProcedures({ node: deps.node, command: kvCommand, proposeTimeoutMs: 400 });
   const t = initTRPC.context<AppContext>().create();
   return t.router({
     /** Any KV command, replicated; answers its typed result. */
@@ -344,7 +344,7 @@ describe('the tRPC plugin on a 3-node cluster over real HTTP', () => {
       cluster.client(leader.id).execute.mutate({ op: 'put', key: 'slow', value: 'v' }),
     );
     expect(timeout.data?.code).toBe('TIMEOUT');
-    expect(timeout.message).toMatch(/no result within the deadline of 300 ms \(proposeTimeoutMs\)/);
+    expect(timeout.message).toMatch(/no result within the deadline of 400 ms \(proposeTimeoutMs\)/);
     expect(raftErrorOf(timeout)).toMatchObject({ kind: 'timeout', retryable: true });
   });
 
@@ -542,6 +542,76 @@ describe('leader discovery through the x-tsraft-leader header', () => {
     const { follower, sent } = await putsFromAFollower(false);
     expect(sent).toHaveLength(3);
     expect(sent.every((url) => url.startsWith(follower))).toBe(true);
+  });
+});
+
+describe('a node cut off from the majority (it knows no leader)', () => {
+  /** A 3-node cluster whose follower is cut off from the others, once it knows no leader. */
+  async function cutOffFollower(leaderWaitMs: number) {
+    const faults = new FaultInjector({ seed: 1 });
+    const cluster = await AppCluster.start({ app: kvApp, faults, leaderWaitMs });
+    const leader = await cluster.leader();
+    const [id, other] = cluster.others(leader.id) as [NodeId, NodeId];
+    faults.partition([id], [leader.id, other]);
+    await expect
+      .poll(() => cluster.node(id).status().leaderId, { timeout: 5000, interval: 10 })
+      .toBeNull();
+    return { cluster, id };
+  }
+
+  it('answers a mutation whose deadline passed while it waited for a leader with not-leader without a hint (nothing was proposed; once per node, a warning that proposeTimeoutMs is not longer than leaderWaitMs), and the client links move on to a node that serves', async () => {
+    const warnings = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+    try {
+      // proposeTimeoutMs is 400 ms: the deadline passes long before the wait for a leader.
+      const { cluster, id } = await cutOffFollower(30_000);
+      await using _ = cluster;
+      const lastIndex = cluster.node(id).status().lastIndex;
+      const refused = await failure(() =>
+        cluster.client(id).execute.mutate({ op: 'put', key: 'k', value: 'v' }),
+      );
+      expect(refused.data?.code).toBe('SERVICE_UNAVAILABLE');
+      expect(raftErrorOf(refused)).toEqual({
+        kind: 'not-leader',
+        retryable: true,
+        leaderHint: null,
+      });
+      expect(cluster.node(id).status().lastIndex).toBe(lastIndex);
+      const sent: string[] = [];
+      const client = cluster.sessionClient({ initial: id, onFetch: (url) => sent.push(url) });
+      await expect(client.execute.mutate({ op: 'put', key: 'k', value: 'w' })).resolves.toEqual({
+        op: 'put',
+        value: 'w',
+      });
+      expect(sent[0]?.startsWith(cluster.urls[id] as string)).toBe(true);
+      expect(sent.at(-1)?.startsWith(cluster.urls[id] as string)).toBe(false);
+      const cutOff = warnings.mock.calls.filter(
+        ([message, options]) =>
+          String(message).includes(`of node ${id}:`) &&
+          (options as { code?: string } | undefined)?.code === 'TSRAFT_PROPOSE_TIMEOUT',
+      );
+      expect(cutOff).toHaveLength(1);
+      expect(String(cutOff[0]?.[0])).toMatch(
+        /^proposeTimeoutMs \(400 ms\) is not longer than leaderWaitMs \(30000 ms\)/,
+      );
+    } finally {
+      warnings.mockRestore();
+    }
+  });
+
+  it('answers a linearizable query with read-unavailable without a hint once leaderWaitMs passed, and the client links move on to a node that serves', async () => {
+    const { cluster, id } = await cutOffFollower(100);
+    await using _ = cluster;
+    const refused = await failure(() => cluster.client(id).get.query({ key: 'k' }));
+    expect(raftErrorOf(refused)).toEqual({
+      kind: 'read-unavailable',
+      retryable: true,
+      leaderHint: null,
+    });
+    const sent: string[] = [];
+    const client = cluster.sessionClient({ initial: id, onFetch: (url) => sent.push(url) });
+    await expect(client.get.query({ key: 'k' })).resolves.toBeNull();
+    expect(sent[0]?.startsWith(cluster.urls[id] as string)).toBe(true);
+    expect(sent.at(-1)?.startsWith(cluster.urls[id] as string)).toBe(false);
   });
 });
 

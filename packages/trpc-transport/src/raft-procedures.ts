@@ -34,6 +34,27 @@ export const DEFAULT_PROPOSE_TIMEOUT_MS = 10_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
+ * Warns, once per node, when `proposeTimeoutMs` is not longer than the node's `leaderWaitMs`
+ * (see {@link RaftProceduresOptions.proposeTimeoutMs}). A warning, not a refusal: the deadline
+ * then only shortens the wait, every answer stays true, and the node may be known only at the
+ * first call (a supervisor's, or a lookup's).
+ */
+function leaderWaitCheck(
+  proposeTimeoutMs: number,
+): (node: { readonly id: NodeId; readonly leaderWaitMs: number }) => void {
+  const checked = new WeakSet<object>();
+  return (node) => {
+    if (checked.has(node)) return;
+    checked.add(node);
+    if (!(node.leaderWaitMs >= proposeTimeoutMs)) return;
+    process.emitWarning(
+      `proposeTimeoutMs (${proposeTimeoutMs} ms) is not longer than leaderWaitMs (${node.leaderWaitMs} ms) of node ${node.id}: a mutation on a node that knows no leader fails with not-leader at the deadline, before the node's wait for a leader ends, and one that finds a leader late has little time left to commit; make proposeTimeoutMs longer than leaderWaitMs plus a commit's time, or lower leaderWaitMs`,
+      { code: 'TSRAFT_PROPOSE_TIMEOUT' },
+    );
+  };
+}
+
+/**
  * Result types by command name, for a state machine whose commands are `{ name, ... }` objects:
  * `{ open: OpenResult; transfer: TransferResult }`. Give it as the third type argument of
  * {@link createRaftProcedures} and `ctx.raft.propose({ name: 'open', ... })` resolves with
@@ -78,6 +99,13 @@ export interface RaftProceduresOptions<Command, Result> {
    * Deadline of one proposal, from the request's arrival to the command's result: past it the
    * mutation fails with TIMEOUT (the command may still apply; retry it with the same stamp).
    * Default {@link DEFAULT_PROPOSE_TIMEOUT_MS}; at most 2^31 - 1 ms (what a timer can wait).
+   *
+   * Keep it longer than the node's `leaderWaitMs` (3 s with the default tuning) plus the time a
+   * commit takes: a node that knows no leader waits for one within this deadline, so a shorter
+   * deadline ends that wait early (the mutation fails with `not-leader`, nothing proposed, and
+   * `raftFailoverLink` moves on) and leaves little time to commit once a leader is found. The
+   * first proposal through a node whose `leaderWaitMs` is not shorter emits a process warning
+   * (`TSRAFT_PROPOSE_TIMEOUT`), once per node.
    */
   readonly proposeTimeoutMs?: number;
 }
@@ -329,6 +357,7 @@ export function createRaftProcedures<
     );
   }
   const commandSchema = options.command;
+  const checkLeaderWait = leaderWaitCheck(proposeTimeoutMs);
 
   /** The leader the node knows, or `null` when there is no node to ask. */
   const leaderHint = (): NodeId | null => {
@@ -394,6 +423,7 @@ export function createRaftProcedures<
             });
           }
           const raftNode = resolve();
+          checkLeaderWait(raftNode);
           const started = performance.now();
           using wait = proposalDeadline(signal, proposeTimeoutMs);
           try {

@@ -16,16 +16,20 @@ import {
 /**
  * Why a replicated mutation or a linearizable query failed, in Raft's terms:
  * - `not-leader`: this node is not the leader, and did not or could not forward (no leader known,
- *   forwarding off, or no quorum to elect one);
+ *   forwarding off, or no quorum to elect one; also when the deadline passed or the request was
+ *   aborted while it waited for a leader): nothing was proposed. Without `leaderHint`, this node
+ *   may be cut off from the majority: `raftFailoverLink` moves on;
  * - `dropped`: a new leader overwrote the proposal's entry; it did not take effect;
  * - `unknown-outcome`: forwarding or the leader failed mid-way; the command may or may not apply;
- * - `read-unavailable`: a linearizable read could not be confirmed with a quorum;
+ * - `read-unavailable`: a linearizable read could not be confirmed with a quorum (without
+ *   `leaderHint`: no leader became known within `leaderWaitMs`; `raftFailoverLink` moves on);
  * - `closed`: this node is closed, or stopped after a fatal error: not retryable here, another
  *   node may serve (`tryAnotherNode`);
  * - `recovering`: this node is starting or restarting after a fatal error (`RaftSupervisor`), or
  *   the app has no node to serve with yet: retryable, and another node may serve meanwhile;
  * - `backpressure`: the leader holds too many uncommitted entries;
- * - `timeout`: the deadline passed or the request was aborted; the command may still apply;
+ * - `timeout`: the deadline passed or the request was aborted once the command was proposed or
+ *   forwarded (or during a read); the command may still apply;
  * - `command`: the state machine's handler refused the command (a domain error, final);
  * - `change-in-progress`: another membership change is under way; retry once it is done;
  * - `internal`: the node failed (storage, invariant); not retryable.

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { NodeClosedError, NotLeaderError, ReadUnavailableError } from '../errors.ts';
+import type { NodeId } from '../log-entry.ts';
+import type { LogWrite } from '../log-store.ts';
 import { InProcessNetwork } from '../testing/in-process-transport.ts';
 import { type KvCommand, type KvResult, KvStateMachine } from '../testing/kv-state-machine.ts';
 import { MemoryLogStore } from '../testing/memory-log-store.ts';
@@ -32,6 +34,19 @@ function startAlone(options: Partial<RaftNodeOptions<KvCommand, KvResult>>): Pro
     tuning: { electionTicks: 10, heartbeatTicks: 2 },
     ...options,
   });
+}
+
+/** A log store whose `persist` waits, once `gate` is set, until the gate opens. */
+class GatedLogStore extends MemoryLogStore {
+  gate: Promise<void> | undefined;
+  blocked = false;
+  override async persist(write: LogWrite, options?: { signal?: AbortSignal }): Promise<void> {
+    if (this.gate !== undefined) {
+      this.blocked = true;
+      await this.gate;
+    }
+    return super.persist(write, options);
+  }
 }
 
 /** Settles with the promise's outcome: `{ value }` or `{ error }`, never rejecting. */
@@ -126,6 +141,75 @@ describe('a node that knows no leader waits for one (RaftNodeOptions.leaderWaitM
     expect(status.leaderId).toBe(next.id);
   });
 
+  it.each([
+    [
+      'a new leader is elected (the old one stays cut off)',
+      (network: InProcessNetwork, leader: NodeId, _follower: NodeId) => {
+        network.partition(leader);
+      },
+      async () => {},
+    ],
+    [
+      'the same leader is heard again in the same term (the Ready carries no change of soft state)',
+      (network: InProcessNetwork, leader: NodeId, follower: NodeId) => {
+        network.drop(leader, follower);
+      },
+      async (network: InProcessNetwork, leader: KvNode, follower: KvNode) => {
+        network.restore(leader.id, follower.id);
+        await waitFor(() => follower.status().leaderId === leader.id, {
+          what: 'the engine to hear the leader again',
+        });
+      },
+    ],
+  ])(
+    'a proposal on a follower whose engine lost its leader while its loop is busy persisting (the soft state it last handled still names the leader) waits for a leader instead of failing with NotLeaderError: %s',
+    async (_case, cut, reconnect) => {
+      const network = new InProcessNetwork();
+      const ids = ['n1', 'n2', 'n3'];
+      const stores = new Map(ids.map((id) => [id, new GatedLogStore()]));
+      const nodes = await Promise.all(
+        ids.map((id) =>
+          RaftNode.start<KvCommand, KvResult>({
+            id,
+            config: { voters: ids },
+            logStore: stores.get(id) as GatedLogStore,
+            snapshotStore: new MemorySnapshotStore(),
+            stateMachine: new KvStateMachine(),
+            transport: network.transport(id),
+            tickMs: 5,
+            tuning: { electionTicks: 10, heartbeatTicks: 2 },
+            ...PATIENT,
+          }),
+        ),
+      );
+      try {
+        await waitFor(() => nodes.some((n) => n.status().role === 'leader'), { what: 'a leader' });
+        const leader = nodes.find((n) => n.status().role === 'leader') as KvNode;
+        await leader.propose(put('a', '1'));
+        const follower = nodes.find((n) => n !== leader && n.status().leaderId === leader.id);
+        if (follower === undefined) throw new Error('no follower knows the leader');
+        const store = stores.get(follower.id) as GatedLogStore;
+        let open = (): void => {};
+        store.gate = new Promise<void>((resolve) => {
+          open = resolve;
+        });
+        void leader.propose(put('b', '2')).catch(() => {});
+        await waitFor(() => store.blocked, { what: 'the follower to block in persist' });
+        cut(network, leader.id, follower.id);
+        // The engine forgets the leader at its election timeout; the loop still waits on persist.
+        await waitFor(() => follower.status().leaderId === null, { what: 'the engine to forget' });
+        const proposal = outcome(follower.propose(put('c', '3')));
+        await sleep(30);
+        await reconnect(network, leader, follower);
+        store.gate = undefined;
+        open();
+        expect(await proposal).toEqual({ value: { op: 'put', value: '3' } });
+      } finally {
+        await Promise.all(nodes.map((n) => n.close()));
+      }
+    },
+  );
+
   it('fails the read with the retryable ReadUnavailableError, and a proposal with NotLeaderError without a hint, once leaderWaitMs passes without a leader', async () => {
     const leaderWaitMs = 150;
     await using node = await startAlone({ leaderWaitMs, readTimeoutMs: 30_000 });
@@ -158,7 +242,7 @@ describe('a node that knows no leader waits for one (RaftNodeOptions.leaderWaitM
     expect((proposal as { error: unknown }).error).toBeInstanceOf(NotLeaderError);
   });
 
-  it('ends the wait when the caller aborts (with its reason) or the node closes (NodeClosedError)', async () => {
+  it('ends the wait when the caller aborts (a proposal with NotLeaderError without a hint, its cause the reason: nothing was proposed; a read with the reason) or the node closes (NodeClosedError)', async () => {
     const node = await startAlone(PATIENT);
     const controller = new AbortController();
     const aborted = outcome(node.propose(put('k', 'v'), { signal: controller.signal }));
@@ -167,7 +251,11 @@ describe('a node that knows no leader waits for one (RaftNodeOptions.leaderWaitM
     const closedProposal = outcome(node.propose(put('k', 'w')));
     const reason = new Error('the caller gave up');
     controller.abort(reason);
-    expect(await aborted).toEqual({ error: reason });
+    const abortedError = ((await aborted) as { error: unknown }).error;
+    expect(abortedError).toBeInstanceOf(NotLeaderError);
+    expect((abortedError as NotLeaderError).leaderHint).toBeNull();
+    expect((abortedError as NotLeaderError).cause).toBe(reason);
+    expect(node.status().lastIndex).toBe(0);
     expect(await abortedRead).toEqual({ error: reason });
     await node.close();
     expect((await closedRead) as { error: unknown }).toHaveProperty('error');
@@ -175,11 +263,13 @@ describe('a node that knows no leader waits for one (RaftNodeOptions.leaderWaitM
     expect(((await closedProposal) as { error: unknown }).error).toBeInstanceOf(NodeClosedError);
   });
 
-  it('refuses a leaderWaitMs that is negative or not a number', async () => {
-    for (const leaderWaitMs of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
+  it('refuses a leaderWaitMs that is negative, not a number, or longer than a timer can wait (Node would end the wait after 1 ms)', async () => {
+    for (const leaderWaitMs of [-1, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 31]) {
       await expect(startAlone({ leaderWaitMs })).rejects.toThrow(
-        /leaderWaitMs must be a finite number >= 0/,
+        /leaderWaitMs must be a finite number >= 0 and at most 2147483647 ms \(what a timer can wait\)/,
       );
     }
+    await using longest = await startAlone({ leaderWaitMs: 2 ** 31 - 1 });
+    expect(longest.status().closed).toBe(false);
   });
 });

@@ -18,8 +18,8 @@ export interface LeaderWaitOptions {
  * Calls that need a leader and find this node knowing none (right after it started, during an
  * election) wait here for one to become known, up to `leaderWaitMs`: a leader normally appears
  * within an election timeout or two, and a client that does not move to another node by itself
- * would otherwise fail at once. The node calls {@link observe} whenever the leader it knows may
- * have changed.
+ * would otherwise fail at once. The node calls {@link observe} at every tick and whenever the
+ * leader it knows may have changed.
  */
 export class LeaderWait {
   readonly #o: LeaderWaitOptions;

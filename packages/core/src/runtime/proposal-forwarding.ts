@@ -57,8 +57,9 @@ export interface ProposalForwardingOptions<Command, Result> {
 /**
  * Proposals a follower forwards to the leader, both ends: {@link forward} sends one and turns the
  * leader's answer into the result or a typed error; {@link serve} proposes one as leader and
- * answers. A forwarded proposal whose answer is lost has an unknown outcome: the error says so,
- * and a retry with the same client session is safe (thesis 6.3).
+ * answers. A forwarded proposal whose answer is lost, or whose leader appended it and then
+ * could not see it through (it stopped), has an unknown outcome: the error says so, and a retry
+ * with the same client session is safe (thesis 6.3). `NotLeaderError` means nothing was appended.
  */
 export class ProposalForwarding<Command, Result> {
   readonly #o: ProposalForwardingOptions<Command, Result>;
@@ -124,18 +125,23 @@ export class ProposalForwarding<Command, Result> {
         message: `malformed command envelope: ${String(error)}`,
       };
     }
+    let local: LocalProposal<Result>;
     try {
       // Re-stamped with this leader's clock: the time every replica will see.
       const bytes = o.codec.encode(o.envelope(envelope.command, envelope.session));
-      const local = o.proposeLocally(bytes, signal);
-      if (local.kind === 'not-leader') {
-        return {
-          type: 'rejected',
-          reason: 'not-leader',
-          leaderHint: local.leaderHint,
-          message: new NotLeaderError(local.leaderHint).message,
-        };
-      }
+      local = o.proposeLocally(bytes, signal);
+    } catch (error) {
+      return unappendedRejectionResponse(error);
+    }
+    if (local.kind === 'not-leader') {
+      return {
+        type: 'rejected',
+        reason: 'not-leader',
+        leaderHint: local.leaderHint,
+        message: new NotLeaderError(local.leaderHint).message,
+      };
+    }
+    try {
       const result = await local.result;
       return {
         type: 'proposed',
@@ -144,7 +150,7 @@ export class ProposalForwarding<Command, Result> {
         term: local.term,
       };
     } catch (error) {
-      return rejectionResponse(error, signal);
+      return appendedRejectionResponse(error, local.index, signal);
     }
   }
 }
@@ -159,12 +165,15 @@ function rejectionError(response: PeerResponse & { type: 'rejected' }, leader: N
     case 'dropped':
       return new ProposalDroppedError(response.message);
     case 'closed':
+      // Stopped before it handled the request: nothing was appended.
       return new NotLeaderError(null, {
         cause: new Error(`the leader ${leader} is closed: ${response.message}`),
       });
     case 'timeout':
+      // The leader cannot tell whether the entry commits: it appended it and stopped, or proposing
+      // it failed unexpectedly.
       return new RaftError(
-        `the leader ${leader} timed out on the proposal; its outcome is unknown (a retry is safe with a client session)`,
+        `the leader ${leader} could not see the proposal through: ${response.message}; its outcome is unknown (a retry is safe with a client session)`,
         { retryable: true },
       );
     case 'refused':
@@ -175,21 +184,41 @@ function rejectionError(response: PeerResponse & { type: 'rejected' }, leader: N
   }
 }
 
-/** The answer a leader gives a follower for a forwarded proposal that failed with `error`. */
-function rejectionResponse(error: unknown, signal: AbortSignal): PeerResponse {
-  const message = error instanceof Error ? error.message : String(error);
-  if (error instanceof NotLeaderError) {
-    return { type: 'rejected', reason: 'not-leader', leaderHint: error.leaderHint, message };
+/**
+ * The answer a leader gives a follower for a forwarded proposal whose entry it appended at
+ * `index`, when waiting for the entry's result failed with `error` (this node stopped, the
+ * request ended). The entry is in the log and may still commit, under this leader or a later
+ * one, so the outcome is unknown ('timeout'), unless the entry is known gone
+ * (`ProposalDroppedError`: overwritten, or its fate lost with the log, as its message says).
+ * Never 'not-leader' or 'closed': those tell the follower that nothing was appended, and its
+ * caller may propose the command anew, without a client session too, and apply it twice.
+ */
+function appendedRejectionResponse(
+  error: unknown,
+  index: number,
+  signal: AbortSignal,
+): PeerResponse {
+  if (error instanceof ProposalDroppedError) {
+    return { type: 'rejected', reason: 'dropped', message: error.message };
   }
-  if (error instanceof BackpressureError)
+  const why =
+    error instanceof NodeClosedError
+      ? `it stopped (${error.message}) before the entry at index ${index} was known to commit`
+      : signal.aborted
+        ? `the request ended before the entry at index ${index} was known to commit`
+        : `waiting for the entry at index ${index} failed: ${error instanceof Error ? error.message : String(error)}`;
+  return { type: 'rejected', reason: 'timeout', message: why };
+}
+
+/**
+ * The answer a leader gives a follower for a forwarded proposal it did not append: proposing it
+ * threw `error`. Backpressure is a refusal; anything else is unexpected, and reported as an
+ * unknown outcome rather than assumed harmless.
+ */
+function unappendedRejectionResponse(error: unknown): PeerResponse {
+  const message = error instanceof Error ? error.message : String(error);
+  if (error instanceof BackpressureError) {
     return { type: 'rejected', reason: 'backpressure', message };
-  if (error instanceof ProposalDroppedError)
-    return { type: 'rejected', reason: 'dropped', message };
-  if (error instanceof NodeClosedError) return { type: 'rejected', reason: 'closed', message };
-  // Anything else leaves the outcome unknown, which the follower reports as such.
-  return {
-    type: 'rejected',
-    reason: 'timeout',
-    message: signal.aborted ? message : `failed: ${message}`,
-  };
+  }
+  return { type: 'rejected', reason: 'timeout', message: `proposing it failed: ${message}` };
 }

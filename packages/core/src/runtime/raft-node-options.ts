@@ -77,6 +77,7 @@ export interface RaftNodeOptions<Command, Result> {
    * fit the transport's limit of a request body (the tRPC transport's `maxBodyBytes`, 64 MiB by
    * default). Default 4 MiB: fewer requests cost the leader and the follower about a quarter less
    * CPU per byte than pieces of 1 MiB (see the log-compaction README, "Benchmark").
+   * A positive whole number.
    */
   readonly snapshotChunkBytes?: number;
   /** Deadline of one piece of a snapshot sent to a follower. Default 30,000 ms. */
@@ -107,12 +108,14 @@ export interface RaftNodeOptions<Command, Result> {
    * leader when it knows none (right after it started, during an election; for a read whose
    * leader was lost while it waited for its read index: another leader) before it fails with
    * the retryable `ReadUnavailableError` or `NotLeaderError` (no leader hint). A read waits
-   * within its `readTimeoutMs`, and any call within its signal; a read's wait is checked at
-   * every tick, so it may end up to one `tickMs` late. Default: three times the engine's base election
-   * timeout, `3 * tuning.electionTicks * tickMs` (3,000 ms with the defaults): the longest
-   * randomized election timeout (twice the base) and one more for the vote and the new leader's
-   * first message. 0: fail at once (for clients that move to another node by themselves; see
-   * the core README, "Linearizable reads").
+   * within its `readTimeoutMs`, and any call within its signal: a proposal whose signal aborts
+   * while it waits fails with `NotLeaderError` too (no hint; the signal's reason as `cause`),
+   * since nothing was proposed. A read's wait is checked at every tick, so it may end up to one
+   * `tickMs` late. Default: three times the engine's base election timeout,
+   * `3 * tuning.electionTicks * tickMs` (3,000 ms with the defaults): the longest randomized
+   * election timeout (twice the base) and one more for the vote and the new leader's first
+   * message. 0: fail at once (for clients that move to another node by themselves; see the core
+   * README, "Linearizable reads"). At most 2^31 - 1 ms (what a timer can wait).
    */
   readonly leaderWaitMs?: number;
   /**
@@ -123,4 +126,37 @@ export interface RaftNodeOptions<Command, Result> {
   readonly clock?: Clock;
   /** Aborts start-up (loading the stores). It does not stop a node once started. */
   readonly signal?: AbortSignal;
+}
+
+/** The longest a timer can wait (2^31 - 1 ms, about 24.8 days); Node fires a longer one after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Refuses, with a `TypeError` naming the option, the values of {@link RaftNodeOptions} a node
+ * cannot run with: a `tickMs` that is not positive; a `leaderWaitMs` that is negative, not finite
+ * or longer than a timer can wait (Node would end the wait after 1 ms); a `snapshotChunkBytes`
+ * that is not a positive safe integer (0 would send empty pieces forever, a fraction pieces that
+ * overlap and never complete the snapshot).
+ */
+export function checkNodeOptions(
+  options: Pick<
+    RaftNodeOptions<unknown, unknown>,
+    'tickMs' | 'leaderWaitMs' | 'snapshotChunkBytes'
+  >,
+): void {
+  const { tickMs, leaderWaitMs, snapshotChunkBytes } = options;
+  if (tickMs !== undefined && !(tickMs > 0)) throw new TypeError('tickMs must be positive');
+  if (leaderWaitMs !== undefined && !(leaderWaitMs >= 0 && leaderWaitMs <= MAX_TIMER_MS)) {
+    throw new TypeError(
+      `leaderWaitMs must be a finite number >= 0 and at most ${MAX_TIMER_MS} ms (what a timer can wait), got ${leaderWaitMs}`,
+    );
+  }
+  if (
+    snapshotChunkBytes !== undefined &&
+    !(Number.isSafeInteger(snapshotChunkBytes) && snapshotChunkBytes > 0)
+  ) {
+    throw new TypeError(
+      `snapshotChunkBytes must be a positive whole number of bytes, got ${snapshotChunkBytes}`,
+    );
+  }
 }

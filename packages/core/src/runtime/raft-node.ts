@@ -54,7 +54,7 @@ import {
 } from './proposal-forwarding.ts';
 import { ProposalTracker } from './proposal-tracker.ts';
 import type { RaftNodeEventName, RaftNodeEvents } from './raft-node-events.ts';
-import type { RaftNodeOptions } from './raft-node-options.ts';
+import { checkNodeOptions, type RaftNodeOptions } from './raft-node-options.ts';
 import { memberProgress, type RaftNodeStatus } from './raft-node-status.ts';
 import { ReadBatches } from './read-batches.ts';
 import { recoverNodeState, storage } from './recover-node-state.ts';
@@ -67,7 +67,12 @@ import { TypedEvents } from './typed-events.ts';
 export interface ProposeOptions {
   /** Makes the command exactly-once (thesis 6.3): a retry with the same session is safe. */
   readonly session?: ClientSession;
-  /** Abandons the wait (rejecting with the signal's reason); the command may still apply. */
+  /**
+   * Abandons the wait (rejecting with the signal's reason); the command may still apply. While
+   * the node waits for a leader (it knows none, see `RaftNodeOptions.leaderWaitMs`), nothing is
+   * proposed yet: the call then rejects with `NotLeaderError` without a hint, whose `cause` is
+   * the signal's reason.
+   */
   readonly signal?: AbortSignal;
 }
 
@@ -159,6 +164,11 @@ export function engineOf<Command, Result>(node: RaftNode<Command, Result>): Raft
  */
 export class RaftNode<Command, Result> {
   readonly id: NodeId;
+  /**
+   * How long a call on this node waits for a leader when it knows none
+   * (`RaftNodeOptions.leaderWaitMs`, or its default).
+   */
+  readonly leaderWaitMs: number;
   readonly #engine: RaftEngine;
   readonly #logStore: LogStore;
   readonly #stateMachine: StateMachine<Command, Result>;
@@ -263,8 +273,16 @@ export class RaftNode<Command, Result> {
     const tuning = { ...DEFAULT_ENGINE_TUNING, ...options.tuning };
     this.#ticksFollowRealTime = tuning.leaseReads;
     const leaderWaitMs = options.leaderWaitMs ?? 3 * tuning.electionTicks * this.#tickMs;
+    this.leaderWaitMs = leaderWaitMs;
     const leaderKnown = (): boolean => this.#leaderId !== null;
-    this.#leaderWait = new LeaderWait({ leaderKnown, leaderWaitMs, lifetime, clock });
+    // A proposal's wait asks the engine, which is what refuses the proposal: the soft state of
+    // the last Ready handled lags it while the loop is busy (a persist in flight).
+    this.#leaderWait = new LeaderWait({
+      leaderKnown: () => this.#engine.status().leaderId !== null,
+      leaderWaitMs,
+      lifetime,
+      clock,
+    });
     this.#reads = new ReadBatches({
       engine: this.#engine,
       appliedWaiters: this.#appliedWaiters,
@@ -373,12 +391,7 @@ export class RaftNode<Command, Result> {
         'snapshotStore is required: any node may have to receive a snapshot from its leader, and it must be durable before the log records it (use MemorySnapshotStore from @tsraft/core/testing in tests, PostgresSnapshotStore with pg-storage)',
       );
     }
-    const tickMs = options.tickMs ?? DEFAULT_TICK_MS;
-    if (!(tickMs > 0)) throw new TypeError('tickMs must be positive');
-    const { leaderWaitMs } = options;
-    if (leaderWaitMs !== undefined && !(leaderWaitMs >= 0 && Number.isFinite(leaderWaitMs))) {
-      throw new TypeError(`leaderWaitMs must be a finite number >= 0, got ${leaderWaitMs}`);
-    }
+    checkNodeOptions(options);
     const logger = bindLogger(options.logger ?? noopLogger, { node: options.id });
     const signal = options.signal;
     signal?.throwIfAborted();
@@ -452,7 +465,7 @@ export class RaftNode<Command, Result> {
     }
     await options.transport.listen(node.#handlePeerRequest);
     node.#ticksStartedAt = node.#clock.now();
-    node.#cancelTicks = node.#clock.setRepeating(node.#tick, tickMs);
+    node.#cancelTicks = node.#clock.setRepeating(node.#tick, node.#tickMs);
     node.#kick();
     if (options.verifySnapshotOnStart ?? true) void node.#snapshots.verifyLatest();
     logger.info(
@@ -478,11 +491,16 @@ export class RaftNode<Command, Result> {
    * it started, during an election) first waits up to `leaderWaitMs` for one. Rejects with:
    * - {@link CommandError}: the handler refused the command (same outcome on every node);
    * - {@link NotLeaderError}: not the leader, and forwarding is off (with the leader's id) or no
-   *   leader became known within `leaderWaitMs` (without);
+   *   leader became known within `leaderWaitMs` (without), or `signal` aborted while it waited
+   *   for one (without; `cause` is the signal's reason): nothing was proposed, and a client may
+   *   try another node (this one may be cut off from the majority);
    * - {@link BackpressureError}: the leader holds too many uncommitted entries;
    * - {@link ProposalDroppedError}: a new leader overwrote the entry (retry with the session);
-   * - a retryable {@link RaftError}: the forwarded request failed, outcome unknown;
-   * - {@link NodeClosedError}; or the signal's reason once `signal` aborts.
+   * - a retryable {@link RaftError}: the forwarded request failed, or the leader appended the
+   *   command and stopped before it was known to commit: the outcome is unknown (retry with the
+   *   same client session; a `NotLeaderError` means nothing was appended);
+   * - {@link NodeClosedError}; or the signal's reason when `signal` was aborted already, or aborts
+   *   once the command was proposed or forwarded.
    */
   async propose(command: Command, options: ProposeOptions = {}): Promise<Result> {
     return (await this.proposeWithPosition(command, options)).result;
@@ -545,14 +563,16 @@ export class RaftNode<Command, Result> {
   }
 
   /**
-   * Whether a leader is known, after waiting up to `leaderWaitMs` for one if none is (see
-   * {@link LeaderWait}). Rejects with the reason of `signal`, or `NodeClosedError`.
+   * Whether the engine knows a leader, after waiting up to `leaderWaitMs` for one if it knows
+   * none (see {@link LeaderWait}). Rejects with `NotLeaderError` without a hint (`cause`: the
+   * signal's reason) when `signal` aborts first: nothing was proposed, and a client may try
+   * another node; or with `NodeClosedError`.
    */
   async #leaderKnown(signal: AbortSignal | undefined): Promise<boolean> {
     try {
       return await this.#leaderWait.known(signal);
     } catch (error) {
-      signal?.throwIfAborted();
+      if (signal?.aborted === true) throw new NotLeaderError(null, { cause: signal.reason });
       this.#throwIfStopped();
       throw error;
     }
@@ -772,6 +792,8 @@ export class RaftNode<Command, Result> {
       return;
     }
     this.#transfers.observe();
+    // The engine may have learnt a leader from a message while the loop was busy.
+    this.#leaderWait.observe();
     if (this.#ignoredConfigOption !== undefined) {
       this.#emit('config-option-ignored', this.#ignoredConfigOption);
       this.#ignoredConfigOption = undefined;

@@ -573,6 +573,27 @@ export function describeSnapshotStoreConformance(
       expectBytes(concatBytes(await collectChunks(fixture.store.read(saved))), expected);
     });
 
+    it('reads chunks the consumer may keep: reading the next one never overwrites them', async () => {
+      await using fixture = await factory();
+      // Larger than a store's chunk (stores read back in pieces of their own size), of bytes that
+      // differ from chunk to chunk.
+      const data = bytes(600_000, 7);
+      const pieces: Uint8Array[] = [];
+      for (let offset = 0; offset < data.byteLength; offset += 65_536) {
+        pieces.push(data.subarray(offset, offset + 65_536));
+      }
+      const saved = await fixture.store.save({ index: 6, term: 1, config }, streamOf(pieces));
+      const kept: { chunk: Uint8Array; copy: Uint8Array }[] = [];
+      for await (const chunk of (await fixture.reopen()).read(saved)) {
+        kept.push({ chunk, copy: chunk.slice() });
+      }
+      for (const [i, { chunk, copy }] of kept.entries()) {
+        expect(chunk.byteLength, `chunk ${i} of ${kept.length}`).toBe(copy.byteLength);
+        expectBytes(chunk, copy);
+      }
+      expectBytes(concatBytes(kept.map(({ chunk }) => chunk)), data);
+    });
+
     it('makes a newer snapshot the latest', async () => {
       await using fixture = await factory();
       const { store } = fixture;

@@ -31,25 +31,43 @@ const NO_PROGRESS: SimulationOptions = {
 const outcome = (o: Partial<SeedOutcome> = {}): SeedOutcome => ({
   writesAcknowledged: 3,
   writesUnknown: 1,
+  writesApplied: 4,
   schedulePlayed: false,
   finalVoters: ['n1', 'n2', 'n3'],
   ...o,
 });
 
 describe('the verdict on a seed', () => {
-  it('fails a seed whose clients gave writes up and had none acknowledged', () => {
-    const stalled = outcome({ writesAcknowledged: 0, writesUnknown: 2 });
-    expect(seedVerdict({ progress: true }, stalled)).toMatch(/made no progress.*gave up 2 writes/);
-    expect(seedVerdict({ progress: true }, outcome())).toBeUndefined();
+  it('fails a seed whose clients gave writes up and had none acknowledged, even if some applied', () => {
+    const stalled = outcome({ writesAcknowledged: 0, writesUnknown: 2, writesApplied: 1 });
+    expect(seedVerdict({ progress: 'acknowledged' }, stalled)).toMatch(
+      /made no progress.*gave up 2 writes and none was acknowledged$/,
+    );
+    expect(seedVerdict({ progress: 'acknowledged' }, outcome())).toBeUndefined();
     // Where the plan crashes every leader found in C_old,new, or no write was made at all.
-    expect(seedVerdict({ progress: false }, stalled)).toBeUndefined();
+    expect(seedVerdict({ progress: 'none' }, stalled)).toBeUndefined();
     expect(
-      seedVerdict({ progress: true }, outcome({ writesAcknowledged: 0, writesUnknown: 0 })),
+      seedVerdict(
+        { progress: 'acknowledged' },
+        outcome({ writesAcknowledged: 0, writesUnknown: 0, writesApplied: 0 }),
+      ),
+    ).toBeUndefined();
+  });
+
+  it('under leader churn, passes a seed whose writes were applied though none was acknowledged, and fails one with none applied either', () => {
+    const unanswered = outcome({ writesAcknowledged: 0, writesUnknown: 14, writesApplied: 4 });
+    expect(seedVerdict({ progress: 'applied' }, unanswered)).toBeUndefined();
+    const stalled = outcome({ writesAcknowledged: 0, writesUnknown: 14, writesApplied: 0 });
+    expect(seedVerdict({ progress: 'applied' }, stalled)).toBe(
+      'the seed made no progress: its clients gave up 14 writes and none was acknowledged or applied',
+    );
+    expect(
+      seedVerdict({ progress: 'applied' }, outcome({ writesApplied: 0, writesUnknown: 1 })),
     ).toBeUndefined();
   });
 
   it('fails a seed that did not play its schedule to the end', () => {
-    const expectations = { progress: true, schedule: 'the Figure 8 schedule' };
+    const expectations = { progress: 'acknowledged' as const, schedule: 'the Figure 8 schedule' };
     expect(seedVerdict(expectations, outcome())).toBe(
       'the seed did not play the Figure 8 schedule to its end',
     );
@@ -59,14 +77,17 @@ describe('the verdict on a seed', () => {
   it("fails a seed whose final voters are not its membership plan's end", () => {
     const servers = ['n1', 'n2', 'n3', 'n4', 'n5', 'n6'];
     const replaceAll = {
-      progress: true,
+      progress: 'acknowledged' as const,
       finalVoters: new MembershipPlanRun('replace-all-joint', servers).end,
     };
     expect(seedVerdict(replaceAll, outcome({ finalVoters: ['n4', 'n5', 'n6'] }))).toBeUndefined();
     expect(seedVerdict(replaceAll, outcome({ finalVoters: ['n1', 'n5', 'n6'] }))).toBe(
       'the seed ended with the voters n1,n5,n6, not the spares, every original replaced',
     );
-    const grow = { progress: true, finalVoters: new MembershipPlanRun('grow', servers).end };
+    const grow = {
+      progress: 'acknowledged' as const,
+      finalVoters: new MembershipPlanRun('grow', servers).end,
+    };
     expect(
       seedVerdict(grow, outcome({ finalVoters: ['n1', 'n2', 'n3', 'n4', 'n5'] })),
     ).toBeUndefined();

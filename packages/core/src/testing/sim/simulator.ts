@@ -122,6 +122,11 @@ export interface SimulationReport {
   readonly leaderTerms: number;
   readonly writesAcknowledged: number;
   readonly writesUnknown: number;
+  /**
+   * Distinct client writes (by session stamp) that a state machine applied: committed, whether
+   * or not their client heard (acknowledged, given up, or answered by a retry).
+   */
+  readonly writesApplied: number;
   readonly readsCompleted: number;
   /** Processes that died (killed, crashed at a crash point, or during `close()`). */
   readonly crashes: number;
@@ -272,6 +277,8 @@ class Simulation {
   #leaderTerms = new Set<number>();
   #writesAcknowledged = 0;
   #writesUnknown = 0;
+  /** The session stamps (`clientId#seq`) of the client writes applied anywhere. */
+  readonly #writesApplied = new Set<string>();
   #readsCompleted = 0;
   #crashes = 0;
   #crashesInFlight = 0;
@@ -455,6 +462,7 @@ class Simulation {
       leaderTerms: this.#leaderTerms.size,
       writesAcknowledged: this.#writesAcknowledged,
       writesUnknown: this.#writesUnknown,
+      writesApplied: this.#writesApplied.size,
       readsCompleted: this.#readsCompleted,
       crashes: this.#crashes,
       crashesInFlight: this.#crashesInFlight,
@@ -493,7 +501,11 @@ class Simulation {
           ? { what: voters.join(','), holds: (v: readonly NodeId[]) => v.join() === voters.join() }
           : undefined;
     return {
-      progress: !this.#options.crashInJoint,
+      progress: this.#options.crashInJoint
+        ? 'none'
+        : this.#options.leaderChurn
+          ? 'applied'
+          : 'acknowledged',
       ...(schedule === undefined ? {} : { schedule }),
       ...(finalVoters === undefined ? {} : { finalVoters }),
     };
@@ -634,8 +646,16 @@ class Simulation {
     });
   }
 
-  /** State Machine Safety: every entry a state machine applies is the one applied everywhere. */
+  /**
+   * State Machine Safety: every entry a state machine applies is the one applied everywhere.
+   * Also counts the client writes applied (each once).
+   */
   #applied(server: Server, entries: readonly AppliedEntry<KvCommand>[]): void {
+    for (const applied of entries) {
+      if (applied.kind === 'command' && applied.session !== undefined) {
+        this.#writesApplied.add(`${applied.session.clientId}#${applied.session.seq}`);
+      }
+    }
     const node = server.supervisor?.node ?? server.node;
     if (node === undefined) return;
     const engine = engineOf(node);
