@@ -104,6 +104,21 @@ export class CorruptSnapshotError extends RaftError {
   }
 }
 
+/**
+ * The state machine refuses to export its state as a snapshot: the state holds something its
+ * snapshot format cannot carry or a restore could not install (the message says what, and what
+ * to do). Thrown by `StateMachine.exportSnapshot` (or by the chunks it returns). Not fatal: no
+ * snapshot is taken, the log and the stored snapshots stay as they were, and the node goes on;
+ * `takeSnapshot` rejects with this error (also when a store wrapped it as the `cause` of its own
+ * error), which is logged at `error`. A later snapshot succeeds once the state is fixed.
+ */
+export class SnapshotExportRefusedError extends RaftError {
+  override name = 'SnapshotExportRefusedError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, { retryable: false, cause: options?.cause });
+  }
+}
+
 /** A command's handler rejected it on purpose; the same outcome was recorded on every node. */
 export class CommandError extends RaftError {
   override name = 'CommandError';

@@ -53,6 +53,7 @@ export {
   ProposalDroppedError,
   RaftError,
   ReadUnavailableError,
+  SnapshotExportRefusedError,
   StorageError,
 } from './errors.ts';
 export { type HardState, INITIAL_HARD_STATE } from './hard-state.ts';

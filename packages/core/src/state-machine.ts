@@ -59,6 +59,8 @@ export interface StateMachine<Command, Result> {
   /**
    * Exports the state as of the current applied position, consistently, as a stream of chunks.
    * `apply` may run while the stream is read; the stream still shows the state at `position`.
+   * A state that cannot be snapshotted is refused with `SnapshotExportRefusedError` (from this
+   * call or from the stream): not fatal, the snapshot is not taken; any other error is.
    */
   exportSnapshot(options?: {
     signal?: AbortSignal;

@@ -1,5 +1,5 @@
 import { PGlite } from '@electric-sql/pglite';
-import { StorageError } from '@tsraft/core';
+import { SnapshotExportRefusedError, StorageError } from '@tsraft/core';
 import { chunked, collectChunks, concatBytes, streamOf } from '@tsraft/core/testing';
 import {
   Kysely,
@@ -172,7 +172,7 @@ describe.each(providers)('a snapshot export on %s', (_, dbOf, reads) => {
       const error = await collectChunks((await machine.exportSnapshot()).chunks).catch(
         (caught: unknown) => caught,
       );
-      expect(error, `${j} ${ja}`).toBeInstanceOf(StorageError);
+      expect(error, `${j} ${ja}`).toBeInstanceOf(SnapshotExportRefusedError);
       expect((error as Error).message).toContain(
         `a json value of public.${table} holds the escape \\u0000`,
       );

@@ -1,5 +1,5 @@
 import type { LogPosition } from '@tsraft/core';
-import { StorageError } from '@tsraft/core';
+import { SnapshotExportRefusedError, StorageError } from '@tsraft/core';
 import { type ControlledTransaction, type RawBuilder, sql } from 'kysely';
 import type { AnyKysely } from './any-kysely.ts';
 import { toSafeInteger } from './int8.ts';
@@ -421,13 +421,13 @@ const NUL_ESCAPE = /(?<!\\)(?:\\\\)*\\u0000/;
  * Checks that the exported rows `text` of `table` can be restored: a `json` value (the type keeps
  * its text as written) may hold the escape `\u0000`, which `json_populate_recordset` refuses to
  * decode ("unsupported Unicode escape sequence"), so such a snapshot could never be installed.
- * Refusing it here fails the snapshot, and the leader keeps its log.
+ * Refusing it here fails the snapshot, not the node: it goes on, and keeps its log.
  *
- * @throws StorageError naming the table and what to do.
+ * @throws SnapshotExportRefusedError naming the table and what to do.
  */
 function assertRestorable(text: string, table: string): void {
   if (text.includes('\\u0000') && NUL_ESCAPE.test(text)) {
-    throw new StorageError(
+    throw new SnapshotExportRefusedError(
       `the snapshot export is refused: a json value of ${table} holds the escape \\u0000 (the NUL character), which Postgres cannot restore from a snapshot ("unsupported Unicode escape sequence"). Take it out of the table's json values (jsonb refuses it on input), then snapshot again; until then the log is kept`,
     );
   }

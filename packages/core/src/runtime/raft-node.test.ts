@@ -5,6 +5,7 @@ import {
   NotLeaderError,
   ProposalDroppedError,
   ReadUnavailableError,
+  SnapshotExportRefusedError,
   StorageError,
 } from '../errors.ts';
 import type { Message } from '../message.ts';
@@ -622,6 +623,57 @@ describe('RaftNode', () => {
     await waitFor(() => cluster.disk(lagging).stateMachine.get('after') === 'snap', {
       what: 'the restored node to re-apply the log after its snapshot',
     });
+  });
+
+  it('goes on when the state machine refuses to export a snapshot: takeSnapshot rejects with SnapshotExportRefusedError, the log and the stored snapshots stay as they were', async () => {
+    const errors: string[] = [];
+    const logger = {
+      debug: () => {},
+      info: () => {},
+      warn: () => {},
+      error: (_context: object | string, message?: string) => errors.push(message ?? ''),
+    };
+    await using cluster = await TestCluster.start({ node: { logger } });
+    const leader = await cluster.waitForLeader();
+    await leader.propose(put('a', '1'));
+    const first = await leader.takeSnapshot();
+    await leader.propose(put('b', '2'));
+    const before = leader.status();
+    const disk = cluster.disk(leader.id);
+    const kv = disk.stateMachine;
+    const exportSnapshot = kv.exportSnapshot.bind(kv);
+    const refusal = new SnapshotExportRefusedError('a value of table t cannot be snapshotted');
+    // Refused from the stream, after a first chunk, and wrapped by a store: the snapshot store
+    // saw part of it, which must not become the latest.
+    kv.exportSnapshot = async (options) => {
+      const exported = await exportSnapshot(options);
+      async function* chunks(): AsyncGenerator<Uint8Array> {
+        yield new Uint8Array([1, 2, 3]);
+        throw new StorageError('the store could not save', { cause: refusal });
+      }
+      return { position: exported.position, chunks: chunks() };
+    };
+    await expect(leader.takeSnapshot()).rejects.toBe(refusal);
+    // Refused by the call itself.
+    kv.exportSnapshot = async () => {
+      throw refusal;
+    };
+    await expect(leader.takeSnapshot()).rejects.toBe(refusal);
+
+    expect(errors).toHaveLength(2);
+    expect(errors[0]).toContain('a value of table t cannot be snapshotted');
+    expect(leader.status().closed).toBe(false);
+    expect(leader.status().firstIndex).toBe(before.firstIndex);
+    expect(disk.snapshots!.latest?.snapshot.index).toBe(first!.index);
+    expect(disk.log!.snapshot.index).toBe(first!.index);
+    await expect(leader.propose(put('c', '3'))).resolves.toEqual({ op: 'put', value: '3' });
+
+    // Once the state machine exports again, the next snapshot is taken.
+    kv.exportSnapshot = exportSnapshot;
+    const next = await leader.takeSnapshot();
+    expect(next?.index).toBe(leader.status().appliedIndex);
+    expect(disk.snapshots!.latest?.snapshot.index).toBe(next!.index);
+    expect(errors).toHaveLength(2);
   });
 
   it('emits role, leader, commit and apply events', async () => {

@@ -720,7 +720,9 @@ export class RaftNode<Command, Result> {
    * paper 7), but for the last `retainEntries` (default 0), which serve followers a little
    * behind with entries instead of the whole snapshot. Proposals, heartbeats and applying go on
    * meanwhile. Resolves with the stored snapshot, or `undefined` when nothing new was applied
-   * since the latest snapshot. A failure of a store is fatal, as everywhere.
+   * since the latest snapshot. A state machine that refuses to export its state rejects this
+   * with `SnapshotExportRefusedError` and changes nothing (the node goes on); a failure of a
+   * store is fatal, as everywhere.
    */
   async takeSnapshot(
     options: { signal?: AbortSignal; retainEntries?: number } = {},

@@ -1,5 +1,10 @@
 import type { RaftEngine } from '../engine/raft-engine.ts';
-import { CorruptSnapshotError, InvariantViolationError, NodeClosedError } from '../errors.ts';
+import {
+  CorruptSnapshotError,
+  InvariantViolationError,
+  NodeClosedError,
+  SnapshotExportRefusedError,
+} from '../errors.ts';
 import type { NodeId } from '../log-entry.ts';
 import type { LogStore } from '../log-store.ts';
 import type { Logger } from '../logger.ts';
@@ -110,8 +115,12 @@ export class SnapshotExchange<Command, Result> {
    * drops the log up to there, but for the last `retainEntries`, from the engine and from the
    * log store (Raft paper 7): only once the snapshot is durable. Resolves with the stored
    * snapshot, or `undefined` when nothing new was applied since the latest snapshot (with
-   * `replaceDamaged`: since before it, so that a damaged one is replaced). A store failure is
-   * fatal: the node stops and this rejects with its `NodeClosedError`.
+   * `replaceDamaged`: since before it, so that a damaged one is replaced). A state machine
+   * that refuses the export ({@link SnapshotExportRefusedError}, also as the `cause` of a store's
+   * error) is not fatal: it is logged at `error`, the log and the stored snapshots stay as they
+   * were (a store never makes a snapshot it could not save whole the latest), the node goes on,
+   * and this rejects with that error. Any other store failure is fatal: the node stops and this
+   * rejects with its `NodeClosedError`.
    */
   take(
     store: SnapshotStore,
@@ -165,6 +174,14 @@ export class SnapshotExchange<Command, Result> {
       } catch (error) {
         signal?.throwIfAborted();
         if (error instanceof NodeClosedError) throw error;
+        const refused = exportRefusal(error);
+        if (refused !== undefined && o.stopped() === undefined) {
+          o.logger.error(
+            { index: o.applied(), err: refused },
+            `the state machine refused to export a snapshot, so none was taken and the log is kept whole: ${refused.message}`,
+          );
+          throw refused;
+        }
         o.fail(error);
         throw o.stopped() ?? error;
       }
@@ -319,7 +336,8 @@ export class SnapshotExchange<Command, Result> {
     o.emit('snapshot-corrupt', { index: snapshot.index, term: snapshot.term, error });
     void this.take(store, { replaceDamaged: true })
       .catch(() => {
-        // A store failure stopped the node; nothing else to do here.
+        // A store failure stopped the node, or the state machine refused the export (logged):
+        // nothing else to do here.
       })
       .finally(() => {
         this.#replacingDamaged = false;
@@ -330,6 +348,19 @@ export class SnapshotExchange<Command, Result> {
     const stopped = this.#o.stopped();
     if (stopped !== undefined) throw stopped;
   }
+}
+
+/**
+ * The {@link SnapshotExportRefusedError} that `error` is, or that it wraps as its `cause` (at any
+ * depth: a store may wrap the state machine's error, and `storage` wraps the store's).
+ */
+function exportRefusal(error: unknown): SnapshotExportRefusedError | undefined {
+  const seen = new Set<unknown>();
+  for (let at = error; at instanceof Error && !seen.has(at); at = at.cause) {
+    if (at instanceof SnapshotExportRefusedError) return at;
+    seen.add(at);
+  }
+  return undefined;
 }
 
 function snapshotKey(meta: { index: number; term: number }): string {
