@@ -1,4 +1,4 @@
-import { RaftNode } from '@tsraft/core';
+import { RaftNode, SnapshotExportRefusedError } from '@tsraft/core';
 import {
   InProcessNetwork,
   type KvCommand,
@@ -11,13 +11,15 @@ import { describe, expect, it } from 'vitest';
 import { CompactionPolicy } from './compaction-policy.ts';
 
 /** A one-node cluster on memory stores, leading. */
-async function singleNode(): Promise<RaftNode<KvCommand, KvResult> & AsyncDisposable> {
+async function singleNode(
+  stateMachine = new KvStateMachine(),
+): Promise<RaftNode<KvCommand, KvResult> & AsyncDisposable> {
   const node = await RaftNode.start<KvCommand, KvResult>({
     id: 'n1',
     config: { voters: ['n1'] },
     logStore: new MemoryLogStore(),
     snapshotStore: new MemorySnapshotStore(),
-    stateMachine: new KvStateMachine(),
+    stateMachine,
     transport: new InProcessNetwork().transport('n1'),
     tickMs: 5,
     tuning: { electionTicks: 10, heartbeatTicks: 2 },
@@ -77,6 +79,37 @@ describe('the compaction policy (Raft paper 7: snapshots bound the log)', () => 
     await policy.stop();
     for (let i = 0; i < 10; i++) await node.propose(put(`k${i}`, 'v'));
     expect(node.status().snapshotIndex).toBe(taken?.index);
+  });
+
+  it('logs a snapshot the state machine refuses to export and tries again later; the node goes on', async () => {
+    const kv = new KvStateMachine();
+    const exportSnapshot = kv.exportSnapshot.bind(kv);
+    let refusing = true;
+    kv.exportSnapshot = async (options) => {
+      if (refusing) throw new SnapshotExportRefusedError('this state cannot be snapshotted');
+      return exportSnapshot(options);
+    };
+    const errors: unknown[] = [];
+    const logger = {
+      debug: () => {},
+      info: () => {},
+      warn: () => {},
+      error: (context: object | string) => errors.push(context),
+    };
+    await using node = await singleNode(kv);
+    await using _policy = CompactionPolicy.start(node, {
+      afterEntries: 5,
+      retryAfterMs: 1,
+      logger,
+    });
+    for (let i = 0; i < 5; i++) await node.propose(put(`k${i}`, 'v'));
+    await expect.poll(() => errors.length).toBeGreaterThan(0);
+    expect(errors[0]).toMatchObject({ err: expect.any(SnapshotExportRefusedError) });
+    expect(node.status().closed).toBe(false);
+    expect(node.status().snapshotIndex).toBe(0);
+    refusing = false;
+    await node.propose(put('after', 'v'));
+    await expect.poll(() => node.status().snapshotIndex).toBeGreaterThan(5);
   });
 
   it('refuses bounds that are not positive integers', async () => {
