@@ -13,8 +13,10 @@ import { CorruptSnapshotError, type LogPosition } from '@tsraft/core';
  * ```
  *
  * Rows are JSON objects produced and read back by Postgres itself (`to_json`,
- * `json_populate_recordset`), so every column type round-trips exactly: `int8` and `numeric` as
- * JSON numbers Postgres parses without going through a JavaScript double, `bytea` as hex text.
+ * `json_populate_recordset`): `int8` and `numeric` as JSON numbers Postgres parses without going
+ * through a JavaScript double, `bytea` as hex text. Two values do not round-trip (the package
+ * README, "What does not round-trip"): a JSON `null` as a whole json/jsonb value comes back as
+ * SQL NULL, and an array's lower bound other than 1 comes back as 1.
  * `$client_session` and `$client_result` are the state machine's own session tables.
  */
 export const STATE_SNAPSHOT_FORMAT = 'tsraft-pg-state/1';
