@@ -25,6 +25,9 @@ export async function startThrowawayPostgres(name: string): Promise<ThrowawayPos
     user: 'postgres',
     password: name,
     persistent: false,
+    // UTF-8 whatever the caller's locale: without LANG, initdb picks SQL_ASCII, where
+    // convert_from does not check UTF-8 and json cannot decode a \u escape above 007F.
+    initdbFlags: ['--encoding=UTF8', '--locale=C.UTF-8'],
     createPostgresUser: process.getuid?.() === 0,
     onLog: () => {},
   });

@@ -173,6 +173,9 @@ async function initialise(dataDir: string, password: string): Promise<void> {
     password,
     authMethod: 'scram-sha-256',
     persistent: true,
+    // UTF-8 whatever the caller's locale: without LANG, initdb picks SQL_ASCII, where
+    // convert_from does not check UTF-8 and json cannot decode a \u escape above 007F.
+    initdbFlags: ['--encoding=UTF8', '--locale=C.UTF-8'],
     createPostgresUser: isRoot(),
     onLog: (message) => output.push(message),
     onError: (error) => output.push(error instanceof Error ? error.message : String(error)),
