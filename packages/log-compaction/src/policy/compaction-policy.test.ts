@@ -103,13 +103,14 @@ describe('the compaction policy (Raft paper 7: snapshots bound the log)', () => 
       logger,
     });
     for (let i = 0; i < 5; i++) await node.propose(put(`k${i}`, 'v'));
-    await expect.poll(() => errors.length).toBeGreaterThan(0);
+    // Generous waits: on a loaded CI machine a snapshot may take more than expect.poll's 1 s.
+    await expect.poll(() => errors.length, { timeout: 15_000 }).toBeGreaterThan(0);
     expect(errors[0]).toMatchObject({ err: expect.any(SnapshotExportRefusedError) });
     expect(node.status().closed).toBe(false);
     expect(node.status().snapshotIndex).toBe(0);
     refusing = false;
     await node.propose(put('after', 'v'));
-    await expect.poll(() => node.status().snapshotIndex).toBeGreaterThan(5);
+    await expect.poll(() => node.status().snapshotIndex, { timeout: 15_000 }).toBeGreaterThan(5);
   });
 
   it('refuses bounds that are not positive integers', async () => {
